@@ -15,7 +15,6 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check scripts tests benchmarks
-	$(BIN)/snakemake --lint --configfile config/demo.yaml -n >/dev/null 2>&1 || true
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/pytest $(PYTEST_ARGS)
 

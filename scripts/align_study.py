@@ -1,0 +1,16 @@
+"""Rule align: HISAT2 for every verified run of a study; runs under the rate threshold are skipped."""
+
+from pathlib import Path
+
+from scatlas.align import align_study
+from scatlas.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+align_study(
+    Path(snakemake.input.manifest),
+    Path(snakemake.input.index) / "index",
+    Path(snakemake.output.bams),
+    Path(snakemake.output.table),
+    threads=snakemake.threads,
+    min_alignment_rate=snakemake.params.min_rate,
+)

@@ -1,0 +1,123 @@
+"""The ``scatlas`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from scatlas import __version__
+from scatlas.errors import ScatlasError
+from scatlas.logs import setup_logging
+
+log = logging.getLogger("scatlas")
+
+
+def _cmd_demo_world(args: argparse.Namespace) -> int:
+    from scatlas.demo.world import generate_world
+
+    summary = generate_world(Path(args.outdir), seed=args.seed)
+    print(json.dumps(summary.get("totals", summary), indent=2, default=str))
+    return 0
+
+
+def _cmd_mirror_serve(args: argparse.Namespace) -> int:
+    from scatlas.demo.mirror import MirrorServer
+
+    server = MirrorServer(Path(args.dir), host=args.host, port=args.port)
+    print(f"serving {args.dir} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from scatlas.query import query_file
+
+    adata = query_file(
+        Path(args.reference),
+        Path(args.input),
+        Path(args.output),
+        k=args.k,
+        batch_size=args.batch_size,
+        csv=Path(args.csv) if args.csv else None,
+    )
+    info = adata.uns.get("scatlas", {})
+    print(
+        f"annotated {adata.n_obs} cells with reference {info.get('reference_version', '?')}: "
+        f"{args.output}"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from scatlas.demo.run import run_demo
+
+    started = time.monotonic()
+    result = run_demo(
+        seed=args.seed, port=args.port, cores=args.cores, regenerate=args.regenerate
+    )
+    minutes = (time.monotonic() - started) / 60
+    print(result.report(minutes))
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scatlas",
+        description="Build a searchable single-cell RNA-seq reference atlas and query it.",
+    )
+    parser.add_argument("--version", action="version", version=f"scatlas {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate the demo world, serve it, run the whole workflow")
+    p.add_argument("--seed", type=int, default=1, help="demo world seed (default 1)")
+    p.add_argument("--port", type=int, default=0, help="mirror port (default: a free one)")
+    p.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
+    p.add_argument("--regenerate", action="store_true", help="regenerate the demo world")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("demo-world", help="generate the deterministic demo world")
+    p.add_argument("outdir")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_cmd_demo_world)
+
+    p = sub.add_parser("mirror", help="loopback mirror of the public services")
+    msub = p.add_subparsers(dest="mirror_command", required=True)
+    s = msub.add_parser("serve", help="serve a demo world at the real services' URL paths")
+    s.add_argument("dir", help="the demo world folder (scatlas demo-world OUTDIR)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.set_defaults(func=_cmd_mirror_serve)
+
+    p = sub.add_parser("query", help="annotate cells with a published reference")
+    p.add_argument("--reference", required=True, help="a release folder or published/current")
+    p.add_argument("--input", required=True, help="query cells (.h5ad)")
+    p.add_argument("--output", required=True, help="annotated cells (.h5ad)")
+    p.add_argument("--csv", help="also write the per-cell annotation as CSV")
+    p.add_argument("--k", type=int, default=10, help="neighbours per cell (default 10)")
+    p.add_argument("--batch-size", type=int, default=4096, help="cells per batch (default 4096)")
+    p.set_defaults(func=_cmd_query)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.func(args)
+    except ScatlasError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

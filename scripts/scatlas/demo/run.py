@@ -1,0 +1,100 @@
+"""`scatlas demo`: generate the demo world, serve it on loopback, run the whole workflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scatlas.runner import repo_root, run_workflow
+
+log = logging.getLogger(__name__)
+
+WORLD_DIR = Path("resources/demo-world")
+DEMO_CONFIG = Path("config/demo.yaml")
+
+
+def service_urls(base: str) -> dict[str, str]:
+    """Base URLs of every service, all served by one loopback mirror at ``base``."""
+    return {
+        "eutils": f"{base}/entrez/eutils",
+        "geo": f"{base}/geo",
+        "ena_portal": f"{base}/ena/portal/api",
+        "ena_files": base,
+        "biostudies": f"{base}/biostudies",
+    }
+
+
+def ensure_world(world: Path, seed: int, regenerate: bool = False) -> dict:
+    """Generate the world unless an identical one (same seed) is already there."""
+    from scatlas.demo.world import generate_world
+
+    info = world / "world.json"
+    if not regenerate and info.is_file():
+        summary = json.loads(info.read_text())
+        if summary.get("seed") == seed:
+            log.info("demo world %s already generated (seed %d)", world, seed)
+            return summary
+    log.info("generating the demo world in %s (seed %d)", world, seed)
+    return generate_world(world, seed=seed)
+
+
+@dataclass
+class DemoResult:
+    ok: bool
+    root: Path
+    outputs: dict = field(default_factory=dict)
+
+    def report(self, minutes: float) -> str:
+        lines = [f"scatlas demo {'finished' if self.ok else 'FAILED'} in {minutes:.1f} min"]
+        release = self.outputs.get("release")
+        if release:
+            lines.append(f"published reference : {release['path']} (version {release['version']})")
+            lines.append(f"                      {release['current']} -> {release['version']}")
+        acc = self.outputs.get("accuracy")
+        if acc:
+            lines.append(f"annotated query     : {acc['annotated']}")
+            lines.append(
+                f"query accuracy      : {acc['accuracy']:.3f} over {acc['n_scored']} cells "
+                "of the held-out study, against the demo world's truth"
+            )
+        catalog = self.outputs.get("catalog")
+        if catalog:
+            lines.append(f"catalog             : {self.root / 'results' / 'catalog.sqlite'}")
+            for row in catalog.get("failed_studies", []):
+                lines.append(f"  failed study {row['study']}: {row['reason']}")
+        report = self.root / "results" / "evaluation" / "report.html"
+        if report.exists():
+            lines.append(f"evaluation report   : {report}")
+        if not self.ok:
+            lines.append("see the logs under logs/ and the Snakemake output above")
+        return "\n".join(lines)
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_demo(
+    *, seed: int = 1, port: int = 0, cores: int = 2, regenerate: bool = False, root: Path | None = None
+) -> DemoResult:
+    from scatlas.demo.mirror import MirrorServer
+
+    root = root or repo_root()
+    ensure_world(root / WORLD_DIR, seed, regenerate)
+    with MirrorServer(root / WORLD_DIR, port=port) as mirror:
+        log.info("demo mirror at %s", mirror.url)
+        ok = run_workflow(
+            root,
+            configfiles=[root / DEMO_CONFIG],
+            config={"services": service_urls(mirror.url)},
+            cores=cores,
+        )
+    results = root / "results"
+    outputs = {
+        "release": _read_json(results / "publish" / "release.json"),
+        "accuracy": _read_json(results / "demo" / "query_accuracy.json"),
+        "catalog": _read_json(results / "catalog" / "update.json"),
+    }
+    return DemoResult(ok=ok, root=root, outputs=outputs)

@@ -1,0 +1,86 @@
+"""Run the Snakemake workflow in-process through ``snakemake.api``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from scatlas.errors import ScatlasError
+
+log = logging.getLogger(__name__)
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The checkout holding the top-level Snakefile: the current folder or the package's."""
+    candidates = [start or Path.cwd(), Path(__file__).resolve().parents[2]]
+    for base in candidates:
+        for folder in (base, *base.parents):
+            if (folder / "Snakefile").is_file() and (folder / "workflow" / "Snakefile").is_file():
+                return folder
+    raise ScatlasError(
+        "cannot find the scatlas workflow (Snakefile + workflow/): run this command inside a "
+        "clone of the scatlas repository"
+    )
+
+
+def run_workflow(
+    workdir: Path,
+    *,
+    snakefile: Path | None = None,
+    configfiles: Sequence[Path] = (),
+    config: Mapping | None = None,
+    cores: int = 2,
+    targets: Sequence[str] = (),
+    keep_going: bool = True,
+    dryrun: bool = False,
+    rerun_triggers: Sequence[str] = ("mtime", "params", "input", "code"),
+) -> bool:
+    """Run the workflow; True when every job succeeded.
+
+    ``workdir`` is where ``results/``, ``logs/`` and relative config paths live;
+    ``snakefile`` defaults to the repository's top-level Snakefile.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import RerunTrigger
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+    )
+
+    snakefile = snakefile or repo_root() / "Snakefile"
+    previous = Path.cwd()
+    try:
+        with SnakemakeApi(
+            OutputSettings(printshellcmds=True, show_failed_logs=True, dryrun=dryrun)
+        ) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=cores),
+                config_settings=ConfigSettings(
+                    configfiles=[Path(p).resolve() for p in configfiles], config=dict(config or {})
+                ),
+                storage_settings=StorageSettings(),
+                snakefile=Path(snakefile).resolve(),
+                workdir=Path(workdir).resolve(),
+            )
+            dag = workflow.dag(
+                DAGSettings(
+                    targets=set(targets),
+                    rerun_triggers=frozenset(RerunTrigger.parse_choice(t) for t in rerun_triggers),
+                )
+            )
+            dag.execute_workflow(
+                executor="dryrun" if dryrun else "local",
+                execution_settings=ExecutionSettings(keep_going=keep_going),
+            )
+        return True
+    except Exception as exc:  # snakemake reports the details itself
+        log.error("workflow failed: %s", exc)
+        return False
+    finally:
+        os.chdir(previous)

@@ -1,0 +1,48 @@
+"""Read the TSV sheets that pass between stages, validated against workflow/schemas/."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from scatlas.errors import InputError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+@functools.cache
+def _schema(name: str) -> dict:
+    path = SCHEMA_DIR / f"{name}.schema.yaml"
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def validate_sheet(df: pd.DataFrame, name: str, *, path: str | Path = "<table>") -> pd.DataFrame:
+    """Validate every row of ``df`` against ``workflow/schemas/{name}.schema.yaml``.
+
+    Raises InputError naming the file, the row and the field of the first problem.
+    """
+    schema = _schema(name)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    missing = [c for c in schema.get("required", []) if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}", path=str(path), field=missing[0])
+    for i, record in enumerate(df.to_dict(orient="records")):
+        error = next(iter(validator.iter_errors(record)), None)
+        if error is not None:
+            field = ".".join(str(p) for p in error.path) or None
+            raise InputError(f"row {i + 1}: {error.message}", path=str(path), field=field)
+    return df
+
+
+def read_sheet(path: str | Path, name: str) -> pd.DataFrame:
+    """Read a TSV as text (no NA conversion) and validate it."""
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read sheet: {exc}", path=str(path)) from exc
+    return validate_sheet(df, name, path=path)

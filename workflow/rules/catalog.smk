@@ -1,0 +1,55 @@
+# Query GEO / ArrayExpress, write per-study sample sheets, keep the catalog.
+
+
+checkpoint query:
+    output:
+        studies=f"{RESULTS}/query/studies.tsv",
+    log:
+        f"{LOGS}/query/query.log",
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/query_studies.py"
+
+
+rule sample_sheet:
+    output:
+        samples=f"{RESULTS}/studies/{{study}}/samples.tsv",
+        meta=f"{RESULTS}/studies/{{study}}/study.json",
+    params:
+        # re-ingest a study whose upstream record changed (rerun trigger: params)
+        updated=lambda wc: study_row(wc.study)["updated"],
+    log:
+        f"{LOGS}/sample_sheet/{{study}}.log",
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/sample_sheet.py"
+
+
+rule catalog:
+    input:
+        studies=f"{RESULTS}/query/studies.tsv",
+        metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
+        manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),
+        expression=lambda wc: expand(
+            f"{RESULTS}/studies/{{study}}/expression.h5ad", study=all_studies()
+        ),
+    output:
+        f"{RESULTS}/catalog/update.json",
+    params:
+        db=f"{RESULTS}/catalog.sqlite",
+        alignments=lambda wc: [
+            f"{RESULTS}/align/{s}/alignment.tsv"
+            for s in all_studies()
+            if study_row(s)["kind"] == "reads"
+        ],
+    log:
+        f"{LOGS}/catalog/update.log",
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/update_catalog.py"

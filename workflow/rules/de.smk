@@ -1,0 +1,17 @@
+# Per-study differential expression per cell type, combined across studies.
+
+
+rule de:
+    input:
+        atlas=f"{RESULTS}/atlas/atlas.h5ad",
+        obo=config["ontology"]["obo"],
+    output:
+        directory(f"{RESULTS}/de"),
+    params:
+        de=config["de"],
+    log:
+        f"{LOGS}/de/de.log",
+    conda:
+        "../../envs/de.yaml"
+    script:
+        "../../scripts/run_de.py"
