@@ -1,0 +1,68 @@
+"""The config schema: both shipped configs validate, defaults are filled, mistakes are caught."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+def _load(repo_root, name):
+    return yaml.safe_load((repo_root / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml"])
+def test_shipped_configs_validate(repo_root, name):
+    config = _load(repo_root, name)
+    validate(config, str(repo_root / SCHEMA))
+    assert config["align"]["min_alignment_rate"] == 0.4
+
+
+def test_defaults_filled_from_empty(repo_root):
+    config: dict = {}
+    validate(config, str(repo_root / SCHEMA))
+    assert config["services"]["ncbi_requests_per_s"] == 3
+    assert config["services"]["eutils"].startswith("https://eutils.ncbi.nlm.nih.gov")
+    assert config["train"]["dense"]["hidden"] == [1136, 100]
+    assert config["atlas"]["min_cells_per_type"] == 75
+    assert config["publish"]["version"] is None
+    assert config["query"]["organisms"] == ["Homo sapiens", "Mus musculus"]
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("services", "ncbi_requests_per_s"), 50),  # above NCBI's limit with a key
+        (("align", "min_alignment_rate"), 1.5),
+        (("query", "studies"), ["GSE12; rm -rf /"]),  # accessions are validated
+        (("publish", "version"), "../escape"),
+        (("models",), ["nonexistent"]),
+    ],
+)
+def test_bad_values_rejected(repo_root, path, value):
+    config = copy.deepcopy(_load(repo_root, "demo.yaml"))
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(WorkflowError):
+        validate(config, str(repo_root / SCHEMA))
+
+
+def test_unknown_key_rejected(repo_root):
+    config = _load(repo_root, "demo.yaml")
+    config["align"]["threds"] = 4  # a typo must not pass silently
+    with pytest.raises(WorkflowError):
+        validate(config, str(repo_root / SCHEMA))
+
+
+def test_reference_needs_path_or_url(repo_root):
+    config = _load(repo_root, "demo.yaml")
+    config["reference"]["Homo sapiens"]["fasta"] = {"path": "a.fa", "url": "https://x/a.fa"}
+    with pytest.raises(WorkflowError):
+        validate(config, str(repo_root / SCHEMA))

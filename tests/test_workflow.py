@@ -1,0 +1,138 @@
+"""The whole workflow end to end on the demo world, through snakemake.api, offline.
+
+One run (module fixture) in a temporary working directory; the tests below check each
+stage's contract on its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, repo_root):
+    missing = [t for t in ("hisat2", "hisat2-build", "samtools", "featureCounts") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"tools not on PATH: {missing}")
+    from scatlas.demo.mirror import MirrorServer
+    from scatlas.demo.run import service_urls
+    from scatlas.demo.world import generate_world
+    from scatlas.runner import run_workflow
+
+    work = tmp_path_factory.mktemp("demo")
+    (work / "config").symlink_to(repo_root / "config")
+    (work / "resources").mkdir()
+    (work / "resources" / "ontology").symlink_to(repo_root / "resources" / "ontology")
+    world = work / "resources" / "demo-world"
+    summary = generate_world(world, seed=1)
+    with MirrorServer(world) as mirror:
+        ok = run_workflow(
+            work,
+            snakefile=repo_root / "Snakefile",
+            configfiles=[repo_root / "config" / "demo.yaml"],
+            config={"services": service_urls(mirror.url)},
+            cores=2,
+        )
+        requests = list(mirror.requests)
+    return {"ok": ok, "work": work, "world": summary, "requests": requests}
+
+
+def _results(run) -> Path:
+    return run["work"] / "results"
+
+
+def test_workflow_succeeds(demo_run):
+    assert demo_run["ok"], f"workflow failed; see logs under {demo_run['work'] / 'logs'}"
+
+
+def test_query_keeps_scrnaseq_and_leaves_out_the_rest(demo_run):
+    studies = pd.read_csv(_results(demo_run) / "query" / "studies.tsv", sep="\t", dtype=str,
+                          keep_default_na=False).set_index("study")
+    assert studies.loc["GSE900008", "status"] == "skipped"  # single-cell ATAC-seq
+    assert studies.loc["GSE900008", "reason"]
+    kept = set(studies.index[studies["status"] == "ok"])
+    assert {"GSE900001", "GSE900006", "GSE900007", "E-MTAB-99001", "GSE900009"} <= kept
+    assert "GSE900099" not in studies.index  # the held-out study is not in the mirror
+
+
+def test_broken_study_failed_alone_in_catalog(demo_run):
+    db = sqlite3.connect(_results(demo_run) / "catalog.sqlite")
+    rows = dict(db.execute("SELECT study, status FROM studies").fetchall())
+    reason = db.execute("SELECT reason FROM studies WHERE study = 'GSE900009'").fetchone()[0]
+    assert rows["GSE900009"] == "failed"
+    assert "md5" in reason
+    assert rows["GSE900001"] == "ok" and rows["E-MTAB-99001"] == "ok" and rows["GSE900007"] == "ok"
+    failed_runs = db.execute(
+        "SELECT COUNT(*) FROM runs WHERE study = 'GSE900009' AND status = 'failed'"
+    ).fetchone()[0]
+    assert failed_runs > 0
+
+
+def test_expression_contract(demo_run):
+    adata = ad.read_h5ad(_results(demo_run) / "studies" / "GSE900001" / "expression.h5ad")
+    assert adata.n_obs > 20
+    assert adata.X.dtype == "int32"
+    assert "rpkm" in adata.layers
+    assert {"study", "sample", "run", "source_text"} <= set(adata.obs.columns)
+    assert {"gene_symbol", "length"} <= set(adata.var.columns)
+    align = pd.read_csv(_results(demo_run) / "align" / "GSE900001" / "alignment.tsv", sep="\t")
+    assert (align["alignment_rate"] > 0.8).all()
+    matrix = ad.read_h5ad(_results(demo_run) / "studies" / "GSE900007" / "expression.h5ad")
+    assert matrix.n_obs > 20 and matrix.uns["scatlas"]["technology"] == "matrix"
+
+
+def test_atlas_split_is_study_disjoint(demo_run):
+    atlas = ad.read_h5ad(_results(demo_run) / "atlas" / "atlas.h5ad", backed="r")
+    per_study = atlas.obs.groupby("study", observed=True)["split"].nunique()
+    assert (per_study == 1).all()
+    assert {"train", "query"} <= set(atlas.obs["split"])
+    assert atlas.n_obs >= 250
+
+
+def test_evaluation_model_and_baseline(demo_run):
+    metrics = pd.read_csv(_results(demo_run) / "evaluation" / "metrics.tsv", sep="\t")
+    methods = set(metrics["method"])
+    assert {"dense", "pca"} <= methods
+    dense = metrics.set_index("method").loc["dense"]
+    assert dense["accuracy"] > 0.7
+    assert (_results(demo_run) / "evaluation" / "report.html").stat().st_size > 1000
+
+
+def test_published_release_and_demo_query(demo_run):
+    release = json.loads((_results(demo_run) / "publish" / "release.json").read_text())
+    folder = Path(release["path"])
+    if not folder.is_absolute():
+        folder = demo_run["work"] / folder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"index.faiss", "cells.parquet", "encoder.pt", "model.json", "genes.tsv"} <= set(
+        manifest["files"]
+    )
+    accuracy = json.loads((_results(demo_run) / "demo" / "query_accuracy.json").read_text())
+    assert accuracy["n_scored"] > 30
+    assert accuracy["accuracy"] > 0.7
+    annotated = ad.read_h5ad(_results(demo_run) / "demo" / "query_annotated.h5ad")
+    assert "X_scatlas" in annotated.obsm
+    assert annotated.obs["scatlas_cell_type_id"].str.startswith("CL:").all()
+
+
+def test_de_summary(demo_run):
+    summary = pd.read_csv(_results(demo_run) / "de" / "summary.tsv", sep="\t")
+    tested = summary[summary["status"] == "tested"]
+    assert len(tested) >= 3
+    assert (tested["n_up"] > 0).any()
+
+
+def test_every_rule_logged(demo_run):
+    logs = list((demo_run["work"] / "logs").rglob("*.log"))
+    stages = {p.relative_to(demo_run["work"] / "logs").parts[0] for p in logs}
+    assert {"query", "sample_sheet", "download", "align", "count", "expression", "atlas",
+            "train", "evaluate", "de", "publish", "catalog"} <= stages
