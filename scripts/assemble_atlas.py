@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
-from scatlas.atlas import assemble_atlas_from_config
+from scatlas.atlas import assemble_atlas
 from scatlas.logs import setup_logging
+from scatlas.ontology import cached_ontology
 
 setup_logging(snakemake.log[0])
-assemble_atlas_from_config(
+settings = {k: v for k, v in snakemake.params.atlas.items() if k != "organism"}
+assemble_atlas(
     [Path(p) for p in snakemake.input.expression],
     [Path(p) for p in snakemake.input.cell_types],
-    Path(snakemake.input.obo),
     Path(snakemake.output.atlas),
     Path(snakemake.output.splits),
-    snakemake.params.atlas,
+    ontology=cached_ontology(Path(snakemake.input.obo)),
+    **settings,
 )
