@@ -26,7 +26,7 @@ def test_shipped_configs_validate(repo_root, name):
 def test_defaults_filled_from_empty(repo_root):
     config: dict = {}
     validate(config, str(repo_root / SCHEMA))
-    assert config["services"]["ncbi_requests_per_s"] == 3
+    assert config["services"]["ncbi_requests_per_s"] is None
     assert config["services"]["eutils"].startswith("https://eutils.ncbi.nlm.nih.gov")
     assert config["train"]["dense"]["hidden"] == [1136, 100]
     assert config["atlas"]["min_cells_per_type"] == 75

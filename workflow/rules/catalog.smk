@@ -19,7 +19,7 @@ rule sample_sheet:
         meta=f"{RESULTS}/studies/{{study}}/study.json",
     params:
         # re-ingest a study whose upstream record changed (rerun trigger: params)
-        updated=lambda wc: study_row(wc.study)["updated"],
+        record=lambda wc: study_fingerprint(wc.study),
     log:
         f"{LOGS}/sample_sheet/{{study}}.log",
     localrule: True

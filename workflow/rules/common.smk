@@ -38,6 +38,12 @@ def study_row(study):
     return kept_studies().loc[study]
 
 
+def study_fingerprint(study):
+    """What the query knows of a study; a change upstream re-runs its sample sheet."""
+    row = study_row(study)
+    return "|".join(row[c] for c in ("title", "organism", "kind", "n_samples", "updated"))
+
+
 def genome_of(organism):
     """The reference genome name configured for an organism."""
     try:
