@@ -28,12 +28,13 @@ def service_urls(base: str) -> dict[str, str]:
 
 def ensure_world(world: Path, seed: int, regenerate: bool = False) -> dict:
     """Generate the world unless an identical one (same seed) is already there."""
+    from scatlas.demo.spec import GENERATOR_VERSION
     from scatlas.demo.world import generate_world
 
     info = world / "world.json"
     if not regenerate and info.is_file():
         summary = json.loads(info.read_text())
-        if summary.get("seed") == seed:
+        if summary.get("seed") == seed and summary.get("generator") == GENERATOR_VERSION:
             log.info("demo world %s already generated (seed %d)", world, seed)
             return summary
     log.info("generating the demo world in %s (seed %d)", world, seed)
