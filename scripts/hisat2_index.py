@@ -1,15 +1,16 @@
 """Rule hisat2_index: splice-aware HISAT2 index and the gene table (union-of-exons lengths)."""
 
+import shutil
 from pathlib import Path
 
+from scatlas.fileio import atomic_path
 from scatlas.logs import setup_logging
 from scatlas.reference import build_hisat2_index
 
 setup_logging(snakemake.log[0])
-build_hisat2_index(
-    Path(snakemake.input.fasta),
-    Path(snakemake.input.gtf),
-    Path(snakemake.output.index),
-    genes_tsv=Path(snakemake.output.genes),
+prefix = build_hisat2_index(
+    Path(snakemake.input.fasta), Path(snakemake.input.gtf), Path(snakemake.output.index),
     threads=snakemake.threads,
 )
+with atomic_path(snakemake.output.genes) as tmp:
+    shutil.copyfile(prefix.parent / "genes.tsv", tmp)

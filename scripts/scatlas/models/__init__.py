@@ -1,0 +1,38 @@
+"""Embedding models: a registry of architectures, one shared trainer, one loader.
+
+``MODELS`` maps a model name (the ``model`` of the config and of ``model.json``, and the
+``architecture["kind"]``) to its class; add a model by writing a subclass of
+``EmbeddingModel`` and registering it here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from .base import Batch, EmbeddingModel
+from .dense import DenseClassifier
+
+MODELS: dict[str, type[EmbeddingModel]] = {
+    DenseClassifier.kind: DenseClassifier,
+}
+
+
+def model_class(name: str) -> type[EmbeddingModel]:
+    """The registered class for ``name``; InputError naming the known models otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}", field="model"
+        ) from None
+
+
+def build_model(architecture: dict[str, Any]) -> EmbeddingModel:
+    """Rebuild a network (untrained) from the ``architecture`` stored in ``model.json``."""
+    if "kind" not in architecture:
+        raise InputError("architecture has no 'kind'", field="architecture.kind")
+    return model_class(str(architecture["kind"])).from_architecture(architecture)
+
+
+__all__ = ["MODELS", "Batch", "EmbeddingModel", "DenseClassifier", "build_model", "model_class"]

@@ -1,0 +1,459 @@
+"""One trainer for every registered model.
+
+Training cells are ``split == "train" & trainable``; validation cells are
+``split == "validation" & trainable`` of the training types. Inputs are ``log1p_cp10k`` of
+all atlas genes, kept sparse and densified one minibatch at a time. Each epoch is validated
+(loss, accuracy), logged, appended to ``history.tsv`` and checkpointed to
+``checkpoint.pt``; training stops early after ``patience`` epochs without a lower validation
+loss and the best epoch's weights are written as ``encoder.pt``.
+
+Reproducibility: the cell order of epoch ``e`` comes from ``numpy.random.default_rng([seed,
+e])``, torch is seeded once and its RNG state is checkpointed, deterministic algorithms are
+requested; so a resumed run reproduces an uninterrupted one exactly (on the same device).
+A checkpoint is reused only when everything but ``epochs``/``patience`` matches, so raising
+``epochs`` continues a finished run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from tqdm import tqdm
+
+from ..errors import InputError
+from ..fileio import atomic_path, atomic_write_text
+from ..logs import progress_enabled
+from ..normalize import NORMALISATION, genes_sha256, log1p_cp10k
+from . import model_class
+from .base import Batch, EmbeddingModel
+from .data import obs_text, read_atlas, selections
+
+log = logging.getLogger(__name__)
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "epochs": 50,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "patience": 5,
+    "optimizer": "adam",
+}
+#: parameters that may change between a checkpoint and a resumed run
+_RESUMABLE_CHANGES = ("epochs", "patience")
+_OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+}
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds"]
+
+
+def resolve_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Trainer defaults, then the model's defaults, then ``params``; unknown keys refused."""
+    cls = model_class(model)
+    merged = {**TRAINER_DEFAULTS, **cls.default_params}
+    unknown = sorted(set(params or {}) - set(merged))
+    if unknown:
+        raise InputError(
+            f"unknown parameter(s) {', '.join(unknown)} for model {model!r}; "
+            f"known: {', '.join(sorted(merged))}",
+            field="params",
+        )
+    merged.update(params or {})
+    for key in ("epochs", "batch_size", "patience"):
+        if int(merged[key]) < 1:
+            raise InputError(f"parameter {key} must be >= 1, got {merged[key]}", field=key)
+    if merged["optimizer"] not in _OPTIMIZERS:
+        raise InputError(
+            f"unknown optimizer {merged['optimizer']!r}; use one of {sorted(_OPTIMIZERS)}",
+            field="optimizer",
+        )
+    return merged
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU. An unavailable ``cuda`` falls back to CPU."""
+    device = "cuda" if device == "gpu" else str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(
+            f"unknown device {device!r}: use auto, cpu or cuda", field="device"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        log.warning("device %s requested but CUDA is not available; using the CPU", device)
+        return torch.device("cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Request deterministic kernels for the duration (restoring the previous setting)."""
+    # cuBLAS needs this set before its first use to be deterministic.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+class _Split:
+    """Normalised rows (sparse), class indices and study indices of one split."""
+
+    def __init__(self, X: sp.csr_matrix, y: np.ndarray, study: np.ndarray):
+        self.X, self.y, self.study = X, y.astype(np.int64), study.astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> Batch:
+        x = torch.from_numpy(self.X[rows].toarray())
+        return Batch(
+            x=x.to(device, non_blocking=True),
+            y=torch.from_numpy(self.y[rows]).to(device),
+            study=torch.from_numpy(self.study[rows]).to(device),
+        )
+
+
+def _class_labels(cl_id: np.ndarray, cl_label: np.ndarray, classes: list[str]) -> list[str]:
+    first = dict(zip(cl_id[::-1], cl_label[::-1], strict=True))  # first occurrence wins
+    return [first.get(c) or c for c in classes]
+
+
+def _fingerprint(
+    model: str,
+    params: dict[str, Any],
+    seed: int,
+    genes_hash: str,
+    classes: list[str],
+    splits: list[_Split | None],
+) -> str:
+    """Identifies a run: model, parameters (but epochs/patience), seed, and the exact data."""
+    fixed = {k: v for k, v in params.items() if k not in _RESUMABLE_CHANGES}
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(
+            {
+                "model": model,
+                "params": fixed,
+                "seed": seed,
+                "genes": genes_hash,
+                "classes": classes,
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    for part in splits:
+        if part is None:
+            h.update(b"none")
+            continue
+        for arr in (part.X.indptr, part.X.indices, part.X.data, part.y, part.study):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _evaluate(
+    net: EmbeddingModel, data: _Split, batch_size: int, device: torch.device, amp: dict[str, Any]
+) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN when the model does not classify)."""
+    net.eval()
+    total_loss, correct, n = 0.0, 0, len(data)
+    classifies = True
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            rows = np.arange(start, min(start + batch_size, n))
+            batch = data.batch(rows, device)
+            with torch.autocast(**amp):
+                loss, pred = net.validation_step(batch)
+            total_loss += float(loss) * len(rows)
+            if pred is None:
+                classifies = False
+            else:
+                correct += int((pred == batch.y).sum())
+    return total_loss / n, (correct / n if classifies else math.nan)
+
+
+def _write_history(path: Path, history: list[list[float]]) -> None:
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    frame["epoch"] = frame["epoch"].astype(int)
+    atomic_write_text(path, frame.to_csv(sep="\t", index=False, float_format="%.6g"))
+
+
+def _save_torch(obj: Any, path: Path) -> None:
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def train_model(
+    atlas_h5ad: Path,
+    model: str,
+    out_dir: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on the atlas; write ``encoder.pt``, ``model.json``, ``history.tsv``.
+
+    ``threads`` caps torch's CPU threads (a rule's ``threads``). Returns the ``model.json``
+    content.
+    """
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    atlas_h5ad, out_dir = Path(atlas_h5ad), Path(out_dir)
+    cls = model_class(model)
+    params = resolve_params(model, params)
+    dev = select_device(device)
+    use_amp = dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp = {
+        "device_type": dev.type,
+        "dtype": amp_dtype if use_amp else torch.bfloat16,
+        "enabled": use_amp,
+    }
+
+    adata = read_atlas(atlas_h5ad)
+    obs = adata.obs
+    sel = selections(adata, str(atlas_h5ad))
+    cl_id = sel.cl_id
+    train_mask = sel.train
+    if not train_mask.any():
+        raise InputError(
+            "no trainable cells in the train split", path=str(atlas_h5ad), field="split"
+        )
+    classes = sel.train_types
+    if len(classes) < 2:
+        raise InputError(
+            f"training needs at least 2 cell types, found {len(classes)}",
+            path=str(atlas_h5ad),
+            field="cl_id",
+        )
+    class_index = {c: i for i, c in enumerate(classes)}
+    val_all = (sel.split == "validation") & sel.trainable
+    val_mask = sel.held_out("validation")
+    if (val_all & ~val_mask).any():
+        log.info(
+            "%d validation cells have types absent from training; not used",
+            int((val_all & ~val_mask).sum()),
+        )
+    if not val_mask.any():
+        log.warning("no validation cells: early stopping and the best epoch use the training loss")
+    study_col = obs_text(obs, "study")
+    study_index = {s: i for i, s in enumerate(sorted(set(study_col)))}
+
+    genes = [str(g) for g in adata.var_names]
+    genes_hash = genes_sha256(genes)
+
+    def make_split(mask: np.ndarray) -> _Split:
+        X = log1p_cp10k(sp.csr_matrix(adata.X[np.flatnonzero(mask)]))
+        y = np.array([class_index[c] for c in cl_id[mask]], dtype=np.int64)
+        s = np.array([study_index[v] for v in study_col[mask]], dtype=np.int64)
+        return _Split(X, y, s)
+
+    train = make_split(train_mask)
+    val = make_split(val_mask) if val_mask.any() else None
+    n_train, n_val = len(train), (len(val) if val is not None else 0)
+    log.info(
+        "training %s on %d cells (%d types, %d genes), validating on %d cells, device %s",
+        model,
+        n_train,
+        len(classes),
+        len(genes),
+        n_val,
+        dev,
+    )
+
+    architecture = cls.architecture_from_params(params, n_genes=len(genes), n_classes=len(classes))
+    fingerprint = _fingerprint(model, params, seed, genes_hash, classes, [train, val])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+
+    with deterministic():
+        seed_everything(seed)
+        net = cls.from_architecture(architecture).to(dev)
+        opt = _OPTIMIZERS[params["optimizer"]](
+            net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+        )
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+        state: dict[str, Any] = {
+            "epoch": 0,
+            "best_epoch": 0,
+            "best_metric": math.inf,
+            "bad_epochs": 0,
+            "stopped": False,
+            "history": [],
+            "best_state": None,
+        }
+        if ckpt_path.exists():
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            if ckpt.get("fingerprint") == fingerprint:
+                net.load_state_dict(ckpt["model"])
+                opt.load_state_dict(ckpt["optimizer"])
+                scaler.load_state_dict(ckpt["scaler"])
+                torch.set_rng_state(ckpt["torch_rng"])
+                if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+                    torch.cuda.set_rng_state(ckpt["cuda_rng"], dev)
+                for key in state:
+                    state[key] = ckpt[key]
+                log.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
+            else:
+                log.warning(
+                    "%s was written for other data or parameters; starting afresh", ckpt_path
+                )
+
+        epochs, batch_size, patience = (
+            int(params["epochs"]),
+            int(params["batch_size"]),
+            int(params["patience"]),
+        )
+        epoch = state["epoch"] + 1
+        while epoch <= epochs and not state["stopped"]:
+            t0 = time.perf_counter()
+            net.train()
+            order = np.random.default_rng([seed, epoch]).permutation(n_train)
+            total = 0.0
+            starts = range(0, n_train, batch_size)
+            bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, disable=not progress_enabled())
+            for start in bar:
+                rows = np.sort(order[start : start + batch_size])
+                batch = train.batch(rows, dev)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(**amp):
+                    loss = net.training_loss(batch)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total += float(loss.detach()) * len(rows)
+            train_loss = total / n_train
+            if val is not None:
+                val_loss, val_acc = _evaluate(net, val, batch_size * 4, dev, amp)
+                metric = val_loss
+            else:
+                val_loss, val_acc, metric = math.nan, math.nan, train_loss
+            seconds = time.perf_counter() - t0
+            state["history"].append([float(epoch), train_loss, val_loss, val_acc, seconds])
+            if metric < state["best_metric"]:
+                state.update(
+                    best_metric=metric,
+                    best_epoch=epoch,
+                    bad_epochs=0,
+                    best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                )
+            else:
+                state["bad_epochs"] += 1
+                if state["bad_epochs"] >= patience:
+                    state["stopped"] = True
+            log.info(
+                "epoch %d/%d train_loss=%.4f val_loss=%.4f val_accuracy=%.4f (%.1f s)%s",
+                epoch,
+                epochs,
+                train_loss,
+                val_loss,
+                val_acc,
+                seconds,
+                " best" if state["best_epoch"] == epoch else "",
+            )
+            state["epoch"] = epoch
+            _save_torch(
+                {
+                    "fingerprint": fingerprint,
+                    "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                    "optimizer": _to_cpu(opt.state_dict()),
+                    "scaler": scaler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                    **state,
+                },
+                ckpt_path,
+            )
+            _write_history(out_dir / "history.tsv", state["history"])
+            if state["stopped"]:
+                log.info("early stop: no better validation loss for %d epochs", patience)
+            epoch += 1
+
+    if state["best_state"] is None:  # every epoch's loss was NaN/inf
+        raise InputError(
+            "training diverged: no epoch had a finite loss; lower lr",
+            path=str(atlas_h5ad),
+            field="params.lr",
+        )
+    best = state["history"][state["best_epoch"] - 1]
+    info: dict[str, Any] = {
+        "model": model,
+        "architecture": architecture,
+        "genes": genes,
+        "genes_sha256": genes_hash,
+        "normalisation": NORMALISATION,
+        "classes": classes,
+        "class_labels": _class_labels(cl_id, obs_text(obs, "cl_label"), classes),
+        "embedding_dim": int(net.embedding_dim),
+        "best_epoch": int(state["best_epoch"]),
+        "best_val_loss": _num(best[2]),
+        "best_val_accuracy": _num(best[3]),
+        "epochs_run": int(state["epoch"]),
+        "seed": int(seed),
+        "params": params,
+        "device": dev.type,
+        "torch_version": torch.__version__,
+        "n_train_cells": int(n_train),
+        "n_validation_cells": int(n_val),
+    }
+    _save_torch(state["best_state"], out_dir / "encoder.pt")
+    atomic_write_text(out_dir / "model.json", json.dumps(info, indent=1) + "\n")
+    _write_history(out_dir / "history.tsv", state["history"])
+    log.info(
+        "best epoch %d (val_loss=%.4f, val_accuracy=%.4f); wrote %s",
+        info["best_epoch"],
+        best[2],
+        best[3],
+        out_dir,
+    )
+    return info
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+__all__ = ["train_model", "resolve_params", "select_device", "TRAINER_DEFAULTS"]

@@ -1,0 +1,256 @@
+"""Publish a frozen, versioned reference: index + cell table + encoder + genes + ontology + DE.
+
+Everything is written into ``{publish_dir}/.{version}.tmp``, checksummed into
+``manifest.json``, made read-only, then renamed to ``{publish_dir}/{version}`` in one step;
+``{publish_dir}/current`` (a relative symlink) is then swapped atomically (a new link under a
+temporary name, ``os.replace``d over the old). Old versions beyond ``keep`` are pruned, never
+the current one. A version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import __version__
+from .errors import InputError
+from .fileio import sha256_file
+from .index import build_index, index_kind, save_index
+from .models.data import obs_text, read_atlas
+from .models.io import embed, load_model
+from .models.trainer import select_device
+from .normalize import align_to_genes, log1p_cp10k
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+CURRENT = "current"
+CELL_COLUMNS = ["cell_id", "study", "sample", "cl_id", "cl_label", "split", "n_counts", "n_genes"]
+
+
+def validate_version(version: str) -> str:
+    """A release name safe as a folder name (``^[A-Za-z0-9][A-Za-z0-9._-]*$``, not ``current``)."""
+    if not isinstance(version, str) or not VERSION_RE.match(version) or version == CURRENT:
+        raise InputError(
+            f"invalid release version {version!r}: use letters, digits, '.', '_', '-' "
+            "(starting with a letter or digit), and not 'current'",
+            field="version",
+        )
+    return version
+
+
+def _cells_table(adata: ad.AnnData) -> pd.DataFrame:
+    obs = adata.obs
+    X = sp.csr_matrix(adata.X)
+    frame = pd.DataFrame({"cell_id": obs.index.astype(str)})
+    for col in ("study", "sample", "cl_id", "cl_label", "split"):
+        frame[col] = obs_text(obs, col)
+    frame["n_counts"] = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    frame["n_genes"] = np.diff(X.indptr).astype(np.int64)
+    return frame[CELL_COLUMNS]
+
+
+def _genes_table(adata: ad.AnnData, genes: list[str]) -> pd.DataFrame:
+    symbols = dict(
+        zip(adata.var_names.astype(str), obs_text(adata.var, "gene_symbol"), strict=True)
+    )
+    return pd.DataFrame({"gene_id": genes, "gene_symbol": [symbols.get(g, "") for g in genes]})
+
+
+def _metrics(evaluation_dir: Path, model: str) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    for path in sorted(evaluation_dir.glob("*.json")):
+        try:
+            methods[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(f"evaluation file is not JSON: {exc}", path=str(path)) from exc
+    if model not in methods:
+        log.warning("no evaluation of model %s in %s", model, evaluation_dir)
+    return {"model": model, "methods": methods}
+
+
+def _default_inputs(atlas_h5ad: Path, model_dir: Path, ontology_obo: Path) -> dict[str, Any]:
+    paths = {
+        "atlas": atlas_h5ad,
+        "encoder": model_dir / "encoder.pt",
+        "model_json": model_dir / "model.json",
+        "ontology": ontology_obo,
+    }
+    return {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()}
+
+
+def _file_entries(root: Path) -> dict[str, dict[str, Any]]:
+    entries = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel != "manifest.json":
+            entries[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return entries
+
+
+def _make_read_only(root: Path) -> None:
+    """Files read-only; folders stay writable by the owner so old releases can be pruned."""
+    for path in root.rglob("*"):
+        path.chmod(0o444 if path.is_file() else 0o755)
+
+
+def _remove_tree(path: Path) -> None:
+    # Files are read-only but their folders stay writable, so they can be removed.
+    shutil.rmtree(path)
+
+
+def swap_current(publish_dir: Path, version: str) -> None:
+    """Point ``publish_dir/current`` at ``version`` atomically (relative symlink)."""
+    current = publish_dir / CURRENT
+    if current.exists() and not current.is_symlink():
+        raise InputError(
+            "'current' exists and is not a symlink; refusing to replace it", path=str(current)
+        )
+    tmp = publish_dir / f".{CURRENT}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.symlink(version, tmp)
+    try:
+        os.replace(tmp, current)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def list_versions(publish_dir: Path) -> list[str]:
+    """Published versions, oldest first (by manifest ``created``, then name)."""
+    found = []
+    for path in publish_dir.iterdir():
+        if path.name == CURRENT or path.is_symlink() or not path.is_dir():
+            continue
+        if not VERSION_RE.match(path.name) or not (path / "manifest.json").is_file():
+            continue
+        try:
+            created = json.loads((path / "manifest.json").read_text(encoding="utf-8"))["created"]
+        except (ValueError, KeyError):
+            created = ""
+        found.append((str(created), path.name))
+    return [name for _, name in sorted(found)]
+
+
+def prune_versions(publish_dir: Path, keep: int) -> list[str]:
+    """Delete the oldest versions so that ``keep`` remain; never the current one."""
+    current = (
+        (publish_dir / CURRENT).resolve().name if (publish_dir / CURRENT).is_symlink() else None
+    )
+    versions = list_versions(publish_dir)
+    removed = []
+    excess = len(versions) - max(int(keep), 1)
+    for name in versions:
+        if excess <= 0:
+            break
+        if name == current:
+            continue
+        _remove_tree(publish_dir / name)
+        removed.append(name)
+        excess -= 1
+        log.info("pruned old release %s", name)
+    return removed
+
+
+def publish_release(
+    *,
+    atlas_h5ad: Path,
+    model_dir: Path,
+    evaluation_dir: Path,
+    de_dir: Path,
+    ontology_obo: Path,
+    publish_dir: Path,
+    version: str,
+    keep: int = 3,
+    flat_max: int = 1_000_000,
+    inputs: dict[str, Any] | None = None,
+    batch_size: int = 4096,
+    device: str = "auto",
+) -> Path:
+    """Build and publish release ``version``; returns ``publish_dir/version``."""
+    validate_version(version)
+    atlas_h5ad, model_dir, evaluation_dir = Path(atlas_h5ad), Path(model_dir), Path(evaluation_dir)
+    de_dir, ontology_obo, publish_dir = Path(de_dir), Path(ontology_obo), Path(publish_dir)
+    final = publish_dir / version
+    if final.exists() or final.is_symlink():
+        raise InputError(f"release {version} already exists; choose a new version", path=str(final))
+    for path, what in ((ontology_obo, "ontology"), (atlas_h5ad, "atlas")):
+        if not path.is_file():
+            raise InputError(f"{what} file is missing", path=str(path))
+    for path, what in ((de_dir, "DE folder"), (evaluation_dir, "evaluation folder")):
+        if not path.is_dir():
+            raise InputError(f"{what} is missing", path=str(path))
+
+    net, info = load_model(model_dir, device=select_device(device))
+    adata = read_atlas(atlas_h5ad, required=())
+    atlas_genes = [str(g) for g in adata.var_names]
+    X, n_found = align_to_genes(log1p_cp10k(adata.X), atlas_genes, info["genes"])
+    if n_found != len(info["genes"]):
+        raise InputError(
+            f"the atlas lacks {len(info['genes']) - n_found} of the model's genes; "
+            "publish the model trained on this atlas",
+            path=str(atlas_h5ad),
+            field="var_names",
+        )
+    log.info("embedding %d atlas cells with model %s", adata.n_obs, info["model"])
+    emb = embed(net, X, batch_size)
+    index = build_index(emb, flat_max=flat_max)
+    kind = index_kind(index)
+
+    publish_dir.mkdir(parents=True, exist_ok=True)
+    tmp = publish_dir / f".{version}.tmp"
+    if tmp.exists():
+        log.warning("removing leftover %s from an interrupted publish", tmp)
+        _remove_tree(tmp)
+    tmp.mkdir()
+    try:
+        save_index(index, tmp / "index.faiss")
+        _cells_table(adata).to_parquet(tmp / "cells.parquet", index=False)
+        shutil.copyfile(model_dir / "encoder.pt", tmp / "encoder.pt")
+        shutil.copyfile(model_dir / "model.json", tmp / "model.json")
+        _genes_table(adata, info["genes"]).to_csv(tmp / "genes.tsv", sep="\t", index=False)
+        shutil.copyfile(ontology_obo, tmp / "ontology.obo")
+        shutil.copytree(de_dir, tmp / "de")
+        (tmp / "metrics.json").write_text(
+            json.dumps(_metrics(evaluation_dir, info["model"]), indent=1) + "\n", encoding="utf-8"
+        )
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "scatlas_version": __version__,
+            "version": version,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "model": info["model"],
+            "n_cells": int(adata.n_obs),
+            "n_genes": len(info["genes"]),
+            "embedding_dim": int(info["embedding_dim"]),
+            "index_kind": kind,
+            "inputs": inputs
+            if inputs is not None
+            else _default_inputs(atlas_h5ad, model_dir, ontology_obo),
+            "files": _file_entries(tmp),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        _make_read_only(tmp)
+        if final.exists():  # published concurrently meanwhile
+            raise InputError(f"release {version} already exists", path=str(final))
+        os.rename(tmp, final)
+    except BaseException:
+        if tmp.exists():
+            _remove_tree(tmp)
+        raise
+    swap_current(publish_dir, version)
+    log.info("published %s (%d cells, %s index); current -> %s", final, adata.n_obs, kind, version)
+    prune_versions(publish_dir, keep)
+    return final

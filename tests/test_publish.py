@@ -1,0 +1,143 @@
+import json
+import os
+import stat
+
+import pandas as pd
+import pytest
+import torch
+from synthetic_atlas import train_tiny, write_atlas, write_release_inputs
+
+from scatlas.errors import InputError
+from scatlas.evaluate import evaluate
+from scatlas.fileio import sha256_file
+from scatlas.publish import list_versions, publish_release, validate_version
+from scatlas.query import Reference, ReleaseError
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pub_inputs")
+    atlas = write_atlas(root / "atlas.h5ad")
+    train_tiny(atlas, root / "dense", epochs=6)
+    evaluate(atlas, {"dense": root / "dense"}, root / "evaluation", k=5)
+    de, obo = write_release_inputs(root)
+    return {
+        "atlas_h5ad": atlas,
+        "model_dir": root / "dense",
+        "evaluation_dir": root / "evaluation",
+        "de_dir": de,
+        "ontology_obo": obo,
+    }
+
+
+def _publish(inputs, publish_dir, version, **kw):
+    return publish_release(**inputs, publish_dir=publish_dir, version=version, **kw)
+
+
+def test_publish_layout_manifest_and_load(inputs, tmp_path):
+    pub = tmp_path / "published"
+    rel = _publish(inputs, pub, "2026.01")
+    assert rel == pub / "2026.01"
+    names = {p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file()}
+    assert names == {
+        "index.faiss",
+        "cells.parquet",
+        "encoder.pt",
+        "model.json",
+        "genes.tsv",
+        "ontology.obo",
+        "metrics.json",
+        "manifest.json",
+        "de/summary.tsv",
+        "de/CL_0000236.tsv",
+    }
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["version"] == "2026.01"
+    assert (manifest["n_cells"], manifest["n_genes"], manifest["embedding_dim"]) == (430, 200, 16)
+    assert manifest["index_kind"] == "flat" and manifest["model"] == "dense"
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    for name, entry in manifest["files"].items():
+        assert entry == {"sha256": sha256_file(rel / name), "bytes": (rel / name).stat().st_size}
+    assert manifest["inputs"]["atlas"]["sha256"] == sha256_file(inputs["atlas_h5ad"])
+    for p in rel.rglob("*"):
+        if p.is_file():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o444, p
+    cells = pd.read_parquet(rel / "cells.parquet")
+    assert list(cells.columns) == [
+        "cell_id",
+        "study",
+        "sample",
+        "cl_id",
+        "cl_label",
+        "split",
+        "n_counts",
+        "n_genes",
+    ]
+    assert len(cells) == 430 and (cells["n_counts"] > 0).all()
+    genes = pd.read_csv(rel / "genes.tsv", sep="\t")
+    assert genes["gene_symbol"].iloc[0] == "GENE1"
+    metrics = json.loads((rel / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"dense", "pca", "lognorm"}
+    assert os.readlink(pub / "current") == "2026.01"
+    assert not [p for p in pub.iterdir() if p.name.startswith(".")]
+    ref = Reference.load(pub / "current")
+    assert ref.version == "2026.01" and ref.index.ntotal == 430
+    with pytest.raises(InputError, match="already exists"):
+        _publish(inputs, pub, "2026.01")
+
+
+def test_versions_current_and_pruning(inputs, tmp_path):
+    pub = tmp_path / "published"
+    for v in ("v1", "v2", "v3"):
+        _publish(inputs, pub, v, keep=2)
+        assert os.readlink(pub / "current") == v
+    assert list_versions(pub) == ["v2", "v3"]
+    assert sorted(p.name for p in pub.iterdir()) == ["current", "v2", "v3"]
+    # the current release survives pruning even when it is not the newest
+    os.replace(pub / "current", pub / "old")
+    os.symlink("v2", pub / "current")
+    (pub / "old").unlink()
+    _publish(inputs, pub, "v4", keep=1)
+    assert list_versions(pub) == ["v4"]
+
+
+def test_hnsw_above_flat_max(inputs, tmp_path):
+    rel = _publish(inputs, tmp_path / "pub", "small", flat_max=100)
+    assert json.loads((rel / "manifest.json").read_text())["index_kind"] == "hnsw"
+
+
+@pytest.mark.parametrize("bad", ["", "../x", ".hidden", "a/b", "current", "v 1"])
+def test_bad_versions_refused(bad):
+    with pytest.raises(InputError, match="version"):
+        validate_version(bad)
+
+
+def test_tampered_and_partial_releases_refused(inputs, tmp_path):
+    pub = tmp_path / "published"
+    rel = _publish(inputs, pub, "r1")
+    target = rel / "cells.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.chmod(0o644)
+    target.write_bytes(bytes(data))
+    with pytest.raises(ReleaseError, match="checksum") as err:
+        Reference.load(rel)
+    assert "cells.parquet" in str(err.value)
+
+    rel2 = _publish(inputs, pub, "r2")
+    (rel2 / "de" / "summary.tsv").unlink()
+    with pytest.raises(ReleaseError, match="missing") as err:
+        Reference.load(pub / "current")
+    assert "summary.tsv" in str(err.value)
+
+    rel3 = _publish(inputs, pub, "r3")
+    enc = rel3 / "encoder.pt"
+    enc.chmod(0o644)
+    with open(enc, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ReleaseError, match="bytes"):
+        Reference.load(rel3)
+    with pytest.raises(ReleaseError, match="manifest.json is missing"):
+        Reference.load(tmp_path)

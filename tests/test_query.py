@@ -1,0 +1,163 @@
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from synthetic_atlas import TYPES, train_tiny, write_atlas, write_release_inputs
+
+from scatlas.errors import InputError
+from scatlas.evaluate import evaluate
+from scatlas.normalize import log1p_cp10k
+from scatlas.publish import publish_release
+from scatlas.query import Reference, detect_normalisation, query_file
+
+torch.set_num_threads(1)
+HELD_OUT = "GSE100004"
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A reference published without the query study, and that study's cells as new data."""
+    root = tmp_path_factory.mktemp("query")
+    atlas = write_atlas(root / "atlas.h5ad")
+    train_tiny(atlas, root / "dense")
+    evaluate(atlas, {"dense": root / "dense"}, root / "evaluation", k=5)
+    full = ad.read_h5ad(atlas)
+    held = full.obs["study"] == HELD_OUT
+    ref_atlas = root / "reference_atlas.h5ad"
+    full[~held].copy().write_h5ad(ref_atlas)
+    de, obo = write_release_inputs(root)
+    publish_release(
+        atlas_h5ad=ref_atlas,
+        model_dir=root / "dense",
+        evaluation_dir=root / "evaluation",
+        de_dir=de,
+        ontology_obo=obo,
+        publish_dir=root / "published",
+        version="v1",
+    )
+    new = full[held].copy()
+    new.obs = new.obs[["sample"]].assign(truth=full.obs.loc[held, "cl_id"].astype(str))
+    return root / "published" / "current", new
+
+
+def _known(adata):
+    return adata.obs["truth"].isin(list(TYPES)).to_numpy()
+
+
+def test_annotate_held_out_study(release):
+    path, new = release
+    ref = Reference.load(path)
+    out = ref.annotate(new.copy(), k=10)
+    known = _known(out)
+    pred = out.obs["scatlas_cell_type_id"].astype(str).to_numpy()
+    accuracy = np.mean(pred[known] == out.obs["truth"].to_numpy()[known])
+    assert accuracy > 0.9
+    assert out.obsm["X_scatlas"].shape == (new.n_obs, 16)
+    assert set(out.obs.loc[known, "scatlas_cell_type"]) == set(TYPES.values())
+    score = out.obs["scatlas_score"].to_numpy()
+    assert np.all((score > 0) & (score <= 1)) and np.median(score[known]) > 0.9
+    dist = out.obs["scatlas_min_dist"].to_numpy()
+    assert np.all(dist > 0)  # new cells, none identical to a reference cell
+    info = out.uns["scatlas"]
+    assert info["reference_version"] == "v1" and info["k"] == 10
+    assert info["input_normalisation"] == "raw_counts"
+    assert info["gene_overlap"]["n_matched"] == 200 and info["gene_overlap"]["key"] == "gene_id"
+    studies = info["similar_studies"]
+    assert set(studies["study"]) <= {"GSE100001", "GSE100002", "GSE100003"}
+    assert studies["share"].sum() == pytest.approx(1.0)
+
+
+def test_score_is_the_winners_share_of_inverse_distance(release):
+    path, new = release
+    ref = Reference.load(path)
+    out = ref.annotate(new[:5].copy(), k=4)
+    from scatlas.index import search
+
+    d, i = search(ref.index, out.obsm["X_scatlas"], 4)
+    s = 1 / (1 + d.astype(np.float64))
+    types = ref.cells["cl_id"].to_numpy()[i]
+    for row in range(5):
+        per_type = pd.Series(s[row]).groupby(types[row]).sum()
+        assert out.obs["scatlas_cell_type_id"].iloc[row] == per_type.idxmax()
+        assert out.obs["scatlas_score"].iloc[row] == pytest.approx(
+            per_type.max() / per_type.sum(), rel=1e-5
+        )
+        assert out.obs["scatlas_min_dist"].iloc[row] == pytest.approx(d[row, 0])
+
+
+def test_symbols_and_log_normalised_input(release):
+    path, new = release
+    ref = Reference.load(path)
+    by_id = ref.annotate(new.copy())
+    sym = new.copy()
+    sym.var_names = [f"GENE{i}" for i in range(1, sym.n_vars + 1)]
+    sym = sym[:, ::-1].copy()  # another gene order
+    by_symbol = ref.annotate(sym)
+    assert by_symbol.uns["scatlas"]["gene_overlap"]["key"] == "gene_symbol"
+    pd.testing.assert_series_equal(
+        by_symbol.obs["scatlas_cell_type_id"], by_id.obs["scatlas_cell_type_id"]
+    )
+    lognorm = new.copy()
+    lognorm.X = log1p_cp10k(lognorm.X)
+    out = ref.annotate(lognorm)
+    assert out.uns["scatlas"]["input_normalisation"] == "log_normalised"
+    np.testing.assert_allclose(out.obsm["X_scatlas"], by_id.obsm["X_scatlas"], atol=1e-5)
+    ids_column = new.copy()
+    ids_column.var["gene_ids"] = [f"{g}.7" for g in ids_column.var_names]  # versioned ids
+    ids_column.var_names = [f"probe{i}" for i in range(ids_column.n_vars)]
+    out = ref.annotate(ids_column)
+    assert out.uns["scatlas"]["gene_overlap"]["matched_by"] == "gene_ids"
+    assert out.uns["scatlas"]["gene_overlap"]["n_matched"] == 200
+
+
+def test_missing_genes_zero_filled_or_refused(release, caplog):
+    path, new = release
+    ref = Reference.load(path)
+    part = new[:, :150].copy()
+    with caplog.at_level(logging.WARNING, logger="scatlas.query"):
+        out = ref.annotate(part)
+    assert "50 of 200 reference genes are missing" in caplog.text
+    assert out.uns["scatlas"]["gene_overlap"]["fraction"] == pytest.approx(0.75)
+    with pytest.raises(InputError, match="only 150 of the reference's 200 genes"):
+        ref.annotate(new[:, :150].copy(), min_genes=160)
+    none = new.copy()
+    none.var_names = [f"other{i}" for i in range(none.n_vars)]
+    # the gene_symbol column still matches ...
+    assert ref.annotate(none.copy()).uns["scatlas"]["gene_overlap"]["matched_by"] == "gene_symbol"
+    none.var = none.var.drop(columns="gene_symbol")  # ... without it nothing does
+    with pytest.raises(InputError, match="only 0 of") as err:
+        ref.annotate(none)
+    assert err.value.field == "var_names"
+
+
+def test_detect_normalisation():
+    counts = sp.csr_matrix(np.array([[0, 3], [2, 1]], dtype=np.float32))
+    assert detect_normalisation(counts) == "raw_counts"
+    assert detect_normalisation(log1p_cp10k(counts)) == "log_normalised"
+    assert detect_normalisation(counts * 1000.5) == "linear"
+    with pytest.raises(InputError, match="negative"):
+        detect_normalisation(np.array([[-0.5, 1.0]]))
+
+
+def test_query_file_writes_h5ad_and_csv(release, tmp_path):
+    path, new = release
+    src = tmp_path / "in.h5ad"
+    new.write_h5ad(src)
+    out = query_file(path, src, tmp_path / "out.h5ad", k=5, csv=tmp_path / "out.csv")
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert back.uns["scatlas"]["k"] == 5
+    assert list(back.uns["scatlas"]["similar_studies"].columns) == ["study", "share"]
+    np.testing.assert_array_equal(back.obsm["X_scatlas"], out.obsm["X_scatlas"])
+    table = pd.read_csv(tmp_path / "out.csv", index_col="cell_id")
+    assert list(table.columns) == [
+        "scatlas_cell_type",
+        "scatlas_cell_type_id",
+        "scatlas_score",
+        "scatlas_min_dist",
+    ]
+    assert list(table.index) == list(new.obs_names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.csv", "out.h5ad"]
