@@ -14,6 +14,10 @@ checkpoint query:
 
 
 rule sample_sheet:
+    input:
+        # ancient: a new query does not re-run every study; the record fingerprint
+        # in params does, for the studies whose upstream record changed
+        studies=ancient(f"{RESULTS}/query/studies.tsv"),
     output:
         samples=f"{RESULTS}/studies/{{study}}/samples.tsv",
         meta=f"{RESULTS}/studies/{{study}}/study.json",

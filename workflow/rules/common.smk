@@ -9,6 +9,8 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# absolute, because sheets are also validated after parsing (in input functions)
+SCHEMAS = Path(str(workflow.current_basedir)).parent.resolve() / "schemas"
 RESULTS = "results"
 LOGS = "logs"
 PUBLISH_DIR = config["publish_dir"]
@@ -30,7 +32,7 @@ def read_sheet(path, schema):
 def kept_studies():
     """Rows of the query's studies table that go downstream (known after the checkpoint)."""
     path = checkpoints.query.get().output.studies
-    df = read_sheet(path, "../schemas/studies.schema.yaml")
+    df = read_sheet(path, str(SCHEMAS / "studies.schema.yaml"))
     return df[df["status"] == "ok"].set_index("study", drop=False)
 
 
