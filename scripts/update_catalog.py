@@ -2,6 +2,7 @@
 
 import json
 
+from scatlas.catalog import Catalog
 from scatlas.fileio import atomic_write_text
 from scatlas.ingest import update_catalog
 from scatlas.logs import setup_logging
@@ -15,4 +16,8 @@ summary = update_catalog(
     list(snakemake.input.manifests),
     list(snakemake.params.alignments),
 )
+with Catalog(snakemake.params.db) as catalog:
+    summary["failed_studies"] = [
+        {"study": r["study"], "reason": r["reason"]} for r in catalog.rows("studies", status="failed")
+    ]
 atomic_write_text(snakemake.output[0], json.dumps(summary, indent=2, default=str))

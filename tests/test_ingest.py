@@ -307,13 +307,18 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     db = tmp_path / "results" / "catalog.sqlite"
     s = ingest.update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
     assert s["studies"]["ok"] == 1 and s["studies"]["skipped"] == 1 and s["studies"]["new"] == 1
-    assert s["samples"] == {"total": 6, "new": 0, "ok": 5, "skipped": 1, "failed": 0}
+    # the sample whose only run failed its md5 check is failed too, with that reason
+    assert s["samples"] == {"total": 6, "new": 0, "ok": 4, "skipped": 1, "failed": 1}
     assert s["runs"] == {"total": 5, "new": 0, "ok": 4, "skipped": 0, "failed": 1}
     assert s["last_refresh"]["n_new"] == 3 and s["last_refresh"]["status"] == "ok"
     with Catalog(db) as cat:
         run = cat.rows("runs", run="SRR11250001")[0]
         assert run["alignment_rate"] == pytest.approx(0.9) and run["reason"] == "90% aligned"
-        assert cat.rows("runs", run="SRR11250004")[0]["reason"].startswith("md5 mismatch for")
+        failed_run = cat.rows("runs", run="SRR11250004")[0]
+        assert failed_run["reason"].startswith("md5 mismatch for")
+        failed_sample = cat.rows("samples", sample=failed_run["sample"])[0]
+        assert failed_sample["status"] == "failed"
+        assert failed_sample["reason"] == failed_run["reason"]
         assert (
             cat.rows("studies", study="GSE93374")[0]["reason"]
             == "found by the query; sample sheet not built yet"

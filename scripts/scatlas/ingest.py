@@ -911,6 +911,19 @@ def update_catalog(
         return cat.summary()
 
 
+def _sample_status(technology: str, runs: list[tuple[str, str]]) -> tuple[str, str]:
+    """A sample is ok when one of its runs is; otherwise it takes its runs' outcome."""
+    if not runs:
+        return "ok", f"{technology} sample, no runs (author matrix)"
+    statuses = [st for st, _ in runs]
+    if "ok" in statuses:
+        return "ok", f"{technology} sample, {statuses.count('ok')} of {len(runs)} run(s) ok"
+    for wanted in ("new", "failed", "skipped"):
+        if wanted in statuses:
+            return wanted, next(reason for st, reason in runs if st == wanted)
+    return statuses[0], runs[0][1]
+
+
 def _catalog_study(
     cat: Catalog,
     acc: str,
@@ -962,25 +975,9 @@ def _catalog_study(
         if aln is not None and len(aln):
             reason += f"; alignment {int((aln['status'] == 'ok').sum())} ok of {len(aln)}"
     result = cat.upsert_study(acc, **fields, status=status, reason=reason, metadata_sha256=sha)
-    for s in sheet.drop_duplicates("sample").to_dict("records"):
-        n_runs = int(((sheet["sample"] == s["sample"]) & (sheet["run"] != "")).sum())
-        cat.upsert_sample(
-            acc,
-            s["sample"],
-            title=s["title"],
-            organism=s["organism"],
-            status="ok",
-            reason=f"{s['technology']} sample, {n_runs} run(s)",
-        )
-    for ex in sj.get("excluded") or []:
-        cat.upsert_sample(
-            acc,
-            str(ex.get("sample", "")),
-            status="skipped",
-            reason=str(ex.get("reason") or "excluded"),
-        )
     man_by_run = {r["run"]: r for r in man.to_dict("records")} if man is not None else {}
     aln_by_run = {r["run"]: r for r in aln.to_dict("records")} if aln is not None else {}
+    run_status: dict[str, tuple[str, str]] = {}
     for r in sheet[sheet["run"] != ""].drop_duplicates("run").to_dict("records"):
         rate: float | None = None
         if r["run"] in aln_by_run:
@@ -992,6 +989,7 @@ def _catalog_study(
             rstatus, rreason = m["status"], m["reason"] or f"download {m['status']}"
         else:
             rstatus, rreason = "new", "in the sample sheet; not downloaded yet"
+        run_status[r["run"]] = (rstatus, rreason)
         cat.upsert_run(
             r["run"],
             sample=r["sample"],
@@ -1000,5 +998,23 @@ def _catalog_study(
             alignment_rate=rate,
             status=rstatus,
             reason=rreason,
+        )
+    for row in sheet.drop_duplicates("sample").to_dict("records"):
+        runs = [r for r in sheet.loc[sheet["sample"] == row["sample"], "run"] if r]
+        sstatus, sreason = _sample_status(row["technology"], [run_status[r] for r in runs])
+        cat.upsert_sample(
+            acc,
+            row["sample"],
+            title=row["title"],
+            organism=row["organism"],
+            status=sstatus,
+            reason=sreason,
+        )
+    for ex in sj.get("excluded") or []:
+        cat.upsert_sample(
+            acc,
+            str(ex.get("sample", "")),
+            status="skipped",
+            reason=str(ex.get("reason") or "excluded"),
         )
     return result

@@ -225,7 +225,8 @@ def build_hisat2_index(
     the index prefix ``out_dir/index``. ``splice_sites=False`` builds a plain index (a
     splice-aware index of a mammalian genome needs ~160 GB of memory).
     """
-    fasta, gtf, out_dir = Path(fasta), Path(gtf), Path(out_dir)
+    # absolute: hisat2-build runs inside the temporary build folder
+    fasta, gtf, out_dir = Path(fasta).resolve(), Path(gtf).resolve(), Path(out_dir).resolve()
     for path, what in ((fasta, "FASTA"), (gtf, "GTF")):
         if not path.is_file():
             raise InputError(f"{what} file not found", path=str(path))
