@@ -122,10 +122,10 @@ def edger_rpkm(counts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``edgeR::rpkm(counts, gene.length=lengths)`` (genes × samples), through rpy2 when it
     loads, else through ``Rscript``; skips the test when R or edgeR is missing."""
     try:
-        import rpy2.robjects as ro
-        from rpy2.robjects.packages import importr
+        from scatlas.rbridge import r_package, robjects
 
-        edger = importr("edgeR")
+        ro = robjects()
+        edger = r_package("edgeR")
         m = ro.r.matrix(ro.FloatVector(counts.ravel(order="F")), nrow=counts.shape[0])
         out = edger.rpkm(m, **{"gene.length": ro.FloatVector(lengths)})
         return np.array(out).reshape(counts.shape, order="F")

@@ -21,6 +21,7 @@ from scatlas.accessions import AccessionError, validate
 from scatlas.compression import open_binary
 from scatlas.errors import InputError, ScatlasError, ToolError
 from scatlas.fileio import atomic_path, atomic_write_text
+from scatlas.sheets import validate_sheet
 from scatlas.tools import tail, which
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
     missing = [c for c in ("run", "sample", "files", "status", "reason") if c not in df.columns]
     if missing:
         raise InputError(f"manifest lacks column(s) {missing}", path=str(path), field=missing[0])
-    return df
+    return validate_sheet(df, "manifest", path=path)
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:

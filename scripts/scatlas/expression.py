@@ -36,6 +36,7 @@ from scatlas.fileio import atomic_path
 from scatlas.matrices import is_integer_matrix, read_matrix
 from scatlas.quant import read_featurecounts, rpkm
 from scatlas.reference import read_gene_table
+from scatlas.sheets import validate_sheet
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def read_samples(path: Path) -> pd.DataFrame:
     for col in SAMPLE_COLUMNS:
         if col not in df.columns:
             df[col] = ""
-    return df
+    return validate_sheet(df, "samples", path=path)
 
 
 def source_text(row: dict | pd.Series) -> str:

@@ -36,6 +36,7 @@ from scatlas.catalog import Catalog
 from scatlas.errors import InputError, ScatlasError, ServiceError
 from scatlas.fileio import atomic_path, atomic_write_text, md5_file, sha256_file
 from scatlas.logs import progress_enabled
+from scatlas.sheets import validate_sheet
 from scatlas.sources import arrayexpress as ae
 from scatlas.sources import ena, geo
 from scatlas.sources.http import Services, file_matches, looks_like_html
@@ -112,8 +113,13 @@ def _iso(value: Any) -> str | None:
         ) from exc
 
 
-def read_tsv(path: str | os.PathLike, columns: Sequence[str]) -> pd.DataFrame:
-    """A TSV with every value as text; missing required columns are an InputError."""
+def read_tsv(
+    path: str | os.PathLike, columns: Sequence[str], schema: str | None = None
+) -> pd.DataFrame:
+    """A TSV with every value as text; missing required columns are an InputError.
+
+    With ``schema`` (a name under workflow/schemas/) every row is validated too.
+    """
     p = Path(path)
     try:
         df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
@@ -122,7 +128,7 @@ def read_tsv(path: str | os.PathLike, columns: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", path=str(p), field=missing[0])
-    return df
+    return validate_sheet(df, schema, path=p) if schema else df
 
 
 def write_tsv(
@@ -819,7 +825,7 @@ def download_study(
         )
     parallel = max(1, int(dl.get("parallel", 4)))
     svc = _services(cfg, services)
-    sheet = read_tsv(samples_tsv, SAMPLE_COLUMNS)
+    sheet = read_tsv(samples_tsv, SAMPLE_COLUMNS, "samples")
     fdir = Path(fastq_dir)
     fdir.mkdir(parents=True, exist_ok=True)
     run_rows = sheet[sheet["run"] != ""].drop_duplicates("run")
@@ -872,7 +878,7 @@ def update_catalog(
     query found it but no sample sheet exists yet, otherwise its query/sample-sheet status.
     """
     q = cfg.get("query") or {}
-    studies = read_tsv(studies_tsv, STUDY_COLUMNS)
+    studies = read_tsv(studies_tsv, STUDY_COLUMNS, "studies")
     dirs = {validate_study(Path(d).name, context=str(d)): Path(d) for d in study_dirs}
     manifests = _by_study(fastq_manifests)
     alignments = _by_study(alignment_tables)
@@ -957,11 +963,15 @@ def _catalog_study(
             acc, **fields, status="new", reason="found by the query; sample sheet not built yet"
         )
     sheet = (
-        read_tsv(samples_path, SAMPLE_COLUMNS)
+        read_tsv(samples_path, SAMPLE_COLUMNS, "samples")
         if samples_path and samples_path.is_file()
         else pd.DataFrame(columns=SAMPLE_COLUMNS)
     )
-    man = read_tsv(manifest, MANIFEST_COLUMNS) if manifest and manifest.is_file() else None
+    man = (
+        read_tsv(manifest, MANIFEST_COLUMNS, "manifest")
+        if manifest and manifest.is_file()
+        else None
+    )
     aln = read_tsv(alignment, ALIGNMENT_COLUMNS) if alignment and alignment.is_file() else None
     status, reason = sj.get("status", "failed"), sj.get("reason") or "no reason recorded"
     if status == "ok" and man is not None and len(man) and (man["status"] == "failed").all():

@@ -55,6 +55,9 @@ def run_workflow(
 
     snakefile = snakefile or repo_root() / "Snakefile"
     previous = Path.cwd()
+    # Snakemake prints its own log; keep our root handlers from printing it a second time
+    snakemake_log = logging.getLogger("snakemake")
+    propagate, snakemake_log.propagate = snakemake_log.propagate, False
     try:
         with SnakemakeApi(
             OutputSettings(printshellcmds=True, show_failed_logs=True, dryrun=dryrun)
@@ -83,4 +86,5 @@ def run_workflow(
         log.error("workflow failed: %s", exc)
         return False
     finally:
+        snakemake_log.propagate = propagate
         os.chdir(previous)

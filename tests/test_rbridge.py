@@ -1,0 +1,33 @@
+"""R through rpy2 leaves the process environment as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from scatlas.rbridge import RUnavailable, r_package, robjects
+
+
+def test_r_starts_without_leaking_library_path():
+    before = os.environ.get("LD_LIBRARY_PATH")
+    try:
+        ro = robjects()
+    except RUnavailable as exc:
+        pytest.skip(str(exc))
+    assert ro.r("1 + 1")[0] == 2
+    assert os.environ.get("LD_LIBRARY_PATH") == before
+    # a child Python still imports ssl (R's library path broke it: undefined symbols)
+    proc = subprocess.run([sys.executable, "-c", "import ssl"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_r_package_named():
+    try:
+        robjects()
+    except RUnavailable as exc:
+        pytest.skip(str(exc))
+    with pytest.raises(RUnavailable, match="notARealPackage"):
+        r_package("notARealPackage")
