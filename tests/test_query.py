@@ -161,3 +161,30 @@ def test_query_file_writes_h5ad_and_csv(release, tmp_path):
     ]
     assert list(table.index) == list(new.obs_names)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.csv", "out.h5ad"]
+
+
+def test_cli_query_writes_h5ad_and_csv(release, tmp_path, capsys):
+    from scatlas.cli import main
+
+    path, new = release
+    query = tmp_path / "cells.h5ad"
+    new.write_h5ad(query)
+    out, csv = tmp_path / "annotated.h5ad", tmp_path / "annotated.csv"
+    argv = ["query", "--reference", str(path), "--input", str(query), "--output", str(out)]
+    assert main([*argv, "--csv", str(csv), "--k", "5"]) == 0
+    annotated = ad.read_h5ad(out)
+    assert annotated.n_obs == new.n_obs
+    assert annotated.obs["scatlas_cell_type_id"].str.startswith("CL:").all()
+    table = pd.read_csv(csv)
+    assert len(table) == new.n_obs and "scatlas_cell_type" in table.columns
+    assert "annotated" in capsys.readouterr().out
+
+
+def test_cli_query_refuses_a_folder_that_is_no_release(tmp_path):
+    from scatlas.cli import main
+
+    query = tmp_path / "cells.h5ad"
+    ad.AnnData(np.ones((2, 3), dtype=np.float32)).write_h5ad(query)
+    argv = ["query", "--reference", str(tmp_path), "--input", str(query)]
+    assert main([*argv, "--output", str(tmp_path / "out.h5ad")]) == 2
+    assert not (tmp_path / "out.h5ad").exists()

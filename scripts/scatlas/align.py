@@ -21,7 +21,7 @@ from scatlas.accessions import AccessionError, validate
 from scatlas.compression import open_binary
 from scatlas.errors import InputError, ScatlasError, ToolError
 from scatlas.fileio import atomic_path, atomic_write_text
-from scatlas.sheets import validate_sheet
+from scatlas.sheets import row_errors
 from scatlas.tools import tail, which
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,12 @@ def align_run(
         summary_file = Path(work) / "summary.txt"
         hisat_cmd = [
             which("hisat2"),
+            # wrapper options go before "--": its named pipes (/tmp/<pid>.unp by default) go
+            # in our own folder, as stale ones left in /tmp by killed runs collide when a PID
+            # is reused
+            "--temp-directory",
+            str(work),
+            "--",
             "-p",
             str(max(1, threads)),
             "-x",
@@ -233,7 +239,12 @@ def read_manifest(path: Path) -> pd.DataFrame:
     missing = [c for c in ("run", "sample", "files", "status", "reason") if c not in df.columns]
     if missing:
         raise InputError(f"manifest lacks column(s) {missing}", path=str(path), field=missing[0])
-    return validate_sheet(df, "manifest", path=path)
+    # rows that break the schema fail alone (their runs are recorded as failed)
+    invalid = row_errors(df, "manifest")
+    df["invalid"] = [
+        f"manifest {path} row {i + 1}: {invalid[i]}" if i in invalid else "" for i in range(len(df))
+    ]
+    return df
 
 
 def _resolve(path: str, base_dir: Path | None) -> Path:
@@ -275,6 +286,11 @@ def align_study(
     for rec in manifest.to_dict("records"):
         row = {c: "" for c in ALIGNMENT_COLUMNS}
         row.update(run=rec["run"], sample=rec["sample"])
+        if rec["invalid"]:
+            row.update(status="failed", reason=rec["invalid"])
+            rows.append(row)
+            log.warning("%s", rec["invalid"])
+            continue
         if rec["status"] != "ok":
             row.update(status="failed", reason=rec["reason"] or f"download status {rec['status']}")
             rows.append(row)

@@ -19,7 +19,7 @@ log = logging.getLogger("scatlas")
 def _cmd_demo_world(args: argparse.Namespace) -> int:
     from scatlas.demo.world import generate_world
 
-    summary = generate_world(Path(args.outdir), seed=args.seed)
+    summary = generate_world(Path(args.outdir), seed=args.seed, reads_per_cell=args.reads_per_cell)
     print(json.dumps(summary.get("totals", summary), indent=2, default=str))
     return 0
 
@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-world", help="generate the deterministic demo world")
     p.add_argument("outdir")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--reads-per-cell", type=int, default=2500, help="simulated reads per cell (default 2500)"
+    )
     p.set_defaults(func=_cmd_demo_world)
 
     p = sub.add_parser("mirror", help="loopback mirror of the public services")

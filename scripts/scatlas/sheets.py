@@ -21,6 +21,22 @@ def _schema(name: str) -> dict:
         return yaml.safe_load(fh)
 
 
+def row_errors(df: pd.DataFrame, name: str) -> dict[int, str]:
+    """Rows of ``df`` that break the schema: {row position: "field: message"}.
+
+    For stages that fail bad rows one by one (a run with a malformed accession fails alone)
+    rather than the whole sheet.
+    """
+    validator = jsonschema.validators.validator_for(_schema(name))(_schema(name))
+    errors: dict[int, str] = {}
+    for i, record in enumerate(df.to_dict(orient="records")):
+        error = next(iter(validator.iter_errors(record)), None)
+        if error is not None:
+            field = ".".join(str(p) for p in error.path) or "?"
+            errors[i] = f"{field}: {error.message}"
+    return errors
+
+
 def validate_sheet(df: pd.DataFrame, name: str, *, path: str | Path = "<table>") -> pd.DataFrame:
     """Validate every row of ``df`` against ``workflow/schemas/{name}.schema.yaml``.
 

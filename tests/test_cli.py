@@ -1,0 +1,33 @@
+"""The scatlas command line: demo world generation and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scatlas.cli import build_parser, main
+
+
+def test_demo_world_command(tmp_path, capsys):
+    out = tmp_path / "world"
+    assert main(["demo-world", str(out), "--seed", "3", "--reads-per-cell", "40"]) == 0
+    world = json.loads((out / "world.json").read_text())
+    assert world["seed"] == 3
+    assert (out / "reference" / "genome.fa").is_file()
+    assert (out / "heldout" / "query.h5ad").is_file()
+    assert '"good_cells"' in capsys.readouterr().out
+
+
+def test_demo_world_refuses_a_folder_that_is_not_a_world(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo-world", str(tmp_path), "--reads-per-cell", "40"]) == 2
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_subcommands_listed():
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    args = parser.parse_args(["mirror", "serve", "some/world", "--port", "9999"])
+    assert args.port == 9999 and args.dir == "some/world"
