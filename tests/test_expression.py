@@ -21,25 +21,7 @@ from scatlas.expression import (
 )
 from scatlas.quant import read_featurecounts, rpkm
 from scatlas.reference import load_gene_table
-
-SAMPLE_COLUMNS = [
-    "study",
-    "sample",
-    "title",
-    "organism",
-    "source_name",
-    "characteristics",
-    "library_strategy",
-    "library_source",
-    "library_layout",
-    "technology",
-    "run",
-    "experiment",
-    "fastq_urls",
-    "fastq_md5",
-    "fastq_bytes",
-    "supplementary",
-]
+from scatlas.sheets import SAMPLE_COLUMNS
 
 
 def write_samples(path: Path, rows: list[dict]) -> Path:

@@ -18,7 +18,7 @@ from _http_loopback import Loopback, send
 from scatlas import ingest
 from scatlas.catalog import Catalog
 from scatlas.errors import InputError
-from scatlas.sources import ena
+from scatlas.sources import sra
 from scatlas.sources.http import Services
 
 SOFT_PATH = "/geo/series/GSE146nnn/GSE146540/soft/GSE146540_family.soft.gz"
@@ -84,8 +84,8 @@ class Mirror:
         server.routes["/entrez/eutils/efetch.fcgi"] = self.efetch
 
     def tsv(self, rows):
-        lines = ["\t".join(ena.FILEREPORT_FIELDS)] + [
-            "\t".join(r.get(f, "") for f in ena.FILEREPORT_FIELDS) for r in rows
+        lines = ["\t".join(sra.FILEREPORT_FIELDS)] + [
+            "\t".join(r.get(f, "") for f in sra.FILEREPORT_FIELDS) for r in rows
         ]
         return "\n".join(lines) + "\n"
 
@@ -457,10 +457,10 @@ def test_arrayexpress_query_and_sample_sheet(server, shared_data, tmp_path):
     server.routes[run_path] = data
     server.routes["/biostudies/api/v1/studies/E-MTAB-10615"] = json.dumps(AE_JSON)
     server.routes["/biostudies/files/E-MTAB-10615/E-MTAB-10615.sdrf.txt"] = AE_SDRF
-    report = "\t".join(ena.FILEREPORT_FIELDS) + "\n" + "\t".join(
+    report = "\t".join(sra.FILEREPORT_FIELDS) + "\n" + "\t".join(
         {"run_accession": "ERR6131691", "experiment_accession": "ERX5768854", "library_layout": "SINGLE",
          "fastq_ftp": "ftp.sra.ebi.ac.uk" + run_path, "fastq_md5": hashlib.md5(data).hexdigest(), "fastq_bytes": str(len(data))}.get(f, "")
-        for f in ena.FILEREPORT_FIELDS
+        for f in sra.FILEREPORT_FIELDS
     ) + "\n"  # fmt: skip
     server.routes[FILEREPORT] = lambda req, n: send(
         req, 200, report if req.query["accession"][0] == "ERP129628" else ""

@@ -21,22 +21,11 @@ from scatlas.accessions import AccessionError, validate
 from scatlas.compression import open_binary
 from scatlas.errors import InputError, ScatlasError, ToolError
 from scatlas.fileio import atomic_path, atomic_write_text
-from scatlas.sheets import row_errors
+from scatlas.sheets import ALIGNMENT_COLUMNS, MANIFEST_COLUMNS, row_errors
 from scatlas.tools import tail, which
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT_COLUMNS = [
-    "run",
-    "sample",
-    "total_reads",
-    "aligned_reads",
-    "alignment_rate",
-    "status",
-    "reason",
-    "bam",
-]
-MANIFEST_COLUMNS = ["run", "sample", "files", "status", "reason", "bytes", "md5"]
 
 _INT = r"(\d+)"
 _PCT = r"\(\s*[\d.]+%\)"

@@ -36,21 +36,11 @@ from scatlas.fileio import atomic_path
 from scatlas.matrices import is_integer_matrix, read_matrix
 from scatlas.quant import read_featurecounts, rpkm
 from scatlas.reference import read_gene_table
-from scatlas.sheets import validate_sheet
+from scatlas.sheets import SAMPLE_COLUMNS, validate_sheet
 
 log = logging.getLogger(__name__)
 
 OBS_COLUMNS = ["study", "sample", "run", "source_text", "organism"]
-SAMPLE_COLUMNS = [
-    "study",
-    "sample",
-    "title",
-    "organism",
-    "source_name",
-    "characteristics",
-    "technology",
-    "run",
-]
 _VERSION = re.compile(r"\.\d+$")
 
 

@@ -36,53 +36,19 @@ from scatlas.catalog import Catalog
 from scatlas.errors import InputError, ScatlasError, ServiceError
 from scatlas.fileio import atomic_path, atomic_write_text, md5_file, sha256_file
 from scatlas.logs import progress_enabled
-from scatlas.sheets import validate_sheet
+from scatlas.sheets import (
+    ALIGNMENT_COLUMNS,
+    MANIFEST_COLUMNS,
+    SAMPLE_COLUMNS,
+    STUDY_COLUMNS,
+    validate_sheet,
+)
 from scatlas.sources import arrayexpress as ae
-from scatlas.sources import ena, geo
+from scatlas.sources import geo, sra
 from scatlas.sources.http import Services, file_matches, looks_like_html
 
 log = logging.getLogger(__name__)
 
-STUDY_COLUMNS = [
-    "study",
-    "source",
-    "title",
-    "organism",
-    "kind",
-    "n_samples",
-    "submitted",
-    "updated",
-    "status",
-    "reason",
-]
-SAMPLE_COLUMNS = [
-    "study",
-    "sample",
-    "title",
-    "organism",
-    "source_name",
-    "characteristics",
-    "library_strategy",
-    "library_source",
-    "library_layout",
-    "technology",
-    "run",
-    "experiment",
-    "fastq_urls",
-    "fastq_md5",
-    "fastq_bytes",
-    "supplementary",
-]
-MANIFEST_COLUMNS = ["run", "sample", "files", "status", "reason", "bytes", "md5"]
-ALIGNMENT_COLUMNS = [
-    "run",
-    "sample",
-    "total_reads",
-    "aligned_reads",
-    "alignment_rate",
-    "status",
-    "reason",
-]
 
 # Supplementary files that can hold a count matrix, and archives that may bundle one.
 _MATRIX_FILE = re.compile(r"\.(h5|h5ad|loom|mtx|csv|tsv|txt|rds)(\.gz)?$", re.I)
@@ -378,8 +344,8 @@ def _resolve_geo_runs(
         try:
             found = {
                 k: v
-                for k, v in ena.runs_by_experiment(
-                    ena.filereport(svc.ena_portal, sra_study)
+                for k, v in sra.runs_by_experiment(
+                    sra.filereport(svc.ena_portal, sra_study)
                 ).items()
                 if k in wanted
             }
@@ -388,15 +354,15 @@ def _resolve_geo_runs(
     for exp in experiments:
         if exp in found:
             continue
-        recs = ena.filereport(svc.ena_portal, exp)
+        recs = sra.filereport(svc.ena_portal, exp)
         if not recs:
             log.info("ENA has no runs for %s; asking SRA", exp)
             try:
-                recs = ena.efetch_sra(svc.eutils, exp)
+                recs = sra.efetch_sra(svc.eutils, exp)
             except ServiceError as exc:  # this sample has no reads; the study goes on
                 log.warning("SRA look-up of %s failed: %s", exp, exc)
                 recs = []
-        found[exp] = ena.runs_by_experiment(recs).get(exp, [])
+        found[exp] = sra.runs_by_experiment(recs).get(exp, [])
     return found
 
 
@@ -495,7 +461,7 @@ def _ae_sheet(
     if info["ena_study"]:
         try:
             ena_runs = {
-                r["run_accession"]: r for r in ena.filereport(svc.ena_portal, info["ena_study"])
+                r["run_accession"]: r for r in sra.filereport(svc.ena_portal, info["ena_study"])
             }
         except ServiceError as exc:
             log.warning("ENA filereport for %s failed (%s); asking per run", info["ena_study"], exc)
@@ -552,7 +518,7 @@ def _ae_sheet(
         if run is None:
             found = [
                 r
-                for r in ena.filereport(svc.ena_portal, rec["run"])
+                for r in sra.filereport(svc.ena_portal, rec["run"])
                 if r["run_accession"] == rec["run"]
             ]
             run = found[0] if found else None

@@ -13,6 +13,49 @@ from scatlas.errors import InputError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
+# Column order of the sheets passed between stages (their schemas are in SCHEMA_DIR).
+STUDY_COLUMNS = [
+    "study",
+    "source",
+    "title",
+    "organism",
+    "kind",
+    "n_samples",
+    "submitted",
+    "updated",
+    "status",
+    "reason",
+]
+SAMPLE_COLUMNS = [
+    "study",
+    "sample",
+    "title",
+    "organism",
+    "source_name",
+    "characteristics",
+    "library_strategy",
+    "library_source",
+    "library_layout",
+    "technology",
+    "run",
+    "experiment",
+    "fastq_urls",
+    "fastq_md5",
+    "fastq_bytes",
+    "supplementary",
+]
+MANIFEST_COLUMNS = ["run", "sample", "files", "status", "reason", "bytes", "md5"]
+ALIGNMENT_COLUMNS = [
+    "run",
+    "sample",
+    "total_reads",
+    "aligned_reads",
+    "alignment_rate",
+    "status",
+    "reason",
+    "bam",
+]
+
 
 @functools.cache
 def _schema(name: str) -> dict:
@@ -46,7 +89,9 @@ def validate_sheet(df: pd.DataFrame, name: str, *, path: str | Path = "<table>")
     validator = jsonschema.validators.validator_for(schema)(schema)
     missing = [c for c in schema.get("required", []) if c not in df.columns]
     if missing:
-        raise InputError(f"missing column(s) {', '.join(missing)}", path=str(path), field=missing[0])
+        raise InputError(
+            f"missing column(s) {', '.join(missing)}", path=str(path), field=missing[0]
+        )
     for i, record in enumerate(df.to_dict(orient="records")):
         error = next(iter(validator.iter_errors(record)), None)
         if error is not None:

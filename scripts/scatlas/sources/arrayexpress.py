@@ -20,8 +20,8 @@ from typing import Any
 
 from scatlas.accessions import is_valid, validate
 from scatlas.errors import InputError, ServiceError
-from scatlas.sources.ena import mate_of
 from scatlas.sources.http import HttpClient
+from scatlas.sources.sra import mate_of
 
 log = logging.getLogger(__name__)
 

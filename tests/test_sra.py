@@ -10,7 +10,7 @@ import pytest
 from _http_loopback import Loopback, send
 
 from scatlas.errors import InputError, ServiceError
-from scatlas.sources import ena
+from scatlas.sources import sra as sra_mod
 from scatlas.sources.http import HttpClient
 
 
@@ -21,7 +21,7 @@ def sra(shared_data):
 
 @pytest.fixture(scope="module")
 def report(sra):
-    return ena.parse_filereport(
+    return sra_mod.parse_filereport(
         (sra / "ena_test_verbosity_3.csv").read_text(), where="ena_test_verbosity_3.csv"
     )
 
@@ -66,7 +66,7 @@ def test_tsv_with_mates_reversed_and_an_orphan_file(report):
     orphan = "ftp.sra.ebi.ac.uk/vol1/fastq/SRR204/005/SRR2047225/SRR2047225.fastq.gz"
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(ena.FILEREPORT_FIELDS)
+    w.writerow(sra_mod.FILEREPORT_FIELDS)
     row = {
         "run_accession": "SRR2047225",
         "experiment_accession": pair["experiment_accession"],
@@ -75,14 +75,14 @@ def test_tsv_with_mates_reversed_and_an_orphan_file(report):
         "fastq_md5": ";".join([pair["fastq_md5"][1], "0" * 32, pair["fastq_md5"][0]]),
         "fastq_bytes": ";".join(["2752431632", "12", "2717968568"]),
     }
-    w.writerow([row.get(f, "") for f in ena.FILEREPORT_FIELDS])
-    [rec] = ena.parse_filereport(buf.getvalue())
+    w.writerow([row.get(f, "") for f in sra_mod.FILEREPORT_FIELDS])
+    [rec] = sra_mod.parse_filereport(buf.getvalue())
     assert rec["fastq_ftp"] == pair["fastq_ftp"]
     assert rec["fastq_md5"] == pair["fastq_md5"] and rec["fastq_bytes"] == pair["fastq_bytes"]
 
 
 def test_recorded_json_filereport(sra):
-    recs = ena.parse_filereport((sra / "ena_test_verbosity_0.json").read_text())
+    recs = sra_mod.parse_filereport((sra / "ena_test_verbosity_0.json").read_text())
     assert len(recs) == 1000
     assert recs[0]["run_accession"] == "ERR1190989" and recs[0]["fastq_ftp"] == []
     assert recs[0]["sample_accession"] == "SAMEA3708907" and recs[0]["base_count"] == 1161289538
@@ -104,12 +104,12 @@ def test_recorded_json_filereport(sra):
 )
 def test_malformed_filereport(body, field):
     with pytest.raises(InputError) as err:
-        ena.parse_filereport(body, where="report.tsv")
+        sra_mod.parse_filereport(body, where="report.tsv")
     assert err.value.field == field and err.value.path == "report.tsv"
 
 
 def test_experiment_package_xml(sra):
-    recs = ena.parse_sra_xml((sra / "sra_test.xml").read_bytes())
+    recs = sra_mod.parse_sra_xml((sra / "sra_test.xml").read_bytes())
     assert len(recs) == 92
     first = recs[0]
     assert (first["run_accession"], first["experiment_accession"], first["gsm"]) == (
@@ -125,7 +125,7 @@ def test_experiment_package_xml(sra):
     assert (first["library_strategy"], first["library_source"]) == ("RNA-Seq", "TRANSCRIPTOMIC")
     assert (first["read_count"], first["base_count"]) == (29156586, 1472955019)
     assert first["fastq_ftp"] == []  # SRA's files are not FASTQ
-    by_exp = ena.runs_by_experiment(recs)
+    by_exp = sra_mod.runs_by_experiment(recs)
     assert len(by_exp) == 87
     assert sorted(k for k, v in by_exp.items() if len(v) == 2) == [
         "SRX878008",
@@ -135,7 +135,7 @@ def test_experiment_package_xml(sra):
         "SRX878014",
     ]
     assert collections.Counter(r["library_layout"] for r in recs) == {"SINGLE": 80, "PAIRED": 12}
-    [ecoli] = ena.parse_sra_xml((sra / "sra_test_ERS3331676.xml").read_text())
+    [ecoli] = sra_mod.parse_sra_xml((sra / "sra_test_ERS3331676.xml").read_text())
     assert (ecoli["run_accession"], ecoli["library_layout"], ecoli["tax_id"], ecoli["gsm"]) == (
         "ERR4229796",
         "PAIRED",
@@ -146,7 +146,7 @@ def test_experiment_package_xml(sra):
 
 def test_ena_browser_xml_resolves_gsm_to_runs(shared_data):
     ffq = shared_data / "geo" / "ffq"
-    [exp] = ena.parse_sra_xml((ffq / "SRX3517583.txt").read_text())
+    [exp] = sra_mod.parse_sra_xml((ffq / "SRX3517583.txt").read_text())
     assert (
         exp["run_accession"],
         exp["experiment_accession"],
@@ -158,13 +158,13 @@ def test_ena_browser_xml_resolves_gsm_to_runs(shared_data):
         "GSM2905292",
         "PAIRED",
     )
-    [run] = ena.parse_sra_xml((ffq / "SRR8426358.txt").read_text())
+    [run] = sra_mod.parse_sra_xml((ffq / "SRR8426358.txt").read_text())
     assert (run["experiment_accession"], run["gsm"], run["study_accession"]) == (
         "SRX5234128",
         "GSM3557675",
         "SRP178136",
     )
-    [sample] = ena.parse_sra_xml((ffq / "SRS4237519.txt").read_text())
+    [sample] = sra_mod.parse_sra_xml((ffq / "SRS4237519.txt").read_text())
     assert (
         sample["run_accession"],
         sample["experiment_accession"],
@@ -176,15 +176,15 @@ def test_ena_browser_xml_resolves_gsm_to_runs(shared_data):
         "SAMN10719598",
         "10090",
     )
-    study = ena.parse_sra_xml((ffq / "SRP096361_with_runlist.txt").read_text())
+    study = sra_mod.parse_sra_xml((ffq / "SRP096361_with_runlist.txt").read_text())
     assert [r["run_accession"] for r in study] == [f"SRR{n}" for n in range(5164436, 5164447)]
     with pytest.raises(InputError, match="invalid SRA XML"):
-        ena.parse_sra_xml("<EXPERIMENT_PACKAGE_SET><unclosed>")
+        sra_mod.parse_sra_xml("<EXPERIMENT_PACKAGE_SET><unclosed>")
 
 
 def test_run_tables_match_the_xml(sra):
-    xml_runs = {r["run_accession"] for r in ena.parse_sra_xml((sra / "sra_test.xml").read_bytes())}
-    full = ena.parse_sra_runtable((sra / "sra_test_verbosity_3.csv").read_text())
+    xml_runs = {r["run_accession"] for r in sra_mod.parse_sra_xml((sra / "sra_test.xml").read_bytes())}
+    full = sra_mod.parse_sra_runtable((sra / "sra_test_verbosity_3.csv").read_text())
     assert {r["run_accession"] for r in full} == xml_runs
     first = full[0]
     assert (
@@ -198,18 +198,18 @@ def test_run_tables_match_the_xml(sra):
         "SINGLE",
         "SAMN14262094",
     )
-    assert len(ena.parse_sra_runtable((sra / "sra_test_verbosity_0.csv").read_text())) == 92
+    assert len(sra_mod.parse_sra_runtable((sra / "sra_test_verbosity_0.csv").read_text())) == 92
     assert (
-        len(ena.parse_sra_runtable((sra / "sra_test_verbosity_2.csv").read_text())) == 87
+        len(sra_mod.parse_sra_runtable((sra / "sra_test_verbosity_2.csv").read_text())) == 87
     )  # run_1 only
-    [wgs] = ena.parse_sra_runtable((sra / "sra_test_2_verbosity_3.csv").read_text())
+    [wgs] = sra_mod.parse_sra_runtable((sra / "sra_test_2_verbosity_3.csv").read_text())
     assert (wgs["run_accession"], wgs["library_layout"]) == ("ERR4229796", "PAIRED")
 
 
 def test_filereport_request(report):
     pair = next(r for r in report if r["run_accession"] == "SRR2047225")
     tsv = (
-        "\t".join(ena.FILEREPORT_FIELDS)
+        "\t".join(sra_mod.FILEREPORT_FIELDS)
         + "\n"
         + "\t".join(
             {
@@ -217,7 +217,7 @@ def test_filereport_request(report):
                 "fastq_ftp": ";".join(pair["fastq_ftp"]),
                 "fastq_md5": ";".join(pair["fastq_md5"]),
             }.get(f, "")
-            for f in ena.FILEREPORT_FIELDS
+            for f in sra_mod.FILEREPORT_FIELDS
         )
         + "\n"
     )
@@ -234,26 +234,26 @@ def test_filereport_request(report):
     with Loopback() as server:
         server.routes["/ena/portal/api/filereport"] = route
         client = HttpClient(server.url("/ena/portal/api"), retries=0)
-        [rec] = ena.filereport(client, "SRX1035297")
+        [rec] = sra_mod.filereport(client, "SRX1035297")
         assert rec["fastq_md5"] == pair["fastq_md5"] and rec["fastq_bytes"] == []
         q = server.log[-1][2]
         assert (
             q["result"] == ["read_run"]
             and q["format"] == ["tsv"]
-            and q["fields"] == [",".join(ena.FILEREPORT_FIELDS)]
+            and q["fields"] == [",".join(sra_mod.FILEREPORT_FIELDS)]
         )
-        assert ena.filereport(client, "SRX9999999") == []
+        assert sra_mod.filereport(client, "SRX9999999") == []
         with pytest.raises(ServiceError, match="HTML"):
-            ena.filereport(client, "SRX8888888")
+            sra_mod.filereport(client, "SRX8888888")
         n = len(server.log)
         with pytest.raises(InputError):
-            ena.filereport(client, "SRX1; rm -rf /")
+            sra_mod.filereport(client, "SRX1; rm -rf /")
         assert len(server.log) == n  # refused before any request
 
 
 def test_mate_of():
     assert (
-        ena.mate_of("ftp.sra.ebi.ac.uk/vol1/fastq/SRR204/005/SRR2047225/SRR2047225_2.fastq.gz") == 2
+        sra_mod.mate_of("ftp.sra.ebi.ac.uk/vol1/fastq/SRR204/005/SRR2047225/SRR2047225_2.fastq.gz") == 2
     )
-    assert ena.mate_of("UC-2915-Sample1_S1_L001_R1_001.fastq.gz") == 1
-    assert ena.mate_of("ERR1190989.fastq.gz") is None
+    assert sra_mod.mate_of("UC-2915-Sample1_S1_L001_R1_001.fastq.gz") == 1
+    assert sra_mod.mate_of("ERR1190989.fastq.gz") is None
