@@ -8,6 +8,7 @@ R's own libraries are already loaded by then.
 
 from __future__ import annotations
 
+import logging
 import os
 from types import ModuleType
 from typing import Any
@@ -34,6 +35,8 @@ def robjects() -> ModuleType:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    # rpy2 logs at interpreter exit, when test runners have closed their streams
+    logging.getLogger("rpy2").setLevel(logging.WARNING)
     return ro
 
 
