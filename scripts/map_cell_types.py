@@ -12,4 +12,5 @@ map_study(
     Path(snakemake.input.obo),
     Path(snakemake.output[0]),
     overrides=Path(overrides) if overrides else None,
+    specialise_by_tissue=bool(snakemake.params.specialise_by_tissue),
 )

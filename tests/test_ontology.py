@@ -1,31 +1,26 @@
-"""Cell Ontology loading, graph walks and free-text matching on the real CL 2022-12-15 release."""
+"""Cell Ontology loading (with repairs of real OBO quirks) and graph walks, on the real CL
+2022-12-15 release and the 2026 subset that pronto rejects as shipped."""
 
 from __future__ import annotations
 
-import glob
+import io
+import warnings
 
-import anndata
-import numpy as np
-import pandas as pd
+import pronto
 import pytest
 
 from scatlas.errors import InputError
 from scatlas.ontology import (
     ROOT,
     UnknownTermError,
-    cached_matcher,
     cached_ontology,
     load_ontology,
-    map_study,
-    normalise_text,
-    read_cell_types,
-    split_fields,
+    sanitise_obo,
 )
 
 B_CELL, T_CELL, NK_CELL = "CL:0000236", "CL:0000084", "CL:0000623"
 LYMPHOCYTE, LEUKOCYTE = "CL:0000542", "CL:0000738"
 CD4_AB_T = "CL:0000624"
-BETA_CELL, PITUITARY_BASOPHIL = "CL:0000169", "CL:0000639"
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +31,6 @@ def obo(repo_root):
 @pytest.fixture(scope="module")
 def onto(obo):
     return cached_ontology(obo)
-
-
-@pytest.fixture(scope="module")
-def matcher(obo):
-    return cached_matcher(obo)
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -59,12 +49,52 @@ def test_load_real_release(onto, obo):
     assert cached_ontology(obo) is onto  # cached per process
 
 
-def test_rejects_ontology_pronto_cannot_parse(shared_data):
+def test_repairs_and_loads_the_2026_subset_pronto_rejects(shared_data, caplog):
     bad = shared_data / "ontology" / "general_cell_types_upper_slim_2026-06-08.obo"
+    with pytest.raises(SyntaxError):  # pronto alone rejects the file as shipped
+        pronto.Ontology(str(bad))
+    onto = load_ontology(bad)
+    assert len(onto) == 85 and "2026-06-08" in onto.version
+    assert onto.label("CL:0000057") == "fibroblast"
+    assert onto.parents("CL:0000057") == {"CL:0000499"}  # stromal cell
+    assert "part_of" in onto.relations  # BFO:0000050 read as part_of
+    assert onto.info("CL:0000066").anatomy == ("UBERON:0000483",)  # epithelium
+    assert "escaped IRI in xref repaired" in caplog.text  # the repair is reported
+
+
+def test_sanitiser_repairs_are_counted():
+    raw = (
+        "\ufeffformat-version: 1.2\r\n\r\n[Term]\r\nid: CL:0000001\r\nname: x\r\n"
+        'synonym: "y" EXACT OMO:0003000 []\r\nxref: http://a.org/Category\\:B\r\nxref:\r\n'
+    ).encode() + b'def: "caf\xe9" []\n'
+    fixed, report = sanitise_obo(raw)
+    text = fixed.decode("utf-8")
+    assert "\r" not in text and not text.startswith("\ufeff")
+    assert "xref: http://a.org/Category:B" in text
+    assert 'synonymtypedef: OMO:0003000 "OMO:0003000"' in text.split("[Term]")[0]
+    assert 'def: "café" []' in text
+    assert report.counts == {
+        "byte order mark removed": 1,
+        "non-UTF-8 bytes decoded as cp1252": 1,
+        "carriage returns removed": 1,
+        "empty clause dropped": 1,
+        "escaped IRI in xref repaired": 1,
+        "undeclared synonymtypedef declared": 1,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pronto guesses the encoding of a byte stream
+        onto = pronto.Ontology(io.BytesIO(fixed))
+    assert onto["CL:0000001"].name == "x"
+    clean, report = sanitise_obo(b"format-version: 1.2\n\n[Term]\nid: CL:0000001\n")
+    assert not report.changed and clean == b"format-version: 1.2\n\n[Term]\nid: CL:0000001\n"
+
+
+def test_unrepairable_obo_is_rejected(tmp_path):
+    path = tmp_path / "broken.obo"
+    path.write_text('format-version: 1.2\n\n[Term]\nid: CL:0000001\nis_a: "unterminated\n')
     with pytest.raises(InputError) as err:
-        load_ontology(bad)
-    assert err.value.path == str(bad)
-    assert bad.name in str(err.value)
+        load_ontology(path)
+    assert err.value.path == str(path) and "not a loadable OBO" in str(err.value)
 
 
 @pytest.mark.parametrize("content", ["hello world\n", "", '{"graphs": []}\n'])
@@ -136,165 +166,60 @@ def test_obsolete_and_unknown_terms(onto):
         onto.ancestors("CL:9999999")
 
 
-# --- matching --------------------------------------------------------------------------
+def test_lowest_common_ancestors_and_relations(onto):
+    mono, mac, dc = "CL:0000576", "CL:0000235", "CL:0000451"
+    assert onto.lowest_common_ancestors([mono, mac]) == {"CL:0000766"}  # myeloid leukocyte
+    assert onto.lowest_common_ancestors([dc, mac]) == {"CL:0000145"}  # professional APC
+    assert onto.lowest_common_ancestors([B_CELL, T_CELL]) == {LYMPHOCYTE}
+    assert onto.lowest_common_ancestors([T_CELL, CD4_AB_T]) == {T_CELL}
+    assert onto.lowest_common_ancestors([B_CELL]) == {B_CELL}
+    assert onto.lowest_common_ancestors([]) == set()
+    # T cell and neuron meet only at two upper-level terms: several minimal ancestors
+    assert onto.lowest_common_ancestors([T_CELL, "CL:0000540"]) == {"CL:0002371", "CL:0000548"}
+    assert onto.is_ancestor(T_CELL, CD4_AB_T) and not onto.is_ancestor(CD4_AB_T, T_CELL)
+    assert not onto.is_ancestor(T_CELL, T_CELL) and not onto.is_ancestor(B_CELL, T_CELL)
+    pairs = onto.related_pairs([T_CELL, CD4_AB_T, B_CELL, LYMPHOCYTE])
+    assert (T_CELL, CD4_AB_T) in pairs and (CD4_AB_T, T_CELL) in pairs
+    assert (LYMPHOCYTE, B_CELL) in pairs and (B_CELL, T_CELL) not in pairs
+    assert len(pairs) == 2 * 4  # T-CD4T, T-lymph, CD4T-lymph, B-lymph, both orders
 
 
-def test_normalise_and_split():
-    assert normalise_text("  T-Cells ") == "t cell"
-    assert normalise_text("CD4+ T lymphocytes") == "cd4+ t lymphocyte"
-    assert normalise_text("Monocytes/Macrophages") == "monocyte macrophage"
-    assert normalise_text("capillaries") == normalise_text("capillary")
-    assert normalise_text("glass") == "glass"
-    assert split_fields("GSM1 | source: PBMC; cell type: B cells") == ["GSM1", "PBMC", "B cells"]
-    assert split_fields("CL:0000084") == ["CL:0000084"]
+def test_informative_terms(onto):
+    for upper in (ROOT, "CL:0000003", "CL:0000548", "CL:0002371", "CL:0000255"):
+        assert not onto.is_informative(upper), upper  # cell, native, animal, somatic, eukaryotic
+    for useful in (B_CELL, LEUKOCYTE, "CL:0000066", "CL:0000766"):
+        assert onto.is_informative(useful)
 
 
-@pytest.mark.parametrize(
-    ("text", "cl_id"),
-    [
-        ("B lymphocyte", B_CELL),
-        ("NK cell", NK_CELL),
-        ("cell type: T cells", T_CELL),
-        ("pancreatic beta cell", BETA_CELL),
-        ("Macrophages", "CL:0000235"),
-        ("GSM123 | blood | cell type: natural killer cells", NK_CELL),
-        ("insulin-secreting cell", BETA_CELL),
-    ],
-)
-def test_map_cell_real_synonyms(matcher, text, cl_id):
-    m = matcher.map_cell(text)
-    assert m is not None and m.cl_id == cl_id
-    assert m.cl_label == matcher.ontology.label(cl_id)
-    assert 0 < m.confidence <= 1 and " ~ " in m.evidence
-
-
-def test_scopes_give_confidence(matcher):
-    (name,) = matcher.match("T cell")
-    (exact,) = matcher.match("T lymphocyte")
-    assert (name.confidence, exact.confidence) == (1.0, 0.95)
-    assert exact.evidence == "T lymphocyte ~ T lymphocyte (EXACT)"
-    broad = {m.cl_id: m for m in matcher.match("beta cell")}
-    assert broad[BETA_CELL].evidence.endswith("(BROAD)")
-    assert broad[PITUITARY_BASOPHIL].evidence.endswith("(RELATED)")
-
-
-def test_most_specific_wins_and_ambiguity(matcher):
-    m = matcher.map_cell("T cell | CD4-positive, alpha-beta T cell")
-    assert m is not None and m.cl_id == CD4_AB_T
-    m = matcher.map_cell("leukocyte; cell type: B cells")
-    assert m is not None and m.cl_id == B_CELL
-    res = matcher.explain("cell type: T cell | sorted: B cell")
-    assert res.match is None and res.status == "ambiguous"
-    assert B_CELL in res.evidence and T_CELL in res.evidence
-    # "beta cell" is a loose synonym of two unrelated CL terms in this release
-    res = matcher.explain("beta cell")
-    assert res.match is None and res.status == "ambiguous"
-    assert BETA_CELL in res.evidence and PITUITARY_BASOPHIL in res.evidence
-
-
-@pytest.mark.parametrize(
-    "text", ["peripheral blood", "cell", "cells", "", "tissue: pancreas | age: 3"]
-)
-def test_no_match(matcher, text):
-    assert matcher.map_cell(text) is None
-    assert matcher.match(text) == []
-
-
-def test_gold_standard_tabula_muris(matcher, shared_data):
-    files = sorted(glob.glob(str(shared_data / "ontology-gold" / "*_annotation.csv")))
-    assert len(files) == 7
-    gold = pd.concat(
-        [
-            pd.read_csv(f, usecols=["cell_ontology_class", "cell_ontology_id", "free_annotation"])
-            for f in files
-        ]
+def test_relation_set_is_a_parameter(tmp_path):
+    path = tmp_path / "mini.obo"
+    path.write_text(
+        "format-version: 1.2\n\n"
+        "[Term]\nid: CL:0000000\nname: cell\n\n"
+        "[Term]\nid: CL:0000001\nname: islet cell\nis_a: CL:0000000\n\n"
+        "[Term]\nid: CL:0000002\nname: beta cell\nis_a: CL:0000000\n"
+        "relationship: part_of CL:0000001\n\n"
+        "[Term]\nid: CL:0000003\nname: old beta cell\nis_obsolete: true\n"
+        "consider: CL:0000002\n\n"
+        "[Term]\nid: CL:0000004\nname: older cell\nis_obsolete: true\n"
+        "replaced_by: CL:0000003\n\n"
+        "[Term]\nid: CL:0000005\nname: dropped cell\nis_obsolete: true\n"
+        "replaced_by: CLO:0000001\nconsider: CL:0000002\n\n"
+        "[Typedef]\nid: part_of\nname: part of\n"
     )
-    classes = gold[["cell_ontology_class", "cell_ontology_id"]].dropna().drop_duplicates()
-    correct = [
-        (m := matcher.map_cell(text)) is not None and m.cl_id == cl_id
-        for text, cl_id in classes.itertuples(index=False)
-    ]
-    accuracy = float(np.mean(correct))
-    free = gold[["free_annotation", "cell_ontology_id"]].dropna()
-    uniq = free.drop_duplicates()
-    mapped = {t: matcher.map_cell(t) for t in uniq["free_annotation"].unique()}
-    coverage = np.mean([mapped[t] is not None for t in uniq["free_annotation"]])
-    cell_cov = np.mean([mapped[t] is not None for t in free["free_annotation"]])
-    print(
-        f"\ngold class-text accuracy {accuracy:.3f} over {len(classes)} texts; free_annotation "
-        f"coverage {coverage:.3f} of {len(uniq)} unique texts, {cell_cov:.3f} of {len(free)} cells"
-    )
-    assert len(classes) >= 25
-    assert accuracy >= 0.95
-
-
-# --- per-study mapping -----------------------------------------------------------------
-
-
-def _study_h5ad(path, texts):
-    obs = pd.DataFrame(
-        {"study": "GSE1", "source_text": texts}, index=[f"GSM{i}" for i in range(1, len(texts) + 1)]
-    )
-    anndata.AnnData(X=np.zeros((len(texts), 2), dtype=np.int32), obs=obs).write_h5ad(path)
-    return path
-
-
-def test_map_study_writes_cell_types(tmp_path, obo):
-    h5 = _study_h5ad(
-        tmp_path / "expression.h5ad",
-        [
-            "GSM1 | cell type: B cells",
-            "GSM2 | cell type: T cell | B cell",
-            "GSM3 | PBMC",
-            "GSM4 | cell type: B cells",
-            "GSM5 | my odd cells",
-        ],
-    )
-    overrides = tmp_path / "overrides.tsv"
-    overrides.write_text("text\tcl_id\nPBMC\tCL:2000001\n")
-    out = tmp_path / "cell_types.tsv"
-    df = map_study(h5, obo, out, overrides=overrides)
-    assert list(df.columns) == ["cl_id", "cl_label", "evidence", "confidence"]
-    back = read_cell_types(out)
-    assert list(back.index) == ["GSM1", "GSM2", "GSM3", "GSM4", "GSM5"]
-    assert list(back["cl_id"]) == [B_CELL, "", "CL:2000001", B_CELL, ""]
-    assert back.loc["GSM3", "cl_label"] == "peripheral blood mononuclear cell"
-    assert back.loc["GSM3", "evidence"] == "PBMC ~ override (override)"
-    assert back.loc["GSM2", "evidence"].startswith("ambiguous:")
-    assert back.loc["GSM5", "confidence"] == 0.0 and back.loc["GSM1", "confidence"] == 1.0
-    assert not list(tmp_path.glob(".cell_types.tsv*"))  # no temporary left behind
-
-
-def test_map_study_bad_inputs(tmp_path, obo):
-    h5 = _study_h5ad(tmp_path / "expression.h5ad", ["B cell"])
-    bad = tmp_path / "overrides.tsv"
-    bad.write_text("text\tcl_id\nPBMC\tCL:9999999\n")
-    with pytest.raises(InputError) as err:
-        map_study(h5, obo, tmp_path / "ct.tsv", overrides=bad)
-    assert err.value.field == "cl_id" and "CL:9999999" in str(err.value)
-    bad.write_text("txt\tcl_id\nPBMC\tCL:2000001\n")
-    with pytest.raises(InputError, match="'text'"):
-        map_study(h5, obo, tmp_path / "ct.tsv", overrides=bad)
-    no_text = tmp_path / "nt.h5ad"
-    anndata.AnnData(X=np.zeros((1, 1)), obs=pd.DataFrame(index=["c1"])).write_h5ad(no_text)
-    with pytest.raises(InputError, match="source_text"):
-        map_study(no_text, obo, tmp_path / "ct.tsv")
-    assert not (tmp_path / "ct.tsv").exists()
-
-
-def test_map_study_empty(tmp_path, obo):
-    h5 = tmp_path / "empty.h5ad"
-    obs = pd.DataFrame({"source_text": pd.Series([], dtype=str)}, index=pd.Index([], dtype=str))
-    anndata.AnnData(X=np.zeros((0, 3), dtype=np.int32), obs=obs).write_h5ad(h5)
-    df = map_study(h5, obo, tmp_path / "ct.tsv")
-    assert len(df) == 0
-    assert len(read_cell_types(tmp_path / "ct.tsv")) == 0
-
-
-def test_cell_ids_kept_verbatim(tmp_path, obo):
-    obs = pd.DataFrame({"source_text": ["B cell", "NK cell"]}, index=["0001", "1e5"])
-    h5 = tmp_path / "e.h5ad"
-    anndata.AnnData(X=np.zeros((2, 1)), obs=obs).write_h5ad(h5)
-    map_study(h5, obo, tmp_path / "ct.tsv")
-    back = read_cell_types(tmp_path / "ct.tsv")
-    assert list(back.index) == ["0001", "1e5"] and list(back["cl_id"]) == [B_CELL, NK_CELL]
+    onto = load_ontology(path)
+    assert onto.parents("CL:0000002") == {"CL:0000000", "CL:0000001"}
+    assert onto.parents("CL:0000002", relations=["is_a"]) == {"CL:0000000"}
+    assert onto.ancestors("CL:0000002", relations="is_a") == {"CL:0000000"}
+    assert onto.descendants("CL:0000001") == {"CL:0000002"}
+    assert onto.descendants("CL:0000001", relations=("is_a",)) == set()
+    assert onto.distance("CL:0000002", "CL:0000001") == 1
+    assert onto.distance("CL:0000002", "CL:0000001", relations=["is_a"]) == 2
+    assert onto.is_related("CL:0000001", "CL:0000002")
+    assert not onto.is_related("CL:0000001", "CL:0000002", relations=["is_a"])
+    # obsolete terms: replaced_by first, then a single consider, followed transitively
+    assert onto.resolve("CL:0000003") == "CL:0000002"
+    assert onto.resolve("CL:0000003", consider=False) is None
+    assert onto.resolve("CL:0000004") == "CL:0000002"
+    assert onto.resolve("CL:0000005") is None  # replaced outside CL: consider not used
+    assert onto.ancestors("CL:0000004") == onto.ancestors("CL:0000002")

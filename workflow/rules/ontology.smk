@@ -1,5 +1,30 @@
 # Free-text sample metadata -> Cell Ontology terms (pronto).
 
+SNAPSHOT_OBO = "resources/ontology/cl-basic.obo"
+
+if config["ontology"].get("url"):
+    if Path(config["ontology"]["obo"]).resolve() == Path(SNAPSHOT_OBO).resolve():
+        raise ValueError(
+            f"config ontology.url is set: ontology.obo must name where the download goes, "
+            f"not the pinned snapshot {SNAPSHOT_OBO}"
+        )
+
+    # the configured release (production: the current cl-basic.obo), downloaded once into
+    # resources/, sha256-verified when ontology.sha256 is set, checked to load before use
+    rule ontology_download:
+        output:
+            config["ontology"]["obo"],
+        params:
+            url=config["ontology"]["url"],
+            sha256=config["ontology"]["sha256"],
+        log:
+            f"{LOGS}/ontology/download.log",
+        localrule: True
+        conda:
+            "../../envs/python.yaml"
+        script:
+            "../../scripts/download_ontology.py"
+
 
 rule cell_types:
     input:
@@ -9,6 +34,7 @@ rule cell_types:
         f"{RESULTS}/studies/{{study}}/cell_types.tsv",
     params:
         overrides=config["ontology"]["overrides"],
+        specialise_by_tissue=config["ontology"]["specialise_by_tissue"],
     log:
         f"{LOGS}/cell_types/{{study}}.log",
     conda:

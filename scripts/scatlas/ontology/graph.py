@@ -25,6 +25,10 @@ from ..errors import ScatlasError
 
 ROOT = "CL:0000000"
 DEFAULT_RELATIONS: tuple[str, ...] = ("is_a", "part_of")
+#: CL's subset of "abstract upper-level terms not directly useful for analysis"
+UPPER_LEVEL_SUBSET = "ubprop:upper_level"
+#: a term above more than this share of all current terms is too general to be an answer
+_GENERAL_SHARE = 0.5
 
 
 class UnknownTermError(ScatlasError, KeyError):
@@ -41,7 +45,9 @@ class UnknownTermError(ScatlasError, KeyError):
 
 @dataclass(frozen=True)
 class TermInfo:
-    """What scatlas needs of one term: name, synonyms (text, scope), obsolescence."""
+    """What scatlas needs of one term: name, synonyms (text, scope), obsolescence
+    (``replaced_by``, ``consider``), subsets, and the anatomy it is part of (ids of other
+    ontologies, e.g. UBERON, from ``part_of`` relationships and ``intersection_of``)."""
 
     id: str
     name: str
@@ -49,6 +55,9 @@ class TermInfo:
     obsolete: bool = False
     replaced_by: tuple[str, ...] = ()
     alternate_ids: tuple[str, ...] = ()
+    consider: tuple[str, ...] = ()
+    subsets: tuple[str, ...] = ()
+    anatomy: tuple[str, ...] = ()
 
 
 class CellOntology:
@@ -92,6 +101,7 @@ class CellOntology:
         }
         self._walk_cache: dict[tuple[str, str, tuple[str, ...]], frozenset[str]] = {}
         self._up_cache: dict[tuple[str, tuple[str, ...]], dict[str, int]] = {}
+        self._general: frozenset[str] | None = None
 
     # --- term data -------------------------------------------------------------------
 
@@ -123,10 +133,11 @@ class CellOntology:
         """The term's name (of the term itself, obsolete or not)."""
         return self.info(cl_id).name
 
-    def resolve(self, cl_id: str) -> str | None:
+    def resolve(self, cl_id: str, consider: bool = True) -> str | None:
         """The current id for ``cl_id``: itself, the primary id of an alternate id, or the
-        replacement of an obsolete term (followed transitively). None when the id is
-        unknown, or obsolete without a single CL replacement."""
+        replacement of an obsolete term, followed transitively: its single CL
+        ``replaced_by``, else (``consider``) its single CL ``consider`` term. None when
+        the id is unknown, or obsolete without a single CL successor."""
         seen: set[str] = set()
         current = self._alt.get(cl_id, cl_id)
         while current not in seen:
@@ -136,11 +147,32 @@ class CellOntology:
                 return None
             if not info.obsolete:
                 return current
-            replacements = [r for r in info.replaced_by if r in self._terms or r in self._alt]
-            if len(replacements) != 1:
+            nxt = [r for r in info.replaced_by if r in self._terms or r in self._alt]
+            if not nxt and not info.replaced_by and consider:
+                nxt = [r for r in info.consider if r in self._terms or r in self._alt]
+            if len(nxt) != 1:
                 return None
-            current = self._alt.get(replacements[0], replacements[0])
+            current = self._alt.get(nxt[0], nxt[0])
         return None
+
+    def is_informative(self, cl_id: str) -> bool:
+        """False for terms too general to describe a cell type: the root, CL's
+        upper-level subset, and terms above more than half of all current terms
+        ("native cell", "animal cell", "somatic cell", ...)."""
+        node = self._node(cl_id)
+        if self._general is None:
+            limit = _GENERAL_SHARE * len(self.term_ids())
+            self._general = frozenset(
+                t
+                for t, info in self._terms.items()
+                if not info.obsolete
+                and (
+                    t == ROOT
+                    or UPPER_LEVEL_SUBSET in info.subsets
+                    or len(self._walk(t, "down", DEFAULT_RELATIONS)) > limit
+                )
+            )
+        return node not in self._general
 
     def _node(self, cl_id: str) -> str:
         if cl_id not in self._terms and cl_id not in self._alt:
@@ -204,6 +236,13 @@ class CellOntology:
         if include_self:
             out.add(node)
         return out
+
+    def is_ancestor(
+        self, ancestor: str, descendant: str, relations: Iterable[str] = DEFAULT_RELATIONS
+    ) -> bool:
+        """True when ``ancestor`` is a proper ancestor of ``descendant``."""
+        na, nd = self._node(ancestor), self._node(descendant)
+        return na != nd and na in self._walk(nd, "up", self._rels(relations))
 
     def is_related(self, a: str, b: str, relations: Iterable[str] = DEFAULT_RELATIONS) -> bool:
         """True when a == b or one is an ancestor of the other."""
@@ -270,6 +309,39 @@ class CellOntology:
             return min(ua[c] + ub[c] for c in common)
         # disconnected: through a virtual super-root one step above every root
         return self._root_distance(ua, rels) + self._root_distance(ub, rels) + 2
+
+    def lowest_common_ancestors(
+        self, terms: Iterable[str], relations: Iterable[str] = DEFAULT_RELATIONS
+    ) -> set[str]:
+        """The minimal common ancestors of ``terms`` (the terms themselves included): common
+        ancestors that are not an ancestor of another common ancestor. In a DAG there may be
+        several; none when the terms share no ancestor."""
+        rels = self._rels(relations)
+        nodes = {self._node(t) for t in terms}
+        if not nodes:
+            return set()
+        common: set[str] | None = None
+        for n in nodes:
+            up = set(self._walk(n, "up", rels)) | {n}
+            common = up if common is None else common & up
+        assert common is not None
+        covered: set[str] = set()
+        for c in common:
+            covered |= self._walk(c, "up", rels)
+        return common - covered
+
+    def related_pairs(
+        self, terms: Iterable[str], relations: Iterable[str] = DEFAULT_RELATIONS
+    ) -> set[tuple[str, str]]:
+        """Ordered pairs (a, b), a != b, of ``terms`` where one is an ancestor of the other:
+        pairs that triplet mining must not use as negatives (ids as given)."""
+        given = list(dict.fromkeys(terms))
+        out: set[tuple[str, str]] = set()
+        for a, b in itertools.combinations(given, 2):
+            if self.is_related(a, b, relations):
+                out.add((a, b))
+                out.add((b, a))
+        return out
 
     def max_distance(
         self, terms: Iterable[str], relations: Iterable[str] = DEFAULT_RELATIONS

@@ -1,7 +1,15 @@
-"""Load a Cell Ontology OBO file with pronto into a `CellOntology` (cached per process)."""
+"""Load a Cell Ontology OBO file with pronto into a `CellOntology` (cached per process).
+
+The file is read as bytes, checked to be OBO, repaired where real releases break pronto's
+strict parser (`sanitise_obo`; each repair is logged), then parsed from memory. Only `CL:`
+terms become nodes; relationships are keyed by a readable name ("part_of" for
+``BFO:0000050``/"part of", "develops_from", ...), and the anatomy a term is ``part_of``
+(UBERON ids, where the file has them) is kept on the term for tissue context.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -13,11 +21,15 @@ import pronto
 
 from ..errors import InputError
 from .graph import CellOntology, TermInfo
+from .sanitise import sanitise_obo
 
 log = logging.getLogger(__name__)
 
 _OBO_FIRST_LINE = re.compile(r"^(\[(Term|Typedef|Instance)\]|[A-Za-z][A-Za-z0-9_-]*:)")
 _SCOPES = {"EXACT", "NARROW", "RELATED", "BROAD"}
+# relation ids of the OBO Relation Ontology / BFO that releases use instead of short names
+_RELATION_IDS = {"BFO:0000050": "part_of", "BFO:0000051": "has_part", "RO:0002202": "develops_from"}
+_ANATOMY_PREFIXES = ("UBERON:",)
 
 _cache: dict[tuple[str, int, int], CellOntology] = {}
 _lock = threading.Lock()
@@ -27,17 +39,80 @@ def _is_cl(term_id: str) -> bool:
     return term_id.startswith("CL:")
 
 
-def _sniff_obo(path: Path) -> None:
-    """Reject files that are not OBO text before pronto guesses another format."""
+def _relation_name(rel: pronto.Relationship) -> str:
+    if rel.id in _RELATION_IDS:
+        return _RELATION_IDS[rel.id]
+    if re.fullmatch(r"[A-Za-z_][\w-]*", rel.id):
+        return rel.id
+    return re.sub(r"\W+", "_", (rel.name or rel.id).strip().lower())
+
+
+def _read_obo(path: Path) -> bytes:
+    """The file's bytes, after checking the first meaningful line looks like OBO."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            first = next(
-                (line.strip() for line in fh if line.strip() and not line.startswith("!")), ""
-            )
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read ontology file: {exc.strerror}", path=str(path)) from exc
+    head = data[:4096].decode("utf-8", errors="replace").lstrip("\ufeff")
+    first = next(
+        (ln.strip() for ln in head.splitlines() if ln.strip() and not ln.startswith("!")), ""
+    )
     if not _OBO_FIRST_LINE.match(first):
         raise InputError("not an OBO file (no OBO header or stanza at the top)", path=str(path))
+    return data
+
+
+def _pronto(data: bytes) -> pronto.Ontology:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pronto warns about unsupported OBO clauses
+        ont = pronto.Ontology(io.BytesIO(data))
+        for term in ont.terms():  # pronto checks some clauses (synonym types) lazily
+            _ = term.synonyms
+        return ont
+
+
+def _parse(data: bytes, path: Path) -> pronto.Ontology:
+    """pronto's parse of the file as it is, else of its repaired text (repairs logged)."""
+    try:
+        return _pronto(data)
+    except Exception as exc:  # pronto raises SyntaxError/ValueError/... for bad OBO
+        first_error = exc
+    fixed, report = sanitise_obo(data)
+    if not report.changed:
+        raise InputError(f"not a loadable OBO file: {first_error}", path=str(path))
+    try:
+        ont = _pronto(fixed)
+    except Exception as exc:
+        raise InputError(
+            f"not a loadable OBO file: {first_error}; after repairing {report.summary()}: {exc}",
+            path=str(path),
+        ) from exc
+    log.warning(
+        "%s: pronto rejects the file as shipped (%s); loaded it after repairing %s",
+        path,
+        first_error,
+        report.summary(),
+    )
+    for example in report.examples:
+        log.info("%s: %s", path, example)
+    return ont
+
+
+def _anatomy(term: pronto.Term) -> tuple[str, ...]:
+    """Ids outside CL (UBERON) that the term is ``part_of``, by relationship or by its
+    logical definition (``intersection_of: part_of UBERON:...``)."""
+    out: set[str] = set()
+    for rel, targets in term.relationships.items():
+        if _relation_name(rel) == "part_of":
+            out.update(i for i in targets.ids if i.startswith(_ANATOMY_PREFIXES))
+    for item in term.intersection_of:
+        if (
+            isinstance(item, tuple)
+            and _relation_name(item[0]) == "part_of"
+            and item[1].id.startswith(_ANATOMY_PREFIXES)
+        ):
+            out.add(item[1].id)
+    return tuple(sorted(out))
 
 
 def load_ontology(path: str | os.PathLike) -> CellOntology:
@@ -46,13 +121,7 @@ def load_ontology(path: str | os.PathLike) -> CellOntology:
     path = Path(path)
     if not path.is_file():
         raise InputError("ontology file not found", path=str(path))
-    _sniff_obo(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pronto warns about unsupported OBO clauses
-            ont = pronto.Ontology(str(path))
-    except Exception as exc:  # pronto raises SyntaxError/ValueError/... for bad OBO
-        raise InputError(f"not a loadable OBO file: {exc}", path=str(path)) from exc
+    ont = _parse(_read_obo(path), path)
 
     terms: dict[str, TermInfo] = {}
     is_a: dict[str, set[str]] = {}
@@ -72,8 +141,11 @@ def load_ontology(path: str | os.PathLike) -> CellOntology:
             name=term.name or "",
             synonyms=synonyms,
             obsolete=bool(term.obsolete),
-            replaced_by=tuple(sorted(i for i in term.replaced_by.ids if _is_cl(i))),
+            replaced_by=tuple(sorted(term.replaced_by.ids)),
             alternate_ids=tuple(sorted(term.alternate_ids)),
+            consider=tuple(sorted(term.consider.ids)),
+            subsets=tuple(sorted(term.subsets)),
+            anatomy=_anatomy(term),
         )
         is_a[term.id] = {
             p.id for p in term.superclasses(distance=1, with_self=False) if _is_cl(p.id)
@@ -83,7 +155,7 @@ def load_ontology(path: str | os.PathLike) -> CellOntology:
         for rel, targets in term.relationships.items():
             ids = {i for i in targets.ids if _is_cl(i)}
             if ids:
-                other.setdefault(rel.id, {})[term.id] = ids
+                other.setdefault(_relation_name(rel), {}).setdefault(term.id, set()).update(ids)
     if not terms:
         raise InputError("no Cell Ontology (CL:) terms in the ontology", path=str(path))
     other.setdefault("part_of", {})

@@ -4,53 +4,93 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata
 import h5py
 import pandas as pd
+from tqdm import tqdm
 
 from ..errors import InputError
 from ..fileio import atomic_path
+from ..logs import progress_enabled
+from ..sheets import validate_sheet
 from .graph import CellOntology
 from .load import cached_ontology
-from .matching import TermMatcher, normalise_text
+from .matching import MAX_TEXT_CHARS, TermMatcher
+from .normalise import normalise_text
 
 log = logging.getLogger(__name__)
 
 CELL_TYPE_COLUMNS = ["cl_id", "cl_label", "evidence", "confidence"]
+_CL_ID = re.compile(r"^CL:\d{7}$")
 
-_matchers: dict[int, TermMatcher] = {}
+_matchers: dict[tuple[int, bool], TermMatcher] = {}
 _lock = threading.Lock()
 
 
-def cached_matcher(obo: str | os.PathLike) -> TermMatcher:
+def cached_matcher(obo: str | os.PathLike, specialise_by_tissue: bool = False) -> TermMatcher:
     """A `TermMatcher` over the (cached) ontology in ``obo``, built once per process."""
     onto = cached_ontology(obo)
+    key = (id(onto), specialise_by_tissue)
     with _lock:
-        matcher = _matchers.get(id(onto))
+        matcher = _matchers.get(key)
         if matcher is None or matcher.ontology is not onto:
-            matcher = TermMatcher(onto)
-            _matchers[id(onto)] = matcher
+            matcher = TermMatcher(onto, specialise_by_tissue=specialise_by_tissue)
+            _matchers[key] = matcher
         return matcher
 
 
+def as_text(value: object) -> tuple[str, bool]:
+    """``value`` as text, and whether bytes that are not UTF-8 had to be replaced (with
+    U+FFFD). None/NaN are empty text; bytes are decoded; lone surrogates (bytes smuggled
+    through ``surrogateescape``) are replaced."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "", False
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8"), False
+        except UnicodeDecodeError:
+            return bytes(value).decode("utf-8", errors="replace"), True
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", errors="surrogateescape")
+        return raw.decode("utf-8", errors="replace"), True
+    return text, False
+
+
 def read_overrides(path: str | os.PathLike, ontology: CellOntology) -> dict[str, str]:
-    """Curated mappings: a TSV with columns ``text`` and ``cl_id``.
+    """Curated mappings: a TSV with columns ``text`` and ``cl_id`` (and an optional
+    ``comment``), checked against ``workflow/schemas/overrides.schema.yaml``.
 
     Returns normalised text -> current CL id. An id that is not a term of the ontology
-    (or obsolete without a replacement) raises `InputError`.
+    (or obsolete without a replacement), an empty text or one text mapped to two terms
+    raises `InputError` naming the file, line and field.
     """
     path = Path(path)
     try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        df = pd.read_csv(
+            path, sep="\t", dtype=str, keep_default_na=False, comment=None, encoding="utf-8"
+        )
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read overrides: {exc}", path=str(path)) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputError("empty file (expected a header: text, cl_id)", path=str(path)) from exc
     for col in ("text", "cl_id"):
         if col not in df.columns:
             raise InputError("missing column", path=str(path), field=col)
+    for row, cl_id in enumerate(df["cl_id"], start=2):
+        if not _CL_ID.match(cl_id.strip()):
+            raise InputError(
+                f"line {row}: {cl_id!r} is not a CL id (CL:nnnnnnn)", path=str(path), field="cl_id"
+            )
+    validate_sheet(df, "overrides", path=path)
     out: dict[str, str] = {}
     for row, (text, cl_id) in enumerate(zip(df["text"], df["cl_id"], strict=True), start=2):
         key, cl_id = normalise_text(text), cl_id.strip()
@@ -86,48 +126,77 @@ def read_obs(expression_h5ad: str | os.PathLike) -> pd.DataFrame:
     return obs
 
 
+def map_texts(
+    matcher: TermMatcher,
+    texts: Sequence[object],
+    overrides: Mapping[str, str] | None = None,
+    *,
+    source: str = "",
+) -> tuple[list[tuple[str, str, str, float]], Counter[str]]:
+    """(cl_id, cl_label, evidence, confidence) for each text (each distinct text mapped
+    once) and the number of texts per status (mapped, ambiguous, unmatched, empty)."""
+    decoded = [as_text(t) for t in texts]
+    bad = sum(flag for _, flag in decoded)
+    if bad:
+        log.warning("%s: %d texts held bytes that are not UTF-8 (replaced by U+FFFD)", source, bad)
+    distinct = list(dict.fromkeys(t for t, _ in decoded))
+    rows: dict[str, tuple[str, str, str, float]] = {}
+    per_text: dict[str, str] = {}
+    truncated = matcher.n_truncated
+    for text in tqdm(distinct, desc="cell types", unit="text", disable=not progress_enabled()):
+        res = matcher.explain(text, overrides or None)
+        per_text[text] = res.status
+        m = res.match
+        rows[text] = (
+            (m.cl_id, m.cl_label, m.evidence, m.confidence) if m else ("", "", res.evidence, 0.0)
+        )
+    if matcher.n_truncated > truncated:
+        log.warning(
+            "%s: %d texts cut to %d characters",
+            source,
+            matcher.n_truncated - truncated,
+            MAX_TEXT_CHARS,
+        )
+    status: Counter[str] = Counter(per_text[t] for t, _ in decoded)
+    return [rows[t] for t, _ in decoded], status
+
+
 def map_study(
     expression_h5ad: str | os.PathLike,
     obo: str | os.PathLike,
     out_tsv: str | os.PathLike,
     overrides: str | os.PathLike | None = None,
+    *,
+    specialise_by_tissue: bool = False,
 ) -> pd.DataFrame:
     """Map every cell's ``obs["source_text"]`` to a CL term; write ``cell_types.tsv``.
 
     The table is indexed by cell id with columns cl_id, cl_label, evidence, confidence;
-    unmapped cells have an empty cl_id, confidence 0 and (when ambiguous) the competing
-    hits as evidence.
+    unmapped cells have an empty cl_id, confidence 0 and the reason (the competing hits
+    when ambiguous) as evidence.
     """
     obs = read_obs(expression_h5ad)
     if "source_text" not in obs.columns:
         raise InputError(
             "no source_text column in obs", path=str(expression_h5ad), field="source_text"
         )
-    matcher = cached_matcher(obo)
-    table = overrides and read_overrides(overrides, matcher.ontology)
-    texts = obs["source_text"].astype(object).where(obs["source_text"].notna(), "").astype(str)
-    rows: dict[str, tuple[str, str, str, float]] = {}
-    status: Counter[str] = Counter()
-    for text, n in texts.value_counts(sort=False).items():
-        res = matcher.explain(text, table or None)
-        status[res.status] += int(n)
-        m = res.match
-        rows[text] = (
-            (m.cl_id, m.cl_label, m.evidence, m.confidence) if m else ("", "", res.evidence, 0.0)
-        )
-    out = pd.DataFrame(
-        [rows[t] for t in texts], index=obs.index.astype(str), columns=CELL_TYPE_COLUMNS
+    matcher = cached_matcher(obo, specialise_by_tissue)
+    table = read_overrides(overrides, matcher.ontology) if overrides else None
+    rows, status = map_texts(
+        matcher, list(obs["source_text"].astype(object)), table, source=str(expression_h5ad)
     )
+    out = pd.DataFrame(rows, index=obs.index.astype(str), columns=CELL_TYPE_COLUMNS)
     out.index.name = "cell"
     with atomic_path(out_tsv, suffix=".tsv") as tmp:
         out.to_csv(tmp, sep="\t", float_format="%.3f")
     log.info(
-        "%s: %d cells, %d mapped, %d ambiguous, %d unmatched",
+        "%s: %d cells, %d mapped, %d ambiguous, %d unmatched, %d without text",
         expression_h5ad,
         len(out),
         status["mapped"],
         status["ambiguous"],
         status["unmatched"],
+        status["empty"],
     )
     return out
 

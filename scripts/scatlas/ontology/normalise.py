@@ -1,0 +1,227 @@
+"""Normalise free text describing cells into comparable word sequences.
+
+Term names, synonyms, curated table rows and the metadata text of samples all pass through
+the same function, so "CD4+ T-cells", "CD4-positive T cell" and "cd4 pos T cells" meet at
+"cd4 positive t cell". Steps, in order:
+
+1. Unicode NFKC, lower case, dash variants to "-", Greek letters spelt out
+   ("γδ T" -> "gamma delta t", "Mφ" -> "m phi"), "gammadelta"/"alphabeta" split.
+2. Marker notation after a marker-like word (a gene/antigen name with a digit, e.g. CD4,
+   Ly6C, CD45RA, Lgr5; or lin/kit): "+" -> positive, "++"/"hi"/"high"/"bright" -> high,
+   "lo"/"low"/"dim" -> low, "int" -> intermediate, "pos"/"neg", and a trailing "-" ->
+   negative ("CD4-CD8-" -> "cd4 negative cd8 negative"; "CD8-positive" keeps its hyphen).
+3. Words glued to "cell(s)" split ("Tcells" -> "t cell"); roman numerals after
+   type/class/stage/layer/grade become digits ("type II" -> "type 2").
+4. Punctuation to spaces; ";", "/", "|", "&", "(" and ")" become a hard separator token,
+   "," a soft one and a hyphen between words a hyphen token (see `Tokens`); each word
+   singular ("monocytes" -> "monocyte") and a few British spellings American
+   ("haematopoietic" -> "hematopoietic").
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+HARD = "|"  # separator token: phrases never span it (";", "/", "|", "&", parentheses)
+SOFT = ","  # separator token phrases may span ("CD4-positive, alpha-beta T cell")
+HYPHEN = "~"  # a hyphen between words: phrases span it ("T-cell"); it may join two types
+SEPARATORS = frozenset({HARD, SOFT, HYPHEN})
+
+_GREEK = {
+    "α": "alpha",
+    "β": "beta",
+    "γ": "gamma",
+    "δ": "delta",
+    "ε": "epsilon",
+    "ζ": "zeta",
+    "η": "eta",
+    "θ": "theta",
+    "ι": "iota",
+    "κ": "kappa",
+    "λ": "lambda",
+    "μ": "mu",
+    "ν": "nu",
+    "ξ": "xi",
+    "π": "pi",
+    "ρ": "rho",
+    "σ": "sigma",
+    "ς": "sigma",
+    "τ": "tau",
+    "υ": "upsilon",
+    "φ": "phi",
+    "ϕ": "phi",
+    "χ": "chi",
+    "ψ": "psi",
+    "ω": "omega",
+}
+_GREEK_RE = re.compile("[" + "".join(_GREEK) + "]")
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"})
+_GREEK_PAIR = re.compile(r"\b(alpha|beta|gamma|delta)(alpha|beta|gamma|delta)\b")
+
+# a marker-like word: letters then digits then at most three letters (CD4, CD11b, Ly6C,
+# CD45RA, Foxp3, Lgr5, IL7R), or one of a few marker names without digits
+_MARKER = r"(?:[a-z]{1,6}\d{1,4}[a-z]{0,3}|lin|kit|ckit)"
+_MARKER_WORD = re.compile(rf"^{_MARKER}$")
+_GLUED_LEVEL = re.compile(
+    r"\b([a-z]{1,6}\d{1,4}[a-z]{0,2}?)(hi|high|bright|lo|low|dim|int|pos|neg)\b"
+)
+_DOUBLE_PLUS = re.compile(r"(?<=[a-z0-9])\s?\+\+")
+_PLUS = re.compile(r"(?<=[a-z0-9)])\s?\+")
+# "cd4-cd8-", "cd4-cd8+" (the "+" already spelt out): the first "-" is a sign too
+_CHAINED_MINUS = re.compile(rf"\b({_MARKER})-(?={_MARKER}(?:-|\s?positive\b|\s?high\b))")
+_TRAILING_MINUS = re.compile(rf"\b({_MARKER})-(?=$|[\s,;/|)(])")
+_GLUED_CELL = re.compile(r"\b([a-z0-9]{1,3})(cells?)\b")
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7"}
+_ROMAN_HINT = re.compile(r"type|class|stage|layer|grade|group|lamina")
+_ROMAN_RE = re.compile(
+    r"\b(type|class|stage|layer|grade|group|lamina)[\s-]+(i{1,3}|iv|vi{0,2}|v)([ab]?)\b"
+)
+_HARD_CHARS = frozenset(";/|&()[]{}")
+_PIECES = re.compile(r"(,|~|[;/|&()\[\]{}])")
+_WORD_HYPHEN = re.compile(r"(?<=\w)-+(?=\w)")
+_WORD_SPLIT = re.compile(r"[\W_]+")
+
+_LEVEL_WORDS = {
+    "pos": "positive",
+    "positive": "positive",
+    "neg": "negative",
+    "negative": "negative",
+    "hi": "high",
+    "high": "high",
+    "bright": "high",
+    "bri": "high",
+    "lo": "low",
+    "low": "low",
+    "dim": "low",
+    "int": "intermediate",
+    "intermediate": "intermediate",
+}
+_IRREGULAR = {"cells": "cell", "nuclei": "nucleus", "mice": "mouse"}
+_SPELLING = (
+    (re.compile(r"^haem"), "hem"),
+    (re.compile(r"^oesoph"), "esoph"),
+    (re.compile(r"^foet"), "fet"),
+    (re.compile(r"^leuc"), "leuk"),
+    (re.compile(r"^paed"), "ped"),
+    (re.compile(r"(?<=[a-z]{3})our$"), "or"),
+    (re.compile(r"aemia$"), "emia"),
+)
+
+
+def singular(token: str) -> str:
+    """Crude singular form of one word; applied alike to terms and query text."""
+    if token in _IRREGULAR:
+        return _IRREGULAR[token]
+    if len(token) <= 3 or not token.isalpha():
+        return token
+    if token.endswith("ies") and len(token) > 4:
+        return token[:-3] + "y"
+    if token.endswith(("sses", "xes", "zes")):
+        return token[:-2]
+    if token.endswith("s") and not token.endswith(("ss", "us", "is", "as", "ys", "os")):
+        return token[:-1]
+    return token
+
+
+@functools.lru_cache(maxsize=200_000)
+def _word(token: str) -> str:
+    return _spelling(singular(token))
+
+
+def _spelling(token: str) -> str:
+    if len(token) <= 4:
+        return token
+    for pattern, repl in _SPELLING:
+        token = pattern.sub(repl, token)
+    return token
+
+
+def _prepare(text: str) -> str:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_DASHES)
+    text = text.lower()
+    if not text.isascii():
+        text = _GREEK_RE.sub(lambda m: f" {_GREEK[m.group()]} ", text)
+    if "alpha" in text or "beta" in text or "gamma" in text or "delta" in text:
+        text = _GREEK_PAIR.sub(r"\1 \2", text)
+    if any(c.isdigit() for c in text):
+        text = _GLUED_LEVEL.sub(r"\1 \2", text)
+    if "+" in text:
+        text = _DOUBLE_PLUS.sub(" high ", text)
+        text = _PLUS.sub(" positive ", text)
+    if "-" in text:
+        text = _CHAINED_MINUS.sub(r"\1 negative ", text)
+        text = _TRAILING_MINUS.sub(r"\1 negative", text)
+    if "cell" in text:
+        text = _GLUED_CELL.sub(r"\1 \2", text)
+    if _ROMAN_HINT.search(text):
+        text = _ROMAN_RE.sub(lambda m: f"{m.group(1)} {_ROMAN[m.group(2)]}{m.group(3)}", text)
+    if "-" in text or HYPHEN in text:
+        text = _WORD_HYPHEN.sub(f" {HYPHEN} ", text.replace(HYPHEN, "-"))
+    return text
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Normalised words of a text with separator tokens kept (`HARD`, `SOFT`, `HYPHEN`)."""
+
+    items: tuple[str, ...]
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return tuple(t for t in self.items if t not in SEPARATORS)
+
+    def key(self) -> str:
+        return " ".join(self.words)
+
+
+def tokenise(text: str) -> Tokens:
+    """`Tokens` of ``text`` (see the module docstring for the steps)."""
+    prepared = _prepare(text or "")
+    items: list[str] = []
+    pieces = _PIECES.split(prepared)
+    for piece in pieces:
+        if piece in (SOFT, HYPHEN):
+            if items and items[-1] not in SEPARATORS:
+                items.append(piece)
+            continue
+        if piece in _HARD_CHARS:
+            if items and items[-1] in SEPARATORS:
+                items[-1] = HARD
+            elif items:
+                items.append(HARD)
+            continue
+        for word in _WORD_SPLIT.split(piece):
+            if word:
+                items.append(_word(word))
+    while items and items[-1] in SEPARATORS:
+        items.pop()
+    while items and items[0] in SEPARATORS:
+        items.pop(0)
+    return Tokens(tuple(_canonical_levels(items)))
+
+
+def _canonical_levels(items: list[str]) -> list[str]:
+    """ "cd8 pos" -> "cd8 positive", "cd56 bright" -> "cd56 high" (only after markers)."""
+    out = list(items)
+    for i in range(1, len(out)):
+        prev = out[i - 2] if out[i - 1] == HYPHEN and i >= 2 else out[i - 1]
+        if out[i] in _LEVEL_WORDS and _MARKER_WORD.match(prev):
+            out[i] = _LEVEL_WORDS[out[i]]
+    return out
+
+
+def normalise_text(text: str) -> str:
+    """The normalised words of ``text`` joined by single spaces (separators dropped).
+
+    "T-cells" -> "t cell"; "CD4+ T Lymphocytes" -> "cd4 positive t lymphocyte".
+    """
+    return tokenise(text).key()
+
+
+def is_marker(word: str) -> bool:
+    """True for a normalised word that looks like a marker (CD4, Ly6C, lin, ...)."""
+    return bool(_MARKER_WORD.match(word))

@@ -1,0 +1,159 @@
+"""The curated tables under resources/ontology/ that the matcher uses besides CL itself.
+
+* ``abbreviations.tsv`` (text, cl_id, cl_label, comment): lab shorthand and abbreviations
+  (NK, Treg, HSC, OPC, ...) -> CL term, valid in any tissue.
+* ``tissue_terms.tsv`` (tissue, text, cl_id, cl_label, comment): words whose meaning depends
+  on the tissue ("beta" in the pancreas, "HSC" in the liver, "KC" in skin or liver).
+* ``tissues.tsv`` (tissue, uberon, words, comment): the words that name a tissue or organ
+  ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), with the
+  UBERON id that CL's ``part_of`` links use.
+
+Every row is general lab knowledge with its source in ``comment``; a row naming a term that
+the loaded ontology lacks is skipped with a warning (a CL subset need not hold them all),
+a malformed row raises `InputError` naming file, line and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .graph import CellOntology
+from .normalise import normalise_text
+
+log = logging.getLogger(__name__)
+
+RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "ontology"
+ABBREVIATIONS = RESOURCES / "abbreviations.tsv"
+TISSUE_TERMS = RESOURCES / "tissue_terms.tsv"
+TISSUES = RESOURCES / "tissues.tsv"
+
+_CL_ID = re.compile(r"^CL:\d{7}$")
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One curated text -> term row (``tissue`` empty for abbreviations)."""
+
+    text: str
+    key: str  # normalised text
+    cl_id: str
+    tissue: str
+    source: str  # "file:line"
+
+
+@dataclass(frozen=True)
+class Tissue:
+    name: str
+    uberon: str
+    phrases: tuple[str, ...]  # normalised
+    not_phrases: tuple[str, ...]  # normalised phrases that do not name the tissue
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError("missing column", path=str(path), field=missing[0])
+            return [
+                (i, {k: (v or "").strip() for k, v in row.items() if k})
+                for i, row in enumerate(reader, start=2)
+            ]
+    except OSError as exc:
+        raise InputError(f"cannot read table: {exc.strerror}", path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {exc}", path=str(path)) from exc
+
+
+def _term_rows(
+    path: Path, ontology: CellOntology, with_tissue: bool, tissues: dict[str, Tissue] | None
+) -> list[TableEntry]:
+    cols = ("tissue", "text", "cl_id") if with_tissue else ("text", "cl_id")
+    out: list[TableEntry] = []
+    seen: dict[tuple[str, str], str] = {}
+    skipped = 0
+    for line, row in _rows(path, cols):
+        text, cl_id = row["text"], row["cl_id"]
+        tissue = row.get("tissue", "") if with_tissue else ""
+        key = normalise_text(text)
+        if not key:
+            raise InputError(f"line {line}: empty text", path=str(path), field="text")
+        if not _CL_ID.match(cl_id):
+            raise InputError(
+                f"line {line}: {cl_id!r} is not a CL id", path=str(path), field="cl_id"
+            )
+        if with_tissue and (tissues is None or tissue not in tissues):
+            raise InputError(
+                f"line {line}: unknown tissue {tissue!r} (not in {TISSUES.name})",
+                path=str(path),
+                field="tissue",
+            )
+        current = ontology.resolve(cl_id)
+        if current is None:
+            skipped += 1
+            log.warning(
+                "%s line %d: %s is not a current term of %s; row skipped",
+                path.name,
+                line,
+                cl_id,
+                ontology.source or "the ontology",
+            )
+            continue
+        if seen.get((tissue, key), current) != current:
+            raise InputError(
+                f"line {line}: {text!r} already maps to {seen[(tissue, key)]}",
+                path=str(path),
+                field="text",
+            )
+        seen[(tissue, key)] = current
+        out.append(TableEntry(text, key, current, tissue, f"{path.name}:{line}"))
+    if skipped:
+        log.warning(
+            "%s: %d of %d rows skipped (terms not in the ontology)",
+            path.name,
+            skipped,
+            skipped + len(out),
+        )
+    return out
+
+
+def read_tissues(path: str | os.PathLike = TISSUES) -> dict[str, Tissue]:
+    """Tissue name -> `Tissue`."""
+    path = Path(path)
+    out: dict[str, Tissue] = {}
+    for line, row in _rows(path, ("tissue", "uberon", "words")):
+        name = row["tissue"]
+        if not name or name in out:
+            raise InputError(
+                f"line {line}: empty or repeated tissue", path=str(path), field="tissue"
+            )
+        words = [w.strip() for w in row["words"].split(";") if w.strip()]
+        phrases = tuple(normalise_text(w) for w in words if not w.startswith("!"))
+        nots = tuple(normalise_text(w[1:]) for w in words if w.startswith("!"))
+        if not phrases:
+            raise InputError(f"line {line}: no words", path=str(path), field="words")
+        out[name] = Tissue(name, row["uberon"], phrases, nots)
+    return out
+
+
+def read_abbreviations(
+    ontology: CellOntology, path: str | os.PathLike = ABBREVIATIONS
+) -> list[TableEntry]:
+    """Abbreviation rows whose term the ontology has (current ids)."""
+    return _term_rows(Path(path), ontology, False, None)
+
+
+def read_tissue_terms(
+    ontology: CellOntology,
+    tissues: dict[str, Tissue],
+    path: str | os.PathLike = TISSUE_TERMS,
+) -> list[TableEntry]:
+    """Tissue-specific rows whose term the ontology has (current ids)."""
+    return _term_rows(Path(path), ontology, True, tissues)
