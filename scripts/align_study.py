@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from scatlas.align import align_study
+from scatlas.align import align_study, run_technologies
+from scatlas.barcodes import chemistries
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -13,4 +14,7 @@ align_study(
     Path(snakemake.output.table),
     threads=snakemake.threads,
     min_alignment_rate=snakemake.params.min_rate,
+    log_dir=Path(snakemake.params.run_logs),
+    technologies=run_technologies(Path(snakemake.input.samples)),
+    chemistries=chemistries({"barcoded": {"chemistries": snakemake.params.chemistries}}),
 )

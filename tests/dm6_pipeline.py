@@ -8,7 +8,6 @@ Helpers for comparing with R's edgeR live here too.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,37 +118,17 @@ def dm6_pipeline(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def edger_rpkm(counts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``edgeR::rpkm(counts, gene.length=lengths)`` (genes × samples), through rpy2 when it
-    loads, else through ``Rscript``; skips the test when R or edgeR is missing."""
-    try:
-        from scatlas.rbridge import r_package, robjects
+    """``edgeR::rpkm(counts, gene.length=lengths)`` (genes × samples) through rpy2; the test
+    is skipped, with the reason, only when R, rpy2 or edgeR cannot be loaded."""
+    from scatlas.rbridge import RUnavailable, r_package, robjects
 
+    try:
         ro = robjects()
         edger = r_package("edgeR")
-        m = ro.r.matrix(ro.FloatVector(counts.ravel(order="F")), nrow=counts.shape[0])
-        out = edger.rpkm(m, **{"gene.length": ro.FloatVector(lengths)})
-        return np.array(out).reshape(counts.shape, order="F")
-    except Exception as exc:  # rpy2 missing or built for another R: fall back to Rscript
-        rpy2_problem = f"{type(exc).__name__}: {exc}"
-    rscript = shutil.which("Rscript")
-    if rscript is None:
-        pytest.skip(f"no R: rpy2 failed ({rpy2_problem}) and Rscript is not on PATH")
-    code = (
-        "suppressMessages(library(edgeR));"
-        "x <- as.matrix(read.table(file('stdin'), header=FALSE));"
-        "y <- x[, -ncol(x), drop=FALSE]; len <- x[, ncol(x)];"
-        "r <- rpkm(y, gene.length=len);"
-        "write.table(format(r, digits=17), sep='\\t', quote=FALSE, row.names=FALSE, col.names=FALSE)"
+    except RUnavailable as exc:
+        pytest.skip(f"edgeR through rpy2 is unavailable: {exc}")
+    m = ro.r.matrix(
+        ro.FloatVector(np.asarray(counts, float).ravel(order="F")), nrow=counts.shape[0]
     )
-    # Genes × samples on stdin, the gene length as the last column.
-    table = np.hstack([counts, lengths[:, None]])
-    text = "\n".join("\t".join(repr(float(v)) for v in row) for row in table) + "\n"
-    proc = subprocess.run(
-        [rscript, "-e", code], input=text, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        if "edgeR" in proc.stderr:
-            pytest.skip(f"edgeR is not installed: {proc.stderr.strip()[-300:]}")
-        raise RuntimeError(proc.stderr)
-    rows = [list(map(float, line.split())) for line in proc.stdout.strip().splitlines()]
-    return np.array(rows)
+    out = edger.rpkm(m, **{"gene.length": ro.FloatVector(np.asarray(lengths, float))})
+    return np.array(out).reshape(counts.shape, order="F")

@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 from dm6_pipeline import DM6, RUNS, SAMPLES, dm6_pipeline, write_manifest
 
-from scatlas.align import ALIGNMENT_COLUMNS, align_run, align_study, parse_hisat2_summary
+from scatlas.align import (
+    ALIGNMENT_COLUMNS,
+    align_run,
+    align_study,
+    mate_files,
+    parse_hisat2_summary,
+)
 from scatlas.errors import InputError, ToolError
 
 # Real HISAT2 2.2.1 output for sample1 of GSE49587 (SRR948304) against dm6.small.
@@ -129,21 +135,31 @@ def _subset(src: Path, dest: Path, n_reads: int, skip: int = 0) -> Path:
 
 @pytest.mark.tools
 def test_bad_runs_fail_alone(dm6: DM6, tmp_path: Path) -> None:
+    """Every kind of damaged FASTQ fails its run alone, with the file and what is wrong;
+    among them damage HISAT2 itself lets pass (a short sequence, a record cut off, mates
+    with other names, a missing gzip trailer)."""
     r1, r2 = dm6.data / "sample1.tiny_R1.fastq.gz", dm6.data / "sample1.tiny_R2.fastq.gz"
     good1, good2 = (
         _subset(r1, tmp_path / "g_R1.fq.gz", 2000),
         _subset(r2, tmp_path / "g_R2.fq.gz", 2000),
     )
-    # Cut mid-stream: HISAT2 aborts.
-    cut = tmp_path / "cut_R1.fq.gz"
+    cut = tmp_path / "cut_R1.fq.gz"  # cut mid-stream
     cut.write_bytes(good1.read_bytes()[: good1.stat().st_size // 2])
-    # Only the gzip trailer missing: every read is there and HISAT2 exits 0, but gzip complains.
-    trailer = tmp_path / "trailer_R1.fq.gz"
+    trailer = tmp_path / "trailer_R1.fq.gz"  # every read there, only the gzip trailer missing
     trailer.write_bytes(good1.read_bytes()[:-4])
-    shifted = _subset(r2, tmp_path / "shift_R2.fq.gz", 1999, skip=1)  # one mate short
+    shifted = _subset(r2, tmp_path / "shift_R2.fq.gz", 1999, skip=1)  # mates out of step
+    short = _subset(r2, tmp_path / "short_R2.fq.gz", 1999)  # the last mate missing
     empty = tmp_path / "empty_R1.fq.gz"
     with gzip.open(empty, "wt"):
         pass
+    with gzip.open(good1, "rt") as fh:
+        lines = fh.read().splitlines()
+    mismatch = tmp_path / "mismatch_R1.fq"  # record 11: a base lost, its qualities not
+    lines_mm = list(lines)
+    lines_mm[41] = lines_mm[41][1:]
+    mismatch.write_text("\n".join(lines_mm) + "\n")
+    truncated = tmp_path / "trunc_R1.fq"  # the last record cut off after its sequence
+    truncated.write_text("\n".join(lines[:-2]) + "\n")
     rows = [
         ("SRR0000001", "GSM0000011", f"{good1};{good2}", "ok", ""),
         ("SRR0000002", "GSM0000012", f"{cut};{good2}", "ok", ""),
@@ -153,6 +169,9 @@ def test_bad_runs_fail_alone(dm6: DM6, tmp_path: Path) -> None:
         ("SRR0000006", "GSM0000016", "", "failed", "md5 mismatch for SRR0000006_1.fastq.gz"),
         ("not-a-run", "GSM0000017", f"{good1};{good2}", "ok", ""),
         ("SRR0000008", "GSM0000018", f"{good1.name};{good2.name}", "ok", ""),  # relative paths
+        ("SRR0000009", "GSM0000019", f"{mismatch}", "ok", ""),
+        ("SRR0000010", "GSM0000020", f"{truncated}", "ok", ""),
+        ("SRR0000011", "GSM0000021", f"{good1};{short}", "ok", ""),
     ]
     manifest = write_manifest(
         tmp_path / "manifest.tsv",
@@ -170,17 +189,25 @@ def test_bad_runs_fail_alone(dm6: DM6, tmp_path: Path) -> None:
         "SRR0000006": "failed",
         "not-a-run": "failed",
         "SRR0000008": "ok",
+        "SRR0000009": "failed",
+        "SRR0000010": "failed",
+        "SRR0000011": "failed",
     }
     assert by_run.loc["SRR0000001", "total_reads"] == 2000
-    assert "hisat2" in by_run.loc["SRR0000002", "reason"]
-    assert "unexpected end of file" in by_run.loc["SRR0000003", "reason"]
-    assert "fewer reads in file specified with -2" in by_run.loc["SRR0000004", "reason"]
-    assert (
-        "FASTQ file is empty" in by_run.loc["SRR0000005", "reason"]
-        and str(empty) in by_run.loc["SRR0000005", "reason"]
-    )
-    assert by_run.loc["SRR0000006", "reason"] == "md5 mismatch for SRR0000006_1.fastq.gz"
-    assert "does not match" in by_run.loc["not-a-run", "reason"]
+    reason = by_run["reason"].to_dict()
+    for run, words, path in [
+        ("SRR0000002", "corrupt or truncated gzip data", cut),
+        ("SRR0000003", "corrupt or truncated gzip data", trailer),
+        ("SRR0000004", "mates out of sync at record 1: 'SRR948304.1'", shifted),
+        ("SRR0000005", "FASTQ file is empty", empty),
+        ("SRR0000009", "record 11 (@SRR948304.10136", mismatch),
+        ("SRR0000010", "record 2000 is cut off (2 of its 4 lines present)", truncated),
+        ("SRR0000011", "mates out of sync: short_R2.fq.gz ends after 1999 records", short),
+    ]:
+        assert words in reason[run] and f"file {path}" in reason[run], (run, reason[run])
+    assert "47 bases but 48 quality values" in reason["SRR0000009"]
+    assert reason["SRR0000006"] == "md5 mismatch for SRR0000006_1.fastq.gz"
+    assert "does not match" in reason["not-a-run"]
     assert sorted(p.name for p in (tmp_path / "bam").iterdir()) == [
         "SRR0000001.bam",
         "SRR0000008.bam",
@@ -192,16 +219,26 @@ def test_bad_runs_fail_alone(dm6: DM6, tmp_path: Path) -> None:
 
 @pytest.mark.tools
 def test_low_alignment_rate_is_skipped(dm6: DM6, tmp_path: Path) -> None:
+    """A run under the threshold is skipped with its rate, and the catalog records it so
+    (``ingest.update_catalog`` reads the alignment table)."""
+    from scatlas.catalog import Catalog
+    from scatlas.ingest import update_catalog
+    from scatlas.sheets import SAMPLE_COLUMNS, STUDY_COLUMNS
+
     f1, f2 = dm6.data / "sample2.tiny_R1.fastq.gz", dm6.data / "sample2.tiny_R2.fastq.gz"
-    manifest = write_manifest(
-        tmp_path / "m.tsv",
+    study = tmp_path / "studies" / "GSE49587"
+    manifest = tmp_path / "fastq" / "GSE49587" / "manifest.tsv"
+    manifest.parent.mkdir(parents=True)
+    write_manifest(
+        manifest,
         [{"run": "SRR948305", "sample": "GSM0000002", "files": f"{f1};{f2}", "status": "ok"}],
     )
+    alignment = tmp_path / "align" / "GSE49587" / "alignment.tsv"
     table = align_study(
         manifest,
         dm6.index,
         tmp_path / "bam",
-        tmp_path / "a.tsv",
+        alignment,
         threads=2,
         min_alignment_rate=0.995,
     )
@@ -211,6 +248,43 @@ def test_low_alignment_rate_is_skipped(dm6: DM6, tmp_path: Path) -> None:
     assert rec["reason"] == f"alignment rate {rate * 100:.1f}% < 99.5%"
     assert 0.98 < rate < 0.995
     assert list((tmp_path / "bam").iterdir()) == []
+
+    row = dict.fromkeys(STUDY_COLUMNS, "")
+    row.update(
+        study="GSE49587",
+        source="geo",
+        title="t",
+        organism="Drosophila melanogaster",
+        kind="reads",
+        n_samples="1",
+        status="ok",
+    )
+    pd.DataFrame([row], columns=STUDY_COLUMNS).to_csv(
+        tmp_path / "studies.tsv", sep="\t", index=False
+    )
+    study.mkdir(parents=True)
+    sample = dict.fromkeys(SAMPLE_COLUMNS, "")
+    sample.update(
+        study="GSE49587",
+        sample="GSM0000002",
+        title="sample2",
+        organism="Drosophila melanogaster",
+        library_layout="PAIRED",
+        technology="smartseq",
+        run="SRR948305",
+    )
+    pd.DataFrame([sample], columns=SAMPLE_COLUMNS).to_csv(
+        study / "samples.tsv", sep="\t", index=False
+    )
+    (study / "study.json").write_text(
+        '{"study": "GSE49587", "source": "geo", "kind": "reads", "status": "ok", "reason": "r"}'
+    )
+    db = tmp_path / "catalog.sqlite"
+    update_catalog({}, db, tmp_path / "studies.tsv", [study], [manifest], [alignment])
+    with Catalog(db) as cat:
+        (run,) = cat.rows("runs", run="SRR948305")
+    assert run["status"] == "skipped" and run["reason"] == rec["reason"]
+    assert run["alignment_rate"] == pytest.approx(rate)
 
 
 def test_empty_manifest_gives_header_only(tmp_path: Path) -> None:
@@ -235,6 +309,17 @@ def test_align_run_single_end_and_errors(dm6: DM6, tmp_path: Path) -> None:
         align_run(dm6.index, [tmp_path / "nope.fq"], tmp_path / "x.bam")
     with pytest.raises(ToolError) as err:
         align_run(tmp_path / "no-such-index", [fq], tmp_path / "x.bam")
-    assert err.value.tool == "hisat2"
+    assert err.value.tool == "hisat2" and "Could not locate a HISAT2 index" in str(err.value)
     assert not (tmp_path / "x.bam").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.log", "s_R1.fq.gz", "se.bam"]
+
+
+def test_mate_files() -> None:
+    one, r1, r2 = Path("SRR1.fastq.gz"), Path("SRR1_1.fastq.gz"), Path("SRR1_2.fastq.gz")
+    assert mate_files([one]) == [one] and mate_files([r1, r2]) == [r1, r2]
+    # ENA's paired run with the orphan reads' file first: the mates, in order
+    assert mate_files([one, r2, r1]) == [r1, r2]
+    with pytest.raises(InputError, match="got 3"):
+        mate_files([one, r1, Path("SRR1_3.fastq.gz")])
+    with pytest.raises(InputError, match="got 0"):
+        mate_files([])

@@ -129,6 +129,7 @@ def test_layout_and_summary(world):
     assert by_acc["E-MTAB-99002"]["expected"] == "excluded"
     assert by_acc["GSE900009"]["expected"] == "failed"
     assert by_acc["GSE900007"]["kind"] == "matrix"
+    assert by_acc["GSE900010"]["chemistry"] == "10x_v3" and by_acc["GSE900010"]["n_runs"] == 2
     assert {a for a, s in by_acc.items() if s["expected"] == "ok"} == {
         "GSE900001",
         "GSE900002",
@@ -137,6 +138,7 @@ def test_layout_and_summary(world):
         "GSE900005",
         "GSE900006",
         "GSE900007",
+        "GSE900010",
         "E-MTAB-99001",
     }
     assert summary["genome"]["synthetic"] is True
@@ -158,13 +160,14 @@ def test_ena_directory_rule():
 def test_soft_family_files_load_with_geoparse(root, truth):
     import GEOparse
 
-    text_of = {r["sample"]: r["text"] for r in truth}
+    # droplet cells are "{GSM}_{barcode}": their sample's text is the cells' text
+    text_of = {r["sample"].split("_")[0]: r["text"] for r in truth}
     for study in spec.STUDIES:
         if study.source != "geo":
             continue
         gse = GEOparse.get_GEO(filepath=str(_soft_path(root, study.accession)), silent=True)
         assert gse.name == study.accession
-        assert len(gse.gsms) == study.n_cells
+        assert len(gse.gsms) == (len(study.groups) if study.chemistry else study.n_cells)
         assert gse.metadata["type"] == [study.gds_type]
         assert list(gse.gpls) == [spec.PLATFORMS[study.instrument]]
         relations = gse.metadata.get("relation", [])
@@ -174,7 +177,7 @@ def test_soft_family_files_load_with_geoparse(root, truth):
                 "ftp://ftp.ncbi.nlm.nih.gov/geo/series/GSE900nnn/GSE900007/suppl/GSE900007_counts.csv.gz"
             ]
         else:
-            assert f"SRA: https://www.ncbi.nlm.nih.gov/sra?term=SRP99000{study.number}" in relations
+            assert f"SRA: https://www.ncbi.nlm.nih.gov/sra?term=SRP{990000 + study.number}" in relations
         for name, gsm in gse.gsms.items():
             md = gsm.metadata
             chars = dict(c.split(": ", 1) for c in md["characteristics_ch1"])
@@ -199,7 +202,7 @@ def test_esummary_documents(root, shared_data):
     real = json.loads((shared_data / "geo" / "ffq" / "GSE93374_summary.txt").read_text())["result"][
         "200093374"
     ]
-    assert set(gds) == {str(200900000 + i) for i in range(1, 10)}
+    assert set(gds) == {str(200900000 + i) for i in range(1, 11)}
     for uid, doc in gds.items():
         assert set(doc) == set(real), "keys differ from a real esummary document"
         assert doc["uid"] == uid and doc["accession"] == f"GSE{int(uid) - 200000000}"
@@ -240,7 +243,7 @@ def test_fastq_files_match_ena_except_the_corrupt_study(root, ena_runs):
             r["run"] for r in csv.DictReader(fh, delimiter="\t") if r["study"] == "GSE900009"
         }
     assert len(corrupt_runs) == 8
-    assert len(ena_runs) == len({r["run_accession"] for r in ena_runs}) == 380
+    assert len(ena_runs) == len({r["run_accession"] for r in ena_runs}) == 382
     for i, row in enumerate(ena_runs):
         urls = row["fastq_ftp"].split(";")
         md5s, sizes = row["fastq_md5"].split(";"), row["fastq_bytes"].split(";")
@@ -256,6 +259,8 @@ def test_fastq_files_match_ena_except_the_corrupt_study(root, ena_runs):
                 assert hashlib.md5(data).hexdigest() != md5
             else:
                 assert hashlib.md5(data).hexdigest() == md5
+        if row["study_accession"] == "PRJNA990010":  # droplet runs: test_droplet_runs
+            continue
         if i % 25 == 0 or row["run_accession"] in corrupt_runs:  # parse a sample of files fully
             mates = [_records(root / "mirror" / u.split("/", 1)[1]) for u in urls]
             assert all(len(m) == int(row["read_count"]) for m in mates)
@@ -279,7 +284,8 @@ def test_ena_rows_link_geo_and_arrayexpress(ena_runs, truth):
             continue
         row = by_run[t["run"]]
         if t["study"].startswith("GSE"):
-            assert row["sample_alias"] == t["sample"] and row[
+            # a droplet cell is "{GSM}_{barcode}"
+            assert row["sample_alias"] == t["sample"].split("_")[0] and row[
                 "secondary_study_accession"
             ].startswith("SRP")
         else:
@@ -289,6 +295,42 @@ def test_ena_rows_link_geo_and_arrayexpress(ena_runs, truth):
                 row["run_accession"].startswith("ERR")
                 and row["secondary_study_accession"] == "ERP990001"
             )
+
+
+def test_droplet_runs(root, ena_runs, truth):
+    """The 10x v3 study: per sample one run of many cells; read 1 = 16 bp barcode + 12 bp
+    UMI, read 2 = 50 bp of cDNA; called cells and their true molecules in the truth files."""
+    from scatlas.barcodes import DEFAULT_CHEMISTRIES, call_cells
+
+    rows = [r for r in ena_runs if r["study_accession"] == "PRJNA990010"]
+    assert len(rows) == 2 and all(r["library_layout"] == "PAIRED" for r in rows)
+    cells = [t for t in truth if t["study"] == "GSE900010"]
+    assert len(cells) == 120
+    molecules = {}
+    with gzip.open(root / "truth_molecules.tsv.gz", "rt") as fh:
+        for rec in csv.DictReader(fh, delimiter="\t"):
+            molecules[rec["cell"]] = molecules.get(rec["cell"], 0) + int(rec["molecules"])
+    assert set(molecules) == {t["sample"] for t in cells}
+    for row in rows:
+        paths = [root / "mirror" / u.split("/", 1)[1] for u in row["fastq_ftp"].split(";")]
+        r1, r2 = (_records(p) for p in paths)
+        assert len(r1) == len(r2) == int(row["read_count"])
+        assert int(row["base_count"]) == int(row["read_count"]) * (28 + 50)
+        assert {len(r[1]) for r in r1} == {28} and {len(r[1]) for r in r2} == {50}
+        assert [r[0].split()[0] for r in r1] == [r[0].split()[0] for r in r2]
+        reads = defaultdict(int)
+        for r in r1:
+            reads[r[1][:16]] += 1
+        import pandas as pd
+
+        call = call_cells(pd.Series(reads), DEFAULT_CHEMISTRIES["10x_v3"], min_reads=20)
+        sample = row["sample_alias"]
+        truth_cells = {t["sample"].split("_")[1] for t in cells if t["sample"].startswith(sample)}
+        assert set(call.cells) == truth_cells  # a clean knee between cells and empty droplets
+        assert len(reads) > len(truth_cells) + 1000  # empty droplets and barcode errors
+        per_cell = [molecules[f"{sample}_{b}"] for b in truth_cells]
+        # 0.6 x READS reads per droplet cell, ~3 reads per molecule, ~91% genic molecules
+        assert 0.12 * READS < np.median(per_cell) < 0.25 * READS
 
 
 # -- ArrayExpress / BioStudies -----------------------------------------------------------------------

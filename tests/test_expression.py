@@ -363,3 +363,69 @@ def test_build_study_expression_from_rule_inputs(dm6: DM6, tmp_path: Path) -> No
     meta.write_text(json.dumps({"status": "skipped", "reason": "not single-cell"}))
     adata = build_study_expression("GSE49587", inputs, tmp_path / "e.h5ad")
     assert adata.n_obs == 0 and adata.uns["scatlas"]["reason"] == "not single-cell"
+
+
+def test_matrix_study_10x_hdf5_by_gene_names(tmp_path: Path, human_genes: pd.DataFrame) -> None:
+    """A 10x HDF5 matrix whose gene ids belong to another annotation release: the genes are
+    found through the names the file gives beside the ids."""
+    import h5py
+    from test_matrices import CELLS, COUNTS, GENE_NAMES, write_10x_h5
+
+    path = write_10x_h5(tmp_path / "GSM0000401_filtered_feature_bc_matrix.h5")
+    with h5py.File(path, "r+") as f:
+        del f["matrix/features/id"]
+        f["matrix/features"].create_dataset(
+            "id", data=np.array([f"ENSG9999999990{i}" for i in range(4)], dtype="S")
+        )
+    manifest = write_manifest(
+        tmp_path / "m.tsv",
+        [
+            {
+                "run": "",
+                "sample": "GSM0000401",
+                "files": f"{path};{tmp_path / 'x.csv'}",
+                "status": "ok",
+            }
+        ],
+    )
+    samples = write_samples(
+        tmp_path / "s.tsv", [{"sample": "GSM0000401", "title": "PBMC", "technology": "matrix"}]
+    )
+    adata = build_expression(
+        "GSE4", samples, human_genes, tmp_path / "e.h5ad", matrix_manifest=manifest
+    )
+    assert adata.uns["scatlas"]["status"] == "ok" and not adata.uns["scatlas"]["normalised"]
+    assert adata.obs_names.tolist() == CELLS and adata.X.dtype == np.int32
+    ids = [human_genes.index[human_genes["gene_symbol"] == n][0] for n in GENE_NAMES]
+    np.testing.assert_array_equal(adata[:, ids].X.toarray(), COUNTS.T)
+    assert adata.X.sum() == COUNTS.sum()  # the antibody feature is not a gene
+    assert (adata.obs["sample"] == "GSM0000401").all()
+
+
+def test_reads_study_without_cells_takes_author_matrices(
+    tmp_path: Path, human_genes: pd.DataFrame
+) -> None:
+    """A series with SRA runs whose samples are of a droplet protocol scatlas does not count
+    itself (their rows are author matrices): no run is aligned, the matrices are used."""
+    pd.DataFrame(
+        [[3, 0], [1, 7]], index=["TP53", "CD3E"], columns=["GSM0000501", "GSM0000502"]
+    ).to_csv(tmp_path / "counts.csv")
+    manifest = write_manifest(
+        tmp_path / "m.tsv",
+        [{"run": "", "sample": "", "files": str(tmp_path / "counts.csv"), "status": "ok"}],
+    )
+    (tmp_path / "c.tsv").write_text("# none\nGeneid\tChr\tStart\tEnd\tStrand\tLength\n")
+    samples = write_samples(
+        tmp_path / "s.tsv",
+        [{"sample": s, "technology": "matrix"} for s in ("GSM0000501", "GSM0000502")],
+    )
+    adata = build_expression(
+        "GSE5",
+        samples,
+        human_genes,
+        tmp_path / "e.h5ad",
+        counts_tsv=tmp_path / "c.tsv",
+        matrix_manifest=manifest,
+    )
+    assert adata.uns["scatlas"]["status"] == "ok" and adata.uns["scatlas"]["technology"] == "matrix"
+    assert adata.obs_names.tolist() == ["GSM0000501", "GSM0000502"] and adata.X.sum() == 11

@@ -162,3 +162,73 @@ def test_lognormalised_pancreas_is_not_integer(shared_data: Path) -> None:
     with pytest.raises(InputError, match="barcodes") as err:
         read_matrix(mtx)
     assert err.value.path == str(mtx)
+
+
+def write_10x_h5(
+    path: Path,
+    counts: np.ndarray = COUNTS,
+    cells: list[str] = CELLS,
+    *,
+    version: int = 3,
+    extra_barcode: bool = False,
+) -> Path:
+    """A 10x Genomics feature-barcode matrix in Cell Ranger's HDF5 layout: CSC, features x
+    barcodes; v3 adds an antibody-capture feature that is not a gene."""
+    import h5py
+
+    ids, names, types = list(GENE_IDS), list(GENE_NAMES), ["Gene Expression"] * len(GENE_IDS)
+    if version == 3:
+        counts = np.vstack([counts, np.arange(1, counts.shape[1] + 1)])
+        ids, names, types = ids + ["CD3_TotalSeqB"], names + ["CD3"], types + ["Antibody Capture"]
+    m = sp.csc_matrix(counts)
+    barcodes = cells + (["TTTGTCATCTTTAGTC-1"] if extra_barcode else [])
+    with h5py.File(path, "w") as f:
+        g = f.create_group("matrix" if version == 3 else "GRCh38")
+        g.create_dataset("barcodes", data=np.array(barcodes, dtype="S"))
+        g.create_dataset("data", data=m.data.astype(np.int32))
+        g.create_dataset("indices", data=m.indices.astype(np.int64))
+        g.create_dataset("indptr", data=m.indptr.astype(np.int64))
+        g.create_dataset("shape", data=np.array(m.shape, dtype=np.int32))
+        if version == 3:
+            feat = g.create_group("features")
+            feat.create_dataset("id", data=np.array(ids, dtype="S"))
+            feat.create_dataset("name", data=np.array(names, dtype="S"))
+            feat.create_dataset("feature_type", data=np.array(types, dtype="S"))
+            feat.create_dataset("genome", data=np.array(["GRCh38"] * len(ids), dtype="S"))
+            feat.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
+        else:
+            g.create_dataset("genes", data=np.array(ids, dtype="S"))
+            g.create_dataset("gene_names", data=np.array(names, dtype="S"))
+    return path
+
+
+@pytest.mark.parametrize("version", [3, 2])
+def test_10x_hdf5(tmp_path: Path, version: int) -> None:
+    from scatlas.matrices import read_matrix_named
+
+    path = write_10x_h5(tmp_path / "filtered_feature_bc_matrix.h5", version=version)
+    for given in (path, tmp_path):  # the file, or a folder holding it
+        x, cells, genes, names = read_matrix_named(given)
+        assert sp.isspmatrix_csr(x) and x.shape == (4, 3)  # the antibody feature is dropped
+        np.testing.assert_array_equal(x.toarray(), COUNTS.T)
+        assert cells == CELLS and genes == GENE_IDS and names == GENE_NAMES
+    # detected by content, not by name
+    renamed = tmp_path / "counts.bin"
+    renamed.write_bytes(path.read_bytes())
+    assert read_matrix(renamed)[1] == CELLS
+
+
+def test_10x_hdf5_barcodes_disagree(tmp_path: Path) -> None:
+    path = write_10x_h5(tmp_path / "m.h5", extra_barcode=True)
+    with pytest.raises(InputError, match="5 barcodes|4 barcodes") as err:
+        read_matrix(path)
+    assert str(path) in str(err.value) and "barcodes" in str(err.value)
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=[1, 2])
+    with pytest.raises(InputError, match="not a 10x matrix"):
+        read_matrix(tmp_path / "other.h5")
+    (tmp_path / "empty.h5").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        read_matrix(tmp_path / "empty.h5")

@@ -13,14 +13,25 @@ import re
 import signal
 import subprocess
 import tempfile
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scatlas.accessions import AccessionError, validate
-from scatlas.compression import open_binary
+from scatlas.barcodes import (
+    BARCODED_TECHNOLOGIES,
+    DEFAULT_CHEMISTRIES,
+    Chemistry,
+    barcode_and_cdna,
+    tag_reads,
+)
 from scatlas.errors import InputError, ScatlasError, ToolError
+from scatlas.fastq import format_records, read_mates
 from scatlas.fileio import atomic_path, atomic_write_text
+from scatlas.readfeed import Feed, ReaderGone
 from scatlas.sheets import ALIGNMENT_COLUMNS, MANIFEST_COLUMNS, row_errors
 from scatlas.tools import tail, which
 
@@ -118,20 +129,43 @@ def parse_hisat2_summary(text: str) -> dict:
     }
 
 
-def check_fastq(path: Path) -> None:
-    """Refuse a missing or empty FASTQ (plain or gzipped) before HISAT2 sees it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("FASTQ file not found", path=str(path))
-    try:
-        with open_binary(path) as fh:
-            head = fh.read(1)
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read FASTQ: {exc}", path=str(path)) from exc
-    if not head:
-        raise InputError("FASTQ file is empty", path=str(path))
-    if head != b"@":
-        raise InputError("not a FASTQ file (does not start with '@')", path=str(path))
+def hisat2_binary(index_prefix: Path) -> str:
+    """``hisat2-align-s``, or ``hisat2-align-l`` for a large index (``.ht2l`` files only).
+
+    scatlas runs the aligner binary itself rather than the ``hisat2`` Perl wrapper: it
+    feeds checked reads through named pipes (the wrapper refuses pipes and would read the
+    first one to measure read lengths)."""
+    prefix = str(index_prefix)
+    large = Path(f"{prefix}.1.ht2l").is_file() and not Path(f"{prefix}.1.ht2").is_file()
+    return which("hisat2-align-l" if large else "hisat2-align-s")
+
+
+_MATE = re.compile(r"_([12])\.f(ast)?q(\.gz)?$")
+
+
+def mate_files(fastqs: list[Path]) -> list[Path]:
+    """The FASTQ files of a per-cell run, in mate order: one (single-end) or two (paired).
+
+    ENA lists three files for some paired runs: ``{run}_1``, ``{run}_2`` and ``{run}`` with
+    the reads whose mate was lost; the mates are aligned and the orphans left out.
+    """
+    if len(fastqs) in (1, 2):
+        return fastqs
+    mates = {m.group(1): f for f in fastqs if (m := _MATE.search(f.name))}
+    if len(fastqs) == 3 and set(mates) == {"1", "2"}:
+        orphans = [f.name for f in fastqs if f not in mates.values()]
+        log.info("paired run with an unpaired-reads file: %s left out", ", ".join(orphans))
+        return [mates["1"], mates["2"]]
+    raise InputError(
+        f"a run needs 1 or 2 FASTQ files (or _1, _2 and unpaired), got {len(fastqs)}: "
+        + ", ".join(f.name for f in fastqs),
+        path=str(fastqs[0]) if fastqs else None,
+        field="files",
+    )
+
+
+def _plain(batches: list, first: int) -> list[bytes]:
+    return [format_records(b) for b in batches]
 
 
 def align_run(
@@ -141,34 +175,59 @@ def align_run(
     *,
     threads: int = 1,
     log_path: Path | None = None,
+    chemistry: Chemistry | None = None,
+    barcode_counts: Path | None = None,
 ) -> dict:
     """Align one run with HISAT2 into an (unsorted, mates adjacent) BAM file.
 
-    One FASTQ → single-end (``-U``); two → paired (``-1 R1 -2 R2``). HISAT2's SAM goes
-    straight into ``samtools view -b``, written to a temporary name renamed to ``out_bam``.
-    Returns :func:`parse_hisat2_summary` of HISAT2's summary. A failure of either program
-    (or a gzip error HISAT2 lets pass) raises ToolError; a missing/empty FASTQ InputError.
+    Per-cell runs: one FASTQ → single-end, two → paired (``-1``/``-2``). Barcoded runs
+    (``chemistry`` given): the cDNA read is aligned single-end, named
+    ``{CB}_{UMI}_{n}`` (:func:`scatlas.barcodes.tag_reads`), and the reads per raw barcode
+    are written to ``barcode_counts`` (TSV ``barcode, reads``, gzipped).
+
+    The FASTQ files are read and checked by scatlas (:mod:`scatlas.fastq`) and fed to
+    HISAT2 through named pipes; its SAM goes into ``samtools view -1`` (fast compression:
+    the BAM is temporary), written to a temporary name renamed to ``out_bam``. Returns
+    :func:`parse_hisat2_summary` of HISAT2's summary (plus ``short_barcode_reads`` for
+    barcoded runs). Bad input raises InputError naming the file and record; a failure of
+    HISAT2 or samtools ToolError.
     """
     fastqs = [Path(f) for f in fastqs]
-    if len(fastqs) not in (1, 2):
-        raise InputError(f"a run needs 1 or 2 FASTQ files, got {len(fastqs)}", field="files")
+    if chemistry is None:
+        fastqs = mate_files(fastqs)
     for fq in fastqs:
-        check_fastq(fq)
-    reads = ["-U", fastqs[0]] if len(fastqs) == 1 else ["-1", fastqs[0], "-2", fastqs[1]]
+        if not fq.is_file():
+            raise InputError("FASTQ file not found", path=str(fq))
+    barcodes: Counter[bytes] = Counter()
+    short = [0]
+    if chemistry is not None:
+        inputs = list(barcode_and_cdna(fastqs, chemistry))
+        n_pipes = 1
+        cb_len = chemistry.barcode_length
+
+        def transform(batches: list, first: int) -> list[bytes]:
+            r1, r2 = batches
+            barcodes.update(rec[1][:cb_len] for rec in r1 if len(rec[1]) >= chemistry.r1_length)
+            text, n_short = tag_reads(r1, r2, chemistry, first)
+            short[0] += n_short
+            return [text]
+    else:
+        inputs, n_pipes, transform = fastqs, len(fastqs), _plain
     out_bam = Path(out_bam)
+    out_bam.parent.mkdir(parents=True, exist_ok=True)
     with (
         atomic_path(out_bam, suffix=".bam") as tmp_bam,
         tempfile.TemporaryDirectory(prefix=".align.", dir=out_bam.parent) as work,
     ):
+        pipes = [Path(work) / f"reads_{k + 1}.fq" for k in range(n_pipes)]
+        for pipe in pipes:
+            os.mkfifo(pipe, 0o600)
+        reads = ["-U", pipes[0]] if n_pipes == 1 else ["-1", pipes[0], "-2", pipes[1]]
         summary_file = Path(work) / "summary.txt"
         hisat_cmd = [
-            which("hisat2"),
-            # wrapper options go before "--": its named pipes (/tmp/<pid>.unp by default) go
-            # in our own folder, as stale ones left in /tmp by killed runs collide when a PID
-            # is reused
-            "--temp-directory",
-            str(work),
-            "--",
+            hisat2_binary(index_prefix),
+            "--wrapper",
+            "basic-0",
             "-p",
             str(max(1, threads)),
             "-x",
@@ -177,20 +236,24 @@ def align_run(
             "--summary-file",
             str(summary_file),
         ]
-        sam_cmd = [which("samtools"), "view", "-b", "-o", str(tmp_bam), "-"]
+        sam_cmd = [which("samtools"), "view", "-1", "-o", str(tmp_bam), "-"]
         hisat_err_path, sam_err_path = Path(work) / "hisat2.err", Path(work) / "samtools.err"
         with open(hisat_err_path, "wb") as h_err, open(sam_err_path, "wb") as s_err:
-            # HISAT2 in its own process group: its perl wrapper forks helpers (decompressors)
-            # that can outlive it and keep the pipe open, so they are ended with it.
             hisat = subprocess.Popen(
                 hisat_cmd, stdout=subprocess.PIPE, stderr=h_err, start_new_session=True
             )
             assert hisat.stdout is not None
             sam = subprocess.Popen(sam_cmd, stdin=hisat.stdout, stderr=s_err)
             hisat.stdout.close()  # samtools holds the only reader: HISAT2 sees SIGPIPE if it dies
-            hisat_rc = hisat.wait()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(hisat.pid, signal.SIGTERM)
+            feed = Feed(read_mates(inputs), pipes, hisat, transform).start()
+            try:
+                hisat_rc = hisat.wait()
+            finally:
+                if hisat.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(hisat.pid, signal.SIGTERM)
+                    hisat.wait()
+                feed.finish()
             try:
                 sam_rc = sam.wait(timeout=None if hisat_rc == 0 else 30)
             except subprocess.TimeoutExpired:
@@ -203,20 +266,58 @@ def align_run(
             atomic_write_text(
                 log_path,
                 f"$ {' '.join(hisat_cmd)} | {' '.join(sam_cmd)}\n"
+                f"--- reads fed: {feed.n_records} from {', '.join(map(str, inputs))}"
+                f"{f' (error: {feed.error})' if feed.error else ''}\n"
                 f"--- hisat2 (exit {hisat_rc})\n{hisat_err}\n--- summary\n{summary}\n"
                 f"--- samtools (exit {sam_rc})\n{sam_err}\n",
             )
+        if isinstance(feed.error, ScatlasError) and not isinstance(feed.error, ReaderGone):
+            raise feed.error
         if hisat_rc != 0:
             raise ToolError("hisat2", hisat_rc, tail(hisat_err))
+        if feed.error is not None:
+            raise ToolError("hisat2", 0, f"{feed.error}; stderr: {tail(hisat_err)}")
         if sam_rc != 0:
             raise ToolError("samtools", sam_rc, tail(sam_err))
-        # HISAT2 decompresses through gzip and ignores its complaints about a truncated file.
-        if re.search(r"gzip: .*(unexpected end of file|invalid|crc error)", hisat_err, re.I):
-            raise ToolError("hisat2", 0, tail(hisat_err))
         try:
-            return parse_hisat2_summary(summary or hisat_err)
+            result = parse_hisat2_summary(summary or hisat_err)
         except InputError as exc:
             raise ToolError("hisat2", 0, f"{exc}; stderr: {tail(hisat_err)}") from exc
+        if result["total_reads"] + short[0] != feed.n_records:
+            raise ToolError(
+                "hisat2",
+                0,
+                f"HISAT2 reports {result['total_reads']} reads but {feed.n_records} were fed",
+            )
+    if chemistry is not None:
+        result["short_barcode_reads"] = short[0]
+        if barcode_counts is not None:
+            write_barcode_counts(barcodes, barcode_counts)
+    return result
+
+
+def write_barcode_counts(counts: Counter[bytes] | dict, path: Path) -> Path:
+    """Reads per raw barcode, most first, as gzipped TSV ``barcode, reads`` (atomic)."""
+    table = pd.DataFrame(
+        {
+            "barcode": [
+                b.decode("ascii", "replace") if isinstance(b, bytes) else b for b in counts
+            ],
+            "reads": np.fromiter(counts.values(), dtype=np.int64, count=len(counts)),
+        }
+    ).sort_values(["reads", "barcode"], ascending=[False, True], kind="stable")
+    with atomic_path(path, suffix=".tsv.gz") as tmp:
+        table.to_csv(tmp, sep="\t", index=False, compression={"method": "gzip", "mtime": 0})
+    return Path(path)
+
+
+def read_barcode_counts(path: Path) -> pd.Series:
+    """:func:`write_barcode_counts`' table as a Series barcode -> reads."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"barcode": str, "reads": np.int64})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"cannot read barcode counts: {exc}", path=str(path)) from exc
+    return pd.Series(table["reads"].to_numpy(), index=table["barcode"].to_numpy(), name="reads")
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
@@ -255,6 +356,8 @@ def align_study(
     min_alignment_rate: float = 0.40,
     base_dir: Path | None = None,
     log_dir: Path | None = None,
+    technologies: Mapping[str, str] | None = None,
+    chemistries: Mapping[str, Chemistry] | None = None,
 ) -> pd.DataFrame:
     """Align every ``ok`` run of a study's download manifest; write ``alignment_tsv``.
 
@@ -265,7 +368,16 @@ def align_study(
     which). One run failing never stops the others. FASTQ paths relative in the manifest
     are taken relative to ``base_dir`` (default: the working directory). ``log_dir``, when
     given, receives one HISAT2 log per run.
+
+    ``technologies`` maps runs to their ``technology`` (samples.tsv; see
+    :func:`run_technologies`): a barcoded run (``10x_v2``, ``10x_v3``, ``dropseq``) is
+    aligned with its chemistry from ``chemistries`` (default
+    :data:`scatlas.barcodes.DEFAULT_CHEMISTRIES`) and gets ``bam_dir/{run}.barcodes.tsv.gz``
+    (reads per raw barcode); its total/aligned reads are cDNA reads. Manifest rows without
+    a run (author matrices) are not runs and are left out of the table.
     """
+    chems = dict(chemistries or DEFAULT_CHEMISTRIES)
+    technologies = technologies or {}
     manifest = read_manifest(Path(manifest_tsv))
     bam_dir = Path(bam_dir)
     bam_dir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +387,11 @@ def align_study(
     for rec in manifest.to_dict("records"):
         row = {c: "" for c in ALIGNMENT_COLUMNS}
         row.update(run=rec["run"], sample=rec["sample"])
+        if not rec["run"] and not rec["invalid"]:
+            log.info(
+                "manifest row of sample %r has no run (a matrix file): not aligned", rec["sample"]
+            )
+            continue
         if rec["invalid"]:
             row.update(status="failed", reason=rec["invalid"])
             rows.append(row)
@@ -293,18 +410,28 @@ def align_study(
             log.warning("run %r: %s", rec["run"], exc)
             continue
         bam = bam_dir / f"{run}.bam"
+        barcode_counts = bam_dir / f"{run}.barcodes.tsv.gz"
         fastqs = [_resolve(f, base_dir) for f in rec["files"].split(";") if f.strip()]
+        tech = technologies.get(run, "")
         try:
+            chem = None
+            if tech in BARCODED_TECHNOLOGIES:
+                if tech not in chems:
+                    raise InputError(f"no chemistry configured for {tech}", field="technology")
+                chem = chems[tech]
             summary = align_run(
                 index_prefix,
                 fastqs,
                 bam,
                 threads=threads,
                 log_path=(Path(log_dir) / f"{run}.log") if log_dir else None,
+                chemistry=chem,
+                barcode_counts=barcode_counts if chem else None,
             )
         except ScatlasError as exc:
-            with contextlib.suppress(FileNotFoundError):
-                bam.unlink()
+            for path in (bam, barcode_counts):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             row.update(status="failed", reason=str(exc).replace("\n", " ").replace("\t", " "))
             rows.append(row)
             log.warning("run %s failed: %s", run, row["reason"])
@@ -318,6 +445,7 @@ def align_study(
         )
         if rate < min_alignment_rate:
             bam.unlink()
+            barcode_counts.unlink(missing_ok=True)
             row.update(
                 status="skipped",
                 reason=f"alignment rate {_format_rate(rate)} < {min_alignment_rate * 100:g}%",
@@ -333,6 +461,21 @@ def align_study(
     n_ok = int((table["status"] == "ok").sum())
     log.info("%s: %d of %d runs aligned ok", alignment_tsv, n_ok, len(table))
     return table
+
+
+def run_technologies(samples_tsv: Path) -> dict[str, str]:
+    """``run -> technology`` from a study's ``samples.tsv`` (rows with a run); empty when
+    the sheet has no ``technology`` column (every run is then a per-cell run)."""
+    try:
+        df = pd.read_csv(samples_tsv, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return {}
+    if "run" not in df.columns:
+        raise InputError("samples sheet lacks column 'run'", path=str(samples_tsv), field="run")
+    if "technology" not in df.columns:
+        return {}
+    df = df[df["run"] != ""]
+    return dict(zip(df["run"], df["technology"], strict=True))
 
 
 def read_alignment_table(path: Path) -> pd.DataFrame:

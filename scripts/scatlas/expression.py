@@ -2,13 +2,17 @@
 
 Cells × genes in the reference gene table's order (genes the study lacks are zeros):
 
-* ``X``: raw counts, CSR int32. For an author matrix holding normalised (non-integer or
+* ``X``: raw counts, CSR int32: reads (fragments for paired runs) per gene for per-cell
+  runs, molecules (unique UMIs, :mod:`scatlas.umi`) for the cells of barcoded runs. For an
+  author matrix holding normalised (non-integer or
   negative) values, ``X`` holds those values as float32 and ``uns["scatlas"]["normalised"]``
   is True; its ``layers["rpkm"]`` is then empty (all zero), as RPKM is undefined for them.
 * ``layers["rpkm"]``: float32 CSR, :func:`scatlas.quant.rpkm` with the gene table's lengths
-  and N = the run's counted reads (all genes of the featureCounts table).
-* ``obs`` (index: sample accession for reads studies, several runs of a sample summed; the
-  cell id for matrices): ``study, sample, run`` (';'-joined), ``source_text``
+  and N = the run's counted reads (all genes of the featureCounts table); for barcoded
+  cells the same formula on molecules, N = the cell's molecules (3' tag counts carry no
+  length information: use ``X`` for them).
+* ``obs`` (index: sample accession for per-cell runs, several runs of a sample summed;
+  ``{sample}_{barcode}`` for cells of barcoded runs; the cell id for matrices): ``study, sample, run`` (';'-joined), ``source_text``
   (title | source name | characteristics), ``organism``.
 * ``var``: the gene table (``gene_symbol, biotype, chrom, strand, length``).
 * ``uns["scatlas"]``: ``study, status, reason, normalised, technology, n_runs_ok,
@@ -31,9 +35,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scatlas.align import read_alignment_table, read_manifest
+from scatlas.barcodes import BARCODED_TECHNOLOGIES
+from scatlas.droplets import read_droplets
 from scatlas.errors import InputError, ScatlasError
 from scatlas.fileio import atomic_path
-from scatlas.matrices import is_integer_matrix, read_matrix
+from scatlas.matrices import is_integer_matrix, read_matrix_named
 from scatlas.quant import read_featurecounts, rpkm
 from scatlas.reference import read_gene_table
 from scatlas.sheets import SAMPLE_COLUMNS, validate_sheet
@@ -70,11 +76,15 @@ def _sample_meta(samples: pd.DataFrame) -> dict[str, dict]:
     return {r["sample"]: r for r in first.to_dict("records") if r["sample"]}
 
 
-def gene_index(labels: list[str], gene_table: pd.DataFrame) -> np.ndarray:
+def gene_index(
+    labels: list[str], gene_table: pd.DataFrame, names: list[str] | None = None
+) -> np.ndarray:
     """Row of ``gene_table`` for every label, or -1.
 
     A label matches a stable id (exactly, or without a ``.N`` version suffix), else a gene
-    symbol case-insensitively (a symbol shared by several ids goes to the first id).
+    symbol case-insensitively (a symbol shared by several ids goes to the first id). With
+    ``names`` (the symbols a matrix gives beside its ids), a label that matches nothing
+    falls back to its name: ids of another annotation release still find their genes.
     """
     ids = {g: i for i, g in enumerate(gene_table.index)}
     symbols: dict[str, int] = {}
@@ -87,6 +97,8 @@ def gene_index(labels: list[str], gene_table: pd.DataFrame) -> np.ndarray:
             hit = ids.get(_VERSION.sub("", label))
         if hit is None:
             hit = symbols.get(label.upper())
+        if hit is None and names is not None and names[j]:
+            hit = symbols.get(names[j].upper())
         if hit is not None:
             out[j] = hit
     return out
@@ -172,6 +184,69 @@ def _to_int32(x: sp.csr_matrix, where: str) -> sp.csr_matrix:
     return x
 
 
+def _per_cell_block(
+    study: str,
+    counts: pd.DataFrame,
+    run_sample: dict[str, str],
+    meta: dict[str, dict],
+    gene_table: pd.DataFrame,
+    where_file: str,
+) -> tuple[sp.csr_matrix, sp.csr_matrix, pd.DataFrame]:
+    """Per-cell runs: one cell per sample (its runs summed), RPKM with N = counted reads."""
+    lib = counts.sum(axis=0)  # every counted read of the run, before gene harmonisation
+    where = gene_index([str(g) for g in counts.index], gene_table)
+    dropped = int((where < 0).sum())
+    if dropped:
+        log.warning(
+            "%s: %d counted gene(s) are not in the gene table and are dropped", where_file, dropped
+        )
+    runs_x = _project(sp.csr_matrix(counts.to_numpy(dtype=np.float64).T), where, len(gene_table))
+    cell_ids = list(dict.fromkeys(run_sample[r] for r in counts.columns))
+    row_of = {c: i for i, c in enumerate(cell_ids)}
+    runs = list(counts.columns)
+    agg = sp.csr_matrix(
+        (np.ones(len(runs)), ([row_of[run_sample[r]] for r in runs], np.arange(len(runs)))),
+        shape=(len(cell_ids), len(runs)),
+    )
+    x = _to_int32(sp.csr_matrix(agg @ runs_x), where_file)
+    lib_cells = agg @ lib.to_numpy(dtype=np.float64)
+    layer = rpkm(x, gene_table["length"].to_numpy(), lib_cells, axis=1).astype(np.float32)
+    obs = pd.DataFrame(index=pd.Index(cell_ids))
+    obs["study"] = study
+    obs["sample"] = cell_ids
+    obs["run"] = [";".join(r for r in runs if run_sample[r] == c) for c in cell_ids]
+    obs["source_text"] = [source_text(meta.get(c, {})) for c in cell_ids]
+    obs["organism"] = [str(meta.get(c, {}).get("organism", "")) for c in cell_ids]
+    missing_meta = [c for c in cell_ids if c not in meta]
+    if missing_meta:
+        log.warning(
+            "%d sample(s) have no row in samples.tsv: %s", len(missing_meta), missing_meta[:5]
+        )
+    return x, sp.csr_matrix(layer), obs
+
+
+def _droplet_block(
+    study: str, umi_h5ad: Path, meta: dict[str, dict], gene_table: pd.DataFrame
+) -> tuple[sp.csr_matrix, sp.csr_matrix, pd.DataFrame] | None:
+    """Barcoded runs: the called cells of ``umi.h5ad``; RPKM with N = the cell's molecules."""
+    drops = read_droplets(umi_h5ad)
+    if drops.n_obs == 0:
+        return None
+    counts = sp.csr_matrix(drops.X, dtype=np.float64)
+    lib = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    where = gene_index([str(g) for g in drops.var_names], gene_table)
+    x = _to_int32(_project(counts, where, len(gene_table)), str(umi_h5ad))
+    layer = rpkm(x, gene_table["length"].to_numpy(), lib, axis=1).astype(np.float32)
+    samples = drops.obs["sample"].astype(str)
+    obs = pd.DataFrame(index=drops.obs_names.astype(str))
+    obs["study"] = study
+    obs["sample"] = samples.to_numpy()
+    obs["run"] = drops.obs["run"].astype(str).to_numpy()
+    obs["source_text"] = [source_text(meta.get(s, {})) for s in samples]
+    obs["organism"] = [str(meta.get(s, {}).get("organism", "")) for s in samples]
+    return x, sp.csr_matrix(layer), obs
+
+
 def _reads_study(
     study: str,
     samples: pd.DataFrame,
@@ -179,9 +254,15 @@ def _reads_study(
     counts_tsv: Path,
     alignment_tsv: Path | None,
     technology: str,
+    umi_h5ad: Path | None = None,
 ) -> ad.AnnData:
     counts, _ = read_featurecounts(counts_tsv)
     run_sample = dict(zip(samples["run"], samples["sample"], strict=True))
+    barcoded = {
+        r
+        for r, t in zip(samples["run"], samples["technology"], strict=True)
+        if r and t in BARCODED_TECHNOLOGIES
+    }
     n_ok = n_skipped = n_failed = 0
     reasons: list[str] = []
     if alignment_tsv is not None:
@@ -199,11 +280,30 @@ def _reads_study(
         ]
     else:
         n_ok = counts.shape[1]
-    if counts.shape[1] == 0:
+    unknown = [r for r in counts.columns if r not in run_sample]
+    if unknown:
+        raise InputError(
+            f"runs {unknown[:5]} are in no samples/alignment table",
+            path=str(counts_tsv),
+            field="run",
+        )
+    meta = _sample_meta(samples)
+    blocks = []
+    per_cell = counts[[r for r in counts.columns if r not in barcoded]]
+    if per_cell.shape[1]:
+        blocks.append(
+            _per_cell_block(study, per_cell, run_sample, meta, gene_table, str(counts_tsv))
+        )
+    if umi_h5ad is not None and Path(umi_h5ad).is_file():
+        block = _droplet_block(study, Path(umi_h5ad), meta, gene_table)
+        if block is not None:
+            blocks.append(block)
+    if not blocks:
         detail = "; ".join(reasons[:5]) + (
             f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
         )
-        reason = f"no run aligned ({n_skipped} skipped, {n_failed} failed)" + (
+        what = "no run aligned" if counts.shape[1] == 0 else "no cell called"
+        reason = f"{what} ({n_skipped} skipped, {n_failed} failed)" + (
             f": {detail}" if detail else ""
         )
         return _empty(
@@ -219,49 +319,13 @@ def _reads_study(
                 n_failed=n_failed,
             ),
         )
-    unknown = [r for r in counts.columns if r not in run_sample]
-    if unknown:
-        raise InputError(
-            f"runs {unknown[:5]} are in no samples/alignment table",
-            path=str(counts_tsv),
-            field="run",
-        )
-    lib = counts.sum(axis=0)  # every counted read of the run, before gene harmonisation
-    where = gene_index([str(g) for g in counts.index], gene_table)
-    dropped = int((where < 0).sum())
-    if dropped:
-        log.warning(
-            "%s: %d counted gene(s) are not in the gene table and are dropped", counts_tsv, dropped
-        )
-    runs_x = _project(sp.csr_matrix(counts.to_numpy(dtype=np.float64).T), where, len(gene_table))
-
-    cell_ids = list(dict.fromkeys(run_sample[r] for r in counts.columns))
-    row_of = {c: i for i, c in enumerate(cell_ids)}
-    runs = list(counts.columns)
-    agg = sp.csr_matrix(
-        (np.ones(len(runs)), ([row_of[run_sample[r]] for r in runs], np.arange(len(runs)))),
-        shape=(len(cell_ids), len(runs)),
-    )
-    x = _to_int32(sp.csr_matrix(agg @ runs_x), str(counts_tsv))
-    lib_cells = agg @ lib.to_numpy(dtype=np.float64)
-    layer = rpkm(x, gene_table["length"].to_numpy(), lib_cells, axis=1).astype(np.float32)
-
-    meta = _sample_meta(samples)
-    obs = pd.DataFrame(index=pd.Index(cell_ids))
-    obs["study"] = study
-    obs["sample"] = cell_ids
-    obs["run"] = [";".join(r for r in runs if run_sample[r] == c) for c in cell_ids]
-    obs["source_text"] = [source_text(meta.get(c, {})) for c in cell_ids]
-    obs["organism"] = [str(meta.get(c, {}).get("organism", "")) for c in cell_ids]
-    missing_meta = [c for c in cell_ids if c not in meta]
-    if missing_meta:
-        log.warning(
-            "%d sample(s) have no row in samples.tsv: %s", len(missing_meta), missing_meta[:5]
-        )
+    x = sp.vstack([b[0] for b in blocks], format="csr")
+    layer = sp.vstack([b[1] for b in blocks], format="csr")
+    obs = pd.concat([b[2] for b in blocks])
     uns = _uns(
         study, "ok", "", technology=technology, n_ok=n_ok, n_skipped=n_skipped, n_failed=n_failed
     )
-    return _anndata(x, sp.csr_matrix(layer), obs, gene_table, uns)
+    return _anndata(x, layer, obs, gene_table, uns)
 
 
 def _matrix_cells_meta(cells: list[str], row_sample: str, samples: pd.DataFrame) -> list[dict]:
@@ -304,12 +368,16 @@ def _matrix_study(
         files = [f.strip() for f in rec["files"].split(";") if f.strip()]
         if not files:
             raise InputError("manifest row has no files", path=str(manifest_path), field="files")
-        mtx = [f for f in files if re.search(r"\.mtx(\.gz)?$", f)]
-        path = Path(mtx[0] if mtx else files[0])
+        # a 10x HDF5 or Matrix Market file first: other files of the row are its companions
+        # or alternatives (a dense table of the same counts)
+        preferred = [f for f in files if re.search(r"\.h5$", f)] or [
+            f for f in files if re.search(r"\.mtx(\.gz)?$", f)
+        ]
+        path = Path(preferred[0] if preferred else files[0])
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
-        x, cells, labels = read_matrix(path, known_genes=known)
-        where = gene_index(labels, gene_table)
+        x, cells, labels, names = read_matrix_named(path, known_genes=known)
+        where = gene_index(labels, gene_table, names)
         matched = int((where >= 0).sum())
         log.info(
             "%s: %d of %d genes match the gene table (%d dropped)",
@@ -370,6 +438,14 @@ def _matrix_study(
     return _anndata(x_int, sp.csr_matrix(layer), obs, gene_table, uns)
 
 
+def _has_matrix_rows(manifest: Path | None) -> bool:
+    """True when a download manifest lists an ok author-matrix row (no run)."""
+    if manifest is None or not Path(manifest).is_file():
+        return False
+    rows = read_manifest(Path(manifest))
+    return bool(((rows["run"] == "") & (rows["status"] == "ok")).any())
+
+
 def build_expression(
     study: str,
     samples_tsv: Path,
@@ -378,13 +454,16 @@ def build_expression(
     *,
     counts_tsv: Path | None = None,
     alignment_tsv: Path | None = None,
+    umi_h5ad: Path | None = None,
     matrix_manifest: Path | None = None,
     status: dict | None = None,
     base_dir: Path | None = None,
 ) -> ad.AnnData:
     """Build and write (atomically) a study's expression AnnData; return it.
 
-    Reads studies give ``counts_tsv`` (featureCounts) and ``alignment_tsv``; matrix studies
+    Reads studies give ``counts_tsv`` (featureCounts), ``alignment_tsv`` and, with
+    barcoded runs, ``umi_h5ad`` (:func:`scatlas.droplets.count_droplets`); when their runs
+    give no cell and ``matrix_manifest`` lists author matrices, those are used; matrix studies
     give ``matrix_manifest`` (its ``ok`` rows name the matrix files, read with
     :func:`scatlas.matrices.read_matrix`). ``status`` is the study's record (``status``,
     ``reason``, optionally ``title``): a study not ``ok`` gets an empty file with that
@@ -415,7 +494,21 @@ def build_expression(
                     Path(counts_tsv),
                     Path(alignment_tsv) if alignment_tsv else None,
                     technology,
+                    Path(umi_h5ad) if umi_h5ad else None,
                 )
+                if adata.n_obs == 0 and _has_matrix_rows(matrix_manifest):
+                    # a series with SRA runs whose samples came as author matrices (a
+                    # droplet protocol scatlas does not count itself): take the matrices
+                    log.info("%s: no cells from reads; using the author matrices", study)
+                    adata = _matrix_study(
+                        study,
+                        samples,
+                        gene_table,
+                        Path(matrix_manifest),
+                        "matrix",
+                        base_dir,
+                        str(status.get("title", "") or ""),
+                    )
             else:
                 adata = _matrix_study(
                     study,
@@ -448,7 +541,7 @@ def build_expression(
 def build_study_expression(study: str, inputs: dict[str, Path], out_h5ad: Path) -> ad.AnnData:
     """:func:`build_expression` from a rule's named inputs: ``samples`` (samples.tsv),
     ``meta`` (study.json: status, reason, title), ``genes`` (the gene table TSV), and
-    ``counts`` + ``alignment`` (reads studies) or ``manifest`` (matrix studies)."""
+    ``counts`` + ``alignment`` + ``umi`` (reads studies) or ``manifest`` (matrix studies)."""
     meta = json.loads(Path(inputs["meta"]).read_text()) if inputs.get("meta") else {}
     return build_expression(
         study,
@@ -456,6 +549,7 @@ def build_study_expression(study: str, inputs: dict[str, Path], out_h5ad: Path) 
         read_gene_table(Path(inputs["genes"])),
         Path(out_h5ad),
         counts_tsv=inputs.get("counts"),
+        umi_h5ad=inputs.get("umi"),
         alignment_tsv=inputs.get("alignment"),
         matrix_manifest=inputs.get("manifest"),
         status=meta,

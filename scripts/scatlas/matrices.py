@@ -1,4 +1,5 @@
-"""Reading author-processed expression matrices: Matrix Market triplets and dense CSV/TSV.
+"""Reading author-processed expression matrices: 10x HDF5, Matrix Market triplets and dense
+CSV/TSV.
 
 Everything comes back as ``(X, cell_ids, gene_labels)`` with ``X`` a CSR matrix of
 cells × genes. Conventions:
@@ -72,22 +73,35 @@ def _sibling(mtx: Path, names: tuple[str, ...], what: str) -> Path:
     return found[0]
 
 
+def _read_columns(path: Path, what: str) -> list[list[str]]:
+    """Tab-separated fields of every non-empty line (10x barcodes/features files, no header)."""
+    with open_text(path) as fh:
+        rows = [
+            [f.strip().strip('"') for f in line.rstrip("\r\n").split("\t")]
+            for line in fh
+            if line.strip()
+        ]
+    if not rows:
+        raise InputError(f"{what} file is empty", path=str(path), field=what)
+    return rows
+
+
 def _read_labels(path: Path, what: str) -> list[str]:
     """First tab-separated column of every line (10x barcodes/features files, no header)."""
-    with open_text(path) as fh:
-        labels = [
-            line.rstrip("\r\n").split("\t")[0].strip().strip('"') for line in fh if line.strip()
-        ]
-    if not labels:
-        raise InputError(f"{what} file is empty", path=str(path), field=what)
-    return labels
+    return [r[0] for r in _read_columns(path, what)]
 
 
-def _read_mtx(mtx: Path) -> tuple[sp.csr_matrix, list[str], list[str]]:
+def _read_mtx(mtx: Path) -> tuple[sp.csr_matrix, list[str], list[str], list[str] | None]:
     barcodes_path = _sibling(mtx, BARCODE_NAMES, "barcodes")
     features_path = _sibling(mtx, FEATURE_NAMES, "features")
     cells = _read_labels(barcodes_path, "barcodes")
-    genes = _read_labels(features_path, "features")
+    features = _read_columns(features_path, "features")
+    genes = [r[0] for r in features]
+    names = (
+        [r[1] if len(r) > 1 else "" for r in features]
+        if any(len(r) > 1 for r in features)
+        else None
+    )
     try:
         with open_binary(mtx) as fh:
             m = scipy.io.mmread(fh)
@@ -106,7 +120,93 @@ def _read_mtx(mtx: Path) -> tuple[sp.csr_matrix, list[str], list[str]]:
             path=str(mtx),
             field="barcodes",
         )
-    return x, cells, genes
+    return x, cells, genes, names
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(8) == HDF5_MAGIC
+
+
+def _h5_strings(ds) -> list[str]:  # type: ignore[no-untyped-def]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in ds[()]]
+
+
+def _read_10x_h5(path: Path) -> tuple[sp.csr_matrix, list[str], list[str], list[str] | None]:
+    """A 10x Genomics HDF5 feature-barcode matrix (Cell Ranger 3+: group ``matrix`` with
+    ``features/{id,name,feature_type}``; Cell Ranger 2: one group per genome with ``genes``
+    and ``gene_names``). The matrix is CSC, features x barcodes; only "Gene Expression"
+    features are kept."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            groups = [f["matrix"]] if "matrix" in f else [f[k] for k in f if "genes" in f[k]]
+            if not groups:
+                raise InputError(
+                    "HDF5 file is not a 10x matrix (no 'matrix' group or genome groups)",
+                    path=str(path),
+                    field="matrix",
+                )
+            blocks, ids, names, barcodes = [], [], [], None
+            for g in groups:
+                for key in ("barcodes", "data", "indices", "indptr", "shape"):
+                    if key not in g:
+                        raise InputError(
+                            f"10x HDF5 group {g.name!r} lacks {key!r}", path=str(path), field=key
+                        )
+                cells = _h5_strings(g["barcodes"])
+                if "features" in g:
+                    feat = g["features"]
+                    gid, gname = _h5_strings(feat["id"]), _h5_strings(feat["name"])
+                    ftype = (
+                        _h5_strings(feat["feature_type"])
+                        if "feature_type" in feat
+                        else ["Gene Expression"] * len(gid)
+                    )
+                else:
+                    gid = _h5_strings(g["genes"])
+                    gname = _h5_strings(g["gene_names"]) if "gene_names" in g else list(gid)
+                    ftype = ["Gene Expression"] * len(gid)
+                n_feat, n_bc = (int(v) for v in g["shape"][()])
+                indptr, indices = g["indptr"][()], g["indices"][()]
+                data = g["data"][()]
+                if n_bc != len(cells) or n_feat != len(gid) or len(gname) != len(gid):
+                    raise InputError(
+                        f"matrix shape is {n_feat} features x {n_bc} barcodes but the file lists "
+                        f"{len(gid)} features and {len(cells)} barcodes",
+                        path=str(path),
+                        field="barcodes",
+                    )
+                if (
+                    len(indptr) != n_bc + 1
+                    or len(indices) != len(data)
+                    or indptr[-1] != len(data)
+                    or (len(indices) and (indices.min() < 0 or indices.max() >= n_feat))
+                ):
+                    raise InputError(
+                        f"inconsistent sparse matrix in group {g.name!r} (indptr/indices/data)",
+                        path=str(path),
+                        field="indptr",
+                    )
+                if barcodes is not None and cells != barcodes:
+                    raise InputError(
+                        "genome groups list different barcodes", path=str(path), field="barcodes"
+                    )
+                barcodes = cells
+                m = sp.csc_matrix((data, indices, indptr), shape=(n_feat, n_bc))
+                keep = np.flatnonzero(np.asarray(ftype) == "Gene Expression")
+                blocks.append(m[keep, :].T.tocsr())
+                ids += [gid[i] for i in keep]
+                names += [gname[i] for i in keep]
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"cannot read 10x HDF5 matrix: {exc}", path=str(path)) from exc
+    assert barcodes is not None
+    x = blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
+    return x, barcodes, ids, names
 
 
 def _looks_like(labels: list[str], pattern: re.Pattern[str], sample: int = 200) -> float:
@@ -178,30 +278,36 @@ def _read_dense(
     return m.T.tocsr(), header, row_labels
 
 
-def read_matrix(
+def read_matrix_named(
     path: Path, *, known_genes: Collection[str] | None = None
-) -> tuple[sp.csr_matrix, list[str], list[str]]:
-    """Read an expression matrix; return ``(X cells × genes CSR, cell_ids, gene_labels)``.
-
-    ``path`` is a folder holding one ``*.mtx(.gz)`` with its barcodes/features files, a
-    ``.mtx(.gz)`` file (companions found by name beside it: ``barcodes.tsv``,
-    ``features.tsv``/``genes.tsv``, or ``<prefix>.cells.txt``/``<prefix>.genes.txt``), or a
-    dense CSV/TSV table (gzip or plain). ``known_genes`` (gene ids and symbols) helps decide
-    the orientation of dense tables. Values are returned as stored (int64 for integer
-    Matrix Market files, float64 otherwise). Raises InputError naming the file when the
-    parts disagree, ids repeat, or values are not numbers.
-    """
+) -> tuple[sp.csr_matrix, list[str], list[str], list[str] | None]:
+    """:func:`read_matrix`, plus the gene names (symbols) where the file has them beside the
+    stable ids (10x features files and HDF5), else None."""
     path = Path(path)
+    names: list[str] | None = None
     if path.is_dir():
         mtx = sorted(p for p in path.iterdir() if p.is_file() and _is_mtx(p))
-        if len(mtx) != 1:
+        h5 = sorted(p for p in path.iterdir() if p.is_file() and p.suffix == ".h5")
+        if len(mtx) == 1:
+            x, cells, genes, names = _read_mtx(mtx[0])
+            where = mtx[0]
+        elif not mtx and len(h5) == 1:
+            x, cells, genes, names = _read_10x_h5(h5[0])
+            where = h5[0]
+        else:
             raise InputError(
-                f"folder must hold exactly one .mtx file, found {len(mtx)}", path=str(path)
+                f"folder must hold exactly one .mtx (or one 10x .h5) file, found {len(mtx)}",
+                path=str(path),
             )
-        x, cells, genes = _read_mtx(mtx[0])
-        where = mtx[0]
     elif path.is_file():
-        x, cells, genes = _read_mtx(path) if _is_mtx(path) else _read_dense(path, known_genes)
+        if path.stat().st_size == 0:
+            raise InputError("matrix file is empty", path=str(path))
+        if is_hdf5(path):
+            x, cells, genes, names = _read_10x_h5(path)
+        elif _is_mtx(path):
+            x, cells, genes, names = _read_mtx(path)
+        else:
+            x, cells, genes = _read_dense(path, known_genes)
         where = path
     else:
         raise InputError("matrix file not found", path=str(path))
@@ -211,6 +317,24 @@ def read_matrix(
             f"{len(dup)} cell id(s) repeat, e.g. {dup[0]!r}", path=str(where), field="barcodes"
         )
     log.info("read %s: %d cells x %d genes, %d non-zero", where, x.shape[0], x.shape[1], x.nnz)
+    return x, cells, genes, names
+
+
+def read_matrix(
+    path: Path, *, known_genes: Collection[str] | None = None
+) -> tuple[sp.csr_matrix, list[str], list[str]]:
+    """Read an expression matrix; return ``(X cells × genes CSR, cell_ids, gene_labels)``.
+
+    ``path`` is a 10x Genomics HDF5 file (detected by content: :func:`_read_10x_h5`), a
+    folder holding one ``*.mtx(.gz)`` with its barcodes/features files (or one ``.h5``), a
+    ``.mtx(.gz)`` file (companions found by name beside it: ``barcodes.tsv``,
+    ``features.tsv``/``genes.tsv``, or ``<prefix>.cells.txt``/``<prefix>.genes.txt``), or a
+    dense CSV/TSV table (gzip or plain). ``known_genes`` (gene ids and symbols) helps decide
+    the orientation of dense tables. Values are returned as stored (int64 for integer
+    Matrix Market files, float64 otherwise). Raises InputError naming the file when the
+    parts disagree, ids repeat, or values are not numbers.
+    """
+    x, cells, genes, _ = read_matrix_named(path, known_genes=known_genes)
     return x, cells, genes
 
 

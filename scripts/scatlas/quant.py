@@ -6,13 +6,16 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scatlas.align import read_alignment_table
+from scatlas.align import read_alignment_table, run_technologies
+from scatlas.barcodes import BARCODED_TECHNOLOGIES, DEFAULT_CHEMISTRIES, Chemistry
+from scatlas.droplets import DropletRun, count_droplets
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, atomic_write_text
 from scatlas.tools import run_tool
@@ -54,11 +57,14 @@ def run_featurecounts(
     paired: bool,
     threads: int = 1,
     strandedness: int = 0,
+    read_report_dir: Path | None = None,
 ) -> Path:
     """Count all ``bams`` of a study in ONE featureCounts call against ``gtf``.
 
     Writes the featureCounts table to ``out_tsv`` and its summary to ``out_tsv.summary``,
     both under temporary names renamed into place. Options: :func:`featurecounts_args`.
+    ``read_report_dir``: also write featureCounts' per-read report (``-R CORE``: read
+    name, status, number of targets, gene) there, one ``{bam name}.featureCounts`` per BAM.
     An empty ``bams`` list writes a header-only table (and summary) without calling the tool.
     """
     out_tsv = Path(out_tsv)
@@ -86,8 +92,11 @@ def run_featurecounts(
             *featurecounts_args(paired=paired, threads=threads, strandedness=strandedness),
             "--tmpDir",
             work,
-            *map(str, bams),
         ]
+        if read_report_dir is not None:
+            Path(read_report_dir).mkdir(parents=True, exist_ok=True)
+            cmd += ["-R", "CORE", "--Rpath", str(read_report_dir)]
+        cmd += [str(b) for b in bams]
         log.info(
             "featureCounts on %d BAM file(s) (paired=%s, -s %d)", len(bams), paired, strandedness
         )
@@ -193,15 +202,26 @@ def count_study(
     samples_tsv: Path | None = None,
     bam_dir: Path | None = None,
     base_dir: Path | None = None,
+    umi_h5ad: Path | None = None,
+    technologies: Mapping[str, str] | None = None,
+    chemistries: Mapping[str, Chemistry] | None = None,
+    cell_calling: str = "auto",
+    min_reads_per_cell: int = 100,
 ) -> Path:
     """Count the ``ok`` runs of ``alignment_tsv`` with featureCounts into ``counts_tsv``.
 
     ``layout`` is the study's library layout (``SINGLE``/``PAIRED``) or a mapping run →
     layout; without it the layouts come from ``samples_tsv`` (its ``library_layout``, see
-    :func:`layouts_from_samples`). A study that mixes layouts is counted with one call per
-    layout and the tables are merged (same annotation columns, run columns in
-    alignment-table order). A run's BAM is the table's ``bam`` column, else
-    ``bam_dir/{run}.bam``; relative paths are taken relative to ``base_dir``.
+    :func:`layouts_from_samples`). Runs are counted with one featureCounts call per kind:
+    per layout for per-cell runs (``-s strandedness``), per chemistry for barcoded runs
+    (``technologies``, from ``samples_tsv`` when not given: single-end cDNA reads, the
+    chemistry's strandedness, with the per-read report); several calls are merged into one
+    table (same annotation columns, run columns in alignment-table order). A run's BAM is
+    the table's ``bam`` column, else ``bam_dir/{run}.bam``; relative paths are taken
+    relative to ``base_dir``.
+
+    ``umi_h5ad``: where the barcoded runs' molecule counts go (cells x genes,
+    :func:`scatlas.droplets.count_droplets`; 0 cells when the study has no barcoded run).
     """
     if layout is None:
         if samples_tsv is None:
@@ -209,11 +229,15 @@ def count_study(
                 "count_study needs a layout or a samples sheet", field="library_layout"
             )
         layout = layouts_from_samples(Path(samples_tsv))
+    if technologies is None:
+        technologies = run_technologies(Path(samples_tsv)) if samples_tsv is not None else {}
+    chems = dict(chemistries or DEFAULT_CHEMISTRIES)
     alignment = read_alignment_table(Path(alignment_tsv))
     ok = alignment[alignment["status"] == "ok"]
     where = str(alignment_tsv)
-    bams: dict[str, list[Path]] = {lay: [] for lay in LAYOUTS}
+    groups: dict[str, list[Path]] = {}
     order: list[str] = []
+    sample_of: dict[str, str] = {}
     for rec in ok.to_dict("records"):
         run, bam = rec["run"], rec.get("bam", "")
         if not bam and bam_dir is not None:
@@ -223,52 +247,93 @@ def count_study(
         path = Path(bam)
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
-        bams[_layout_of(layout, run, where)].append(path)
+        tech = technologies.get(run, "")
+        if tech in BARCODED_TECHNOLOGIES:
+            if tech not in chems:
+                raise InputError(f"no chemistry configured for {tech}", path=where)
+            key = tech
+        else:
+            key = _layout_of(layout, run, where)
+        groups.setdefault(key, []).append(path)
         order.append(bam_run(path))
-    groups = {lay: paths for lay, paths in bams.items() if paths}
+        sample_of[bam_run(path)] = rec["sample"] or bam_run(path)
     counts_tsv = Path(counts_tsv)
-    if len(groups) <= 1:
-        lay, paths = next(iter(groups.items()), ("PAIRED", []))
-        return run_featurecounts(
-            paths,
-            gtf,
-            counts_tsv,
-            paired=lay == "PAIRED",
-            threads=threads,
-            strandedness=strandedness,
-        )
-    # Mixed layouts: one call per layout into a scratch folder, then merge.
-    log.info("%s mixes library layouts: counting each separately", alignment_tsv)
     counts_tsv.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{counts_tsv.name}.", dir=counts_tsv.parent) as work:
-        tables, summaries = [], []
-        for lay, paths in groups.items():
-            part = run_featurecounts(
+        parts: dict[str, Path] = {}
+        for key, paths in groups.items():
+            barcoded = key in BARCODED_TECHNOLOGIES
+            parts[key] = run_featurecounts(
                 paths,
                 gtf,
-                Path(work) / f"{lay}.tsv",
-                paired=lay == "PAIRED",
+                Path(work) / f"{key}.tsv",
+                paired=key == "PAIRED",
                 threads=threads,
-                strandedness=strandedness,
+                strandedness=chems[key].strandedness if barcoded else strandedness,
+                read_report_dir=Path(work) / "reads" if barcoded else None,
             )
-            table = pd.read_csv(part, sep="\t", comment="#", dtype=str)
-            tables.append(table)
-            summaries.append(pd.read_csv(f"{part}.summary", sep="\t", index_col=0))
-        annotation = tables[0][ANNOTATION_COLUMNS]
-        for other in tables[1:]:
-            if not other[ANNOTATION_COLUMNS].equals(annotation):
-                raise InputError("featureCounts annotation differs between layouts", path=str(gtf))
-        by_run = {}
-        for table in tables:
-            for col in table.columns[len(ANNOTATION_COLUMNS) :]:
-                by_run[bam_run(col)] = table[col]
-        merged = pd.concat([annotation, pd.DataFrame({r: by_run[r] for r in order})], axis=1)
-        summary = pd.concat(summaries, axis=1)
-        summary.columns = [bam_run(c) for c in summary.columns]
-        with contextlib.suppress(KeyError):
-            summary = summary[order]
-        _write_table(merged, summary, counts_tsv, f"featureCounts, {' + '.join(groups)} merged")
+        if not parts:
+            _write_empty(counts_tsv, "no BAM files to count")
+        elif len(parts) == 1:
+            part = next(iter(parts.values()))
+            os.replace(f"{part}.summary", f"{counts_tsv}.summary")
+            os.replace(part, counts_tsv)
+        else:
+            log.info("%s holds several kinds of runs: counted separately", alignment_tsv)
+            _merge_tables(list(parts.values()), order, counts_tsv, gtf, list(parts))
+        if umi_h5ad is not None:
+            runs = {
+                key: [
+                    DropletRun(
+                        bam_run(p),
+                        sample_of[bam_run(p)],
+                        Path(work) / "reads" / f"{p.name}.featureCounts",
+                        p.parent / f"{bam_run(p)}.barcodes.tsv.gz",
+                    )
+                    for p in paths
+                ]
+                for key, paths in groups.items()
+                if key in BARCODED_TECHNOLOGIES
+            }
+            genes = _annotation_genes(counts_tsv)
+            count_droplets(
+                runs,
+                chems,
+                genes,
+                Path(umi_h5ad),
+                cell_calling=cell_calling,
+                min_reads=min_reads_per_cell,
+            )
     return counts_tsv
+
+
+def _annotation_genes(counts_tsv: Path) -> list[str]:
+    table = pd.read_csv(counts_tsv, sep="\t", comment="#", usecols=["Geneid"], dtype=str)
+    return table["Geneid"].tolist()
+
+
+def _merge_tables(
+    parts: list[Path], order: list[str], counts_tsv: Path, gtf: Path, kinds: list[str]
+) -> None:
+    """One featureCounts table from several calls on the same annotation."""
+    tables, summaries = [], []
+    for part in parts:
+        tables.append(pd.read_csv(part, sep="\t", comment="#", dtype=str))
+        summaries.append(pd.read_csv(f"{part}.summary", sep="\t", index_col=0))
+    annotation = tables[0][ANNOTATION_COLUMNS]
+    for other in tables[1:]:
+        if not other[ANNOTATION_COLUMNS].equals(annotation):
+            raise InputError("featureCounts annotation differs between calls", path=str(gtf))
+    by_run = {}
+    for table in tables:
+        for col in table.columns[len(ANNOTATION_COLUMNS) :]:
+            by_run[bam_run(col)] = table[col]
+    merged = pd.concat([annotation, pd.DataFrame({r: by_run[r] for r in order})], axis=1)
+    summary = pd.concat(summaries, axis=1)
+    summary.columns = [bam_run(c) for c in summary.columns]
+    with contextlib.suppress(KeyError):
+        summary = summary[order]
+    _write_table(merged, summary, counts_tsv, f"featureCounts, {' + '.join(kinds)} merged")
 
 
 def rpkm(

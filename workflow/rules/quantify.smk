@@ -1,4 +1,5 @@
-# featureCounts on a study's BAMs in one call; per-study AnnData with counts and RPKM.
+# featureCounts on a study's BAMs in one call (one per kind of run); molecules per cell of
+# barcoded runs; per-study AnnData with counts and RPKM.
 
 
 rule count:
@@ -9,10 +10,16 @@ rule count:
         gtf=lambda wc: f"resources/genomes/{study_genome(wc)}/genes.gtf",
     output:
         counts=f"{RESULTS}/counts/{{study}}/counts.tsv",
+        umi=f"{RESULTS}/counts/{{study}}/umi.h5ad",
     params:
         strandedness=config["quant"]["strandedness"],
+        chemistries=config["barcoded"]["chemistries"],
+        cell_calling=config["barcoded"]["cell_calling"],
+        min_reads_per_cell=config["barcoded"]["min_reads_per_cell"],
     log:
         f"{LOGS}/count/{{study}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/count/{{study}}.tsv"
     threads: config["quant"]["threads"]
     conda:
         "../../envs/align.yaml"

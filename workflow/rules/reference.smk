@@ -24,9 +24,14 @@ rule hisat2_index:
     output:
         index=directory(f"resources/genomes/{{genome}}/hisat2"),
         genes=f"resources/genomes/{{genome}}/genes.tsv",
+    params:
+        # a splice-aware index of a mammalian genome needs ~160 GB of memory
+        splice_aware=lambda wc: reference_spec(wc.genome).get("splice_aware", True),
     log:
         f"{LOGS}/reference/{{genome}}.hisat2_build.log",
     threads: config["align"]["index_threads"]
+    # built once per genome: with --cache (and SNAKEMAKE_OUTPUT_CACHE set) another workflow
+    # directory reuses it from the cache (keyed by the FASTA, GTF, params and this rule)
     cache: "omit-software"
     conda:
         "../../envs/align.yaml"

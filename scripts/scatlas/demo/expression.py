@@ -118,11 +118,16 @@ def sample_counts(
     batch: Batch,
     totals: np.ndarray,
     rng: np.random.Generator,
+    *,
+    length_weighted: bool = True,
 ) -> np.ndarray:
-    """Length-weighted fragment counts per gene (cells x genes, int64), summing to ``totals``."""
+    """Length-weighted fragment counts per gene (cells x genes, int64), summing to ``totals``;
+    ``length_weighted=False`` gives molecules instead (3' tag protocols: one tag per molecule)."""
     prof = np.stack([model.profiles[k] for k in type_keys])
     shape = 1.0 / DISPERSION
     noise = rng.gamma(shape, 1.0 / shape, size=prof.shape)
-    rates = prof * batch.gene_factors[None, :] * noise * model.eff_length[None, :]
+    rates = prof * batch.gene_factors[None, :] * noise
+    if length_weighted:
+        rates = rates * model.eff_length[None, :]
     rates /= rates.sum(axis=1, keepdims=True)
     return rng.multinomial(totals, rates)

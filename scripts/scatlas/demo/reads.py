@@ -159,6 +159,61 @@ class ReadSimulator:
             out_q.append(quals)
         return Library(out_m, out_q)
 
+    def droplet_library(
+        self,
+        barcodes: np.ndarray,
+        mol_barcode: np.ndarray,
+        mol_gene: np.ndarray,
+        umi_length: int,
+        rng: np.random.Generator,
+    ) -> Library:
+        """Reads of a barcoded (3' tag) run: read 1 = cell barcode + UMI, read 2 = 50 bp of
+        the molecule's cDNA in sense orientation, starting a fragment length (200-350 bp)
+        upstream of the transcript's 3' end.
+
+        ``barcodes`` (n_barcodes, Lc) uint8; per molecule, the index of its barcode and its
+        gene (``mol_gene`` >= 0), or a non-genic origin: -1 intronic, -2 intergenic,
+        -3 contaminant. Each molecule gets a random UMI and 1 + Poisson(2) reads (PCR
+        copies, each fragmented on its own).
+        """
+        n_mol = len(mol_gene)
+        umis = BASES[rng.integers(0, 4, size=(n_mol, umi_length))]
+        copies = 1 + rng.poisson(spec.READS_PER_MOLECULE - 1.0, size=n_mol)
+        read_mol = np.repeat(np.arange(n_mol), copies)
+        r2 = np.empty((len(read_mol), self.L), dtype=np.uint8)
+        cols = np.arange(self.L)
+        genic = mol_gene[read_mol] >= 0
+        if genic.any():
+            g = mol_gene[read_mol[genic]]
+            # the transcript is chosen per molecule, the fragment per read
+            iso = rng.random(n_mol) > self.gene_iso_cut[np.maximum(mol_gene, 0)]
+            t = self.gene_first_tx[g] + iso[read_mol[genic]]
+            tl = self.tx_len[t]
+            start = np.clip(tl - self._frag_len(len(g), rng), 0, tl - self.L)
+            r2[genic] = self.tx_seq[(self.tx_off[t] + start)[:, None] + cols]
+        for code, kind in ((-1, "intronic"), (-2, "intergenic")):
+            mols = np.flatnonzero(mol_gene == code)
+            if not len(mols):
+                continue
+            n = len(mols)
+            _, a, _ = self._genomic_fragments(
+                n if kind == "intronic" else 0, n if kind == "intergenic" else 0, rng
+            )
+            first = np.full(n_mol, -1, dtype=np.int64)
+            first[mols] = a
+            sel = mol_gene[read_mol] == code
+            r2[sel] = self.g_seq[first[read_mol[sel]][:, None] + cols]
+        cont = mol_gene[read_mol] == -3
+        r2[cont] = BASES[rng.integers(0, 4, size=(int(cont.sum()), self.L))]
+        r1 = np.concatenate([barcodes[mol_barcode[read_mol]], umis[read_mol]], axis=1)
+        order = rng.permutation(len(read_mol))
+        out_m, out_q = [], []
+        for m in (r1[order], r2[order]):
+            seqs, quals = _sequencing_errors(m, rng)
+            out_m.append(seqs)
+            out_q.append(quals)
+        return Library(out_m, out_q)
+
     def genomic_library(self, n: int, paired: bool, rng: np.random.Generator) -> Library:
         """Reads of genomic fragments only (ATAC-like libraries)."""
         return self.library(np.zeros(len(self.gene_span), dtype=np.int64), 0, n, 0, paired, rng)

@@ -36,6 +36,7 @@ CONTACTS = {
     7: ("Sara,,Okafor", "Demo Genomics Core"),
     8: ("Jonas,,Weber", "Demo Chromatin Lab"),
     9: ("Elena,,Rossi", "Demo ENT Research"),
+    10: ("Kofi,,Mensah", "Demo Single Cell Platform"),
 }
 AE_CONTACTS = {
     1: ("Hanna,,Virtanen", "Demo Skin Biology Group"),
@@ -304,6 +305,12 @@ ENA_FIELDS = (
 )
 
 
+def _bases_per_spot(study: StudySpec) -> int:
+    if study.chemistry:  # read 1 = barcode + UMI, read 2 = cDNA
+        return sum(spec.DROPLET_LAYOUT[study.chemistry]) + spec.READ_LENGTH
+    return spec.READ_LENGTH * (2 if study.layout == "PAIRED" else 1)
+
+
 def ena_row(
     study: StudySpec, s: SampleRecord, study_acc: str, secondary_study: str
 ) -> dict[str, str]:
@@ -346,7 +353,7 @@ def ena_row(
         "tax_id": spec.TAXID,
         "scientific_name": spec.ORGANISM,
         "read_count": str(s.read_count),
-        "base_count": str(s.read_count * spec.READ_LENGTH * (2 if paired else 1)),
+        "base_count": str(s.read_count * _bases_per_spot(study)),
         "fastq_ftp": ";".join(ftp),
         "fastq_md5": ";".join(s.md5),
         "fastq_bytes": ";".join(str(b) for b in s.sizes),

@@ -155,6 +155,8 @@ class StudySpec:
     corrupt_fastq: bool = False  # served FASTQ differs from the md5 published in ENA
     title_prefix: str = "SC"
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # barcoded (droplet) study: one sample and run per group, many cells per run
+    chemistry: str = ""  # "" | "10x_v3" | "dropseq"
 
     @property
     def n_cells(self) -> int:
@@ -452,6 +454,38 @@ STUDIES: tuple[StudySpec, ...] = (
     ),
 )
 
+# Appended last so that the accessions and random streams of the studies above stay as
+# they were: a 10x Chromium v3 series of sorted populations, one run of many cells each.
+STUDIES = STUDIES + (
+    StudySpec(
+        accession="GSE900010",
+        source="geo",
+        kind="reads",
+        title="Droplet single-cell RNA-seq of FACS-sorted human blood lymphocytes and monocytes",
+        summary=(
+            "Sorted populations from the peripheral blood of healthy donors were each "
+            "profiled on one lane of a droplet microfluidics platform."
+        ),
+        design=(
+            "Sorted cells were loaded on a Chromium Controller (10x Genomics); libraries were "
+            "prepared with the Chromium Single Cell 3' Reagent Kit v3 and sequenced 28+50 bp."
+        ),
+        released=date(2025, 10, 1),
+        submitted=date(2025, 8, 12),
+        updated=date(2025, 10, 2),
+        layout="PAIRED",
+        instrument="Illumina NovaSeq 6000",
+        library_source="transcriptomic single cell",
+        ct_key="cell type",
+        title_prefix="DRP",
+        chemistry="10x_v3",
+        groups=(
+            CellGroup("B", 60, "B cell", "peripheral blood", "sorted CD19+ PBMC"),
+            CellGroup("Mono", 60, "monocyte", "peripheral blood", "sorted CD14+ PBMC"),
+        ),
+    ),
+)
+
 HELDOUT_ACCESSION = "GSE900099"
 HELDOUT_GROUPS: tuple[tuple[str, int], ...] = (
     ("B", 8),
@@ -473,6 +507,13 @@ INTERGENIC_FRACTION = 0.03  # genomic background
 CONTAMINANT_FRACTION = 0.02  # non-genomic sequence (adapter dimers, contaminants): unalignable
 SUBSTITUTION_RATE = 0.003
 ASSIGNED_FRACTION = 1.0 - INTRONIC_FRACTION - INTERGENIC_FRACTION - CONTAMINANT_FRACTION
+
+# Barcoded runs (read 1 = cell barcode + UMI, read 2 = 50 bp of cDNA from the 3' end).
+DROPLET_LAYOUT = {"10x_v3": (16, 12), "dropseq": (12, 8)}  # barcode, UMI lengths
+DROPLET_READS_FACTOR = 0.6  # reads per droplet cell, relative to a per-cell run (keeps it fast)
+READS_PER_MOLECULE = 3.0  # mean PCR copies sequenced per molecule (1 + Poisson(2))
+AMBIENT_BARCODES = 1500  # empty droplets per run, each with a few ambient molecules
+AMBIENT_MOLECULES_MEAN = 2.0
 
 
 def study(accession: str) -> StudySpec:

@@ -6,6 +6,8 @@
     OUTDIR/reference/    genome.fa + genes.gtf (synthetic genome, Ensembl-style annotation)
     OUTDIR/heldout/      query.h5ad, a held-out study to query the published reference with
     OUTDIR/truth.tsv     every cell: study, sample, run, cl_id, cl_label, text
+    OUTDIR/truth_molecules.tsv.gz  barcoded cells' true molecules per gene (study, cell,
+                         gene_id, molecules; cell = {sample}_{barcode})
     OUTDIR/world.json    what the world holds and what the pipeline should make of it
 
 The world is built in a temporary folder beside OUTDIR and swapped in at the end, so an
@@ -33,13 +35,14 @@ from tqdm import tqdm
 
 from scatlas.demo import spec
 from scatlas.demo.expression import (
+    Batch,
     ExpressionModel,
     build_model,
     draw_batch,
     library_sizes,
     sample_counts,
 )
-from scatlas.demo.genome import build_genome, write_fasta, write_gtf
+from scatlas.demo.genome import BASES, build_genome, write_fasta, write_gtf
 from scatlas.demo.reads import (
     ReadSimulator,
     ena_fastq_dir,
@@ -100,7 +103,8 @@ def _samples_for(
     """The study's samples (one per cell), in a shuffled plate order, with their accessions."""
     if study.kind == "not-scrna" and study.source == "arrayexpress":
         return _array_samples(study)
-    cells = [g for g in study.groups for _ in range(g.n)]
+    # a droplet study has one sample (one run of many cells) per group
+    cells = list(study.groups) if study.chemistry else [g for g in study.groups for _ in range(g.n)]
     order = rng.permutation(len(cells))
     donors = {
         1: (_SEXES[int(rng.integers(2))], int(rng.integers(25, 70))),
@@ -150,6 +154,8 @@ def _samples_for(
             rec.secondary_sample = counters.next("ERS")
             rec.experiment = counters.next("ERX")
             rec.run = counters.next("ERR")
+        if study.chemistry:
+            rec.title = f"{study.title_prefix}_D{d}_{group.source_name.split()[1]}"
         if rec.run:
             rec.files = [
                 f"{ena_fastq_dir(rec.run)}/{n}" for n in fastq_names(rec.run, study.layout)
@@ -200,6 +206,10 @@ class _WorldBuilder:
         self.gds: dict[str, dict] = {}
         self.hits: list[dict] = []
         self.study_info: list[dict] = []
+        # barcoded studies: (sample, run, barcode, type key, text) per cell, and the cells'
+        # true molecules per gene
+        self.droplet_cells: dict[str, list[tuple[str, str, str, str, str]]] = {}
+        self.droplet_molecules: list[tuple[str, list[str], np.ndarray]] = []
 
     def build(self) -> dict:
         t0 = time.monotonic()
@@ -207,6 +217,7 @@ class _WorldBuilder:
         write_fasta(genome, self.root / "reference" / "genome.fa")
         write_gtf(genome, self.root / "reference" / "genes.gtf")
         model = build_model(genome, _rng(self.seed, 2))
+        self.gene_ids = model.gene_ids
         sim = ReadSimulator(genome, model)
         log.info(
             "genome: %d bp, %d genes (%.1f s)",
@@ -257,6 +268,9 @@ class _WorldBuilder:
             counts = sample_counts(model, types, batch, totals, rng)
             self._write_matrix(study, samples, model, counts)
             return
+        if study.chemistry:
+            self._simulate_droplets(study, k, samples, model, sim, batch, pool)
+            return
         paired = study.layout == "PAIRED"
         futures: list[list[Future]] = []
         if study.library_strategy == "ATAC-seq":
@@ -275,6 +289,70 @@ class _WorldBuilder:
                     counts[i], int(n_intr[i]), int(n_inter[i]), int(n_cont[i]), paired, rng
                 )
                 futures.append(self._submit(pool, s, lib, study.corrupt_fastq))
+        for s, futs in zip(samples, futures, strict=True):
+            for f in futs:
+                md5, size = f.result()
+                s.md5.append(md5)
+                s.sizes.append(size)
+
+    def _simulate_droplets(
+        self,
+        study: StudySpec,
+        k: int,
+        samples: list[SampleRecord],
+        model: ExpressionModel,
+        sim: ReadSimulator,
+        batch: Batch,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        """One barcoded run per sample: its cells' molecules (3' tags, not length-weighted),
+        non-genic molecules, and empty droplets holding a few ambient molecules."""
+        cb_len, umi_len = spec.DROPLET_LAYOUT[study.chemistry]
+        soup = np.mean([model.profiles[g.type_key] for g in study.groups], axis=0)
+        futures = []
+        for j, (s, group) in enumerate(zip(samples, study.groups, strict=True)):
+            rng = _rng(self.seed, 6, k, j)
+            n = group.n
+            reads = library_sizes(n, self.reads_per_cell * spec.DROPLET_READS_FACTOR, batch, rng)
+            molecules = np.maximum(np.rint(reads / spec.READS_PER_MOLECULE), 10).astype(int)
+            fractions = (
+                spec.INTRONIC_FRACTION,
+                spec.INTERGENIC_FRACTION,
+                spec.CONTAMINANT_FRACTION,
+            )
+            other = [np.rint(molecules * f).astype(int) for f in fractions]
+            genic = molecules - sum(other)
+            counts = sample_counts(
+                model, [group.type_key] * n, batch, genic, rng, length_weighted=False
+            )
+            n_bc = n + spec.AMBIENT_BARCODES
+            barcodes = rng.integers(0, 4, size=(n_bc, cb_len))
+            while len(np.unique(barcodes, axis=0)) < n_bc:  # distinct barcodes
+                barcodes = rng.integers(0, 4, size=(n_bc, cb_len))
+            ambient = 1 + rng.poisson(spec.AMBIENT_MOLECULES_MEAN - 1.0, size=spec.AMBIENT_BARCODES)
+            ambient_genes = rng.choice(model.n_genes, size=int(ambient.sum()), p=soup)
+            cell_idx = np.arange(n)
+            mol_barcode = np.concatenate(
+                [np.repeat(cell_idx, counts.sum(axis=1))]
+                + [np.repeat(cell_idx, o) for o in other]
+                + [np.repeat(np.arange(n, n_bc), ambient)]
+            )
+            mol_gene = np.concatenate(
+                [np.concatenate([np.repeat(np.arange(model.n_genes), row) for row in counts])]
+                + [np.full(int(o.sum()), code) for o, code in zip(other, (-1, -2, -3), strict=True)]
+                + [ambient_genes]
+            )
+            lib = sim.droplet_library(
+                BASES[barcodes].astype(np.uint8), mol_barcode, mol_gene, umi_len, rng
+            )
+            futures.append(self._submit(pool, s, lib, study.corrupt_fastq))
+            names = [BASES[b].tobytes().decode() for b in barcodes[:n]]
+            self.droplet_cells.setdefault(study.accession, []).extend(
+                (s.sample, s.run, cb, group.type_key, group.text) for cb in names
+            )
+            self.droplet_molecules.append(
+                (study.accession, [f"{s.sample}_{cb}" for cb in names], counts)
+            )
         for s, futs in zip(samples, futures, strict=True):
             for f in futs:
                 md5, size = f.result()
@@ -409,6 +487,13 @@ class _WorldBuilder:
         for study in spec.STUDIES:
             if not study.groups:
                 continue
+            if study.chemistry:  # cells are {sample}_{barcode}, as the pipeline names them
+                for sample, run, cb, key, text in self.droplet_cells[study.accession]:
+                    ct = spec.CELL_TYPES[key]
+                    w.writerow(
+                        [study.accession, f"{sample}_{cb}", run, ct.cl_id, ct.cl_label, text]
+                    )
+                continue
             for s in self.samples[study.accession]:
                 ct = spec.CELL_TYPES[s.type_key]
                 # the sample id the pipeline gives a cell: GSM for GEO, the ENA sample (ERS) for
@@ -419,6 +504,13 @@ class _WorldBuilder:
             ct = spec.CELL_TYPES[t]
             w.writerow([spec.HELDOUT_ACCESSION, cell, "", ct.cl_id, ct.cl_label, ""])
         (self.root / "truth.tsv").write_text(buf.getvalue())
+        rows = io.StringIO()
+        rows.write("study\tcell\tgene_id\tmolecules\n")
+        for acc, cells, counts in self.droplet_molecules:
+            for cell, row in zip(cells, counts, strict=True):
+                for gi in np.flatnonzero(row):
+                    rows.write(f"{acc}\t{cell}\t{self.gene_ids[gi]}\t{int(row[gi])}\n")
+        (self.root / "truth_molecules.tsv.gz").write_bytes(gzip_bytes(rows.getvalue().encode()))
 
     def _summary(self, genome) -> dict:
         studies = []
@@ -441,6 +533,7 @@ class _WorldBuilder:
                     "n_cells": study.n_cells,
                     "n_runs": sum(1 for s in samples if s.run),
                     "layout": study.layout,
+                    "chemistry": study.chemistry,
                     "read_length": spec.READ_LENGTH if any(s.run for s in samples) else 0,
                     "instrument": study.instrument if study.library_strategy else "",
                     "library_strategy": study.library_strategy,
