@@ -6,4 +6,9 @@ from scatlas.ingest import build_sample_sheet
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-build_sample_sheet(snakemake.config, snakemake.wildcards.study, Path(snakemake.output.samples).parent)
+build_sample_sheet(
+    snakemake.config,
+    snakemake.wildcards.study,
+    Path(snakemake.output.samples).parent,
+    studies_tsv=snakemake.input.studies,
+)

@@ -1,4 +1,5 @@
-"""Rule catalog: record every study, sample and run with its status in results/catalog.sqlite."""
+"""Rules ingest and catalog: record every study, sample and run with its status in
+results/catalog.sqlite (ingest: after the downloads; catalog: with the alignment outcomes)."""
 
 import json
 
@@ -16,8 +17,12 @@ summary = update_catalog(
     list(snakemake.input.manifests),
     list(snakemake.params.alignments),
 )
+# refreshes are `scatlas refresh`'s record (with times): keep this file a function of the data
+summary.pop("last_refresh", None)
+summary.pop("refreshes", None)
 with Catalog(snakemake.params.db) as catalog:
     summary["failed_studies"] = [
-        {"study": r["study"], "reason": r["reason"]} for r in catalog.rows("studies", status="failed")
+        {k: r[k] for k in ("study", "reason", "error_file", "error_field")}
+        for r in catalog.rows("studies", status="failed")
     ]
 atomic_write_text(snakemake.output[0], json.dumps(summary, indent=2, default=str))

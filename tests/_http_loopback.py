@@ -76,6 +76,7 @@ class Loopback:
 
         class _Req(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms Nagle/delayed-ACK stall per answer
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass

@@ -215,14 +215,21 @@ def test_failed_studies_skipped_and_too_few_studies(tmp_path, onto, caplog):
     with caplog.at_level("WARNING"):
         adata = _assemble(tmp_path, studies, onto, min_genes=20, min_counts=100)
     skipped = adata.uns["scatlas"]["skipped"]
-    assert set(skipped) == {"GSE12", "GSE13", "GSE14", "GSE15", "GSE16"}
+    assert set(skipped) == {"GSE12", "GSE13", "GSE14", "GSE16"}
     assert skipped["GSE12"] == "study failed upstream: no runs aligned"
     assert skipped["GSE16"] == "study skipped upstream: no runs aligned"
-    assert skipped["GSE15"] == "author-normalised values, not raw counts"
     assert "no cell passed QC" in skipped["GSE14"] and skipped["GSE13"] == "no cells"
     assert "GSE12 skipped" in caplog.text
-    # two usable studies: one train, one query, no validation
-    assert sorted(adata.uns["scatlas"]["splits"].values()) == ["query", "train"]
+    # author-normalised values stay in the atlas, flagged, never trainable
+    assert adata.uns["scatlas"]["normalised_studies"] == ["GSE15"]
+    normed_cells = adata.obs["study"] == "GSE15"
+    assert normed_cells.sum() == 12 and adata.obs.loc[normed_cells, "normalised"].all()
+    assert not adata.obs.loc[normed_cells, "trainable"].any()
+    assert not adata.obs.loc[~normed_cells, "normalised"].any()
+    # three usable studies: the two of counts are one train, one query
+    splits = adata.uns["scatlas"]["splits"]
+    assert set(splits) == {"GSE10", "GSE11", "GSE15"}
+    assert sorted(splits[s] for s in ("GSE10", "GSE11")) == ["query", "train"]
     few = [studies[k] for k in ("GSE10", "GSE12", "GSE13")]
     bad = tmp_path / "bad"
     with pytest.raises(AtlasError, match="at least 2 usable studies") as err:

@@ -11,9 +11,9 @@ from scatlas.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
 from scatlas.errors import InputError
 
 
-def clock():
+def clock(day: str = "2024-01-01"):
     ticks = itertools.count(1)
-    return lambda: f"2024-01-01T00:00:{next(ticks):02d}Z"
+    return lambda: f"{day}T00:00:{next(ticks):02d}Z"
 
 
 def study(cat: Catalog, **kw) -> str:
@@ -32,10 +32,10 @@ def study(cat: Catalog, **kw) -> str:
 def test_migrations_apply_in_order_once(tmp_path):
     db = tmp_path / "catalog.sqlite"
     with Catalog(db) as cat:
-        assert cat.version == SCHEMA_VERSION == len(MIGRATIONS) == 2
+        assert cat.version == SCHEMA_VERSION == len(MIGRATIONS) == 3
         study(cat)
     with Catalog(db) as cat:  # reopening applies nothing and keeps the data
-        assert cat.version == 2 and len(cat.rows("studies")) == 1
+        assert cat.version == 3 and len(cat.rows("studies")) == 1
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = {
@@ -63,10 +63,51 @@ def test_old_schema_is_upgraded_keeping_data(tmp_path):
     assert "runs_by_study" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     with Catalog(db) as cat:
-        assert cat.version == 2
+        assert cat.version == 3
         assert cat.rows("studies")[0]["organism"] == "Mus musculus"
     with pytest.raises(InputError, match="newer than this scatlas"):
         Catalog(db, migrations=MIGRATIONS[:1])
+
+
+def test_migration_3_keeps_v2_rows_and_backfills_their_query_rows(tmp_path):
+    """A schema-2 catalog (round one) gains the query-row, fingerprint and error columns;
+    its rows keep their values, their query status is back-filled from their status, and
+    a refresh can list them as known studies."""
+    db = tmp_path / "catalog.sqlite"
+    with Catalog(db, migrations=MIGRATIONS[:2], now=clock()) as cat:
+        study(cat)
+        cat.upsert_study(
+            "GSE100750", source="geo", status="skipped", reason="series type is ChIP-Seq"
+        )
+        cat.upsert_run(
+            "SRR5164436", sample="GSM2452122", study="GSE93374", status="ok", reason="ok"
+        )
+        rid = cat.start_refresh("2017-01-01", None)
+        cat.finish_refresh(rid, status="ok", n_studies=2, n_new=2, reason="2 new")
+        assert cat.known_studies() == []  # schema 2 has no query rows
+        with pytest.raises(sqlite3.OperationalError):
+            cat.upsert_study("GSE1", source="geo", status="ok", reason="r", fingerprint="ab")
+    with Catalog(db, now=clock("2024-02-01")) as cat:
+        assert cat.version == 3
+        rows = {r["study"]: r for r in cat.rows("studies")}
+        assert rows["GSE93374"]["title"].startswith("A Molecular Census")
+        assert (rows["GSE93374"]["query_status"], rows["GSE93374"]["fingerprint"]) == ("ok", "")
+        assert rows["GSE100750"]["query_reason"] == "series type is ChIP-Seq"
+        assert cat.rows("runs")[0]["error_file"] == ""
+        assert [k["study"] for k in cat.known_studies()] == ["GSE100750", "GSE93374"]
+        assert cat.last_refresh()["n_changed"] is None and cat.last_refresh()["n_new"] == 2
+        # the first fingerprint is not a change; the second one is, and history keeps both
+        study(cat, fingerprint="0123456789abcdef", n_samples=11)
+        study(cat, fingerprint="fedcba9876543210", n_samples=12)
+        assert cat.changes_since("2024-02-01T00:00:00Z") == {
+            "new": [],
+            "changed": ["GSE93374"],
+        }
+        hist = [(h["field"], h["old"], h["new"]) for h in cat.history("studies", "GSE93374")]
+        assert ("fingerprint", "0123456789abcdef", "fedcba9876543210") in hist
+        assert ("n_samples", "11", "12") in hist
+    with pytest.raises(InputError, match="unknown column"), Catalog(db) as cat:
+        study(cat, colour="blue")
 
 
 def test_upserts_record_history_and_never_delete(tmp_path):
@@ -121,7 +162,7 @@ def test_upserts_record_history_and_never_delete(tmp_path):
         assert fields == ["status", "alignment_rate", "status", "reason"]
         s = cat.summary()
         assert s["studies"] == {"total": 1, "new": 0, "ok": 0, "skipped": 0, "failed": 1}
-        assert s["samples"]["ok"] == 1 and s["runs"]["ok"] == 1 and s["schema_version"] == 2
+        assert s["samples"]["ok"] == 1 and s["runs"]["ok"] == 1 and s["schema_version"] == 3
 
 
 def test_status_and_reason_are_required(tmp_path):
@@ -164,3 +205,10 @@ def test_refreshes(tmp_path):
         assert last["finished"] > last["started"]
         with pytest.raises(InputError, match="no refresh with id 99"):
             cat.finish_refresh(99, status="ok", n_studies=0, n_new=0, reason="x")
+        # a refresh that never finished (killed) is closed as failed by the next one
+        cat.start_refresh("2017-02-01", "2017-02-14")
+        assert cat.last_refresh()["date_from"] == "2017-01-01"  # the last *successful* one
+        assert cat.last_refresh(status=None)["status"] == "new"
+        assert cat.close_interrupted_refreshes("interrupted: no finish recorded") == 1
+        assert cat.last_refresh(status="failed")["reason"] == "interrupted: no finish recorded"
+        assert cat.close_interrupted_refreshes("again") == 0

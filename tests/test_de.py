@@ -263,6 +263,18 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo):
     assert not list((tmp_path / "de").glob(".*tmp"))
 
 
+def test_normalised_studies_left_out(tmp_path, obo):
+    """Cells flagged normalised in the atlas (author-normalised values) take no part in DE."""
+    atlas = _planted_atlas(tmp_path / "atlas.h5ad")
+    adata = anndata.read_h5ad(atlas)
+    adata.obs["normalised"] = (adata.obs["study"] == "GSE3").to_numpy()
+    adata.write_h5ad(atlas)
+    s = run_de(atlas, obo, tmp_path / "de", min_cells=5, min_studies=2).set_index("cl_id")
+    assert s.loc[B, "n_studies"] == 2 and s.loc[B, "n_cells"] == 30 + 10 + 25
+    table = pd.read_csv(tmp_path / "de" / "CL_0000236.tsv", sep="\t")
+    assert "logfc__GSE3" not in table.columns and "logfc__GSE2" in table.columns
+
+
 def test_run_de_bad_input(tmp_path, obo):
     path = tmp_path / "atlas.h5ad"
     anndata.AnnData(

@@ -101,7 +101,7 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
         assert (ct["cl_id"] != "").all()
     b = read_cell_types(folders[0] / "cell_types.tsv")
     b = b[b["cl_id"] == CD19_B]
-    assert len(b) == 165 and b["evidence"].iloc[0] == "CD19+ B cells ~ CD19+ B cell (EXACT)"
+    assert len(b) == 165 and b["evidence"].iloc[0] == 'cell type: "CD19+ B cells" ~ "CD19+ B cell" (EXACT)'
 
     onto = cached_ontology(obo)
     atlas = assemble_atlas(

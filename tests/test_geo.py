@@ -23,7 +23,7 @@ def family(shared_data, tmp_path_factory):
     """Family SOFT files assembled from the recorded series + sample parts (one gzipped)."""
     out = tmp_path_factory.mktemp("soft")
     paths = {}
-    for gse in ("GSE100750", "GSE101966", "GSE138657", "GSE146540", "GSE146583"):
+    for gse in ("GSE100750", "GSE101426", "GSE101966", "GSE138657", "GSE146540", "GSE146583"):
         text = (shared_data / "geo" / f"{gse}_GSE.soft").read_bytes() + (
             shared_data / "geo" / f"{gse}_GSM.soft"
         ).read_bytes()
@@ -139,10 +139,10 @@ def test_bulk_samples_are_excluded(family):
         (b"<!DOCTYPE html><html><body>Error 404</body></html>", "HTML page"),
         (
             b"^SERIES = GSE1\n!Series_title = a\n^SERIES = GSE2\n!Series_title = b\n",
-            "GEOparse could not read",
+            "describes 2 series",
         ),
         (b"^SAMPLE = GSM1\n!Sample_title = x\n", "no \\^SERIES entry"),
-        (b"^SAMPLE = GSM1\n^SAMPLE = GSM2\n", "GEOparse could not read"),
+        (b"^SAMPLE = GSM1\n^SAMPLE = GSM2\n", "no \\^SERIES entry"),
         (
             b"^SERIES = GSE1\n!Series_geo_accession = GSE1\n!Series_sample_id = GSM1\n",
             "no \\^SAMPLE entries",
@@ -182,7 +182,11 @@ def test_recorded_esearch_and_esummary(shared_data):
         "updated": "",
         "status": "ok",
         "reason": "single-cell candidate with SRA reads",
+        "fingerprint": geo.fingerprint(docs[0]),
+        "subseries": [],
+        "superseries": False,
     }
+    assert len(row["fingerprint"]) == 16
     human_only = geo.summary_to_study(docs[0], ["Homo sapiens"])
     assert human_only["status"] == "skipped" and "organism 'Mus musculus'" in human_only["reason"]
     # a Drop-seq sample (title from the summary) pools cells: its reads are not per cell
@@ -275,3 +279,120 @@ def test_truncated_gzip_is_refused_and_plain_text_named_gz_is_read(family, tmp_p
     plain = tmp_path / "GSE146540_family.soft.gz"  # served uncompressed under the .gz name
     plain.write_bytes(family["GSE146540"].read_bytes())
     assert len(geo.parse_family_soft(plain, expected="GSE146540")["samples"]) == 6
+
+
+def test_real_superseries_relations_and_update_dates(family):
+    sup = geo.parse_family_soft(family["GSE146583"])["series"]
+    assert sup["superseries_of"] == [
+        "GSE146537",
+        "GSE146538",
+        "GSE146539",
+        "GSE146540",
+        "GSE146541",
+    ]
+    assert sup["subseries_of"] == [] and sup["updated"] and sup["submitted"] == "2020-03-06"
+    sub = geo.parse_family_soft(family["GSE146540"])
+    assert sub["series"]["subseries_of"] == ["GSE146583"] and sub["series"]["superseries_of"] == []
+    assert {tuple(s["series"]) for s in sub["samples"]} == {("GSE146540", "GSE146583")}
+    doc = {"summary": sup["summary"], "relations": []}
+    assert geo.is_superseries(doc)  # GEO's own wording, when esummary lists no relations
+    doc = {
+        "summary": "x",
+        "relations": [{"relationtype": "SuperSeries of", "targetobject": "GSE2"}],
+    }
+    assert geo.is_superseries(doc) and geo.relations(doc, "SuperSeries of") == ["GSE2"]
+    row = geo.summary_to_study(
+        {**doc, "accession": "GSE1", "entrytype": "GSE", "taxon": "Homo sapiens",
+         "gdstype": geo.HTS_EXPRESSION, "extrelations": [{"relationtype": "SRA"}], "n_samples": 4},
+        ["Homo sapiens"],
+    )  # fmt: skip
+    assert row["status"] == "skipped" and row["reason"].startswith("SuperSeries of GSE2")
+
+
+def test_esummary_per_uid_errors_and_date_type():
+    errors: dict[str, str] = {}
+    docs = geo.parse_esummary(
+        {"result": {"uids": ["1", "2"], "1": {"accession": "GSE1"},
+                    "2": {"uid": "2", "error": "cannot get document summary"}}},
+        errors=errors,
+    )  # fmt: skip
+    assert [d["accession"] for d in docs] == ["GSE1"] and errors == {
+        "2": "cannot get document summary"
+    }
+    with Loopback() as server:
+        server.routes["/esearch.fcgi"] = lambda req, n: send(
+            req, 200, json.dumps({"esearchresult": {"count": "0", "idlist": []}}),
+            {"Content-Type": "application/json"},
+        )  # fmt: skip
+        client = HttpClient(server.base, retries=0)
+        geo.esearch(client, "x", mindate="2024-01-01", datetype="mdat")
+        q = server.log[-1][2]
+        assert (q["datetype"], q["mindate"], q["maxdate"]) == (
+            ["mdat"],
+            ["2024/01/01"],
+            ["2100/12/31"],
+        )
+        with pytest.raises(InputError, match="date type 'udat'"):
+            geo.esearch(client, "x", mindate="2024-01-01", datetype="udat")
+
+
+def test_soft_scan_refuses_what_geoparse_would_misread(tmp_path):
+    head = b"^SERIES = GSE1\n!Series_geo_accession = GSE1\n"
+    cases = {
+        "latin1": (head + "!Series_summary = Müller\n".encode("latin-1"), "!Series_summary", "not UTF-8"),
+        "twice": (head + b"!Series_title = a\n!Series_title = b\n", "!Series_title", "given twice"),
+        "entity": (head + b"^SAMPLE = GSM1\n^SAMPLE = GSM1\n", "^SAMPLE", "appears twice"),
+    }  # fmt: skip
+    for name, (data, field, words) in cases.items():
+        path = tmp_path / f"{name}.soft"
+        path.write_bytes(data)
+        with pytest.raises(InputError, match=words) as err:
+            geo.parse_family_soft(path)
+        assert (err.value.field, err.value.path) == (field, str(path))
+    same = tmp_path / "same.soft"  # the same value twice is harmless
+    same.write_bytes(head + b"!Series_title = a\n!Series_title = a\n")
+    assert geo.parse_family_soft(same)["series"]["title"] == "a"
+
+
+def test_every_real_soft_and_file_list(family, shared_data):
+    """All six recorded series parse, with their real sample counts and assays; the three
+    recorded supplementary-file listings parse with their real sizes."""
+    expected = {  # (samples in the recorded file, samples the series lists, assays)
+        "GSE100750": (18, 18, {"ATAC-seq"}),
+        "GSE101426": (8, 8, {"ATAC-seq"}),
+        "GSE101966": (18, 52, {"ATAC-seq", "ChIP-Seq", ""}),  # 18 of 52 recorded; some lack one
+        "GSE138657": (16, 16, {"ATAC-seq", "ChIP-Seq", "Hi-C", "RNA-Seq"}),
+        "GSE146540": (6, 6, {"RNA-Seq"}),
+        "GSE146583": (50, 50, {"ATAC-seq", "ChIP-Seq", "RNA-Seq"}),
+    }
+    for gse, (n, listed, strategies) in expected.items():
+        d = geo.parse_family_soft(family[gse], expected=gse)
+        assert (len(d["samples"]), len(d["series"]["sample_ids"])) == (n, listed), gse
+        assert {s["library_strategy"] for s in d["samples"]} == strategies, gse
+    atac = geo.parse_family_soft(family["GSE101426"])
+    assert atac["series"]["sra_study"] == "SRP111896"
+    assert atac["samples"][0]["experiment"] == "SRX3003803"
+    assert not any(geo.is_single_cell_rna(s, BOTH)[0] for s in atac["samples"])
+    for gse, n_rows, archive_size in (
+        ("GSE100750", 37, 1584168960),
+        ("GSE101426", 17, 6092451840),
+    ):
+        path = shared_data / "geo" / f"{gse}_file_list.txt"
+        rows = geo.parse_filelist(path.read_text(), where=str(path))
+        assert len(rows) == n_rows
+        assert rows[0] == {
+            "kind": "Archive",
+            "name": f"{gse}_RAW.tar",
+            "time": rows[0]["time"],
+            "size": archive_size,
+            "type": "TAR",
+        }
+        assert all(r["kind"] == "File" and r["name"].startswith("GSM") for r in rows[1:])
+    assert geo.filelist_url("GSE100750", "http://m/geo") == (
+        "http://m/geo/series/GSE100nnn/GSE100750/suppl/filelist.txt"
+    )
+    with pytest.raises(InputError, match="not a GEO filelist"):
+        geo.parse_filelist("<html>", where="x")
+    with pytest.raises(InputError, match="is not a number") as err:
+        geo.parse_filelist("#Archive/File\tName\tTime\tSize\tType\nFile\ta\tt\tbig\tTXT\n")
+    assert err.value.field == "Size"

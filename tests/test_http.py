@@ -12,7 +12,14 @@ import pytest
 from _http_loopback import Loopback, send, serve_file
 
 from scatlas.errors import ServiceError
-from scatlas.sources.http import HttpClient, RateLimiter, Services, file_matches, looks_like_html
+from scatlas.sources.http import (
+    ChecksumError,
+    HttpClient,
+    RateLimiter,
+    Services,
+    file_matches,
+    looks_like_html,
+)
 
 PAYLOAD = json.dumps({"esearchresult": {"count": "1", "idlist": ["200093374"]}})
 
@@ -127,6 +134,26 @@ def test_invalid_json_is_an_error(server):
         client(server).get_json("j")
 
 
+def test_duplicated_json_field_and_non_utf8_body_are_errors(server):
+    server.routes["/dup"] = lambda req, n: send(
+        req, 200, '{"result": {"uids": ["1"]}, "result": {}}', {"Content-Type": "application/json"}
+    )
+    with pytest.raises(ServiceError, match="field 'result' twice") as err:
+        client(server).get_json("dup")
+    assert err.value.url == server.url("/dup")
+    body = '{"title": "Müller"}'.encode("latin-1")  # declared UTF-8 (JSON), sent Latin-1
+    server.routes["/latin"] = lambda req, n: send(
+        req, 200, body, {"Content-Type": "application/json"}
+    )
+    with pytest.raises(ServiceError, match=r"not utf-8 text: byte 0xfc at offset 12 \(line 1\)"):
+        client(server).get_json("latin")
+    # a charset the server declares is honoured
+    server.routes["/declared"] = lambda req, n: send(
+        req, 200, body, {"Content-Type": "application/json; charset=ISO-8859-1"}
+    )
+    assert client(server).get_json("declared") == {"title": "Müller"}
+
+
 def test_download_verifies_and_renames(server, tmp_path):
     data = bytes(range(256)) * 1000
     server.routes["/vol1/f.fastq.gz"] = data
@@ -155,6 +182,10 @@ def test_md5_mismatch_fails_after_retries(server, tmp_path):
         == f"md5 mismatch for {url}: expected {wrong}, got {hashlib.md5(data).hexdigest()}"
     )
     assert not dest.exists() and not (tmp_path / "SRR2.fastq.gz.part").exists()
+    assert isinstance(err.value, ChecksumError) and err.value.field == "fastq_md5"
+    with pytest.raises(ChecksumError) as err:
+        client(server, retries=0).download("f", dest, size=len(data) + 1)
+    assert err.value.field == "fastq_bytes"
 
 
 def test_download_resumes_with_range(server, tmp_path):

@@ -247,7 +247,12 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     again = ingest.download_study(
         cfg, out / "samples.tsv", fastq_dir, fastq_dir / "manifest.tsv", services=svc
     )
-    assert again[again["run"] == "SRR11250001"].iloc[0]["reason"].startswith("kept")
+    # the same record whether a file was fetched now or kept: a resumed run matches a clean one
+    assert again.equals(manifest)
+    assert again[again["run"] == "SRR11250001"].iloc[0]["reason"] == (
+        "ENA FASTQ, size and md5 verified"
+    )
+    assert (bad["error_file"], bad["error_field"]) == (bad_url, "fastq_md5")
     assert (
         sum(1 for _, p, _, _ in server.log if p.startswith("/vol1/")) == fetched + 2
     )  # only the bad run, retried
@@ -310,12 +315,22 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     # the sample whose only run failed its md5 check is failed too, with that reason
     assert s["samples"] == {"total": 6, "new": 0, "ok": 4, "skipped": 1, "failed": 1}
     assert s["runs"] == {"total": 5, "new": 0, "ok": 4, "skipped": 0, "failed": 1}
-    assert s["last_refresh"]["n_new"] == 3 and s["last_refresh"]["status"] == "ok"
+    assert s["refreshes"] == 0  # refreshes are recorded by `scatlas refresh`, not here
     with Catalog(db) as cat:
         run = cat.rows("runs", run="SRR11250001")[0]
         assert run["alignment_rate"] == pytest.approx(0.9) and run["reason"] == "90% aligned"
         failed_run = cat.rows("runs", run="SRR11250004")[0]
         assert failed_run["reason"].startswith("md5 mismatch for")
+        assert (failed_run["study"], failed_run["error_file"], failed_run["error_field"]) == (
+            "GSE146540",
+            bad_url,
+            "fastq_md5",
+        )
+        # the query row is kept, so that a later refresh still lists this study
+        known = {r["study"]: r for r in cat.known_studies()}
+        assert known["GSE100750"]["status"] == "skipped"
+        assert known["GSE100750"]["reason"] == "series type"
+        assert known["GSE146540"]["n_samples"] == 6
         failed_sample = cat.rows("samples", sample=failed_run["sample"])[0]
         assert failed_sample["status"] == "failed"
         assert failed_sample["reason"] == failed_run["reason"]
@@ -328,7 +343,7 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     with Catalog(db) as cat:
         n_hist = len(cat.history())
     s2 = ingest.update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
-    assert s2["last_refresh"]["n_new"] == 0 and s2["refreshes"] == 2
+    assert s2["studies"] == s["studies"] and s2["runs"] == s["runs"]
     with Catalog(db) as cat:
         assert len(cat.history()) == n_hist
 
@@ -367,6 +382,27 @@ def test_matrix_study_downloads_supplementary_matrix(server, soft_text, tmp_path
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
     ).to_dict("records")
     assert row["status"] == "failed" and "corrupt gzip" in row["reason"]
+    assert (row["error_file"], row["error_field"]) == (server.url(SUPPL_PATH), "(whole file)")
+    assert row["reason"].startswith("http://") and not list((tmp_path / "fq").glob("*.txt.gz"))
+    # GEO's filelist.txt gives sizes: checked (a real listing's format, this file's size)
+    listing = "/geo/series/GSE146nnn/GSE146540/suppl/filelist.txt"
+    header = "#Archive/File\tName\tTime\tSize\tType\n"
+    server.routes[SUPPL_PATH] = counts
+    server.routes[listing] = (
+        header
+        + f"File\tGSE146540_All_gene_counts.txt.gz\t03/06/2020 11:00:00\t{len(counts)}\tTXT\n"
+    )
+    [row] = ingest.download_study(
+        cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
+    ).to_dict("records")
+    assert row["status"] == "ok" and row["reason"].startswith("1 matrix file(s); size and gzip")
+    (tmp_path / "fq" / "GSE146540_All_gene_counts.txt.gz").unlink()
+    server.routes[listing] = header + "File\tGSE146540_All_gene_counts.txt.gz\tx\t999\tTXT\n"
+    [row] = ingest.download_study(
+        cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
+    ).to_dict("records")
+    assert row["status"] == "failed" and "size mismatch" in row["reason"]
+    assert row["error_field"] == "supplementary"
 
 
 @pytest.mark.parametrize(
@@ -492,13 +528,13 @@ def test_arrayexpress_query_and_sample_sheet(server, shared_data, tmp_path):
     assert list(df.columns) == ingest.STUDY_COLUMNS
     assert list(df["study"]) == ["E-GEOD-93374", "E-MTAB-10615", "E-MTAB-9296", "GSE93374"]
     rows = {r["study"]: r for r in df.to_dict("records")}
-    assert rows["GSE93374"]["status"] == "ok" and rows["GSE93374"]["n_samples"] == 11
+    assert rows["GSE93374"]["status"] == "ok" and rows["GSE93374"]["n_samples"] == "11"  # text
     assert rows["E-GEOD-93374"]["reason"] == "imported from GEO; taken from GEO as GSE93374"
     assert (
         rows["E-MTAB-10615"]["status"],
         rows["E-MTAB-10615"]["organism"],
         rows["E-MTAB-10615"]["n_samples"],
-    ) == ("ok", "Homo sapiens", 2)
+    ) == ("ok", "Homo sapiens", "2")
     assert rows["E-MTAB-9296"]["status"] == "failed" and "HTTP 500" in rows["E-MTAB-9296"]["reason"]
     on_disk = pd.read_csv(
         tmp_path / "query" / "studies.tsv", sep="\t", dtype=str, keep_default_na=False
@@ -547,10 +583,11 @@ def test_arrayexpress_query_and_sample_sheet(server, shared_data, tmp_path):
     assert (out / "raw" / "E-MTAB-10615.sdrf.txt").read_text() == AE_SDRF
 
 
-def test_download_method_other_than_http_is_rejected(tmp_path):
-    cfg = {"download": {"method": "fasterq-dump"}}
-    with pytest.raises(InputError, match="not implemented in this release"):
+def test_unknown_download_method_is_rejected(tmp_path):
+    cfg = {"download": {"method": "rsync"}}
+    with pytest.raises(InputError, match="not one of http, fasterq-dump, auto") as err:
         ingest.download_study(cfg, tmp_path / "samples.tsv", tmp_path, tmp_path / "m.tsv")
+    assert err.value.field == "download.method"
 
 
 def test_sra_lookup_failure_excludes_only_that_sample(server, soft_text, tmp_path):
@@ -562,3 +599,76 @@ def test_sra_lookup_failure_excludes_only_that_sample(server, soft_text, tmp_pat
     assert (
         summary["excluded"][0]["reason"] == "GSM4391939: no runs found for SRX7866191 in ENA or SRA"
     )
+
+
+def _superseries_soft(shared_data) -> bytes:
+    geo_dir = shared_data / "geo"
+    return gzip.compress(
+        (geo_dir / "GSE146583_GSE.soft").read_bytes()
+        + (geo_dir / "GSE146583_GSM.soft").read_bytes(),
+        mtime=0,
+    )
+
+
+@pytest.mark.parametrize("organism", ["Homo sapiens", "Mus musculus"])
+def test_real_superseries_counts_each_sample_once_and_one_organism(
+    server, shared_data, tmp_path, organism
+):
+    """GSE146583 (real SOFT) is a SuperSeries of GSE146537-41, with human and mouse RNA-seq
+    and human ChIP/ATAC-seq. Its human RNA-seq samples belong to GSE146540, which the query
+    kept: they are left to it. The study is ingested for one organism only."""
+    server.routes["/geo/series/GSE146nnn/GSE146583/soft/GSE146583_family.soft.gz"] = (
+        _superseries_soft(shared_data)
+    )
+    server.routes[FILEREPORT] = lambda req, n: send(req, 200, "", {"Content-Type": "text/plain"})
+    server.routes["/entrez/eutils/efetch.fcgi"] = lambda req, n: send(
+        req, 200, "<EXPERIMENT_PACKAGE_SET></EXPERIMENT_PACKAGE_SET>", {"Content-Type": "text/xml"}
+    )
+    studies = tmp_path / "studies.tsv"
+    ingest.write_tsv(
+        [
+            {"study": "GSE146583", "source": "geo", "organism": organism, "kind": "reads",
+             "n_samples": 50, "status": "ok", "reason": "explicit"},
+            {"study": "GSE146540", "source": "geo", "organism": "Homo sapiens", "kind": "reads",
+             "n_samples": 6, "status": "ok", "reason": "sub-series"},
+        ],
+        studies,
+        ingest.STUDY_COLUMNS,
+    )  # fmt: skip
+    cfg = make_cfg(server)
+    summary = ingest.build_sample_sheet(
+        cfg, "GSE146583", tmp_path / "s", services=services(cfg), studies_tsv=studies
+    )
+    assert summary["superseries_of"] == [
+        "GSE146537", "GSE146538", "GSE146539", "GSE146540", "GSE146541"
+    ]  # fmt: skip
+    assert summary["organism"] == organism and summary["status"] == "skipped"
+    reasons = {e["sample"]: e["reason"] for e in summary["excluded"]}
+    assert len(reasons) == 50
+    owned = [s for s, r in reasons.items() if "also in GSE146540" in r]
+    other_organism = [s for s, r in reasons.items() if "(one organism per study" in r]
+    if organism == "Homo sapiens":
+        assert len(owned) == 6 and reasons[owned[0]].endswith("ingested there (counted once)")
+        assert len(other_organism) == 6 and "organism 'Mus musculus'" in reasons[other_organism[0]]
+    else:  # the mouse samples are this study's: their runs were looked up
+        assert owned == [] and len(other_organism) == 6  # the human RNA-seq ones
+        assert sum("no runs found for SRX" in r for r in reasons.values()) == 6
+    assert sum("not transcriptomic" in r for r in reasons.values()) == 38
+
+
+def test_technical_replicates_share_their_sample():
+    """Comment[technical replicate group]: runs of one library, one sample (the group's first)."""
+    recs = [
+        {"ena_sample": "ERS7007749", "biosample": "", "run": "ERR6131690",
+         "technical_replicate_group": "group 1"},
+        {"ena_sample": "ERS7007750", "biosample": "", "run": "ERR6131691",
+         "technical_replicate_group": "group 1"},
+        {"ena_sample": "", "biosample": "SAMEA8917001", "run": "ERR6131692",
+         "technical_replicate_group": ""},
+        {"ena_sample": "", "biosample": "", "run": "ERR6131693", "technical_replicate_group": ""},
+        {"ena_sample": "not-an-accession", "biosample": "", "run": "",
+         "technical_replicate_group": "group 2"},
+    ]  # fmt: skip
+    assert ingest._ae_sample_ids(recs) == [
+        "ERS7007749", "ERS7007749", "SAMEA8917001", "ERR6131693", ""
+    ]  # fmt: skip

@@ -55,15 +55,15 @@ def test_esearch_format_and_paging(mirror, shared_data):
         "retstart",
         "idlist",
     } <= set(res)
-    assert res["count"] == "9" and res["retmax"] == "4" and res["retstart"] == "0"
+    assert res["count"] == "10" and res["retmax"] == "4" and res["retstart"] == "0"
     pages = [res["idlist"]]
     for start in (4, 8):
         page = _esearch(mirror, term="single cell", retmax=4, retstart=start)
         assert page["retstart"] == str(start)
         pages.append(page["idlist"])
     ids = [i for p in pages for i in p]
-    assert len(pages[-1]) == 1 and len(ids) == len(set(ids)) == 9
-    assert set(ids) == {str(200900000 + k) for k in range(1, 10)}  # the ATAC series is a hit too
+    assert len(pages[-1]) == 2 and len(ids) == len(set(ids)) == 10
+    assert set(ids) == {str(200900000 + k) for k in range(1, 11)}  # the ATAC series is a hit too
     assert "200900099" not in ids  # the held-out study is not published
 
 
@@ -94,7 +94,7 @@ def test_esearch_xml_by_default(mirror):
     )
     assert r.headers["Content-Type"].startswith("text/xml")
     root = ET.fromstring(r.content)
-    assert root.tag == "eSearchResult" and root.findtext("Count") == "9"
+    assert root.tag == "eSearchResult" and root.findtext("Count") == "10"
     assert len(root.find("IdList")) == 2
 
 

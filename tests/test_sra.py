@@ -9,6 +9,7 @@ import io
 import pytest
 from _http_loopback import Loopback, send
 
+from scatlas.accessions import validate
 from scatlas.errors import InputError, ServiceError
 from scatlas.sources import sra as sra_mod
 from scatlas.sources.http import HttpClient
@@ -183,7 +184,9 @@ def test_ena_browser_xml_resolves_gsm_to_runs(shared_data):
 
 
 def test_run_tables_match_the_xml(sra):
-    xml_runs = {r["run_accession"] for r in sra_mod.parse_sra_xml((sra / "sra_test.xml").read_bytes())}
+    xml_runs = {
+        r["run_accession"] for r in sra_mod.parse_sra_xml((sra / "sra_test.xml").read_bytes())
+    }
     full = sra_mod.parse_sra_runtable((sra / "sra_test_verbosity_3.csv").read_text())
     assert {r["run_accession"] for r in full} == xml_runs
     first = full[0]
@@ -253,7 +256,44 @@ def test_filereport_request(report):
 
 def test_mate_of():
     assert (
-        sra_mod.mate_of("ftp.sra.ebi.ac.uk/vol1/fastq/SRR204/005/SRR2047225/SRR2047225_2.fastq.gz") == 2
+        sra_mod.mate_of("ftp.sra.ebi.ac.uk/vol1/fastq/SRR204/005/SRR2047225/SRR2047225_2.fastq.gz")
+        == 2
     )
     assert sra_mod.mate_of("UC-2915-Sample1_S1_L001_R1_001.fastq.gz") == 1
     assert sra_mod.mate_of("ERR1190989.fastq.gz") is None
+
+
+def test_every_recorded_sra_and_ena_record_is_read(shared_data):
+    """Each file of ../shared/data/sra and the SRA XML of geo/ffq goes through the parser for
+    its format; counts and first runs are the recorded ones."""
+    sra = shared_data / "sra"
+    read: dict[str, list] = {}
+    for path in sorted(sra.iterdir()):
+        name = path.name
+        if name.startswith("ena_test") or name == "ena_search_test1.txt":
+            read[name] = sra_mod.parse_filereport(path.read_text(), where=name)
+        elif name.startswith("sra_test") and name.endswith(".csv"):
+            read[name] = sra_mod.parse_sra_runtable(path.read_text(), where=name)
+        elif name.endswith(".xml"):
+            read[name] = sra_mod.parse_sra_xml(path.read_bytes(), where=name)
+        elif name in ("geo_search_test1.txt", "sra_search_test1.txt"):  # bare SRX lists
+            read[name] = [validate(a, "experiment") for a in path.read_text().split()]
+        elif name == "sra_uids.txt":
+            read[name] = [int(u) for u in path.read_text().split()]
+    assert set(read) == {p.name for p in sra.iterdir() if p.name != "LICENSE"}
+    counts = {k: len(v) for k, v in read.items()}
+    assert counts["ena_search_test1.txt"] == 77 and counts["geo_search_test1.txt"] == 78
+    for v in range(4):
+        assert counts[f"ena_test_verbosity_{v}.csv"] == 1000
+        assert counts[f"sra_test_2_verbosity_{v}.csv"] == 1
+    for v in range(3):
+        assert counts[f"ena_test_verbosity_{v}.json"] == 1000
+    assert [counts[f"sra_test_verbosity_{v}.csv"] for v in range(4)] == [92, 92, 87, 92]
+    assert read["ena_test_verbosity_0.csv"][0]["run_accession"] == "ERR1190989"
+    assert read["ena_test_verbosity_2.csv"][0]["experiment_accession"] == "ERX1264364"
+    assert read["sra_uids.txt"] == [155791, 155790]
+    assert read["sra_search_test1.txt"][:2] == ["SRX137370", "SRX137371"]
+    ffq = shared_data / "geo" / "ffq"
+    study = sra_mod.parse_sra_xml((ffq / "SRP178136.txt").read_text())  # a STUDY_SET
+    assert [r["run_accession"] for r in study] == [f"SRR{n}" for n in range(8426358, 8426399)]
+    assert {r["study_accession"] for r in study} == {"SRP178136"}

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,7 +61,7 @@ def test_query_keeps_scrnaseq_and_leaves_out_the_rest(demo_run):
     assert studies.loc["GSE900008", "status"] == "skipped"  # single-cell ATAC-seq
     assert studies.loc["GSE900008", "reason"]
     kept = set(studies.index[studies["status"] == "ok"])
-    assert {"GSE900001", "GSE900006", "GSE900007", "E-MTAB-99001", "GSE900009"} <= kept
+    assert {"GSE900001", "GSE900006", "GSE900007", "E-MTAB-99001", "GSE900009", "GSE900010"} <= kept
     assert "GSE900099" not in studies.index  # the held-out study is not in the mirror
 
 
@@ -88,6 +89,31 @@ def test_expression_contract(demo_run):
     assert (align["alignment_rate"] > 0.8).all()
     matrix = ad.read_h5ad(_results(demo_run) / "studies" / "GSE900007" / "expression.h5ad")
     assert matrix.n_obs > 20 and matrix.uns["scatlas"]["technology"] == "matrix"
+
+
+def test_barcoded_study_cells_and_molecules(demo_run):
+    """The 10x v3 study: ingested as barcoded runs, cells called by the knee, molecules
+    counted as the world made them (sequencing errors in barcodes and UMIs collapsed)."""
+    results = _results(demo_run)
+    samples = pd.read_csv(results / "studies" / "GSE900010" / "samples.tsv", sep="\t", dtype=str)
+    assert set(samples["technology"]) == {"10x_v3"} and samples["run"].notna().all()
+    align = pd.read_csv(results / "align" / "GSE900010" / "alignment.tsv", sep="\t")
+    assert (align["status"] == "ok").all() and (align["alignment_rate"] > 0.9).all()
+    adata = ad.read_h5ad(results / "studies" / "GSE900010" / "expression.h5ad")
+    assert adata.uns["scatlas"]["technology"] == "10x_v3" and adata.X.dtype == "int32"
+    truth = pd.read_csv(
+        demo_run["work"] / "resources" / "demo-world" / "truth_molecules.tsv.gz", sep="\t"
+    )
+    expected = truth.pivot_table(
+        index="cell", columns="gene_id", values="molecules", fill_value=0
+    )
+    assert set(adata.obs_names) == set(expected.index)  # every cell, no empty droplet
+    got = adata[expected.index, expected.columns].X.toarray()
+    assert 0.98 < got.sum() / expected.to_numpy().sum() < 1.02
+    assert np.corrcoef(got.ravel(), expected.to_numpy().ravel())[0, 1] > 0.999
+    umi = ad.read_h5ad(results / "counts" / "GSE900010" / "umi.h5ad")
+    assert {s["cells"] for s in umi.uns["samples"].values()} == {60}
+    assert all(s["barcodes"] > 1000 for s in umi.uns["samples"].values())
 
 
 def test_atlas_split_is_study_disjoint(demo_run):

@@ -4,9 +4,13 @@
   study did not measure is 0 in its cells. ``var`` keeps gene_symbol and length (first
   study, in study-id order, that has a value).
 * QC drops cells with fewer than ``min_genes`` detected genes or ``min_counts`` counts.
-  Studies that failed upstream, have no cells, or hold author-normalised values instead of
-  counts (``uns["scatlas"]["normalised"]``) are skipped, with the reason in
+  Studies that failed upstream or have no cells are skipped, with the reason in
   ``uns["scatlas"]["skipped"]``.
+* Studies holding author-normalised values instead of counts (``uns["scatlas"]["normalised"]``)
+  stay in the atlas, flagged: ``obs["normalised"]`` is True for their cells (X holds their
+  values as published; QC applies ``min_genes`` only, counts being undefined), they are
+  never ``trainable`` and they are listed in ``uns["scatlas"]["normalised_studies"]``.
+  Counts-based analyses (DE, CP10k models) leave them out.
 * Unlabelled cells (empty cl_id) stay in the atlas: they are searchable. Only labelled cells
   whose type has at least ``min_cells_per_type`` cells in the atlas are ``trainable``;
   models train and are evaluated on those.
@@ -51,6 +55,7 @@ OBS_COLUMNS = [
     "n_counts",
     "n_genes",
     "trainable",
+    "normalised",
 ]
 SPLIT_COLUMNS = ["study", "split", "n_cells", "n_labelled"]
 
@@ -115,16 +120,14 @@ def _load_study(
         return study, None, f"study {status} upstream: {meta.get('reason', '')}".strip(": ")
     if adata.n_obs == 0:
         return study, None, "no cells"
-    if bool(meta.get("normalised", False)):
-        # X must be raw counts (QC thresholds, CP10k for models and DE); author-normalised
-        # values cannot be mixed with them
-        return study, None, "author-normalised values, not raw counts"
+    normalised = bool(meta.get("normalised", False))
     if not adata.var_names.is_unique:
         raise InputError("duplicate gene ids in var", path=str(expr_path), field="var")
     X = sp.csr_matrix(adata.X, dtype=np.float32)
     n_counts = np.asarray(X.sum(axis=1)).ravel()
     n_genes = np.asarray((X > 0).sum(axis=1)).ravel()
-    keep = (n_genes >= min_genes) & (n_counts >= min_counts)
+    # author-normalised values have no counts to threshold: detected genes only
+    keep = (n_genes >= min_genes) & ((n_counts >= min_counts) | normalised)
     cell_types = read_cell_types(ct_path)
     cl_ids, cl_labels = _labels(adata.obs_names, cell_types, ontology, study, ct_path)
     obs_in = adata.obs
@@ -145,6 +148,7 @@ def _load_study(
             "cl_label": cl_labels,
             "n_counts": n_counts.astype(np.float32),
             "n_genes": n_genes.astype(np.int32),
+            "normalised": normalised,
         }
     )
     qc = {
@@ -318,9 +322,10 @@ def assemble_atlas(
         dup = obs.index[obs.index.duplicated()][:3].tolist()
         raise InputError(f"duplicate cell ids within a study: {dup}", field="obs_names")
 
-    type_counts = obs.loc[obs["cl_id"] != "", "cl_id"].value_counts()
+    counted = (obs["cl_id"] != "") & ~obs["normalised"]
+    type_counts = obs.loc[counted, "cl_id"].value_counts()
     trainable_types = set(type_counts.index[type_counts >= min_cells_per_type])
-    obs["trainable"] = obs["cl_id"].isin(trainable_types)
+    obs["trainable"] = obs["cl_id"].isin(trainable_types) & ~obs["normalised"]
     study_types = {
         s.study: set(obs.loc[(obs["study"] == s.study) & obs["trainable"], "cl_id"])
         for s in studies
@@ -350,6 +355,7 @@ def assemble_atlas(
         "n_cells": int(adata.n_obs),
         "trainable_types": sorted(trainable_types),
         "novel_types": novel,
+        "normalised_studies": sorted(set(obs.loc[obs["normalised"], "study"])),
         "params": {
             "min_genes": min_genes,
             "min_counts": min_counts,

@@ -90,15 +90,62 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX history_by_key ON history(table_name, key);
         """,
     ),
+    (
+        "incremental refresh: each study's query row and upstream fingerprint, structured "
+        "errors (file, field) on studies and runs, changed-study counts on refreshes",
+        """
+        ALTER TABLE studies ADD COLUMN n_samples INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE studies ADD COLUMN submitted TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN updated TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN query_status TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN query_reason TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN supplementary TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN error_file TEXT NOT NULL DEFAULT '';
+        ALTER TABLE studies ADD COLUMN error_field TEXT NOT NULL DEFAULT '';
+        ALTER TABLE runs ADD COLUMN error_file TEXT NOT NULL DEFAULT '';
+        ALTER TABLE runs ADD COLUMN error_field TEXT NOT NULL DEFAULT '';
+        ALTER TABLE refreshes ADD COLUMN n_changed INTEGER;
+        UPDATE studies SET query_status = status, query_reason = reason;
+        CREATE INDEX refreshes_by_status ON refreshes(status, id);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Columns whose changes are history; last_seen/updated move on every refresh and are not.
 _TRACKED = {
-    "studies": ("source", "title", "organism", "kind", "status", "reason", "metadata_sha256"),
+    "studies": (
+        "source",
+        "title",
+        "organism",
+        "kind",
+        "status",
+        "reason",
+        "metadata_sha256",
+        "n_samples",
+        "updated",
+        "fingerprint",
+        "query_status",
+        "supplementary",
+        "error_file",
+        "error_field",
+    ),
     "samples": ("title", "organism", "status", "reason"),
-    "runs": ("sample", "study", "layout", "alignment_rate", "status", "reason"),
+    "runs": (
+        "sample",
+        "study",
+        "layout",
+        "alignment_rate",
+        "status",
+        "reason",
+        "error_file",
+        "error_field",
+    ),
 }
+# The query row of a study as studies.tsv holds it; the catalog keeps it so that a refresh
+# that searches only a new date window still lists every study known before.
+QUERY_FIELDS = ("n_samples", "submitted", "updated", "fingerprint", "query_status", "query_reason")
 
 
 def utc_now() -> str:
@@ -262,10 +309,18 @@ class Catalog:
         status: str,
         reason: str,
         metadata_sha256: str = "",
+        **extra: Any,
     ) -> str:
+        """Insert or update a study. ``extra`` may set the schema-3 columns (the query row:
+        n_samples, submitted, updated, fingerprint, query_status, query_reason; and
+        supplementary, error_file, error_field); those not given are left as they are."""
         self._check(status, reason, f"study {study}")
+        allowed = set(QUERY_FIELDS) | {"supplementary", "error_file", "error_field"}
+        unknown = sorted(set(extra) - allowed)
+        if unknown:
+            raise InputError(f"study {study}: unknown column(s) {unknown}", field=unknown[0])
         now = self._now()
-        values = {
+        values: dict[str, Any] = {
             "source": source,
             "title": title or "",
             "organism": organism or "",
@@ -276,6 +331,9 @@ class Catalog:
         }
         if metadata_sha256:
             values["metadata_sha256"] = metadata_sha256
+        for key, value in extra.items():
+            if value is not None:
+                values[key] = int(value or 0) if key == "n_samples" else str(value)
         return self._upsert("studies", {"study": study}, values, insert_only={"first_seen": now})
 
     def upsert_sample(
@@ -307,6 +365,8 @@ class Catalog:
         alignment_rate: float | None = None,
         status: str,
         reason: str,
+        error_file: str | None = None,
+        error_field: str | None = None,
     ) -> str:
         self._check(status, reason, f"run {run}")
         values: dict[str, Any] = {
@@ -318,6 +378,10 @@ class Catalog:
         }
         if alignment_rate is not None:
             values["alignment_rate"] = float(alignment_rate)
+        if error_file is not None:
+            values["error_file"] = error_file
+        if error_field is not None:
+            values["error_field"] = error_field
         values["updated"] = self._now()
         return self._upsert("runs", {"run": run}, values, insert_only={})
 
@@ -335,7 +399,14 @@ class Catalog:
             return int(cur.lastrowid or 0)
 
     def finish_refresh(
-        self, refresh_id: int, *, status: str, n_studies: int, n_new: int, reason: str
+        self,
+        refresh_id: int,
+        *,
+        status: str,
+        n_studies: int,
+        n_new: int,
+        reason: str,
+        n_changed: int | None = None,
     ) -> None:
         self._check(status, reason, f"refresh {refresh_id}")
         with self.transaction() as conn:
@@ -345,6 +416,61 @@ class Catalog:
             )
             if cur.rowcount != 1:
                 raise InputError(f"no refresh with id {refresh_id}", field="refreshes.id")
+            if n_changed is not None:
+                conn.execute(
+                    "UPDATE refreshes SET n_changed = ? WHERE id = ?", (n_changed, refresh_id)
+                )
+
+    def close_interrupted_refreshes(self, reason: str) -> int:
+        """Mark refreshes that started but never finished (killed, crashed) as failed."""
+        self._check("failed", reason, "interrupted refreshes")
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE refreshes SET status = 'failed', reason = ?, finished = ? "
+                "WHERE status = 'new' AND finished IS NULL",
+                (reason, self._now()),
+            )
+            return int(cur.rowcount)
+
+    def last_refresh(self, status: str | None = "ok") -> dict[str, Any] | None:
+        """The most recent refresh (with ``status``, or of any status when None)."""
+        sql = "SELECT * FROM refreshes" + (" WHERE status = ?" if status else "")
+        row = self._conn.execute(
+            sql + " ORDER BY id DESC LIMIT 1", (status,) if status else ()
+        ).fetchone()
+        return dict(row) if row else None
+
+    def known_studies(self) -> list[dict[str, Any]]:
+        """Every study's last query row, in the studies.tsv shape (status = the query's)."""
+        if self.version < 3:
+            return []
+        rows = self._conn.execute(
+            "SELECT study, source, title, organism, kind, n_samples, submitted, updated, "
+            "query_status AS status, query_reason AS reason, fingerprint FROM studies "
+            "WHERE query_status <> '' ORDER BY study"
+        )
+        return [dict(r) for r in rows]
+
+    def changes_since(self, since: str) -> dict[str, list[str]]:
+        """Studies first seen at or after ``since`` (new) and studies whose upstream
+        fingerprint changed since then (changed)."""
+        new = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT study FROM studies WHERE first_seen >= ? ORDER BY study", (since,)
+            )
+        ]
+        changed = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT DISTINCT key FROM history WHERE table_name = 'studies' AND "
+                "field = 'fingerprint' AND old IS NOT NULL AND old <> '' AND changed_at >= ? "
+                "ORDER BY key",
+                (since,),
+            )
+            if r[0] not in new
+        ]
+        return {"new": new, "changed": changed}
 
     # -- reads ----------------------------------------------------------------------------
     def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:

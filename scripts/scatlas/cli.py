@@ -69,6 +69,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    from scatlas.refresh import refresh
+
+    result = refresh(
+        Path(args.workdir),
+        configfiles=args.configfile or (),
+        since=args.since,
+        until=args.until,
+        cores=args.cores,
+        targets=args.target or (),
+        dryrun=args.dry_run,
+    )
+    print(result.message)
+    return 1 if result.status == "failed" else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scatlas",
@@ -100,6 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
     s.set_defaults(func=_cmd_mirror_serve)
+
+    p = sub.add_parser(
+        "refresh",
+        help="incremental refresh for cron: query the new date window, re-run what changed",
+        description="Take the refresh lock (an overlapping refresh exits 0), search GEO and "
+        "ArrayExpress from the last successful refresh (or --since) to today (or --until), "
+        "run the workflow re-running only new or changed studies, record the refresh in "
+        "results/catalog.sqlite. Exit status 1 when the workflow failed.",
+    )
+    p.add_argument("--since", help="window start YYYY-MM-DD (default: the last successful refresh)")
+    p.add_argument("--until", help="window end YYYY-MM-DD (default: today, UTC)")
+    p.add_argument(
+        "--configfile",
+        action="append",
+        help="config file(s), as for snakemake (default: config/config.yaml)",
+    )
+    p.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
+    p.add_argument(
+        "--target",
+        action="append",
+        help="workflow target(s) (default: the whole workflow; 'ingest' stops after downloads)",
+    )
+    p.add_argument("--workdir", default=".", help="the repository checkout (default: .)")
+    p.add_argument("--dry-run", action="store_true", help="plan and show the jobs; record nothing")
+    p.set_defaults(func=_cmd_refresh)
 
     p = sub.add_parser("query", help="annotate cells with a published reference")
     p.add_argument("--reference", required=True, help="a release folder or published/current")

@@ -1,5 +1,5 @@
-"""The ingestion stage: query the repositories, build per-study sample sheets, download reads
-and matrices with verification, and record everything in the catalog.
+"""The ingestion stage: per-study sample sheets and the catalog (the query and download
+stages live in :mod:`scatlas.discovery` and :mod:`scatlas.download`; re-exported here).
 
 Each public function takes the validated config dict and is what one rule script calls:
 
@@ -9,302 +9,67 @@ Each public function takes the validated config dict and is what one rule script
 * :func:`update_catalog` → ``catalog.sqlite``
 
 A failing study never stops the others: study- and run-level failures are written into the
-outputs with their reason instead of raised.
+outputs with their reason, the file or URL and the field, instead of raised.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import gzip
+import functools
 import json
 import logging
 import os
 import re
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from tqdm import tqdm
-
-from scatlas import accessions
-from scatlas.accessions import AccessionError, is_valid, study_source, validate, validate_study
+from scatlas.accessions import is_valid, study_source, validate_study
+from scatlas.barcodes import chemistry_from_text
 from scatlas.catalog import Catalog
-from scatlas.errors import InputError, ScatlasError, ServiceError
-from scatlas.fileio import atomic_path, atomic_write_text, md5_file, sha256_file
-from scatlas.logs import progress_enabled
+from scatlas.discovery import query_studies
+from scatlas.download import ARCHIVE_FILE, MATRIX_FILE, download_study, matrix_files
+from scatlas.errors import ServiceError
+from scatlas.fileio import atomic_write_text, sha256_file
 from scatlas.sheets import (
     ALIGNMENT_COLUMNS,
     MANIFEST_COLUMNS,
     SAMPLE_COLUMNS,
     STUDY_COLUMNS,
-    validate_sheet,
 )
 from scatlas.sources import arrayexpress as ae
 from scatlas.sources import geo, sra
-from scatlas.sources.http import Services, file_matches, looks_like_html
+from scatlas.sources.http import Services
+from scatlas.stage_io import (
+    WHOLE_FILE,
+    error_info,
+    join,
+    read_rows,
+    read_tsv,
+    reason_of,
+    services_for,
+    write_tsv,
+)
+
+__all__ = [
+    "ALIGNMENT_COLUMNS",
+    "MANIFEST_COLUMNS",
+    "SAMPLE_COLUMNS",
+    "STUDY_COLUMNS",
+    "build_sample_sheet",
+    "download_study",
+    "matrix_files",
+    "query_studies",
+    "read_tsv",
+    "update_catalog",
+    "write_tsv",
+]
 
 log = logging.getLogger(__name__)
 
-
-# Supplementary files that can hold a count matrix, and archives that may bundle one.
-_MATRIX_FILE = re.compile(r"\.(h5|h5ad|loom|mtx|csv|tsv|txt|rds)(\.gz)?$", re.I)
-_ARCHIVE_FILE = re.compile(r"\.(tar|tar\.gz|tgz|zip)$", re.I)
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 # a study file's path inside BioStudies: plain names in plain folders, no ".." segments
 _SAFE_REL_PATH = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._+-]*/)*[A-Za-z0-9][A-Za-z0-9._+-]*$")
-
-
-# -- small helpers -------------------------------------------------------------------------------
-
-
-def _services(cfg: Mapping[str, Any], services: Services | None) -> Services:
-    return services if services is not None else Services(cfg.get("services") or {})
-
-
-def _iso(value: Any) -> str | None:
-    """Config dates may arrive as strings or (from YAML) as date objects."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    try:
-        return dt.date.fromisoformat(str(value)).isoformat()
-    except ValueError as exc:
-        raise InputError(
-            f"date {value!r} is not YYYY-MM-DD", field="query.date_from/date_to"
-        ) from exc
-
-
-def read_tsv(
-    path: str | os.PathLike, columns: Sequence[str], schema: str | None = None
-) -> pd.DataFrame:
-    """A TSV with every value as text; missing required columns are an InputError.
-
-    With ``schema`` (a name under workflow/schemas/) every row is validated too.
-    """
-    p = Path(path)
-    try:
-        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as exc:
-        raise InputError("table is empty (no header)", path=str(p)) from exc
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"missing column(s) {', '.join(missing)}", path=str(p), field=missing[0])
-    return validate_sheet(df, schema, path=p) if schema else df
-
-
-def write_tsv(
-    rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
-    path: str | os.PathLike,
-    columns: Sequence[str],
-    sort: Sequence[str] = (),
-) -> pd.DataFrame:
-    """Write rows with exactly ``columns`` (header-only when empty), atomically."""
-    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    for c in columns:
-        if c not in df.columns:
-            df[c] = ""
-    df = df[list(columns)]
-    if sort and len(df):
-        df = df.sort_values(list(sort), kind="stable").reset_index(drop=True)
-    with atomic_path(path, suffix=".tsv") as tmp:
-        df.to_csv(tmp, sep="\t", index=False)
-    return df
-
-
-def _display_path(p: Path) -> str:
-    """Paths in manifests are relative to the working directory (the repo root) when inside it."""
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p.resolve())
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ServiceError):
-        return f"{exc} ({exc.reason})" if exc.reason and exc.reason not in str(exc) else str(exc)
-    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ScatlasError) else str(exc)
-
-
-def _join(values: Iterable[Any]) -> str:
-    return ";".join("" if v is None else str(v) for v in values)
-
-
-def _split(value: str) -> list[str]:
-    return [v for v in (value or "").split(";") if v]
-
-
-# -- 1. query -----------------------------------------------------------------------------------
-
-
-def _ae_row(
-    svc: Services,
-    acc: str,
-    organisms: Sequence[str],
-    sources: Sequence[str],
-    hit: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A studies.tsv row for one ArrayExpress study (its PageTab JSON gives the organism)."""
-    row = {
-        "study": acc,
-        "source": "arrayexpress",
-        "title": geo.clean_text((hit or {}).get("title", "")),
-        "organism": "",
-        "kind": "reads",
-        "n_samples": 0,
-        "submitted": (hit or {}).get("release_date", ""),
-        "updated": "",
-        "status": "ok",
-        "reason": "",
-    }
-    if acc.startswith("E-GEOD-") and "geo" in sources:
-        gse = "GSE" + acc.rsplit("-", 1)[1]
-        row.update(status="skipped", reason=f"imported from GEO; taken from GEO as {gse}")
-        return row
-    info = ae.parse_study(ae.study_json(svc.biostudies, acc))
-    matched = [o for o in organisms if o.lower() in {x.lower() for x in info["organisms"]}]
-    row.update(
-        title=geo.clean_text(info["title"]) or row["title"],
-        organism="; ".join(matched) or "; ".join(info["organisms"]),
-        submitted=info["release_date"] or row["submitted"],
-        n_samples=info["n_samples"],
-    )
-    reasons = []
-    if not matched:
-        reasons.append(
-            f"organism {'; '.join(info['organisms']) or 'unknown'!r} is not one of {', '.join(organisms)}"
-        )
-    if info["study_type"] and "seq" not in info["study_type"].lower():
-        reasons.append(f"study type {info['study_type']!r} is not sequencing")
-    if reasons:
-        row.update(status="skipped", reason="; ".join(reasons))
-    else:
-        row["reason"] = f"single-cell candidate ({info['study_type'] or 'sequencing'})"
-    return row
-
-
-def _geo_explicit(svc: Services, acc: str, organisms: Sequence[str]) -> dict[str, Any]:
-    uids = geo.esearch(svc.eutils, f"{acc}[GEO Accession]", page_size=500)
-    docs = [d for d in geo.esummary(svc.eutils, uids) if str(d.get("accession", "")) == acc]
-    if not docs:
-        raise ServiceError(
-            f"GEO has no series {acc}",
-            url=svc.eutils.url("esearch.fcgi"),
-            reason=f"GEO has no series {acc}",
-        )
-    return geo.summary_to_study(docs[0], organisms)
-
-
-def _failed_row(acc: str, exc: BaseException) -> dict[str, Any]:
-    src = study_source(acc) if any(is_valid(acc, k) for k in accessions.STUDY_KINDS) else ""
-    log.error("study %s: %s", acc, _reason(exc), exc_info=exc)
-    return {"study": acc, "source": src, "n_samples": 0, "status": "failed", "reason": _reason(exc)}
-
-
-def query_studies(
-    cfg: Mapping[str, Any], out_tsv: str | os.PathLike, *, services: Services | None = None
-) -> pd.DataFrame:
-    """Find candidate studies and write ``query/studies.tsv`` (sorted by study).
-
-    With ``query.studies`` set, those accessions are taken and no search runs. Otherwise GEO
-    (esearch → esummary) and ArrayExpress (BioStudies search → study JSON) are searched within
-    ``query.date_from``/``date_to``. ``query.exclude`` and ``query.max_studies`` apply to
-    both; skipped studies stay in the table with their reason. A study whose lookup fails is
-    a "failed" row; a whole source that cannot be searched raises ServiceError.
-    """
-    svc = _services(cfg, services)
-    q = cfg.get("query") or {}
-    organisms = list(q.get("organisms") or [])
-    sources = list(q.get("sources") or ["geo", "arrayexpress"])
-    date_from, date_to = _iso(q.get("date_from")), _iso(q.get("date_to"))
-    page_size = int(q.get("page_size") or 500)
-    explicit = [validate_study(s, context="query.studies") for s in q.get("studies") or []]
-    exclude = {validate_study(s, context="query.exclude") for s in q.get("exclude") or []}
-    rows: list[dict[str, Any]] = []
-    if explicit:
-        for acc in dict.fromkeys(explicit):
-            try:
-                if study_source(acc) == "geo":
-                    rows.append(_geo_explicit(svc, acc, organisms))
-                else:
-                    rows.append(_ae_row(svc, acc, organisms, sources))
-            except (ScatlasError, AccessionError) as exc:
-                rows.append(_failed_row(acc, exc))
-    else:
-        if "geo" in sources:
-            uids = geo.esearch(
-                svc.eutils,
-                q.get("term", ""),
-                mindate=date_from,
-                maxdate=date_to,
-                page_size=page_size,
-            )
-            log.info("GEO: %d entries match the query", len(uids))
-            geo_rows = [geo.summary_to_study(d, organisms) for d in geo.esummary(svc.eutils, uids)]
-            # entries that are not series (GSM, GDS, GPL) are not studies: logged, not listed
-            others = [r["study"] for r in geo_rows if not is_valid(r["study"], "gse")]
-            if others:
-                log.info("GEO: %d non-series entries dropped (e.g. %s)", len(others), others[:3])
-            rows.extend(r for r in geo_rows if is_valid(r["study"], "gse"))
-        if "arrayexpress" in sources:
-            hits = ae.search(
-                svc.biostudies,
-                q.get("arrayexpress_query", ""),
-                date_from=date_from,
-                date_to=date_to,
-                page_size=min(page_size, 100),
-            )
-            log.info("ArrayExpress: %d studies match the query", len(hits))
-            iterator = tqdm(hits, desc="ArrayExpress studies", disable=not progress_enabled())
-            for hit in iterator:
-                acc = hit["accession"]
-                if acc in exclude:
-                    rows.append(
-                        {
-                            "study": acc,
-                            "source": "arrayexpress",
-                            "title": geo.clean_text(hit.get("title", "")),
-                            "kind": "reads",
-                        }
-                    )
-                    continue
-                try:
-                    rows.append(_ae_row(svc, acc, organisms, sources, hit))
-                except (ScatlasError, AccessionError) as exc:
-                    rows.append(_failed_row(acc, exc))
-    table: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        full = {c: row.get(c, "") for c in STUDY_COLUMNS}
-        full["n_samples"] = int(full["n_samples"] or 0)
-        if full["study"] in exclude:
-            full.update(status="skipped", reason="excluded by query.exclude")
-        table.setdefault(full["study"], full)
-    _apply_max_studies(table, q.get("max_studies"))
-    df = write_tsv(list(table.values()), out_tsv, STUDY_COLUMNS, sort=["study"])
-    counts = Counter(df["status"]) if len(df) else Counter()
-    log.info(
-        "query: %d studies (%s) -> %s",
-        len(df),
-        ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-        out_tsv,
-    )
-    return df
-
-
-def _apply_max_studies(table: dict[str, dict[str, Any]], max_studies: int | None) -> None:
-    """Keep the ``max_studies`` most recently submitted eligible studies; mark the rest."""
-    if max_studies is None:
-        return
-    ok = [r for r in table.values() if r["status"] == "ok"]
-    ok.sort(key=lambda r: (r["submitted"] or "", r["study"]), reverse=True)
-    for r in ok[int(max_studies) :]:
-        r.update(
-            status="skipped", reason=f"beyond query.max_studies ({max_studies}, most recent first)"
-        )
 
 
 # -- 2. sample sheet ------------------------------------------------------------------------------
@@ -327,9 +92,9 @@ def _run_fields(svc: Services, rec: Mapping[str, Any]) -> dict[str, str]:
         "run": rec["run_accession"],
         "experiment": rec.get("experiment_accession", ""),
         "library_layout": layout,
-        "fastq_urls": _join(urls),
-        "fastq_md5": _join(rec.get("fastq_md5") or []),
-        "fastq_bytes": _join(rec.get("fastq_bytes") or []),
+        "fastq_urls": join(urls),
+        "fastq_md5": join(rec.get("fastq_md5") or []),
+        "fastq_bytes": join(rec.get("fastq_bytes") or []),
     }
 
 
@@ -385,24 +150,118 @@ def _sample_row(
         "fastq_urls": "",
         "fastq_md5": "",
         "fastq_bytes": "",
-        "supplementary": _join(dict.fromkeys(supplementary)),
+        "supplementary": join(dict.fromkeys(supplementary)),
     }
 
 
+@dataclass
+class StudyContext:
+    """What the query decided about the study being sheeted, and about the others.
+
+    ``organism``: the one organism the study is ingested for (its studies.tsv row; empty:
+    decided from the samples, first of ``organisms`` present). ``kept``: the studies the
+    query kept (status ok), to tell which series owns a sample listed by several series.
+    """
+
+    organisms: list[str]
+    organism: str = ""
+    fingerprint: str = ""
+    kept: set[str] = field(default_factory=set)
+
+
+def _study_context(
+    cfg: Mapping[str, Any], study: str, studies_tsv: str | os.PathLike | None
+) -> StudyContext:
+    ctx = StudyContext(organisms=list((cfg.get("query") or {}).get("organisms") or []))
+    if studies_tsv is None or not Path(studies_tsv).is_file():
+        return ctx
+    st = os.stat(studies_tsv)
+    kept, rows = _studies_table(str(studies_tsv), st.st_mtime_ns, st.st_size)
+    ctx.kept = set(kept)
+    if study in rows:
+        ctx.organism, ctx.fingerprint = rows[study]
+    return ctx
+
+
+@functools.lru_cache(maxsize=2)
+def _studies_table(
+    path: str, mtime_ns: int, size: int
+) -> tuple[frozenset[str], dict[str, tuple[str, str]]]:
+    """The kept studies and each study's (organism, fingerprint), read once per version of
+    the file (a process that sheets many studies would otherwise read it for each)."""
+    rows = read_rows(path, ["study", "organism", "status"])
+    kept = frozenset(r["study"] for r in rows if r["status"] == "ok")
+    return kept, {r["study"]: (r["organism"], r.get("fingerprint", "")) for r in rows}
+
+
+def _study_organism(ctx: StudyContext, sample_organisms: Iterable[str]) -> str:
+    """The organism the study is ingested for: the query's choice, else the first configured
+    organism among its samples."""
+    if ctx.organism and ctx.organism.lower() in {o.lower() for o in ctx.organisms}:
+        return ctx.organism
+    present = {o.lower() for o in sample_organisms}
+    return next((o for o in ctx.organisms if o.lower() in present), "")
+
+
+def _keep_sample(sample: Mapping[str, Any], ctx: StudyContext, organism: str) -> tuple[bool, str]:
+    """Single-cell RNA-seq of the study's organism (samples of another configured organism
+    in a mixed series are left out: one organism per study)."""
+    ok, why = geo.is_single_cell_rna(sample, ctx.organisms)
+    if ok and organism and str(sample.get("organism", "")).lower() != organism.lower():
+        return False, (
+            f"{sample['accession']}: organism {sample.get('organism')!r}; this study is "
+            f"ingested for {organism} (one organism per study, query.organisms order)"
+        )
+    return ok, why
+
+
+def _gse_number(acc: str) -> int:
+    return int(acc[3:])
+
+
+def _owner(acc: str, sample: Mapping[str, Any], series: Mapping[str, Any], ctx: StudyContext) -> str:
+    """The other kept series that ingests ``sample`` instead of ``acc`` ("" when ``acc`` does):
+    a SuperSeries leaves its samples to its sub-series; of two ordinary series listing the
+    same sample, the lower accession takes it. No sample is counted twice."""
+    others = sorted(
+        (g for g in sample.get("series", []) if g != acc and g in ctx.kept and is_valid(g, "gse")),
+        key=_gse_number,
+    )
+    if not others:
+        return ""
+    if series.get("superseries_of"):
+        return others[0]
+    lower = [g for g in others if _gse_number(g) < _gse_number(acc)]
+    return lower[0] if lower else ""
+
+
+def _technology(sample: Mapping[str, Any]) -> str:
+    """``smartseq`` (one cell per run), the barcoded chemistry scatlas counts itself
+    (``10x_v2``, ``10x_v3``, ``dropseq``: see scatlas.barcodes), or "" for a droplet
+    protocol it does not (its samples fall back to the authors' matrices)."""
+    if not geo.is_droplet(sample):
+        return "smartseq"
+    text = f"{geo.sample_text(sample)} {sample.get('protocol', '')}"
+    return chemistry_from_text(text) or ""
+
+
 def _geo_sheet(
-    svc: Services, acc: str, organisms: Sequence[str], out_dir: Path
+    svc: Services, acc: str, ctx: StudyContext, out_dir: Path
 ) -> tuple[list[dict], dict]:
     soft = out_dir / "raw" / f"{acc}_family.soft.gz"
     svc.geo.download(geo.soft_family_url(acc, svc.bases["geo"]), soft)
     parsed = geo.parse_family_soft(soft, expected=acc)
     series = parsed["series"]
     series_supp = [svc.map_url(u) for u in series["supplementary"]]
+    organism = _study_organism(ctx, (s["organism"] for s in parsed["samples"]))
     kept, excluded = [], []
     for s in parsed["samples"]:
-        ok, why = geo.is_single_cell_rna(s, organisms)
+        ok, why = _keep_sample(s, ctx, organism)
+        if ok and (owner := _owner(acc, s, series, ctx)):
+            ok, why = False, f"{s['accession']}: also in {owner}, ingested there (counted once)"
         (kept if ok else excluded).append((s, why))
-    reads = [s for s, _ in kept if s["experiment"] and not geo.is_droplet(s)]
-    matrix = [s for s, _ in kept if not s["experiment"] or geo.is_droplet(s)]
+    reads = [s for s, _ in kept if s["experiment"] and _technology(s)]
+    matrix = [s for s, _ in kept if not (s["experiment"] and _technology(s))]
     runs = (
         _resolve_geo_runs(svc, series["sra_study"], [s["experiment"] for s in reads])
         if reads
@@ -418,28 +277,58 @@ def _geo_sheet(
             )
             continue
         for rec in recs:
-            rows.append({**_sample_row(acc, s, "smartseq", supp), **_run_fields(svc, rec)})
+            rows.append({**_sample_row(acc, s, _technology(s), supp), **_run_fields(svc, rec)})
     for s in matrix:
         supp = [svc.map_url(u) for u in s["supplementary"]] + series_supp
-        if not any(_MATRIX_FILE.search(u) or _ARCHIVE_FILE.search(u) for u in supp):
+        if not any(MATRIX_FILE.search(u) or ARCHIVE_FILE.search(u) for u in supp):
             why = "droplet protocol (runs pool many cells)" if s["experiment"] else "no SRA reads"
             excluded.append((s, f"{s['accession']}: {why} and no processed matrix file"))
             continue
         rows.append(_sample_row(acc, s, "matrix", supp))
     info = {
         "title": series["title"],
-        "organism": "; ".join(sorted({r["organism"] for r in rows}))
-        or "; ".join(series["organisms"]),
+        "organism": organism or "; ".join(series["organisms"]),
         "supplementary": series_supp,
         "submitted": series["submitted"],
         "updated": series["updated"],
+        "superseries_of": series["superseries_of"],
+        "subseries_of": series["subseries_of"],
         "excluded": [{"sample": s["accession"], "reason": why} for s, why in excluded],
     }
     return rows, info
 
 
+def _ae_sample_ids(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each SDRF record's sample accession (ENA sample, BioSample or run, the first valid);
+    runs in one ``Comment[technical replicate group]`` share the group's first sample."""
+    ids = [
+        next(
+            (
+                v
+                for v, k in (
+                    (rec["ena_sample"], "sample"),
+                    (rec["biosample"], "biosample"),
+                    (rec["run"], "run"),
+                )
+                if is_valid(v, k)
+            ),
+            "",
+        )
+        for rec in records
+    ]
+    group_sample: dict[str, str] = {}
+    for rec, sid in zip(records, ids, strict=True):
+        group = rec.get("technical_replicate_group", "")
+        if group and sid:
+            group_sample.setdefault(group, sid)
+    return [
+        group_sample.get(rec.get("technical_replicate_group", ""), sid) if sid else sid
+        for rec, sid in zip(records, ids, strict=True)
+    ]
+
+
 def _ae_sheet(
-    svc: Services, acc: str, organisms: Sequence[str], out_dir: Path
+    svc: Services, acc: str, ctx: StudyContext, out_dir: Path
 ) -> tuple[list[dict], dict]:
     doc = ae.study_json(svc.biostudies, acc)
     atomic_write_text(out_dir / "raw" / f"{acc}.json", json.dumps(doc, indent=1, sort_keys=True))
@@ -455,7 +344,7 @@ def _ae_sheet(
         for p in info["files"]
         if _SAFE_REL_PATH.match(p)
         and not p.endswith((".sdrf.txt", ".idf.txt"))
-        and (_MATRIX_FILE.search(p) or _ARCHIVE_FILE.search(p))
+        and (MATRIX_FILE.search(p) or ARCHIVE_FILE.search(p))
     ]
     ena_runs: dict[str, dict[str, Any]] = {}
     if info["ena_study"]:
@@ -465,21 +354,10 @@ def _ae_sheet(
             }
         except ServiceError as exc:
             log.warning("ENA filereport for %s failed (%s); asking per run", info["ena_study"], exc)
+    organism = _study_organism(ctx, (r["organism"] for r in records))
     rows: list[dict[str, Any]] = []
     excluded: list[tuple[str, str]] = []
-    for rec in records:
-        sample_acc = next(
-            (
-                v
-                for v, k in (
-                    (rec["ena_sample"], "sample"),
-                    (rec["biosample"], "biosample"),
-                    (rec["run"], "run"),
-                )
-                if is_valid(v, k)
-            ),
-            "",
-        )
+    for rec, sample_acc in zip(records, _ae_sample_ids(records), strict=True):
         sample = {
             "accession": sample_acc or rec["source_name"],
             "title": rec["source_name"],
@@ -491,7 +369,7 @@ def _ae_sheet(
             "experiment": rec["experiment"],
             "protocol": f"{rec['library_construction']} {rec['single_cell_isolation']}",
         }
-        ok, why = geo.is_single_cell_rna(sample, organisms)
+        ok, why = _keep_sample(sample, ctx, organism)
         if not ok:
             excluded.append((sample["accession"], why))
             continue
@@ -500,14 +378,16 @@ def _ae_sheet(
                 (rec["source_name"], f"{rec['source_name']!r}: no ENA/BioSample/run accession")
             )
             continue
-        if geo.is_droplet(sample):
+        tech = _technology(sample)
+        if not tech:
             if processed:
                 rows.append(_sample_row(acc, sample, "matrix", processed))
             else:
                 excluded.append(
                     (
                         sample_acc,
-                        f"{sample_acc}: droplet protocol (runs pool many cells) and no processed matrix file",
+                        f"{sample_acc}: droplet protocol (runs pool many cells) and no "
+                        "processed matrix file",
                     )
                 )
             continue
@@ -531,11 +411,10 @@ def _ae_sheet(
                 "fastq_md5": [],
                 "fastq_bytes": [],
             }
-        rows.append({**_sample_row(acc, sample, "smartseq", processed), **_run_fields(svc, run)})
-    organism_set = sorted({r["organism"] for r in rows})
+        rows.append({**_sample_row(acc, sample, tech, processed), **_run_fields(svc, run)})
     meta = {
         "title": info["title"],
-        "organism": "; ".join(organism_set) or "; ".join(info["organisms"]),
+        "organism": organism or "; ".join(info["organisms"]),
         "supplementary": processed,
         "submitted": info["release_date"],
         "updated": "",
@@ -550,17 +429,19 @@ def build_sample_sheet(
     out_dir: str | os.PathLike,
     *,
     services: Services | None = None,
+    studies_tsv: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write ``samples.tsv`` (one row per run; matrix samples one row with empty run) and
     ``study.json`` for one study; return the study.json content.
 
-    Never raises for a study-level failure (network error after retries, malformed SOFT or
-    SDRF, bad accession, HTML instead of JSON...): the outputs then hold a header-only
-    samples.tsv and status "failed" with the reason, and the traceback is logged.
+    ``studies_tsv`` (the query's table) gives the study's organism and the other kept
+    studies (a sample listed by several series is ingested once). Never raises for a
+    study-level failure (network error after retries, malformed SOFT or SDRF, bad
+    accession, HTML instead of JSON...): the outputs then hold a header-only samples.tsv and
+    status "failed" with the reason and ``error`` = {kind, file, field}; the traceback is
+    logged.
     """
     out = Path(out_dir)
-    q = cfg.get("query") or {}
-    organisms = list(q.get("organisms") or [])
     summary: dict[str, Any] = {
         "study": str(study),
         "source": "",
@@ -573,16 +454,19 @@ def build_sample_sheet(
         "n_samples": 0,
         "n_runs": 0,
         "excluded": [],
+        "fingerprint": "",
     }
     rows: list[dict[str, Any]] = []
     try:
         acc = validate_study(study, context="sample sheet")
         summary["source"] = study_source(acc)
-        svc = _services(cfg, services)
+        ctx = _study_context(cfg, acc, studies_tsv)
+        summary["fingerprint"] = ctx.fingerprint
+        svc = services_for(cfg, services)
         if summary["source"] == "geo":
-            rows, meta = _geo_sheet(svc, acc, organisms, out)
+            rows, meta = _geo_sheet(svc, acc, ctx, out)
         else:
-            rows, meta = _ae_sheet(svc, acc, organisms, out)
+            rows, meta = _ae_sheet(svc, acc, ctx, out)
         summary.update(meta)
         runs = {r["run"] for r in rows if r["run"]}
         summary["n_samples"] = len({r["sample"] for r in rows})
@@ -599,222 +483,23 @@ def build_sample_sheet(
             detail = "; ".join(f"{n} x {r}" for r, n in counts.most_common(3))
             summary["status"] = "skipped"
             summary["reason"] = (
-                f"no single-cell RNA-seq samples of {', '.join(organisms)} ({detail or 'no samples'})"
+                f"no single-cell RNA-seq samples of {summary['organism'] or ', '.join(ctx.organisms)}"
+                f" ({detail or 'no samples'})"
             )
     except Exception as exc:  # a study-level failure is recorded, never raised
         log.exception("study %s: sample sheet failed", study)
         rows = []
-        summary.update(status="failed", reason=_reason(exc), n_samples=0, n_runs=0)
-    write_tsv(rows, out / "samples.tsv", SAMPLE_COLUMNS, sort=["sample", "run"])
+        summary.update(
+            status="failed",
+            reason=f"{study}: {reason_of(exc)}",
+            n_samples=0,
+            n_runs=0,
+            error=error_info(exc),
+        )
+    write_tsv(rows, out / "samples.tsv", SAMPLE_COLUMNS, sort=["sample", "run"], frame=False)
     atomic_write_text(out / "study.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
     log.info("study %s: %s (%s)", study, summary["status"], summary["reason"])
     return summary
-
-
-# -- 3. downloads --------------------------------------------------------------------------------
-
-
-def _verify_gzip(path: Path) -> None:
-    """Read a .gz through to the end: a truncated or corrupt file raises InputError."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 20):
-                pass
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"corrupt gzip file: {exc}", path=str(path)) from exc
-
-
-def _download_run(svc: Services, row: Mapping[str, str], fastq_dir: Path) -> dict[str, Any]:
-    run, sample = row["run"], row["sample"]
-    out = {
-        "run": run,
-        "sample": sample,
-        "files": "",
-        "status": "failed",
-        "reason": "",
-        "bytes": "",
-        "md5": "",
-    }
-    try:
-        validate(run, "run", context="samples.tsv run")
-        urls = _split(row["fastq_urls"])
-        md5s = _split(row["fastq_md5"])
-        sizes = [int(b) for b in _split(row["fastq_bytes"])]
-        if not urls:
-            out["reason"] = (
-                f"no FASTQ URL for {run} (ENA lists none; download.method 'http' needs one)"
-            )
-            return out
-        if (
-            len(urls) > 2
-            or (md5s and len(md5s) != len(urls))
-            or (sizes and len(sizes) != len(urls))
-        ):
-            out["reason"] = f"{run}: {len(urls)} FASTQ URLs, {len(md5s)} md5s, {len(sizes)} sizes"
-            return out
-        names = (
-            [f"{run}.fastq.gz"] if len(urls) == 1 else [f"{run}_1.fastq.gz", f"{run}_2.fastq.gz"]
-        )
-        files, got_md5, got_bytes, notes = [], [], [], []
-        for i, url in enumerate(urls):
-            if not url.endswith((".fastq.gz", ".fq.gz")):
-                raise InputError(f"{url} is not a gzipped FASTQ", field="fastq_urls")
-            dest = fastq_dir / names[i]
-            md5 = md5s[i] if md5s else None
-            size = sizes[i] if sizes else None
-            if file_matches(dest, md5=md5, size=size):
-                notes.append("kept")
-                got_md5.append(md5 or "")
-                got_bytes.append(dest.stat().st_size)
-            else:
-                res = svc.client_for(url).download(url, dest, md5=md5, size=size)
-                notes.append("resumed" if res["resumed"] else "downloaded")
-                got_md5.append(res["md5"])
-                got_bytes.append(res["bytes"])
-            if md5 is None:
-                _verify_gzip(dest)
-            files.append(_display_path(dest))
-        checks = (
-            "size and md5 verified"
-            if md5s and sizes
-            else ("md5 verified" if md5s else "gzip integrity checked (no md5 published)")
-        )
-        out.update(
-            files=_join(files),
-            status="ok",
-            reason=f"{', '.join(dict.fromkeys(notes))}; {checks}",
-            bytes=_join(got_bytes),
-            md5=_join(got_md5),
-        )
-    except Exception as exc:  # one run's failure never stops the others
-        log.error("run %s: %s", run, _reason(exc))
-        out.update(
-            status="failed",
-            reason=exc.reason if isinstance(exc, ServiceError) and exc.reason else _reason(exc),
-        )
-    return out
-
-
-def matrix_files(urls: Sequence[str]) -> list[str]:
-    """The supplementary files worth fetching for a matrix study: count-matrix formats,
-    or (only when there is none) archives that may bundle one."""
-    names = list(dict.fromkeys(urls))
-    matrices = [u for u in names if _MATRIX_FILE.search(u)]
-    return matrices or [u for u in names if _ARCHIVE_FILE.search(u)]
-
-
-def _download_matrix(
-    svc: Services, samples: Sequence[str], urls: Sequence[str], fastq_dir: Path
-) -> dict[str, Any]:
-    out = {
-        "run": "",
-        "sample": _join(samples),
-        "files": "",
-        "status": "failed",
-        "reason": "",
-        "bytes": "",
-        "md5": "",
-    }
-    try:
-        wanted = matrix_files(urls)
-        if not wanted:
-            out["reason"] = "no supplementary file in a count-matrix format"
-            return out
-        files, sizes, md5s, notes = [], [], [], []
-        for url in wanted:
-            name = url.rstrip("/").rsplit("/", 1)[-1]
-            if not _SAFE_NAME.match(name):
-                raise InputError(
-                    f"supplementary file name {name!r} is not a plain file name",
-                    field="supplementary",
-                )
-            dest = fastq_dir / name
-            if dest.is_file():
-                notes.append("kept")
-            else:
-                svc.client_for(url).download(url, dest)
-                notes.append("downloaded")
-            with open(dest, "rb") as fh:
-                if looks_like_html(fh.read(512)):
-                    dest.unlink()
-                    raise ServiceError(
-                        "expected a matrix file but got an HTML page",
-                        url=url,
-                        reason=f"HTML instead of a matrix file at {url}",
-                    )
-            if name.endswith(".gz"):
-                try:
-                    _verify_gzip(dest)
-                except InputError:
-                    dest.unlink()
-                    raise
-            files.append(_display_path(dest))
-            sizes.append(dest.stat().st_size)
-            md5s.append(md5_file(dest))
-        out.update(
-            files=_join(files),
-            status="ok",
-            reason=f"{len(files)} matrix file(s) {', '.join(dict.fromkeys(notes))}; gzip integrity checked (no md5 published)",
-            bytes=_join(sizes),
-            md5=_join(md5s),
-        )
-    except Exception as exc:
-        log.error("matrix files of %s: %s", out["sample"], _reason(exc))
-        out.update(
-            status="failed",
-            reason=exc.reason if isinstance(exc, ServiceError) and exc.reason else _reason(exc),
-        )
-    return out
-
-
-def download_study(
-    cfg: Mapping[str, Any],
-    samples_tsv: str | os.PathLike,
-    fastq_dir: str | os.PathLike,
-    manifest_tsv: str | os.PathLike,
-    *,
-    services: Services | None = None,
-) -> pd.DataFrame:
-    """Download every run's FASTQ files (and matrix studies' supplementary matrices) of one
-    study, verified by size and md5, in ``download.parallel`` threads; write ``manifest.tsv``.
-
-    FASTQs land in ``fastq_dir/{run}.fastq.gz`` or ``{run}_1/_2.fastq.gz``; files already
-    present with the right size and md5 are kept. A run that fails is a "failed" manifest
-    row with the reason; nothing is raised for it.
-    """
-    dl = cfg.get("download") or {}
-    method = dl.get("method", "http")
-    if method != "http":
-        raise InputError(
-            f"download.method {method!r} is not implemented in this release (use 'http')",
-            field="download.method",
-        )
-    parallel = max(1, int(dl.get("parallel", 4)))
-    svc = _services(cfg, services)
-    sheet = read_tsv(samples_tsv, SAMPLE_COLUMNS, "samples")
-    fdir = Path(fastq_dir)
-    fdir.mkdir(parents=True, exist_ok=True)
-    run_rows = sheet[sheet["run"] != ""].drop_duplicates("run")
-    matrix_rows = sheet[sheet["run"] == ""]
-    jobs = []
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        for row in run_rows.to_dict("records"):
-            jobs.append(pool.submit(_download_run, svc, row, fdir))
-        if len(matrix_rows):
-            urls = [u for s in matrix_rows["supplementary"] for u in _split(s)]
-            samples = list(dict.fromkeys(matrix_rows["sample"]))
-            jobs.append(pool.submit(_download_matrix, svc, samples, urls, fdir))
-        done = tqdm(
-            as_completed(jobs),
-            total=len(jobs),
-            desc=f"downloads {fdir.name}",
-            disable=not progress_enabled(),
-        )
-        results = [j.result() for j in done]
-    df = write_tsv(results, manifest_tsv, MANIFEST_COLUMNS, sort=["run", "sample"])
-    n_ok = int((df["status"] == "ok").sum()) if len(df) else 0
-    log.info("downloads for %s: %d ok, %d failed", fdir.name, n_ok, len(df) - n_ok)
-    return df
 
 
 # -- 4. catalog ----------------------------------------------------------------------------------
@@ -837,50 +522,37 @@ def update_catalog(
     fastq_manifests: Sequence[str | os.PathLike] = (),
     alignment_tables: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
-    """Record one refresh in the catalog: every study of ``studies.tsv``, the samples and runs
-    of each study directory, download and alignment outcomes. Returns ``Catalog.summary()``.
+    """Record every study of ``studies.tsv`` (its query row and fingerprint), the samples and
+    runs of each study directory, and download and alignment outcomes, in one transaction.
+    Returns ``Catalog.summary()``. (Refreshes are recorded by ``scatlas refresh``.)
 
-    A study is "failed" when its sample sheet failed or every download failed, "new" when the
-    query found it but no sample sheet exists yet, otherwise its query/sample-sheet status.
+    A study is "failed" when its sample sheet failed or every download failed (the catalog
+    row names the file and field), "new" when the query found it but no sample sheet exists
+    yet, otherwise its query/sample-sheet status. Changes are kept in the history table.
     """
-    q = cfg.get("query") or {}
-    studies = read_tsv(studies_tsv, STUDY_COLUMNS, "studies")
+    studies = read_rows(studies_tsv, STUDY_COLUMNS, "studies")
     dirs = {validate_study(Path(d).name, context=str(d)): Path(d) for d in study_dirs}
     manifests = _by_study(fastq_manifests)
     alignments = _by_study(alignment_tables)
-    query_rows = {r["study"]: r for r in studies.to_dict("records")}
+    query_rows = {r["study"]: r for r in studies}
     with Catalog(db_path) as cat:
-        rid = cat.start_refresh(_iso(q.get("date_from")), _iso(q.get("date_to")))
-        try:
-            with cat.transaction():
-                n_new = 0
-                for acc in sorted(set(query_rows) | set(dirs)):
-                    n_new += (
-                        _catalog_study(
-                            cat,
-                            acc,
-                            query_rows.get(acc),
-                            dirs.get(acc),
-                            manifests.get(acc),
-                            alignments.get(acc),
-                        )
-                        == "inserted"
-                    )
-                statuses = Counter(r["status"] for r in cat.rows("studies"))
-                cat.finish_refresh(
-                    rid,
-                    status="ok",
-                    n_studies=len(query_rows),
-                    n_new=n_new,
-                    reason=f"{len(query_rows)} studies queried, {n_new} new; catalog: "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+        with cat.transaction():
+            for acc in sorted(set(query_rows) | set(dirs)):
+                _catalog_study(
+                    cat,
+                    acc,
+                    query_rows.get(acc),
+                    dirs.get(acc),
+                    manifests.get(acc),
+                    alignments.get(acc),
                 )
-        except Exception as exc:
-            cat.finish_refresh(
-                rid, status="failed", n_studies=len(query_rows), n_new=0, reason=_reason(exc)
-            )
-            raise
-        return cat.summary()
+        summary = cat.summary()
+    log.info(
+        "catalog %s: studies %s",
+        db_path,
+        ", ".join(f"{k} {v}" for k, v in summary["studies"].items() if v),
+    )
+    return summary
 
 
 def _sample_status(technology: str, runs: list[tuple[str, str]]) -> tuple[str, str]:
@@ -896,6 +568,20 @@ def _sample_status(technology: str, runs: list[tuple[str, str]]) -> tuple[str, s
     return statuses[0], runs[0][1]
 
 
+def _query_fields(qrow: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The query row's columns the catalog keeps (a later refresh rebuilds studies.tsv)."""
+    if qrow is None:
+        return {}
+    return {
+        "n_samples": int(qrow.get("n_samples") or 0),
+        "submitted": qrow.get("submitted", ""),
+        "updated": qrow.get("updated", ""),
+        "fingerprint": qrow.get("fingerprint", ""),
+        "query_status": qrow.get("status", ""),
+        "query_reason": qrow.get("reason", "") or qrow.get("status", ""),
+    }
+
+
 def _catalog_study(
     cat: Catalog,
     acc: str,
@@ -908,12 +594,17 @@ def _catalog_study(
     sj = json.loads(sj_path.read_text()) if sj_path and sj_path.is_file() else None
     base = dict(qrow or {})
     source = base.get("source") or (sj or {}).get("source") or study_source(acc)
-    fields = {
+    fields: dict[str, Any] = {
         "source": source,
         "title": (sj or {}).get("title") or base.get("title", ""),
         "organism": (sj or {}).get("organism") or base.get("organism", ""),
         "kind": (sj or {}).get("kind") or base.get("kind", ""),
+        **_query_fields(qrow),
     }
+    if sj is not None:
+        fields["supplementary"] = join(sj.get("supplementary") or [])
+        if sj.get("updated"):
+            fields["updated"] = sj["updated"]  # the SOFT's last-update date
     samples_path = study_dir / "samples.tsv" if study_dir else None
     sha = sha256_file(samples_path) if samples_path and samples_path.is_file() else ""
     if qrow is not None and qrow["status"] != "ok":
@@ -923,39 +614,66 @@ def _catalog_study(
             status=qrow["status"],
             reason=qrow["reason"] or qrow["status"],
             metadata_sha256=sha,
+            error_file="",
+            error_field="",
         )
     if sj is None:
         return cat.upsert_study(
             acc, **fields, status="new", reason="found by the query; sample sheet not built yet"
         )
     sheet = (
-        read_tsv(samples_path, SAMPLE_COLUMNS, "samples")
+        read_rows(samples_path, SAMPLE_COLUMNS, "samples")
         if samples_path and samples_path.is_file()
-        else pd.DataFrame(columns=SAMPLE_COLUMNS)
+        else []
     )
     man = (
-        read_tsv(manifest, MANIFEST_COLUMNS, "manifest")
+        read_rows(manifest, ["run", "sample", "files", "status", "reason"], "manifest")
         if manifest and manifest.is_file()
         else None
     )
-    aln = read_tsv(alignment, ALIGNMENT_COLUMNS) if alignment and alignment.is_file() else None
+    for m in man or []:
+        m.setdefault("error_file", "")
+        m.setdefault("error_field", "")
+    aln = read_rows(alignment, ALIGNMENT_COLUMNS) if alignment and alignment.is_file() else None
     status, reason = sj.get("status", "failed"), sj.get("reason") or "no reason recorded"
-    if status == "ok" and man is not None and len(man) and (man["status"] == "failed").all():
+    error = sj.get("error") or {}
+    err_file, err_field = str(error.get("file", "")), str(error.get("field", ""))
+    if status == "ok" and man and all(m["status"] == "failed" for m in man):
+        first = man[0]
         status, reason = (
             "failed",
-            f"all {len(man)} downloads failed; first: {man['reason'].iloc[0]}",
+            f"{acc}: all {len(man)} downloads failed; first: {first['reason']}",
         )
+        err_file, err_field = first["error_file"], first["error_field"] or WHOLE_FILE
     elif status == "ok" and man is not None:
-        n_ok = int((man["status"] == "ok").sum())
+        n_ok = sum(m["status"] == "ok" for m in man)
         reason = f"{reason}; downloads {n_ok} ok, {len(man) - n_ok} failed"
-        if aln is not None and len(aln):
-            reason += f"; alignment {int((aln['status'] == 'ok').sum())} ok of {len(aln)}"
-    result = cat.upsert_study(acc, **fields, status=status, reason=reason, metadata_sha256=sha)
-    man_by_run = {r["run"]: r for r in man.to_dict("records")} if man is not None else {}
-    aln_by_run = {r["run"]: r for r in aln.to_dict("records")} if aln is not None else {}
+        if aln:
+            reason += f"; alignment {sum(a['status'] == 'ok' for a in aln)} ok of {len(aln)}"
+    result = cat.upsert_study(
+        acc,
+        **fields,
+        status=status,
+        reason=reason,
+        metadata_sha256=sha,
+        error_file=err_file,
+        error_field=err_field,
+    )
+    man_by_run = {r["run"]: r for r in man or []}
+    aln_by_run = {r["run"]: r for r in aln or []}
     run_status: dict[str, tuple[str, str]] = {}
-    for r in sheet[sheet["run"] != ""].drop_duplicates("run").to_dict("records"):
+    runs_of: dict[str, list[str]] = {}
+    first_row: dict[str, dict[str, str]] = {}
+    first_run: dict[str, dict[str, str]] = {}
+    for r in sheet:
+        first_row.setdefault(r["sample"], r)
+        if r["run"]:
+            first_run.setdefault(r["run"], r)
+            if r["run"] not in runs_of.setdefault(r["sample"], []):
+                runs_of[r["sample"]].append(r["run"])
+    for r in first_run.values():
         rate: float | None = None
+        efile = efield = ""
         if r["run"] in aln_by_run:
             a = aln_by_run[r["run"]]
             rstatus, rreason = a["status"], a["reason"] or f"alignment {a['status']}"
@@ -963,6 +681,7 @@ def _catalog_study(
         elif r["run"] in man_by_run:
             m = man_by_run[r["run"]]
             rstatus, rreason = m["status"], m["reason"] or f"download {m['status']}"
+            efile, efield = m["error_file"], m["error_field"]
         else:
             rstatus, rreason = "new", "in the sample sheet; not downloaded yet"
         run_status[r["run"]] = (rstatus, rreason)
@@ -974,9 +693,11 @@ def _catalog_study(
             alignment_rate=rate,
             status=rstatus,
             reason=rreason,
+            error_file=efile,
+            error_field=efield,
         )
-    for row in sheet.drop_duplicates("sample").to_dict("records"):
-        runs = [r for r in sheet.loc[sheet["sample"] == row["sample"], "run"] if r]
+    for row in first_row.values():
+        runs = runs_of.get(row["sample"], [])
         sstatus, sreason = _sample_status(row["technology"], [run_status[r] for r in runs])
         cat.upsert_sample(
             acc,

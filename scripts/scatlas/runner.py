@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from scatlas.errors import ScatlasError
 
@@ -36,11 +37,24 @@ def run_workflow(
     keep_going: bool = True,
     dryrun: bool = False,
     rerun_triggers: Sequence[str] = ("mtime", "params", "input", "code"),
+    forcerun: Sequence[str] = (),
+    rerun_incomplete: bool = False,
+    unlock_first: bool = False,
+    max_checksum_file_size: int | None = None,
+    cache: Sequence[str] = (),
 ) -> bool:
     """Run the workflow; True when every job succeeded.
 
     ``workdir`` is where ``results/``, ``logs/`` and relative config paths live;
-    ``snakefile`` defaults to the repository's top-level Snakefile.
+    ``snakefile`` defaults to the repository's top-level Snakefile. ``forcerun``: rules or
+    output files to run again (and what depends on them). ``rerun_incomplete``: outputs of
+    jobs a killed run left unfinished are made again. ``unlock_first``: remove a Snakemake
+    lock a killed run left behind (only for a caller that knows no other run is active, as
+    ``scatlas refresh`` does under its own lock). ``max_checksum_file_size``: inputs up to
+    this size that are newer than their outputs but have the same content (sha256) do not
+    re-run their jobs (Snakemake's default is 1 MB). ``cache``: rules whose outputs are
+    taken from / stored in Snakemake's between-workflow cache (``--cache``; the cache
+    folder is ``$SNAKEMAKE_OUTPUT_CACHE``), e.g. ``["hisat2_index"]``.
     """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import RerunTrigger
@@ -51,6 +65,7 @@ def run_workflow(
         OutputSettings,
         ResourceSettings,
         StorageSettings,
+        WorkflowSettings,
     )
 
     snakefile = snakefile or repo_root() / "Snakefile"
@@ -58,25 +73,36 @@ def run_workflow(
     # Snakemake prints its own log; keep our root handlers from printing it a second time
     snakemake_log = logging.getLogger("snakemake")
     propagate, snakemake_log.propagate = snakemake_log.propagate, False
+    dag_settings = {
+        "targets": set(targets),
+        "rerun_triggers": frozenset(RerunTrigger.parse_choice(t) for t in rerun_triggers),
+        "forcerun": set(forcerun),
+        "force_incomplete": rerun_incomplete,
+    }
+    if max_checksum_file_size is not None:
+        dag_settings["max_checksum_file_size"] = int(max_checksum_file_size)
+
+    def new_workflow(api: SnakemakeApi) -> Any:
+        return api.workflow(
+            resource_settings=ResourceSettings(cores=cores),
+            config_settings=ConfigSettings(
+                configfiles=[Path(p).resolve() for p in configfiles], config=dict(config or {})
+            ),
+            storage_settings=StorageSettings(),
+            workflow_settings=WorkflowSettings(cache=list(cache) or None),
+            snakefile=Path(snakefile).resolve(),
+            workdir=Path(workdir).resolve(),
+        )
+
     try:
+        if unlock_first and not dryrun:
+            with SnakemakeApi(OutputSettings()) as api:
+                new_workflow(api).dag(DAGSettings(targets=set(targets))).unlock()
+            os.chdir(previous)
         with SnakemakeApi(
             OutputSettings(printshellcmds=True, show_failed_logs=True, dryrun=dryrun)
         ) as api:
-            workflow = api.workflow(
-                resource_settings=ResourceSettings(cores=cores),
-                config_settings=ConfigSettings(
-                    configfiles=[Path(p).resolve() for p in configfiles], config=dict(config or {})
-                ),
-                storage_settings=StorageSettings(),
-                snakefile=Path(snakefile).resolve(),
-                workdir=Path(workdir).resolve(),
-            )
-            dag = workflow.dag(
-                DAGSettings(
-                    targets=set(targets),
-                    rerun_triggers=frozenset(RerunTrigger.parse_choice(t) for t in rerun_triggers),
-                )
-            )
+            dag = new_workflow(api).dag(DAGSettings(**dag_settings))
             dag.execute_workflow(
                 executor="dryrun" if dryrun else "local",
                 execution_settings=ExecutionSettings(keep_going=keep_going),

@@ -25,6 +25,7 @@ STUDY_COLUMNS = [
     "updated",
     "status",
     "reason",
+    "fingerprint",
 ]
 SAMPLE_COLUMNS = [
     "study",
@@ -44,7 +45,17 @@ SAMPLE_COLUMNS = [
     "fastq_bytes",
     "supplementary",
 ]
-MANIFEST_COLUMNS = ["run", "sample", "files", "status", "reason", "bytes", "md5"]
+MANIFEST_COLUMNS = [
+    "run",
+    "sample",
+    "files",
+    "status",
+    "reason",
+    "bytes",
+    "md5",
+    "error_file",
+    "error_field",
+]
 ALIGNMENT_COLUMNS = [
     "run",
     "sample",
@@ -85,19 +96,33 @@ def validate_sheet(df: pd.DataFrame, name: str, *, path: str | Path = "<table>")
 
     Raises InputError naming the file, the row and the field of the first problem.
     """
+    validate_rows(df.to_dict(orient="records"), name, path=path, columns=list(df.columns))
+    return df
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = _schema(name)
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    missing = [c for c in schema.get("required", []) if c not in df.columns]
-    if missing:
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def validate_rows(
+    rows: list[dict], name: str, *, path: str | Path = "<table>", columns: list[str] | None = None
+) -> list[dict]:
+    """:func:`validate_sheet` for rows as dicts (``columns``: the header, when known)."""
+    header = columns if columns is not None else (list(rows[0]) if rows else [])
+    missing = [c for c in _schema(name).get("required", []) if c not in header]
+    if missing and (rows or columns is not None):
         raise InputError(
             f"missing column(s) {', '.join(missing)}", path=str(path), field=missing[0]
         )
-    for i, record in enumerate(df.to_dict(orient="records")):
+    validator = _validator(name)
+    for i, record in enumerate(rows):
         error = next(iter(validator.iter_errors(record)), None)
         if error is not None:
             field = ".".join(str(p) for p in error.path) or None
             raise InputError(f"row {i + 1}: {error.message}", path=str(path), field=field)
-    return df
+    return rows
 
 
 def read_sheet(path: str | Path, name: str) -> pd.DataFrame:

@@ -4,6 +4,11 @@
 checkpoint query:
     output:
         studies=f"{RESULTS}/query/studies.tsv",
+    params:
+        # the studies known from earlier runs are read from here (never written by this rule)
+        db=f"{RESULTS}/catalog.sqlite",
+        # rerun trigger: a new window (scatlas refresh sets date_from/date_to) or query
+        window=lambda wc: query_fingerprint(),
     log:
         f"{LOGS}/query/query.log",
     localrule: True
@@ -22,7 +27,8 @@ rule sample_sheet:
         samples=f"{RESULTS}/studies/{{study}}/samples.tsv",
         meta=f"{RESULTS}/studies/{{study}}/study.json",
     params:
-        # re-ingest a study whose upstream record changed (rerun trigger: params)
+        # re-ingest a study whose upstream record changed (rerun trigger: params); the
+        # fingerprint digests its esummary / BioStudies record (scatlas.discovery)
         record=lambda wc: study_fingerprint(wc.study),
     log:
         f"{LOGS}/sample_sheet/{{study}}.log",
@@ -33,8 +39,30 @@ rule sample_sheet:
         "../../scripts/sample_sheet.py"
 
 
+rule ingest:
+    # the catalog after the ingestion stages (query, sample sheets, downloads); also the
+    # target of `scatlas refresh --target ingest` (metadata and reads only)
+    input:
+        studies=f"{RESULTS}/query/studies.tsv",
+        metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
+        manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),
+    output:
+        f"{RESULTS}/catalog/ingest.json",
+    params:
+        db=f"{RESULTS}/catalog.sqlite",
+        alignments=[],
+    log:
+        f"{LOGS}/catalog/ingest.log",
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
+    script:
+        "../../scripts/update_catalog.py"
+
+
 rule catalog:
     input:
+        ingest=f"{RESULTS}/catalog/ingest.json",
         studies=f"{RESULTS}/query/studies.tsv",
         metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
         manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),

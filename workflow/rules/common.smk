@@ -1,5 +1,7 @@
 # Configuration, sheets and input functions shared by every stage.
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -29,11 +31,22 @@ def read_sheet(path, schema):
     return df
 
 
+_KEPT_CACHE = {}
+
+
 def kept_studies():
-    """Rows of the query's studies table that go downstream (known after the checkpoint)."""
+    """Rows of the query's studies table that go downstream (known after the checkpoint).
+
+    Read and validated once per version of the file (input functions call this for every
+    job: with thousands of studies, re-reading it each time made the DAG quadratic)."""
     path = checkpoints.query.get().output.studies
-    df = read_sheet(path, str(SCHEMAS / "studies.schema.yaml"))
-    return df[df["status"] == "ok"].set_index("study", drop=False)
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _KEPT_CACHE:
+        df = read_sheet(path, str(SCHEMAS / "studies.schema.yaml"))
+        _KEPT_CACHE.clear()
+        _KEPT_CACHE[key] = df[df["status"] == "ok"].set_index("study", drop=False)
+    return _KEPT_CACHE[key]
 
 
 def study_row(study):
@@ -41,9 +54,17 @@ def study_row(study):
 
 
 def study_fingerprint(study):
-    """What the query knows of a study; a change upstream re-runs its sample sheet."""
+    """What the query knows of a study; a change upstream re-runs its sample sheet (and,
+    through it, that study's downloads and everything after them), nothing else."""
     row = study_row(study)
+    if row.get("fingerprint", ""):  # digest of the upstream record (esummary / BioStudies)
+        return f"{row['fingerprint']}|{row['organism']}|{row['kind']}"
     return "|".join(row[c] for c in ("title", "organism", "kind", "n_samples", "updated"))
+
+
+def query_fingerprint():
+    """The query's settings (and the refresh window): a change re-runs the query."""
+    return json.dumps(config["query"], sort_keys=True, default=str)
 
 
 def genome_of(organism):
@@ -77,12 +98,14 @@ def expression_inputs(wildcards):
         "samples": f"{RESULTS}/studies/{wildcards.study}/samples.tsv",
         "meta": f"{RESULTS}/studies/{wildcards.study}/study.json",
         "genes": f"resources/genomes/{study_genome(wildcards)}/genes.tsv",
+        # reads studies too: samples of a droplet protocol scatlas does not count itself
+        # come as author matrices
+        "manifest": f"{RESULTS}/fastq/{wildcards.study}/manifest.tsv",
     }
     if study_row(wildcards.study)["kind"] == "reads":
         inputs["counts"] = f"{RESULTS}/counts/{wildcards.study}/counts.tsv"
+        inputs["umi"] = f"{RESULTS}/counts/{wildcards.study}/umi.h5ad"
         inputs["alignment"] = f"{RESULTS}/align/{wildcards.study}/alignment.tsv"
-    else:
-        inputs["manifest"] = f"{RESULTS}/fastq/{wildcards.study}/manifest.tsv"
     return inputs
 
 

@@ -4,7 +4,9 @@ For term t in a study, the *in* group is the cells labelled t or a descendant of
 *out* group is the study's other labelled cells, leaving out cells labelled with an
 ancestor of t (a "T cell" may well be the "CD4-positive T cell" under test) and unlabelled
 cells. A study is tested when both groups have at least ``min_cells`` cells. Terms are the
-labels present in the atlas (all splits: DE describes the whole reference).
+labels present in the atlas (all splits: DE describes the whole reference). Cells of
+studies that published normalised values instead of counts (``obs["normalised"]``) are left
+out: the tests compare counts.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def run_de(
     onto = cached_ontology(obo)
     obs = adata.obs
     labels = obs["cl_id"].astype(str).replace("nan", "").to_numpy()
+    if "normalised" in obs:  # counts-based tests: author-normalised cells take no part
+        labels = np.where(obs["normalised"].astype(bool).to_numpy(), "", labels)
     studies = obs["study"].astype(str).to_numpy()
     X = sp.csr_matrix(adata.X)
     genes = adata.var_names.astype(str).to_numpy()

@@ -57,5 +57,7 @@ def annotate_and_score(
         "types_not_in_reference": sorted(set(truth[~in_ref])),
     }
     atomic_write_text(out_accuracy, json.dumps(result, indent=2) + "\n")
-    log.info("demo query accuracy %.3f over %d cells", result["accuracy"] or 0.0, result["n_scored"])
+    log.info(
+        "demo query accuracy %.3f over %d cells", result["accuracy"] or 0.0, result["n_scored"]
+    )
     return result

@@ -23,9 +23,11 @@ import json
 import logging
 import re
 import socket
+import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from http import HTTPStatus
@@ -74,9 +76,13 @@ class Fault:
 
     ``status``: answer with this status (and ``body``, default a small HTML error page).
     ``headers``: extra headers (e.g. ``{"Retry-After": "1"}``). ``body`` without ``status``:
-    a 200 answer with this body (an HTML page where JSON is expected). ``delay_s``: sleep first
-    (then serve normally unless something else is set). ``truncate_at``: announce the full
-    Content-Length but close the connection after that many body bytes.
+    a 200 answer with this body (an HTML page where JSON is expected), served as
+    ``content_type`` (default HTML). ``transform``: serve the normal answer with its body
+    passed through this function (a gzip cut short with a matching Content-Length, a record
+    with a field removed or doubled, non-UTF-8 bytes). ``delay_s``: sleep first (then serve
+    normally unless something else is set). ``truncate_at``: announce the full Content-Length
+    but close the connection after that many body bytes. ``reset_at``: the same, but the
+    connection is reset (TCP RST) instead of closed.
     """
 
     status: int | None = None
@@ -84,6 +90,9 @@ class Fault:
     body: bytes | None = None
     delay_s: float = 0.0
     truncate_at: int | None = None
+    reset_at: int | None = None
+    content_type: str = "text/html; charset=UTF-8"
+    transform: Callable[[bytes], bytes] | None = None
 
 
 @dataclass
@@ -131,6 +140,13 @@ class _Index:
         with open(folder / "ena_runs.tsv", newline="") as fh:
             self.runs: list[dict[str, str]] = list(csv.DictReader(fh, delimiter="\t"))
         self.ena_fields = list(self.runs[0]) if self.runs else []
+        # ENA answers filereport from an index; so does the mirror (a scan of every run per
+        # request would make a 2,000-series world measure the mirror, not the client)
+        self.runs_by: dict[str, list[dict[str, str]]] = {}
+        for r in self.runs:
+            for value in dict.fromkeys(r.get(f, "") for f in ENA_MATCH_FIELDS):
+                if value:
+                    self.runs_by.setdefault(value, []).append(r)
         self.hits: list[dict] = json.loads((folder / "biostudies.json").read_text())
         # submitted files (ArrayExpress runs) are the same bytes as ENA's FASTQ files
         self.submitted: dict[str, str] = {}
@@ -201,6 +217,12 @@ class MirrorServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def reload(self) -> None:
+        """Re-read ``mirror/_index`` (the world's records changed upstream)."""
+        index = _Index(self.docroot / "_index")
+        with self._lock:
+            self.index = index
+
     # -- faults and log ------------------------------------------------------------------------
     def inject(self, path_prefix: str, *faults: Fault) -> None:
         """The next requests whose path starts with ``path_prefix`` get ``faults``, in order."""
@@ -230,6 +252,9 @@ class MirrorServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "scatlas-mirror/1"
+            # headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+            # algorithm and the client's delayed ACK add ~40 ms to every keep-alive answer
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
@@ -259,15 +284,20 @@ class MirrorServer:
                 resp = _Response(
                     fault.status,
                     fault.body if fault.body is not None else _error_page(fault.status),
-                    "text/html; charset=UTF-8",
+                    fault.content_type,
                 )
             elif fault is not None and fault.body is not None:
-                resp = _Response(200, fault.body, "text/html; charset=UTF-8")
+                resp = _Response(200, fault.body, fault.content_type)
             else:
                 resp = self._route(method, target, body_in, h.headers.get("Range"))
+                if fault is not None and fault.transform is not None:
+                    resp.body = fault.transform(resp.body)
             if fault is not None and fault.headers:
                 resp.headers.update(fault.headers)
-            self._send(h, method, resp, fault.truncate_at if fault is not None else None)
+            cut = None
+            if fault is not None:
+                cut = fault.reset_at if fault.reset_at is not None else fault.truncate_at
+            self._send(h, method, resp, cut, reset=fault is not None and fault.reset_at is not None)
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True  # the client went away (e.g. timed out during a delay)
         except Exception:
@@ -277,7 +307,12 @@ class MirrorServer:
                 self._send(h, method, _Response(500, _error_page(500), "text/html"), None)
 
     def _send(
-        self, h: BaseHTTPRequestHandler, method: str, resp: _Response, truncate_at: int | None
+        self,
+        h: BaseHTTPRequestHandler,
+        method: str,
+        resp: _Response,
+        truncate_at: int | None,
+        reset: bool = False,
     ) -> None:
         h.send_response(resp.status)
         h.send_header("Content-Type", resp.content_type)
@@ -296,7 +331,13 @@ class MirrorServer:
         h.wfile.flush()
         h.close_connection = True
         with contextlib.suppress(OSError):
-            h.connection.shutdown(socket.SHUT_RDWR)
+            if reset:  # SO_LINGER 0: close() sends RST, the client sees "connection reset"
+                h.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                h.connection.close()
+            else:
+                h.connection.shutdown(socket.SHUT_RDWR)
 
     def _route(
         self, method: str, target: str, body_in: bytes, range_header: str | None
@@ -395,8 +436,15 @@ class MirrorServer:
         if lo or hi:
             lo = lo or date(1800, 1, 1)
             hi = hi or date(3000, 12, 31)
-            docs = [d for d in docs if lo <= date(*map(int, d["pdat"].split("/"))) <= hi]
-            field = {"pdat": "PDAT", "mdat": "MDAT"}.get(q.get("datetype", "pdat"), "PDAT")
+            datetype = q.get("datetype", "pdat")
+            # modification/Entrez dates live in the index as "_mdat"/"_edat" (esummary has no
+            # such field); without one a series' publication date stands in
+            docs = [
+                d
+                for d in docs
+                if lo <= date(*map(int, d.get(f"_{datetype}", d["pdat"]).split("/"))) <= hi
+            ]
+            field = {"pdat": "PDAT", "mdat": "MDAT", "edat": "EDAT"}.get(datetype, "PDAT")
             translation = f"{term} AND {lo:%Y/%m/%d}[{field}] : {hi:%Y/%m/%d}[{field}]".strip()
         docs.sort(key=lambda d: (d["pdat"], int(d["uid"])), reverse=True)
         try:
@@ -458,10 +506,12 @@ class MirrorServer:
             )
         result: dict = {"uids": ids}
         for uid in ids:
-            result[uid] = self.index.gds.get(uid) or {
-                "uid": uid,
-                "error": "cannot get document summary",
-            }
+            doc = self.index.gds.get(uid)
+            result[uid] = (
+                {k: v for k, v in doc.items() if not k.startswith("_")}
+                if doc
+                else {"uid": uid, "error": "cannot get document summary"}
+            )
         return _json(
             {"header": {"type": "esummary", "version": "0.3"}, "result": result},
             content_type="application/json; charset=UTF-8",
@@ -490,7 +540,7 @@ class MirrorServer:
             fields = list(ENA_DEFAULT_FIELDS)
         if "run_accession" not in fields:
             fields = ["run_accession"] + fields  # ENA always leads with the run accession
-        rows = [r for r in self.index.runs if any(r[f] == acc for f in ENA_MATCH_FIELDS)]
+        rows = self.index.runs_by.get(acc, [])
         if not rows:
             return _Response(204, b"", "text/plain")
         if q.get("format", "tsv").lower() == "json":

@@ -78,7 +78,12 @@ def _read_json(path: Path) -> dict | None:
 
 
 def run_demo(
-    *, seed: int = 1, port: int = 0, cores: int = 2, regenerate: bool = False, root: Path | None = None
+    *,
+    seed: int = 1,
+    port: int = 0,
+    cores: int = 2,
+    regenerate: bool = False,
+    root: Path | None = None,
 ) -> DemoResult:
     from scatlas.demo.mirror import MirrorServer
 

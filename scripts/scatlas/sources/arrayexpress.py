@@ -20,6 +20,7 @@ from typing import Any
 
 from scatlas.accessions import is_valid, validate
 from scatlas.errors import InputError, ServiceError
+from scatlas.sources.geo import fingerprint
 from scatlas.sources.http import HttpClient
 from scatlas.sources.sra import mate_of
 
@@ -56,20 +57,27 @@ def search(
 ) -> list[dict[str, Any]]:
     """ArrayExpress studies matching ``query``, released within [date_from, date_to].
 
-    Pages through the search until ``totalHits`` (or BioStudies' 20,000-hit window) is
-    reached. Returns hits as ``{accession, title, release_date, ...}`` sorted by accession.
+    The window is sent to BioStudies (``release_date=[A TO B]``) and checked again here.
+    Hits come newest first, so paging stops at the first page that reaches back before
+    ``date_from``, at ``totalHits`` or at BioStudies' 20,000-hit window. Returns hits as
+    ``{accession, title, release_date, ...}`` sorted by accession.
     """
     hits: dict[str, dict[str, Any]] = {}
     page = 1
     url = client.url(SEARCH_PATH)
+    window = (
+        f"[{date_from or '*'} TO {date_to or '*'}]" if (date_from or date_to) else None
+    )
     while True:
-        params = {
+        params: dict[str, Any] = {
             "query": query,
             "page": page,
             "pageSize": page_size,
             "sortBy": "release_date",
             "sortOrder": "descending",
         }
+        if window:
+            params["release_date"] = window
         data = client.get_json(SEARCH_PATH, params)
         if not isinstance(data, Mapping) or not isinstance(data.get("hits"), list):
             raise ServiceError(
@@ -99,9 +107,14 @@ def search(
                 }
         log.info("ArrayExpress search page %d: %d hits kept of %d total", page, len(hits), total)
         seen = page * page_size
+        dates = [
+            _iso(h.get("release_date")) for h in data["hits"] if isinstance(h, Mapping)
+        ]
+        older = bool(date_from) and any(d and d < str(date_from) for d in dates)
         if (
             not data["hits"]
             or seen >= total
+            or older  # newest first: every later page is older still
             or (max_results is not None and len(hits) >= max_results)
         ):
             break
@@ -194,6 +207,25 @@ def parse_study(doc: Mapping[str, Any]) -> dict[str, Any]:
         "links": links,
         "ena_study": ena[0] if ena else "",
     }
+
+
+STUDY_FINGERPRINT_FIELDS = (
+    "accession",
+    "title",
+    "description",
+    "study_type",
+    "organisms",
+    "n_samples",
+    "release_date",
+    "files",
+    "links",
+    "ena_study",
+)
+
+
+def study_fingerprint(info: Mapping[str, Any]) -> str:
+    """Fingerprint of a parsed study (:func:`parse_study`): changes when its content does."""
+    return fingerprint(info, STUDY_FINGERPRINT_FIELDS)
 
 
 def sdrf_url(

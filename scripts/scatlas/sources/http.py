@@ -48,6 +48,15 @@ class _ShortBody(Exception):
     """The body ended before Content-Length bytes arrived."""
 
 
+class ChecksumError(ServiceError):
+    """A download kept failing its size or md5 check; ``field`` names the record field
+    (``fastq_md5`` or ``fastq_bytes``) the file disagreed with."""
+
+    def __init__(self, message: str, *, url: str, reason: str, field: str):
+        super().__init__(message, url=url, reason=reason)
+        self.field = field
+
+
 # Failures worth another try: the connection, not the request, was at fault.
 _RETRY_EXCEPTIONS: tuple[type[BaseException], ...] = (
     requests.ConnectionError,
@@ -284,9 +293,18 @@ class HttpClient:
                 url=shown,
                 reason=f"HTML instead of {expect}",
             )
-        if resp.encoding is None or (expect in ("JSON", "XML") and "charset" not in ctype):
-            resp.encoding = "utf-8"
-        return resp.text
+        m = re.search(r"charset=([\w.:-]+)", ctype)
+        encoding = m.group(1) if m else "utf-8"
+        try:
+            return resp.content.decode(encoding)
+        except LookupError:  # an unknown charset name: read it as UTF-8
+            encoding = "utf-8"
+            try:
+                return resp.content.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise _not_text(exc, resp.content, shown, expect) from exc
+        except UnicodeDecodeError as exc:
+            raise _not_text(exc, resp.content, shown, expect, encoding) from exc
 
     def get_text(
         self, path_or_url: str, params: Mapping[str, Any] | None = None, *, expect: str = "text"
@@ -298,7 +316,13 @@ class HttpClient:
     def parse_json(self, resp: requests.Response, shown: str) -> Any:
         text = self._text(resp, shown, "JSON")
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as exc:
+            raise ServiceError(
+                f"JSON object has the field {exc.key!r} twice",
+                url=shown,
+                reason=f"duplicated JSON field {exc.key!r}",
+            ) from exc
         except json.JSONDecodeError as exc:
             raise ServiceError(
                 f"invalid JSON ({exc})", url=shown, reason=f"invalid JSON: {exc}"
@@ -339,6 +363,7 @@ class HttpClient:
         attempts = self.retries + 1
         last = ""
         resumed = False
+        mismatch = ""  # the field the last attempt's file disagreed with, if any
         for attempt in range(attempts):
             delay: float | None = None
             offset = part.stat().st_size if part.exists() else 0
@@ -352,11 +377,13 @@ class HttpClient:
                 if size is not None and got_size != size:
                     part.unlink()
                     last = f"size mismatch for {url}: expected {size} bytes, got {got_size}"
+                    mismatch = "fastq_bytes"
                 else:
                     got_md5 = md5_file(part)
                     if md5 is not None and got_md5 != md5:
                         part.unlink()
                         last = f"md5 mismatch for {url}: expected {md5}, got {got_md5}"
+                        mismatch = "fastq_md5"
                     else:
                         os.replace(part, dest)
                         return {
@@ -368,9 +395,9 @@ class HttpClient:
                             "resumed": resumed,
                         }
             except _RetryStatus as exc:
-                last, delay = exc.reason, exc.delay
+                last, delay, mismatch = exc.reason, exc.delay, ""
             except _RETRY_EXCEPTIONS as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last, mismatch = f"{type(exc).__name__}: {exc}", ""
             if attempt + 1 < attempts:
                 wait = delay if delay is not None else self._delay(attempt)
                 log.warning(
@@ -382,6 +409,13 @@ class HttpClient:
                     wait,
                 )
                 time.sleep(wait)
+        if mismatch:
+            raise ChecksumError(
+                f"download failed after {attempts} attempts: {last}",
+                url=url,
+                reason=last,
+                field=mismatch,
+            )
         raise ServiceError(
             f"download failed after {attempts} attempts: {last}", url=url, reason=last
         )
@@ -430,6 +464,34 @@ class HttpClient:
     def _range_start(resp: requests.Response) -> int | None:
         m = re.match(r"bytes\s+(\d+)-", resp.headers.get("Content-Range", ""))
         return int(m.group(1)) if m else None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a field given twice is malformed (json.loads keeps the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _not_text(
+    exc: UnicodeDecodeError, body: bytes, shown: str, expect: str, encoding: str = "utf-8"
+) -> ServiceError:
+    line = body.count(b"\n", 0, exc.start) + 1
+    return ServiceError(
+        f"{expect} body is not {encoding} text: byte 0x{body[exc.start]:02x} at offset "
+        f"{exc.start} (line {line})",
+        url=shown,
+        reason=f"not {encoding} text at byte {exc.start} (line {line})",
+    )
 
 
 class _RetryStatus(Exception):

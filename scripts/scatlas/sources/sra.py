@@ -136,8 +136,8 @@ def parse_filereport(text: str, *, where: str = "") -> list[dict[str, Any]]:
 
     ``where`` (a file or URL) is named in errors.
     """
-    body = text.lstrip("\ufeff").strip()
-    if not body:
+    body = text.lstrip("\ufeff").strip("\r\n")  # keep trailing tabs: empty last fields
+    if not body.strip():
         return []
     if body[0] in "[{":
         try:
@@ -157,7 +157,19 @@ def parse_filereport(text: str, *, where: str = "") -> list[dict[str, Any]]:
                 path=where or None,
                 field="run_accession",
             )
+        twice = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+        if twice:  # DictReader would keep the last value silently
+            raise InputError(
+                f"filereport has the column {twice[0]!r} twice", path=where or None, field=twice[0]
+            )
         rows = list(reader)
+        short = next((i for i, r in enumerate(rows, 2) if None in r.values()), None)
+        if short is not None:
+            raise InputError(
+                f"line {short} has fewer fields than the header",
+                path=where or None,
+                field=reader.fieldnames[-1],
+            )
     if rows and "run_accession" not in rows[0]:
         raise InputError(
             "filereport rows have no run_accession", path=where or None, field="run_accession"
@@ -367,8 +379,8 @@ _RUNTABLE_COLUMNS = {
 def parse_sra_runtable(text: str, *, where: str = "") -> list[dict[str, Any]]:
     """Run records from an SRA run table (NCBI RunInfo CSV, or pysradb's export where one
     row is an experiment with ``run_1_accession``, ``run_2_accession``... columns)."""
-    body = text.lstrip("\ufeff").strip()
-    if not body:
+    body = text.lstrip("\ufeff").strip("\r\n")  # keep trailing tabs: empty last fields
+    if not body.strip():
         return []
     reader = csv.DictReader(
         io.StringIO(body), delimiter="\t" if "\t" in body.split("\n", 1)[0] else ","
