@@ -31,3 +31,19 @@ def test_subcommands_listed():
         parser.parse_args(["--help"])
     args = parser.parse_args(["mirror", "serve", "some/world", "--port", "9999"])
     assert args.port == 9999 and args.dir == "some/world"
+
+
+def test_demo_report_names_release_accuracy_and_failures(tmp_path):
+    from scatlas.demo.run import DemoResult
+
+    outputs = {
+        "release": {"path": "published/v1", "version": "v1", "current": "published/current"},
+        "accuracy": {"annotated": "results/demo/q.h5ad", "accuracy": 0.95, "n_scored": 60},
+        "catalog": {"failed_studies": [{"study": "GSE9", "reason": "GSE9: md5 mismatch for x"}]},
+    }
+    text = DemoResult(ok=True, root=tmp_path, outputs=outputs).report(2.5)
+    assert "published/v1 (version v1)" in text
+    assert "0.950 over 60 cells" in text
+    assert "failed study GSE9: md5 mismatch for x" in text
+    assert "FAILED" not in text
+    assert "FAILED" in DemoResult(ok=False, root=tmp_path).report(1.0)

@@ -64,7 +64,8 @@ class DemoResult:
         if catalog:
             lines.append(f"catalog             : {self.root / 'results' / 'catalog.sqlite'}")
             for row in catalog.get("failed_studies", []):
-                lines.append(f"  failed study {row['study']}: {row['reason']}")
+                reason = row["reason"].removeprefix(f"{row['study']}: ")
+                lines.append(f"  failed study {row['study']}: {reason}")
         report = self.root / "results" / "evaluation" / "report.html"
         if report.exists():
             lines.append(f"evaluation report   : {report}")
