@@ -13,4 +13,5 @@ map_study(
     Path(snakemake.output[0]),
     overrides=Path(overrides) if overrides else None,
     specialise_by_tissue=bool(snakemake.params.specialise_by_tissue),
+    min_confidence=float(snakemake.params.min_confidence),
 )

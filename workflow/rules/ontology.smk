@@ -35,6 +35,7 @@ rule cell_types:
     params:
         overrides=config["ontology"]["overrides"],
         specialise_by_tissue=config["ontology"]["specialise_by_tissue"],
+        min_confidence=config["ontology"]["min_confidence"],
     log:
         f"{LOGS}/cell_types/{{study}}.log",
     conda:

@@ -24,7 +24,7 @@ from .study import (
     read_cell_types,
     read_overrides,
 )
-from .tables import read_abbreviations, read_tissue_terms, read_tissues
+from .tables import read_abbreviations, read_implied_terms, read_tissue_terms, read_tissues
 
 __all__ = [
     "CELL_TYPE_COLUMNS",
@@ -51,6 +51,7 @@ __all__ = [
     "parse_source_text",
     "read_abbreviations",
     "read_cell_types",
+    "read_implied_terms",
     "read_overrides",
     "read_tissue_terms",
     "read_tissues",

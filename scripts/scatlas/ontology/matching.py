@@ -20,7 +20,13 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    Several unrelated terms left: the sample's tissue decides where it can (a term whose
    name places it in another tissue is dropped); a list ("monocytes/macrophages",
    "dendritic cells and macrophages", "DN3-DN4") is a mixture and maps to the terms' lowest common
-   ancestor when that is a close, informative term; otherwise the value is ambiguous.
+   ancestor under is_a when that is a close, informative term; otherwise the value is
+   ambiguous.
+5. Anatomy: "<anatomy> <cell type>" ("bladder epithelial cell", "fibroblasts of the lung")
+   becomes CL's term for that type in that anatomy when CL has a clear one (`_compose`).
+6. A value that names no cell type but holds a qualifier that alone implies one in the
+   sample's tissue (`implied_terms.tsv`: "pericentral" in the liver) maps to that term
+   with a lower confidence.
 
 Across fields, the more trusted field wins (author cell-type column > other
 characteristics > source name > title > tissue); a less trusted field may only refine the
@@ -43,6 +49,7 @@ from .tables import (
     TableEntry,
     Tissue,
     read_abbreviations,
+    read_implied_terms,
     read_tissue_terms,
     read_tissues,
 )
@@ -57,6 +64,7 @@ WEIGHTS: dict[str, float] = {
     "EXACT": 0.95,
     "abbreviation": 0.9,
     "tissue term": 0.9,
+    "implied": 0.8,
     "NARROW": 0.7,
     "RELATED": 0.6,
     "BROAD": 0.5,
@@ -67,6 +75,9 @@ _REORDERED = 0.95  # the words match a name in another order
 _MIXTURE = 0.8  # lowest common ancestor of a list of types
 _TISSUE_DECIDED = 0.95
 _SPECIALISED = 0.95
+_COMPOSED = 0.95  # "<anatomy> <cell type>" read as CL's term for that type in that anatomy
+_KIND = ("is_a",)  # the relation that says what a cell is (mixtures, composition)
+_POSITION = frozenset({"of", "from", "in"})  # "<cell type> of/from/in <anatomy>"
 MAX_MIXTURE_STEPS = 3  # a mixture's common ancestor at most this many steps above each type
 MAX_TEXT_CHARS = 2000  # longer text is cut (and the cut logged)
 _MAX_WINDOW = 12
@@ -117,7 +128,8 @@ class Match:
 
 @dataclass(frozen=True)
 class CellMapping:
-    """The outcome for one cell: ``status`` is mapped, ambiguous, unmatched or empty;
+    """The outcome for one cell: ``status`` is mapped, ambiguous, unmatched, withheld
+    (below ``min_confidence``) or empty;
     for unmapped cells ``evidence`` says why (the competing hits when ambiguous)."""
 
     match: Match | None
@@ -192,7 +204,9 @@ class TermMatcher:
     upper-level terms). ``specialise_by_tissue`` turns a generic answer into the one
     tissue-specific descendant named "<answer> of <tissue>" / "<tissue> <answer>" (e.g.
     "endothelial cell" in lung -> "lung endothelial cell"); off by default, because it adds
-    specificity the author did not state.
+    specificity the author did not state. ``min_confidence`` withholds answers below that
+    confidence (status "withheld", the answer kept in the evidence): fewer wrong answers
+    for less coverage (benchmarks/bench_ontology.py prints the trade-off); 0 keeps all.
     """
 
     def __init__(
@@ -201,9 +215,14 @@ class TermMatcher:
         *,
         abbreviations: Iterable[TableEntry] | None = None,
         tissue_terms: Iterable[TableEntry] | None = None,
+        implied_terms: Iterable[TableEntry] | None = None,
         tissues: Mapping[str, Tissue] | None = None,
         specialise_by_tissue: bool = False,
+        min_confidence: float = 0.0,
     ):
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1], not {min_confidence}")
+        self.min_confidence = min_confidence
         self.ontology = ontology
         self.tissues = dict(read_tissues() if tissues is None else tissues)
         abbreviations = read_abbreviations(ontology) if abbreviations is None else abbreviations
@@ -224,6 +243,16 @@ class TermMatcher:
             if ontology.is_informative(row.cl_id):
                 self._add(_Entry(row.cl_id, "tissue term", row.text, row.tissue, row.source))
         self._add_implied()
+        if implied_terms is None:
+            implied_terms = read_implied_terms(ontology, self.tissues)
+        # qualifiers that imply a cell type only when a value names none: not in the index
+        self._implied_terms: dict[tuple[str, str], TableEntry] = {
+            (row.tissue, row.key): row
+            for row in implied_terms
+            if ontology.is_informative(row.cl_id)
+        }
+        self._implied_window = max((len(k.split()) for _, k in self._implied_terms), default=0)
+        self._composed: dict[tuple[str, str, str], str | None] = {}
         self._bags: dict[str, list[_Entry]] = {}
         self._firsts: set[str] = set()
         self._vocab: set[str] = set()
@@ -661,7 +690,8 @@ class TermMatcher:
         )
         spans, note = self._context_filter(spans, words)
         if not spans:
-            return _ValueResult("unmatched", note=note)
+            implied = self._implied_value(words, shown, tissue, note)
+            return implied or _ValueResult("unmatched", note=note)
         if any(e.scope in _STRONG for s in spans for e in s.entries):
             for s in spans:
                 s.entries = [e for e in s.entries if e.scope in _STRONG]
@@ -678,7 +708,7 @@ class TermMatcher:
             e, s = by_term[cl_id]
             conf = e.weight * (_REORDERED if s.reordered else 1.0)
             notes = list(extra)
-            if s.length < len(content):
+            if sum(w not in _STOP for w in words[s.start : s.end]) < len(content):
                 conf *= _PARTIAL
                 notes.append(f'phrase "{" ".join(words[s.start : s.end])}"')
             if s.reordered:
@@ -694,17 +724,19 @@ class TermMatcher:
                 notes.append(note)
             return _Hit(cl_id, e.scope, e.text, "", shown, round(conf, 4), tuple(notes))
 
+        def composed(h: _Hit) -> _Hit:
+            return self._compose(h, by_term[h.cl_id][1], spans, words, hard, coord_before)
+
         specific = sorted(self.ontology.most_specific(by_term))
         if len(specific) > 1:
             decided = self._decide_by_tissue(specific, tissue)
             if len(decided) == 1:
                 h = as_hit(decided[0], (f"tissue {tissue} decides",))
-                return _ValueResult(
-                    "mapped", replace(h, confidence=round(h.confidence * _TISSUE_DECIDED, 4))
-                )
+                h = replace(h, confidence=round(h.confidence * _TISSUE_DECIDED, 4))
+                return _ValueResult("mapped", composed(h))
             specific = decided
         if len(specific) == 1:
-            return _ValueResult("mapped", as_hit(specific[0]))
+            return _ValueResult("mapped", composed(as_hit(specific[0])))
         hits = [as_hit(c) for c in specific]
         mixture = self._mixture(specific, [by_term[c][1] for c in specific], coord_before)
         if mixture is not None:
@@ -715,6 +747,132 @@ class TermMatcher:
             )
             return _ValueResult("mapped", hit, hits)
         return _ValueResult("ambiguous", None, hits, note)
+
+    def _implied_value(
+        self, words: list[str], shown: str, tissue: str | None, note: str
+    ) -> _ValueResult | None:
+        """A value that names no cell type but holds a qualifier that, alone, implies one in
+        the sample's tissue (`implied_terms.tsv`: "pericentral" in the liver); None when it
+        holds none, or qualifiers implying different terms."""
+        if not tissue or not self._implied_terms:
+            return None
+        found: dict[str, tuple[TableEntry, int]] = {}
+        n = len(words)
+        for i in range(n):
+            for size in range(min(self._implied_window, n - i), 0, -1):
+                row = self._implied_terms.get((tissue, " ".join(words[i : i + size])))
+                if row is not None:
+                    if i > 0 and words[i - 1] in _NEG_BEFORE:
+                        break
+                    found.setdefault(row.cl_id, (row, size))
+                    break
+        if len(found) != 1:
+            return None
+        row, size = next(iter(found.values()))
+        conf = WEIGHTS["implied"]
+        notes = [f"implied in {tissue}", row.source]
+        if size < len([w for w in words if w not in _STOP]):
+            conf *= _PARTIAL
+            notes.append(f'phrase "{row.key}"')
+        if note:
+            notes.append(note)
+        hit = _Hit(row.cl_id, "implied", row.text, "", shown, round(conf, 4), tuple(notes))
+        return _ValueResult("mapped", hit)
+
+    def _anatomy_spans(self, words: Sequence[str]) -> list[tuple[int, int, str]]:
+        """(start, end, tissue) of the phrases in ``words`` that name a tissue (longest
+        first; "!" phrases such as "blood vessel" name none and are skipped)."""
+        out: list[tuple[int, int, str]] = []
+        k, n = 0, len(words)
+        while k < n:
+            for size in range(min(self._tissue_window, n - k), 0, -1):
+                name = self._tissue_phrases.get(" ".join(words[k : k + size]))
+                if name is not None:
+                    if name:
+                        out.append((k, k + size, name))
+                    k += size
+                    break
+            else:
+                k += 1
+        return out
+
+    def _compose(
+        self,
+        hit: _Hit,
+        span: _Span,
+        spans: list[_Span],
+        words: list[str],
+        hard: list[bool],
+        coord: list[bool],
+    ) -> _Hit:
+        """ "<anatomy> <cell type>" ("bladder epithelial cell", "fibroblasts of the lung"):
+        the hit specialised to CL's term for that type in that anatomy (`_intersection`),
+        when the value names one anatomy that modifies the phrase: before it within the
+        same list item, or after it as "of/from/in [the] <anatomy>". A term that already
+        belongs to a tissue is kept. The anatomy is the author's, not the sample's tissue
+        (that is the opt-in ``specialise_by_tissue``)."""
+        if self.term_tissues(hit.cl_id):
+            return hit
+        named: set[str] = set()
+        phrase = ""
+        for a, b, name in self._anatomy_spans(words):
+            if any(o.start < b and a < o.end for o in spans):
+                continue  # part of a matched phrase
+            before = b <= span.start and not any(
+                hard[k] or coord[k] for k in range(b, span.start + 1)
+            )
+            gap = words[span.end : a]
+            after = a >= span.end and gap[:1] and gap[0] in _POSITION and gap[1:] in ([], ["the"])
+            if before or after:
+                named.add(name)
+                phrase = " ".join(words[a:b])
+        if len(named) != 1:
+            return hit
+        tissue = named.pop()
+        special = self._intersection(hit.cl_id, tissue, phrase)
+        if special is None:
+            return hit
+        return replace(
+            hit,
+            cl_id=special,
+            scope=hit.scope,
+            confidence=round(hit.confidence * _COMPOSED, 4),
+            notes=(
+                *hit.notes,
+                f'with anatomy "{phrase}": {self.ontology.label(hit.cl_id)} of {tissue}',
+            ),
+        )
+
+    def _intersection(self, cl_id: str, tissue: str, phrase: str) -> str | None:
+        """CL's term for ``cl_id`` in ``tissue``: the one most general descendant placed in
+        the tissue (`term_tissues`) whose name holds nothing but the type's name and the
+        tissue's ("<tissue> <type>", "<type> of <tissue>": "renal" + "epithelial cell" ->
+        "kidney epithelial cell", "pulmonary" + "epithelial cell" -> "epithelial cell of
+        lung", not "bronchial epithelial cell"). None otherwise: naming a more qualified
+        term ("bladder" + "epithelial cell" -> "bladder urothelial cell"; "splenic" + "B
+        cell" -> "marginal zone B cell of spleen", the only B cell CL places in the
+        spleen) would add specificity the author did not state."""
+        key = (cl_id, tissue, phrase)
+        if key in self._composed:
+            return self._composed[key]
+        onto = self.ontology
+        known = (
+            set(normalise_text(onto.label(cl_id)).split())
+            | set(normalise_text(tissue).split())
+            | set(phrase.split())
+            | _STOP
+        )
+        plain = {
+            d
+            for d in onto.descendants(cl_id, _KIND)
+            if tissue in self.term_tissues(d)
+            and onto.is_informative(d)
+            and set(normalise_text(onto.label(d)).split()) <= known
+        }
+        minimal = [d for d in plain if not (onto.ancestors(d, _KIND) & plain)]
+        best = minimal[0] if len(minimal) == 1 else None
+        self._composed[key] = best
+        return best
 
     def _mixture(
         self, terms: list[str], spans: list[_Span], coord_before: list[bool]
@@ -729,17 +887,21 @@ class TermMatcher:
             if not any(coord_before[k] for k in range(end, start + 1)):
                 return None
         onto = self.ontology
-        # a DAG may give several minimal common ancestors: the closest, then the narrowest
+        # the common *kind* of the listed types: over is_a only (a part_of ancestor is
+        # where a cell sits, not what it is). A DAG may give several minimal common
+        # ancestors; each is true of every listed type, so taking the closest, then the
+        # narrowest, loses no correctness and keeps the most information.
+        rels = _KIND
         ranked = sorted(
             (
                 max(steps),
                 sum(steps),
-                len(onto.descendants(c)),
+                len(onto.descendants(c, rels)),
                 c,
             )
-            for c in onto.lowest_common_ancestors(terms)
+            for c in onto.lowest_common_ancestors(terms, rels)
             if onto.is_informative(c)
-            for steps in [[onto.distance(t, c) for t in terms]]
+            for steps in [[onto.distance(t, c, rels) for t in terms]]
         )
         if not ranked or ranked[0][0] > MAX_MIXTURE_STEPS:
             return None
@@ -790,6 +952,11 @@ class TermMatcher:
                 res = _ValueResult("mapped", hit)
             else:
                 res = self._value(text, context)
+            if res.hit is not None and res.hit.scope == "implied" and f.kind != "cell type":
+                # "periportal" in a title or source name may be a dissected region holding
+                # every cell type; only an author's cell label names the zone's cells
+                note = f'"{res.hit.synonym}" implies a cell type only in a cell-type field'
+                res = _ValueResult("unmatched", note=note)
             if res.note and res.status != "mapped":
                 notes.append(f"{f.field}: {res.note}")
             if res.hit is not None:
@@ -886,7 +1053,15 @@ class TermMatcher:
                 ),
             )
         evidence = best.evidence
-        match = Match(best.cl_id, onto.label(best.cl_id), evidence, round(best.confidence, 3))
+        conf = round(best.confidence, 3)
+        if conf < self.min_confidence:
+            return CellMapping(
+                None,
+                f"withheld: confidence {conf} < {self.min_confidence} for {best.cl_id} "
+                f"{onto.label(best.cl_id)}: {evidence}",
+                "withheld",
+            )
+        match = Match(best.cl_id, onto.label(best.cl_id), evidence, conf)
         return CellMapping(match, "", "mapped")
 
     def explain(

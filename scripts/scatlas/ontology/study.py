@@ -29,18 +29,22 @@ log = logging.getLogger(__name__)
 CELL_TYPE_COLUMNS = ["cl_id", "cl_label", "evidence", "confidence"]
 _CL_ID = re.compile(r"^CL:\d{7}$")
 
-_matchers: dict[tuple[int, bool], TermMatcher] = {}
+_matchers: dict[tuple[int, bool, float], TermMatcher] = {}
 _lock = threading.Lock()
 
 
-def cached_matcher(obo: str | os.PathLike, specialise_by_tissue: bool = False) -> TermMatcher:
+def cached_matcher(
+    obo: str | os.PathLike, specialise_by_tissue: bool = False, min_confidence: float = 0.0
+) -> TermMatcher:
     """A `TermMatcher` over the (cached) ontology in ``obo``, built once per process."""
     onto = cached_ontology(obo)
-    key = (id(onto), specialise_by_tissue)
+    key = (id(onto), specialise_by_tissue, min_confidence)
     with _lock:
         matcher = _matchers.get(key)
         if matcher is None or matcher.ontology is not onto:
-            matcher = TermMatcher(onto, specialise_by_tissue=specialise_by_tissue)
+            matcher = TermMatcher(
+                onto, specialise_by_tissue=specialise_by_tissue, min_confidence=min_confidence
+            )
             _matchers[key] = matcher
         return matcher
 
@@ -134,7 +138,8 @@ def map_texts(
     source: str = "",
 ) -> tuple[list[tuple[str, str, str, float]], Counter[str]]:
     """(cl_id, cl_label, evidence, confidence) for each text (each distinct text mapped
-    once) and the number of texts per status (mapped, ambiguous, unmatched, empty)."""
+    once) and the number of texts per status (mapped, ambiguous, unmatched, withheld,
+    empty)."""
     decoded = [as_text(t) for t in texts]
     bad = sum(flag for _, flag in decoded)
     if bad:
@@ -168,6 +173,7 @@ def map_study(
     overrides: str | os.PathLike | None = None,
     *,
     specialise_by_tissue: bool = False,
+    min_confidence: float = 0.0,
 ) -> pd.DataFrame:
     """Map every cell's ``obs["source_text"]`` to a CL term; write ``cell_types.tsv``.
 
@@ -180,7 +186,7 @@ def map_study(
         raise InputError(
             "no source_text column in obs", path=str(expression_h5ad), field="source_text"
         )
-    matcher = cached_matcher(obo, specialise_by_tissue)
+    matcher = cached_matcher(obo, specialise_by_tissue, min_confidence)
     table = read_overrides(overrides, matcher.ontology) if overrides else None
     rows, status = map_texts(
         matcher, list(obs["source_text"].astype(object)), table, source=str(expression_h5ad)
@@ -190,12 +196,14 @@ def map_study(
     with atomic_path(out_tsv, suffix=".tsv") as tmp:
         out.to_csv(tmp, sep="\t", float_format="%.3f")
     log.info(
-        "%s: %d cells, %d mapped, %d ambiguous, %d unmatched, %d without text",
+        "%s: %d cells, %d mapped, %d ambiguous, %d unmatched, %d withheld (low confidence), "
+        "%d without text",
         expression_h5ad,
         len(out),
         status["mapped"],
         status["ambiguous"],
         status["unmatched"],
+        status["withheld"],
         status["empty"],
     )
     return out

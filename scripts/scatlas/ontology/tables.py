@@ -4,6 +4,10 @@
   (NK, Treg, HSC, OPC, ...) -> CL term, valid in any tissue.
 * ``tissue_terms.tsv`` (tissue, text, cl_id, cl_label, comment): words whose meaning depends
   on the tissue ("beta" in the pancreas, "HSC" in the liver, "KC" in skin or liver).
+* ``implied_terms.tsv`` (tissue, text, cl_id, cl_label, comment): qualifiers that, used
+  alone as a label in that tissue, imply the cell type they qualify (liver zonation:
+  "pericentral" alone in the liver is a pericentral hepatocyte). They count only when the
+  value names no cell type itself ("pericentral LSEC" stays an endothelial cell).
 * ``tissues.tsv`` (tissue, uberon, words, comment): the words that name a tissue or organ
   ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), with the
   UBERON id that CL's ``part_of`` links use.
@@ -32,6 +36,7 @@ RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "ontology"
 ABBREVIATIONS = RESOURCES / "abbreviations.tsv"
 TISSUE_TERMS = RESOURCES / "tissue_terms.tsv"
 TISSUES = RESOURCES / "tissues.tsv"
+IMPLIED_TERMS = RESOURCES / "implied_terms.tsv"
 
 _CL_ID = re.compile(r"^CL:\d{7}$")
 
@@ -156,4 +161,13 @@ def read_tissue_terms(
     path: str | os.PathLike = TISSUE_TERMS,
 ) -> list[TableEntry]:
     """Tissue-specific rows whose term the ontology has (current ids)."""
+    return _term_rows(Path(path), ontology, True, tissues)
+
+
+def read_implied_terms(
+    ontology: CellOntology,
+    tissues: dict[str, Tissue],
+    path: str | os.PathLike = IMPLIED_TERMS,
+) -> list[TableEntry]:
+    """Tissue-specific qualifiers that imply a cell type when used alone (current ids)."""
     return _term_rows(Path(path), ontology, True, tissues)
