@@ -12,6 +12,8 @@ import scipy.sparse as sp
 from scipy import stats
 
 from scatlas.de import (
+    STUDY_COLUMNS,
+    SUMMARY_COLUMNS,
     agreement,
     bh,
     fisher_combine,
@@ -76,14 +78,16 @@ def test_test_study_columns_and_normalisation():
     logx = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
     row = res.set_index("gene").loc["g0"]
     assert row["mean_in"] == pytest.approx(logx[:20, 0].mean())
-    assert row["logfc"] == pytest.approx(logx[:20, 0].mean() - logx[20:, 0].mean())
+    # scanpy's definition: log2 ratio of the group means back on the CP10k scale
+    expected = np.log2(np.expm1(logx[:20, 0].mean()) / np.expm1(logx[20:, 0].mean()))
+    assert row["logfc"] == pytest.approx(expected) and row["logfc"] > 1
     assert row["pvalue"] == pytest.approx(
         stats.mannwhitneyu(logx[:20, 0], logx[20:, 0], method="asymptotic").pvalue, rel=1e-9
     )
     assert row["padj"] < 1e-5 and (res["padj"] >= res["pvalue"]).all()
     np.testing.assert_allclose(log1p_cp10k(counts).toarray(), logx)
-    with pytest.raises(ValueError, match="edger"):
-        test_study(counts, groups, "edger")
+    with pytest.raises(ValueError, match="unknown DE method 'scde'"):
+        test_study(counts, groups, "scde")
     with pytest.raises(ValueError, match="both groups"):
         test_study(counts, np.ones(40, dtype=bool))
 
@@ -201,22 +205,18 @@ def _planted_atlas(path):
     return path
 
 
-def test_planted_genes_recovered_artefact_rejected(tmp_path, obo):
+@pytest.mark.parametrize("method", ["edger", "wilcoxon"])
+def test_planted_genes_recovered_artefact_rejected(tmp_path, obo, method):
     atlas = _planted_atlas(tmp_path / "atlas.h5ad")
-    summary = run_de(atlas, obo, tmp_path / "de", min_cells=5, fdr=0.05, min_studies=2)
-    s = summary.set_index("cl_id")
-    assert list(summary.columns) == [
-        "cl_id",
-        "cl_label",
-        "n_studies",
-        "n_cells",
-        "n_up",
-        "n_down",
-        "status",
-        "reason",
-    ]
+    summary = run_de(
+        atlas, obo, tmp_path / "de", min_cells=5, fdr=0.05, min_studies=2, method=method
+    )
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    s = summary[summary["contrast"] == "rest"].set_index("cl_id")
+    assert (s["method"] == method).all()
     # B cells include the naive B cells (a descendant); all three studies qualify
     assert s.loc[B, "n_studies"] == 3 and s.loc[B, "n_cells"] == 30 + 10 + 25 + 35
+    assert s.loc[B, "units"] == "GSE1: cells 40 vs 50; GSE2: cells 25 vs 53; GSE3: cells 35 vs 50"
     table = pd.read_csv(tmp_path / "de" / "CL_0000236.tsv", sep="\t").set_index("gene")
     for col in (
         "logfc__GSE1",
@@ -224,12 +224,14 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo):
         "stouffer_z",
         "stouffer_p",
         "fisher_p",
+        "fisher_fdr",
         "maxp",
         "fdr",
         "direction",
         "n_studies",
         "n_agree",
         "significant",
+        "conservative",
         "gene_symbol",
     ):
         assert col in table.columns
@@ -237,6 +239,7 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo):
     called = set(table.index[table["significant"]])
     recall = len(called & planted) / len(planted)
     precision = len(called & planted) / max(len(called), 1)
+    print(f"planted DE ({method}): precision {precision:.3f}, recall {recall:.3f}")
     # 4-fold changes over 25-40 vs 45-60 cells per study: each study alone has power near 1,
     # so nearly every planted gene must replicate; BH at 5% plus replication keeps null calls
     # far below 10% of the calls.
@@ -248,18 +251,23 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo):
     ).all()
     art = table.loc[f"ENSG{ARTEFACT:05d}"]
     assert art["padj__GSE1"] < 1e-3  # strong in its one study; Stouffer alone would call it
-    assert art["fdr"] < 0.05
+    assert art["fdr"] < 0.05 and art["fisher_fdr"] < 0.05
     assert not art["significant"] and art["n_replicated"] <= 1
+    assert not art["conservative"]  # maxp: not significant in GSE2/GSE3
     assert s.loc[B, "n_up"] + s.loc[B, "n_down"] == len(called)
-    # naive B cells: only GSE1 has them -> one study, flagged, nothing significant
-    assert s.loc[NAIVE_B, "status"] == "tested" and s.loc[NAIVE_B, "n_studies"] == 1
-    assert "min_studies" in s.loc[NAIVE_B, "reason"] and s.loc[NAIVE_B, "n_up"] == 0
-    naive = pd.read_csv(tmp_path / "de" / "CL_0000788.tsv", sep="\t")
-    assert (naive["n_studies"] == 1).all() and not naive["significant"].any()
+    # naive B cells: only GSE1 has them -> one study: not tested, with the reason, no table
+    assert s.loc[NAIVE_B, "status"] == "not tested" and s.loc[NAIVE_B, "n_studies"] == 1
+    assert "min_studies" in s.loc[NAIVE_B, "reason"] and "GSE1: 10 vs" in s.loc[NAIVE_B, "reason"]
+    assert not (tmp_path / "de" / "CL_0000788.tsv").exists()
     # 3 pDCs in one study: listed with the reason, no table
     assert s.loc[PDC, "status"] == "not tested" and "GSE2: 3 vs" in s.loc[PDC, "reason"]
     assert not (tmp_path / "de" / "CL_0000784.tsv").exists()
     assert s.loc[T, "n_studies"] == 3
+    studies = pd.read_csv(tmp_path / "de" / "studies.tsv", sep="\t")
+    assert list(studies.columns) == STUDY_COLUMNS
+    b_rest = studies[(studies["cl_id"] == B) & (studies["contrast"] == "rest")]
+    assert sorted(b_rest["study"]) == ["GSE1", "GSE2", "GSE3"]
+    assert (b_rest["status"] == "tested").all() and (b_rest["unit"] == "cells").all()
     assert not list((tmp_path / "de").glob(".*tmp"))
 
 
@@ -269,10 +277,14 @@ def test_normalised_studies_left_out(tmp_path, obo):
     adata = anndata.read_h5ad(atlas)
     adata.obs["normalised"] = (adata.obs["study"] == "GSE3").to_numpy()
     adata.write_h5ad(atlas)
-    s = run_de(atlas, obo, tmp_path / "de", min_cells=5, min_studies=2).set_index("cl_id")
+    s = run_de(atlas, obo, tmp_path / "de", min_cells=5, min_studies=2, method="wilcoxon")
+    s = s[s["contrast"] == "rest"].set_index("cl_id")
     assert s.loc[B, "n_studies"] == 2 and s.loc[B, "n_cells"] == 30 + 10 + 25
     table = pd.read_csv(tmp_path / "de" / "CL_0000236.tsv", sep="\t")
     assert "logfc__GSE3" not in table.columns and "logfc__GSE2" in table.columns
+    st = pd.read_csv(tmp_path / "de" / "studies.tsv", sep="\t")
+    ex = st[(st["cl_id"] == B) & (st["study"] == "GSE3")]
+    assert ex["status"].tolist() == ["excluded"] and "normalised" in ex["note"].iloc[0]
 
 
 def test_run_de_bad_input(tmp_path, obo):
@@ -283,5 +295,6 @@ def test_run_de_bad_input(tmp_path, obo):
     with pytest.raises(InputError, match="cl_id"):
         run_de(path, obo, tmp_path / "de")
     assert term_file_name("CL:0000236") == "CL_0000236.tsv"
+    assert term_file_name("CL:0000236", "siblings") == "CL_0000236.siblings.tsv"
     with pytest.raises(InputError):
         term_file_name("../CL:1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import anndata
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.io
 import scipy.sparse as sp
 
@@ -101,7 +102,10 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
         assert (ct["cl_id"] != "").all()
     b = read_cell_types(folders[0] / "cell_types.tsv")
     b = b[b["cl_id"] == CD19_B]
-    assert len(b) == 165 and b["evidence"].iloc[0] == 'cell type: "CD19+ B cells" ~ "CD19+ B cell" (EXACT)'
+    assert (
+        len(b) == 165
+        and b["evidence"].iloc[0] == 'cell type: "CD19+ B cells" ~ "CD19+ B cell" (EXACT)'
+    )
 
     onto = cached_ontology(obo)
     atlas = assemble_atlas(
@@ -117,8 +121,10 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
     assert sorted(atlas.uns["scatlas"]["splits"].values()) == ["query", "train"]
     assert atlas.n_obs > 2000 and atlas.obs["trainable"].all()
 
-    summary = run_de(tmp_path / "atlas" / "atlas.h5ad", obo, tmp_path / "de", min_cells=10)
-    s = summary.set_index("cl_id")
+    summary = run_de(
+        tmp_path / "atlas" / "atlas.h5ad", obo, tmp_path / "de", min_cells=10, method="wilcoxon"
+    )
+    s = summary[summary["contrast"] == "rest"].set_index("cl_id")
     assert len(s) == 9 and (s["status"] == "tested").all() and (s["n_studies"] == 2).all()
     markers = {
         CD19_B: ["MS4A1", "CD79A", "CD79B"],
@@ -139,3 +145,52 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
     # a B-cell marker is down in monocytes
     mono = pd.read_csv(tmp_path / "de" / "CL_0001054.tsv", sep="\t").set_index("gene")
     assert mono.loc["MS4A1", "direction"] == "down"
+
+
+@pytest.mark.slow
+def test_zheng_sorted_pbmc_edger_markers(tmp_path, shared_data, repo_root):
+    """edgeR (the workflow's default) on real UMI counts, one term: B-cell markers are up.
+    Each half is one sample, so pseudobulk would be 1 vs 1: cells are tested, and said so."""
+    from scatlas.rbridge import RUnavailable, r_package
+
+    try:
+        r_package("edgeR")
+    except RUnavailable as exc:
+        pytest.skip(str(exc))
+    obo = repo_root / "resources" / "ontology" / "cl-basic.obo"
+    folders = _write_halves(shared_data, tmp_path / "studies")
+    overrides = tmp_path / "overrides.tsv"
+    pd.DataFrame({"text": list(OVERRIDES), "cl_id": list(OVERRIDES.values())}).to_csv(
+        overrides, sep="\t", index=False
+    )
+    for f in folders:
+        map_study(f / "expression.h5ad", obo, f / "cell_types.tsv", overrides=overrides)
+    assemble_atlas(
+        [f / "expression.h5ad" for f in folders],
+        [f / "cell_types.tsv" for f in folders],
+        tmp_path / "atlas" / "atlas.h5ad",
+        tmp_path / "atlas" / "splits.tsv",
+        ontology=cached_ontology(obo),
+        min_genes=200,
+        min_counts=500,
+        min_cells_per_type=10,
+    )
+    summary = run_de(
+        tmp_path / "atlas" / "atlas.h5ad",
+        obo,
+        tmp_path / "de",
+        min_cells=10,
+        method="edger",
+        siblings=False,
+        terms=[CD19_B],
+    )
+    assert list(summary["cl_id"]) == [CD19_B] and summary["status"].iloc[0] == "tested"
+    assert summary["method"].iloc[0] == "edger"
+    assert summary["units"].iloc[0].count("cells") == 2
+    studies = pd.read_csv(tmp_path / "de" / "studies.tsv", sep="\t")
+    assert studies["note"].str.contains("pseudobulk would give 1 vs 1").all()
+    t = pd.read_csv(tmp_path / "de" / "CL_0001201.tsv", sep="\t").set_index("gene")
+    for g in ("MS4A1", "CD79A", "CD79B"):
+        assert t.loc[g, "significant"] and t.loc[g, "direction"] == "up", g
+        assert t.loc[g, "conservative"] and t.loc[g, "logfc__zheng-a"] > 2, g
+    assert (t["significant"] & (t["direction"] == "down")).sum() > 0

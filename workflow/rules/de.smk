@@ -9,6 +9,7 @@ rule de:
         directory(f"{RESULTS}/de"),
     params:
         de=config["de"],
+        organism=config["atlas"]["organism"],
     log:
         f"{LOGS}/de/de.log",
     conda:

@@ -5,6 +5,9 @@
   study tested), Z = Σ w_i z_i / √(Σ w_i²), two-sided p. Its BH-adjusted p is ``fdr``.
 * scQuery's conservative rule: ``maxp`` = the largest within-study adjusted p.
 * Direction consistency: ``n_agree`` studies share the sign of the median logfc.
+* ``conservative``: scQuery's rule with a direction requirement: tested in at least
+  ``min_studies`` studies, ``maxp`` < ``fdr`` and every tested study agreeing in direction.
+* ``fisher_fdr``: BH over Fisher's p (Fisher ignores direction: reported, not used to call).
 
 A gene is called ``significant`` when it was tested in at least ``min_studies`` studies,
 its Stouffer FDR is below ``fdr`` and it *replicates*: at least ``min_studies`` studies
@@ -98,6 +101,7 @@ def meta_analyse(
     out["stouffer_z"] = Z
     out["stouffer_p"] = stouffer_p
     out["fisher_p"] = fisher_combine(pval)
+    out["fisher_fdr"] = bh(out["fisher_p"].to_numpy())
     out["maxp"] = np.nanmax(padj, axis=1)  # every gene was tested in at least one study
     out["fdr"] = q
     out["direction"] = direction
@@ -105,4 +109,7 @@ def meta_analyse(
     out["n_agree"] = agreement(logfc)
     out["n_replicated"] = n_replicated
     out["significant"] = (n_studies >= min_studies) & (q < fdr) & (n_replicated >= min_studies)
+    out["conservative"] = (
+        (n_studies >= min_studies) & (out["maxp"] < fdr) & (out["n_agree"] == n_studies)
+    )
     return out.reset_index()

@@ -1,12 +1,27 @@
 """DE for every Cell Ontology term of the atlas: per study, then meta-analysis across studies.
 
-For term t in a study, the *in* group is the cells labelled t or a descendant of t; the
-*out* group is the study's other labelled cells, leaving out cells labelled with an
-ancestor of t (a "T cell" may well be the "CD4-positive T cell" under test) and unlabelled
-cells. A study is tested when both groups have at least ``min_cells`` cells. Terms are the
-labels present in the atlas (all splits: DE describes the whole reference). Cells of
-studies that published normalised values instead of counts (``obs["normalised"]``) are left
-out: the tests compare counts.
+For term t in a study, the *in* group is the cells labelled t or a descendant of t. Two
+contrasts are tested:
+
+* ``rest``: against the study's other labelled cells, leaving out cells labelled with an
+  ancestor of t (a "T cell" may well be the "CD4-positive T cell" under test) and
+  unlabelled cells;
+* ``siblings``: against the cells of t's ontology siblings (other children of t's parents,
+  with their descendants, never t's own ancestors or descendants), when a study has them.
+
+A study is tested when both groups have at least ``min_cells`` cells; a contrast is
+meta-analysed when at least ``min_studies`` studies were tested. Terms are the labels
+present in the atlas (all splits: DE describes the whole reference). Cells of studies that
+published normalised values instead of counts (``obs["normalised"]``) are left out: the
+tests compare counts.
+
+Outputs in ``out_dir``: ``{CL_xxxxxxx}.tsv`` (rest) and ``{CL_xxxxxxx}.siblings.tsv`` per
+meta-analysed contrast, ``{CL_xxxxxxx}.go.tsv`` with GO enrichment (optional),
+``summary.tsv`` (one row per term and contrast, tested or not, with the reason, the
+method and the per-study units) and ``studies.tsv`` (one row per term, contrast and study
+that has cells of the term). Faults stay local: R missing (fallback to Wilcoxon, named in
+the output, or every contrast "not tested"), an R error in a study (that contrast "not
+tested" with R's message), all-zero cells (left out), a term in one study only.
 """
 
 from __future__ import annotations
@@ -14,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata
@@ -26,34 +42,96 @@ from ..errors import InputError
 from ..fileio import atomic_path
 from ..logs import progress_enabled
 from ..ontology import cached_ontology
+from ..rbridge import RUnavailable, r_package
 from .meta import meta_analyse
-from .per_study import test_study
+from .per_study import LOGFC_UNITS, METHODS, R_METHODS, study_de
+from .rcall import RError
 
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
     "cl_id",
     "cl_label",
+    "contrast",
+    "method",
     "n_studies",
     "n_cells",
     "n_up",
     "n_down",
+    "n_conservative",
     "status",
     "reason",
+    "units",
+    "file",
+    "go",
 ]
+STUDY_COLUMNS = [
+    "cl_id",
+    "contrast",
+    "study",
+    "n_in",
+    "n_out",
+    "method",
+    "unit",
+    "n_units_in",
+    "n_units_out",
+    "status",
+    "note",
+]
+CONTRASTS = ("rest", "siblings")
 _CL_ID = re.compile(r"^CL:\d{7}$")
 
 
-def term_file_name(cl_id: str) -> str:
-    """``CL:0000236`` -> ``CL_0000236.tsv`` (ids are validated before becoming paths)."""
+def term_file_name(cl_id: str, kind: str = "") -> str:
+    """``CL:0000236`` -> ``CL_0000236.tsv``; with ``kind`` ("siblings", "go")
+    ``CL_0000236.siblings.tsv`` (ids are validated before becoming paths)."""
     if not _CL_ID.match(cl_id):
         raise InputError(f"not a Cell Ontology id: {cl_id!r}", field="cl_id")
-    return cl_id.replace(":", "_") + ".tsv"
+    if kind not in ("", "siblings", "go"):
+        raise ValueError(f"unknown DE file kind {kind!r}")
+    return cl_id.replace(":", "_") + (f".{kind}" if kind else "") + ".tsv"
 
 
 def _write_tsv(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path, suffix=".tsv") as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def resolve_method(method: str, fallback: bool) -> tuple[str, str]:
+    """(method to run, note). An R method whose packages cannot be loaded becomes
+    ``wilcoxon`` when ``fallback`` is on; otherwise RUnavailable propagates."""
+    if method not in METHODS:
+        raise InputError(
+            f"unknown DE method {method!r}; supported: {', '.join(METHODS)}", field="de.method"
+        )
+    if method not in R_METHODS:
+        return method, ""
+    try:
+        for pkg in ("edgeR", "limma") if method == "limma_voom" else ("edgeR",):
+            r_package(pkg)
+    except RUnavailable as exc:
+        if not fallback:
+            raise
+        log.warning("%s unavailable, falling back to wilcoxon: %s", method, exc)
+        return "wilcoxon", f"fallback from {method}: {exc}"
+    return method, ""
+
+
+def siblings_of(onto, term: str) -> set[str]:
+    """Other children of ``term``'s parents, never ``term``'s ancestors or descendants."""
+    sib = set().union(*(onto.children(p) for p in onto.parents(term)))
+    related = onto.ancestors(term) | onto.descendants(term, include_self=True)
+    return sib - related
+
+
+@dataclass
+class _Contrast:
+    results: dict[str, pd.DataFrame] = field(default_factory=dict)
+    n_tested: dict[str, int] = field(default_factory=dict)
+    sizes: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
+    n_in: int = 0
+    r_error: str = ""
 
 
 def run_de(
@@ -64,10 +142,17 @@ def run_de(
     min_cells: int = 5,
     fdr: float = 0.05,
     min_studies: int = 2,
-    method: str = "wilcoxon",
+    method: str = "edger",
+    fallback: bool = True,
+    gene_filter: str = "auto",
+    siblings: bool = True,
+    go: bool = False,
+    organism: str = "Homo sapiens",
+    terms: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Write ``out_dir/{CL_xxxxxxx}.tsv`` for every testable term and ``out_dir/summary.tsv``
-    (every labelled term, tested or not, with the reason). Returns the summary."""
+    """Write the per-term tables, ``summary.tsv`` and ``studies.tsv`` to ``out_dir``
+    (see the module docstring). Returns the summary. ``terms`` restricts the terms;
+    ``gene_filter`` is passed to `study_de`; ``organism`` picks the GO annotation."""
     out_dir = Path(out_dir)
     try:
         adata = anndata.read_h5ad(atlas_h5ad)
@@ -76,12 +161,23 @@ def run_de(
     for col in ("study", "cl_id"):
         if col not in adata.obs:
             raise InputError("missing obs column", path=str(atlas_h5ad), field=col)
+    try:
+        used, method_note = resolve_method(method, fallback)
+        r_missing = ""
+    except RUnavailable as exc:
+        used, method_note, r_missing = method, "", f"R unavailable for {method}: {exc}"
+        log.error("%s; every term is marked not tested (de.fallback is off)", r_missing)
+    method_label = used + (f" ({method_note})" if method_note else "")
     onto = cached_ontology(obo)
     obs = adata.obs
     labels = obs["cl_id"].astype(str).replace("nan", "").to_numpy()
-    if "normalised" in obs:  # counts-based tests: author-normalised cells take no part
-        labels = np.where(obs["normalised"].astype(bool).to_numpy(), "", labels)
     studies = obs["study"].astype(str).to_numpy()
+    normalised: set[str] = set()
+    if "normalised" in obs:  # counts-based tests: author-normalised cells take no part
+        flag = obs["normalised"].astype(bool).to_numpy()
+        normalised = set(studies[flag])
+        all_labels, labels = labels, np.where(flag, "", labels)
+    samples = obs["sample"].astype(str).to_numpy() if "sample" in obs else None
     X = sp.csr_matrix(adata.X)
     genes = adata.var_names.astype(str).to_numpy()
     symbols = (
@@ -89,73 +185,197 @@ def run_de(
         if "gene_symbol" in adata.var
         else pd.Series("", index=adata.var_names)
     )
-    terms = sorted({t for t in labels if t})
-    unknown = [t for t in terms if t not in onto]
+    present = sorted({t for t in labels if t})
+    unknown = [t for t in present if t not in onto]
     if unknown:
         raise InputError(
             f"terms not in the ontology {obo}: {unknown[:5]}", path=str(atlas_h5ad), field="cl_id"
         )
+    if terms is not None:
+        present = [t for t in present if t in set(terms)]
     by_study = {s: np.flatnonzero(studies == s) for s in sorted(set(studies))}
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    summary = []
-    for term in tqdm(terms, desc="DE terms", disable=not progress_enabled()):
-        desc = onto.descendants(term, include_self=True)
-        anc = onto.ancestors(term)
-        results, n_tested, sizes, n_in_total = {}, {}, [], 0
-        for study, rows in by_study.items():
-            lab = labels[rows]
-            in_mask = np.isin(lab, list(desc))
-            out_mask = (lab != "") & ~in_mask & ~np.isin(lab, list(anc))
-            n_in, n_out = int(in_mask.sum()), int(out_mask.sum())
-            if n_in:
-                sizes.append(f"{study}: {n_in} vs {n_out}")
-            if n_in < min_cells or n_out < min_cells:
-                continue
-            keep = in_mask | out_mask
-            results[study] = test_study(X[rows[keep]], in_mask[keep], method, genes=genes)
-            n_tested[study] = n_in + n_out
-            n_in_total += n_in
+    summary: list[dict] = []
+    study_rows: list[dict] = []
+    for term in tqdm(present, desc="DE terms", disable=not progress_enabled()):
+        desc = list(onto.descendants(term, include_self=True))
+        anc = list(onto.ancestors(term))
         label = onto.label(term)
-        if not results:
+        sib = siblings_of(onto, term) if siblings else set()
+        sib_cells = (
+            set().union(*(onto.descendants(s, include_self=True) for s in sib))
+            - set(desc)
+            - set(anc)
+        )
+        n_term_cells = int(np.isin(labels, desc).sum())
+        contrasts = {c: _Contrast() for c in (CONTRASTS if siblings else ("rest",))}
+        for study, rows in by_study.items():
+            if study in normalised and np.isin(all_labels[rows], desc).any():
+                study_rows.append(
+                    dict(
+                        cl_id=term,
+                        contrast="rest",
+                        study=study,
+                        n_in=int(np.isin(all_labels[rows], desc).sum()),
+                        status="excluded",
+                        note="author-normalised values only: no counts to test",
+                    )
+                )
+            lab = labels[rows]
+            in_mask = np.isin(lab, desc)
+            n_in = int(in_mask.sum())
+            if n_in == 0:
+                continue
+            outs = {"rest": (lab != "") & ~in_mask & ~np.isin(lab, anc)}
+            if siblings:
+                outs["siblings"] = np.isin(lab, list(sib_cells))
+            for name, out_mask in outs.items():
+                con = contrasts[name]
+                n_out = int(out_mask.sum())
+                if name == "siblings" and n_out == 0:
+                    continue
+                con.sizes.append(f"{study}: {n_in} vs {n_out}")
+                row = dict(
+                    cl_id=term, contrast=name, study=study, n_in=n_in, n_out=n_out, method=used
+                )
+                if n_in < min_cells or n_out < min_cells:
+                    study_rows.append(
+                        row
+                        | dict(status="skipped", note=f"fewer than {min_cells} cells in a group")
+                    )
+                    continue
+                if r_missing or con.r_error:
+                    study_rows.append(
+                        row | dict(status="not tested", note=r_missing or "earlier R error")
+                    )
+                    continue
+                keep = in_mask | out_mask
+                try:
+                    res = study_de(
+                        X[rows[keep]],
+                        in_mask[keep],
+                        used,
+                        genes=genes,
+                        samples=None if samples is None else samples[rows[keep]],
+                        gene_filter=gene_filter,
+                    )
+                except RError as exc:
+                    con.r_error = f"{study}: {exc}"
+                    log.error("%s (%s) vs %s, %s", term, label, name, con.r_error)
+                    study_rows.append(row | dict(status="failed", note=str(exc)))
+                    continue
+                except ValueError as exc:
+                    study_rows.append(row | dict(status="skipped", note=str(exc)))
+                    continue
+                con.results[study] = res.table
+                con.n_tested[study] = res.n_units_in + res.n_units_out
+                con.n_in += n_in
+                con.units.append(f"{study}: {res.unit} {res.n_units_in} vs {res.n_units_out}")
+                study_rows.append(
+                    row
+                    | dict(
+                        unit=res.unit,
+                        n_units_in=res.n_units_in,
+                        n_units_out=res.n_units_out,
+                        status="tested",
+                        note=res.note,
+                    )
+                )
+        for name, con in contrasts.items():
+            base = dict(
+                cl_id=term,
+                cl_label=label,
+                contrast=name,
+                method=method_label,
+                n_studies=len(con.results),
+                n_cells=con.n_in or n_term_cells,
+                n_up=0,
+                n_down=0,
+                n_conservative=0,
+                units="; ".join(con.units),
+                file="",
+                go="",
+            )
+            reason = ""
+            if r_missing:
+                reason = r_missing
+            elif con.r_error:
+                reason = f"R error in study {con.r_error}"
+            elif name == "siblings" and not con.sizes:
+                reason = "no study has cells of an ontology sibling" if sib else "no siblings"
+            elif not con.results:
+                reason = (
+                    f"no study with >= {min_cells} cells of the term and >= {min_cells} "
+                    f"cells to compare ({'; '.join(con.sizes)})"
+                )
+            elif len(con.results) < min_studies:
+                reason = (
+                    f"tested in {len(con.results)} study (< min_studies {min_studies}): "
+                    f"no meta-analysis ({'; '.join(con.sizes)})"
+                )
+            if reason:
+                summary.append(base | dict(status="not tested", reason=reason))
+                log.info("%s (%s) vs %s: not tested: %s", term, label, name, reason)
+                continue
+            # studies are weighted by their test units (cells, or pseudobulk samples)
+            table = meta_analyse(con.results, con.n_tested, fdr=fdr, min_studies=min_studies)
+            table.insert(1, "gene_symbol", symbols.reindex(table["gene"]).to_numpy())
+            strength = -table["stouffer_z"].abs()
+            table = (
+                table.assign(_s=strength)
+                .sort_values(["fdr", "_s", "gene"], kind="mergesort")
+                .drop(columns="_s")
+                .reset_index(drop=True)
+            )
+            fname = term_file_name(term, "" if name == "rest" else "siblings")
+            _write_tsv(table, out_dir / fname)
+            sig = table["significant"].to_numpy(dtype=bool)
+            n_up = int((sig & (table["direction"] == "up").to_numpy()).sum())
+            go_status = ""
+            if go and name == "rest":
+                go_status = _go_step(table, term, organism, out_dir)
             summary.append(
-                (
-                    term,
-                    label,
-                    0,
-                    int(np.isin(labels, list(desc)).sum()),
-                    0,
-                    0,
-                    "not tested",
-                    f"no study with >= {min_cells} cells of the term and >= {min_cells} other "
-                    f"labelled cells ({'; '.join(sizes)})",
+                base
+                | dict(
+                    n_up=n_up,
+                    n_down=int(sig.sum()) - n_up,
+                    n_conservative=int(table["conservative"].sum()),
+                    status="tested",
+                    reason=f"logfc: {LOGFC_UNITS[used]}",
+                    file=fname,
+                    go=go_status,
                 )
             )
-            log.info("%s (%s): not tested", term, label)
-            continue
-        table = meta_analyse(results, n_tested, fdr=fdr, min_studies=min_studies)
-        table.insert(1, "gene_symbol", symbols.reindex(table["gene"]).to_numpy())
-        strength = -table["stouffer_z"].abs()
-        table = (
-            table.assign(_s=strength)
-            .sort_values(["fdr", "_s", "gene"], kind="mergesort")
-            .drop(columns="_s")
-            .reset_index(drop=True)
-        )
-        _write_tsv(table, out_dir / term_file_name(term))
-        sig = table["significant"].to_numpy(dtype=bool)
-        n_up = int((sig & (table["direction"] == "up").to_numpy()).sum())
-        n_down = int(sig.sum()) - n_up
-        reason = ""
-        if len(results) < min_studies:
-            reason = (
-                f"tested in {len(results)} study (< min_studies {min_studies}): statistics "
-                "reported, no gene called significant"
+            log.info(
+                "%s (%s) vs %s: %d studies, %d up, %d down",
+                term,
+                label,
+                name,
+                len(con.results),
+                n_up,
+                int(sig.sum()) - n_up,
             )
-        elif len(results) == 1:
-            reason = "tested in 1 study only: calls are not replicated across studies"
-        summary.append((term, label, len(results), n_in_total, n_up, n_down, "tested", reason))
-        log.info("%s (%s): %d studies, %d up, %d down", term, label, len(results), n_up, n_down)
     out = pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+    _write_tsv(pd.DataFrame(study_rows, columns=STUDY_COLUMNS), out_dir / "studies.tsv")
     _write_tsv(out, out_dir / "summary.tsv")
     return out
+
+
+def _go_step(table: pd.DataFrame, term: str, organism: str, out_dir: Path) -> str:
+    """GO enrichment of the term's significant up genes; returns the status text."""
+    from .go import goana_up
+
+    up_rows = table["significant"].astype(bool) & (table["direction"] == "up")
+    key = "gene_symbol" if (table["gene_symbol"].astype(str) != "").all() else "gene"
+    up = table.loc[up_rows, key].astype(str).tolist()
+    if not up:
+        return "not run: no significant up-regulated gene"
+    try:
+        res = goana_up(up, table[key].astype(str).tolist(), organism)
+    except (RUnavailable, RError) as exc:
+        log.error("%s: GO enrichment failed: %s", term, exc)
+        return f"failed: {exc}"
+    fname = term_file_name(term, "go")
+    _write_tsv(res, out_dir / fname)
+    return f"{fname}: {int((res['padj'] < 0.05).sum())} GO terms at BH 5%"
