@@ -1,4 +1,5 @@
-"""Rule evaluate: study-held-out kNN annotation and retrieval, models against baselines."""
+"""Rule evaluate: study-held-out kNN annotation, retrieval and novelty; models against the
+baselines and the CellTypist peer."""
 
 from pathlib import Path
 
@@ -9,8 +10,14 @@ from scatlas.ontology import load_ontology
 setup_logging(snakemake.log[0])
 evaluate(
     Path(snakemake.input.atlas),
-    {m: Path(p).parent for m, p in zip(snakemake.params.models, snakemake.input.models, strict=True)},
+    {
+        m: Path(p).parent
+        for m, p in zip(snakemake.params.models, snakemake.input.models, strict=True)
+    },
     Path(snakemake.output.report).parent,
     k=snakemake.params.k,
     ontology=load_ontology(Path(snakemake.input.obo)),
+    holdout=snakemake.params.holdout,
+    celltypist=snakemake.params.celltypist,
+    plot=snakemake.params.plot,
 )

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from scatlas.logs import setup_logging
 from scatlas.models.trainer import train_model
+from scatlas.ontology import load_ontology
 
 setup_logging(snakemake.log[0])
 train_model(
@@ -14,4 +15,6 @@ train_model(
     seed=snakemake.params.seed,
     device=snakemake.params.device,
     threads=snakemake.threads,
+    ontology=load_ontology(Path(snakemake.input.obo)),
+    holdout=snakemake.params.holdout,
 )

@@ -96,8 +96,12 @@ def setup(tmp_path_factory):
 def test_evaluate_end_to_end(setup, tmp_path):
     atlas, root = setup
     out = tmp_path / "evaluation"
-    results = evaluate(atlas, {"dense": root / "dense"}, out, k=5, ontology=FakeOntologyCL())
-    assert set(results) == {"dense", "pca", "lognorm"}
+    results = evaluate(
+        atlas, {"dense": root / "dense"}, out, k=5, ontology=FakeOntologyCL(), plot="pca"
+    )
+    assert set(results) == {"dense", "pca", "lognorm", "celltypist"}
+    peer = results.pop("celltypist")
+    assert peer["available"] and peer["accuracy"] > 0.9 and peer["fit_seconds"] > 0
     for name, res in results.items():
         saved = json.loads((out / f"{name}.json").read_text())
         assert saved["accuracy"] == 1.0, name  # well separated types
@@ -106,18 +110,36 @@ def test_evaluate_end_to_end(setup, tmp_path):
         assert (saved["n_reference"], saved["n_query"], saved["k"]) == (200, 100, 5)
         assert set(saved["per_type_f1"]) == {"CL:0000084", "CL:0000236", "CL:0000576", "CL:0000623"}
         assert res["accuracy"] == saved["accuracy"]
+        # the query study's macrophages are a type never seen in training: they are novel
+        assert saved["n_novel"] == 25 and saved["novelty_auroc"] > 0.9, name
     assert results["dense"]["embedding_dim"] == 16
     assert results["pca"]["embedding_dim"] == 100
     assert results["lognorm"]["embedding_dim"] == 200
     table = pd.read_csv(out / "metrics.tsv", sep="\t")
-    assert list(table["method"]) == ["dense", "pca", "lognorm"]
+    assert list(table["method"]) == ["dense", "pca", "lognorm", "celltypist"]
+    assert pd.isna(table.set_index("method").loc["celltypist", "map_at_k"])  # no retrieval
+    timings = pd.read_csv(out / "timings.tsv", sep="\t").set_index("method")
+    assert timings.loc["celltypist", "fit_seconds"] > 0
+    assert timings.loc["dense", "embed_cells_per_second"] > 0
     report = (out / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 3
     assert "natural killer cell" in report and "map_at_k" in report
     # deterministic: a second run writes the same figures
-    evaluate(atlas, {"dense": root / "dense"}, tmp_path / "again", k=5, ontology=FakeOntologyCL())
-    for name in ("dense.json", "pca.json", "lognorm.json", "metrics.tsv"):
-        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+    evaluate(
+        atlas,
+        {"dense": root / "dense"},
+        tmp_path / "again",
+        k=5,
+        ontology=FakeOntologyCL(),
+        plot="pca",
+    )
+    assert (out / "metrics.tsv").read_bytes() == (tmp_path / "again" / "metrics.tsv").read_bytes()
+    timing = {"fit_seconds", "predict_seconds", "embed_cells_per_second"}
+    for name in ("dense.json", "pca.json", "lognorm.json", "celltypist.json"):
+        a, b = (json.loads((d / name).read_text()) for d in (out, tmp_path / "again"))
+        assert {k: v for k, v in a.items() if k not in timing} == {
+            k: v for k, v in b.items() if k not in timing
+        }
 
 
 class FakeOntologyCL:
@@ -129,10 +151,12 @@ class FakeOntologyCL:
 
 def test_evaluate_without_ontology_and_errors(setup, tmp_path):
     atlas, root = setup
-    res = evaluate(atlas, {}, tmp_path / "base", k=3)
+    res = evaluate(atlas, {}, tmp_path / "base", k=3, plot="pca", celltypist=False)
     assert set(res) == {"pca", "lognorm"} and res["pca"]["mafp_at_k"] is None
     # a lognorm matrix too large for memory falls back to the HVGs (here: all 200 genes)
-    small = evaluate(atlas, {}, tmp_path / "small", k=3, lognorm_max_values=1000)
+    small = evaluate(
+        atlas, {}, tmp_path / "small", k=3, lognorm_max_values=1000, plot="pca", celltypist=False
+    )
     assert small["lognorm"]["accuracy"] == res["lognorm"]["accuracy"]
     with pytest.raises(InputError, match="clash"):
         evaluate(atlas, {"pca": root / "dense"}, tmp_path / "x")
@@ -185,7 +209,14 @@ def _celllines_atlas(shared_data, path):
 def test_real_celllines_study_held_out(shared_data, tmp_path):
     atlas = _celllines_atlas(shared_data, tmp_path / "atlas.h5ad")
     train_tiny(atlas, tmp_path / "dense", epochs=8, hidden=[64, 16])
-    res = evaluate(atlas, {"dense": tmp_path / "dense"}, tmp_path / "evaluation", k=10)
+    res = evaluate(
+        atlas,
+        {"dense": tmp_path / "dense"},
+        tmp_path / "evaluation",
+        k=10,
+        plot="pca",
+        celltypist=False,
+    )
     # 240 query singlets of 3 lines, against 156 reference singlets of 5 lines
     assert (res["dense"]["n_query"], res["dense"]["n_reference"]) == (240, 156)
     assert set(res["dense"]["per_type_f1"]) == {"H1975", "H2228", "HCC827"}
@@ -205,6 +236,14 @@ def test_mafp_with_the_real_cell_ontology(setup, shared_data, tmp_path):
     assert rel[0, 1] == pytest.approx(1 - cl.distance(types[0], types[1]) / d_max)
     np.testing.assert_array_equal(np.diag(rel), 1.0)
     assert rel.min() == 0.0  # the farthest pair
-    res = evaluate(atlas, {"dense": root / "dense"}, tmp_path / "e", k=10, ontology=cl)
+    res = evaluate(
+        atlas,
+        {"dense": root / "dense"},
+        tmp_path / "e",
+        k=10,
+        ontology=cl,
+        plot="pca",
+        celltypist=False,
+    )
     for r in res.values():
         assert r["map_at_k"] <= r["mafp_at_k"] <= 1.0

@@ -14,6 +14,7 @@ from scatlas.models.trainer import HISTORY_COLUMNS, resolve_params, train_model
 from scatlas.normalize import align_to_genes, genes_sha256, log1p_cp10k
 
 torch.set_num_threads(1)
+TIMING = ["seconds", "train_cells_per_second"]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_training_is_deterministic(atlas, trained, tmp_path):
     out1, _ = trained
     train_tiny(atlas, tmp_path / "again")
     h1, h2 = _history(out1), _history(tmp_path / "again")
-    pd.testing.assert_frame_equal(h1.drop(columns="seconds"), h2.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(h1.drop(columns=TIMING), h2.drop(columns=TIMING))
     s1 = torch.load(out1 / "encoder.pt", weights_only=True)
     s2 = torch.load(tmp_path / "again" / "encoder.pt", weights_only=True)
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
@@ -120,7 +121,7 @@ def test_resume_continues_the_run_exactly(atlas, tmp_path, caplog):
     # the first two epochs come from the checkpoint (their measured seconds are kept) ...
     np.testing.assert_array_equal(resumed["seconds"][:2], first["seconds"])
     # ... and the continuation equals an uninterrupted run
-    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), full.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(resumed.drop(columns=TIMING), full.drop(columns=TIMING))
     a = torch.load(tmp_path / "part" / "encoder.pt", weights_only=True)
     b = torch.load(tmp_path / "full" / "encoder.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

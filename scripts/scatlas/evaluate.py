@@ -21,14 +21,13 @@ AP@k normalised by the relevant cells retrieved.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,15 +36,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .celltypist_peer import run_celltypist
 from .errors import InputError
+from .eval_report import PLOT_METHODS, plot_png, report_html
 from .fileio import atomic_write_text
 from .index import build_index, search
 from .models.data import obs_text, read_atlas, selections
+from .models.inputs import normalise_input
 from .normalize import align_to_genes, log1p_cp10k
 
 log = logging.getLogger(__name__)
 
 BASELINES = ("pca", "lognorm")
+#: the annotation peer (CellTypist, trained on the same reference cells)
+PEER = "celltypist"
 #: largest dense matrix (cells x genes) the lognorm baseline builds before falling back to HVGs
 LOGNORM_MAX_VALUES = 500_000_000
 METRIC_COLUMNS = ["accuracy", "macro_f1", "median_f1", "map_at_k", "mafp_at_k"]
@@ -147,15 +151,20 @@ def evaluate_embeddings(
     *,
     k: int = 10,
     ontology: OntologyDistance | None = None,
+    novel: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Exact kNN of every query in the reference; annotation and retrieval metrics."""
+    """Exact kNN of every query in the reference; annotation and retrieval metrics.
+
+    With ``novel`` (embeddings of query cells whose type is absent from the reference), the
+    novelty score of a cell is its mean distance to its k nearest reference cells, and
+    ``novelty_auroc`` the AUROC of that score, novel against known query cells."""
     ref_labels = np.asarray(ref_labels, dtype=object)
     query_labels = np.asarray(query_labels, dtype=object)
     ref_types = sorted(set(ref_labels))
     code = {t: i for i, t in enumerate(ref_types)}
     ref_codes = np.array([code[t] for t in ref_labels], dtype=np.int64)
     index = build_index(ref, flat_max=max(len(ref), 1))
-    _, idx = search(index, query, k)
+    dist, idx = search(index, query, k)
     neigh = ref_codes[idx]
     pred = np.asarray(ref_types, dtype=object)[knn_vote(neigh)]
     result = annotation_metrics(query_labels, pred)
@@ -169,6 +178,12 @@ def evaluate_embeddings(
         result["mafp_at_k"] = float(np.mean(average_precision_at_k(rel)))
     else:
         result["mafp_at_k"] = None
+    result["novelty_auroc"] = None
+    result["n_novel"] = 0
+    if novel is not None and len(novel):
+        novel_dist, _ = search(index, novel, k)
+        result["novelty_auroc"] = novelty_auroc(dist.mean(axis=1), novel_dist.mean(axis=1))
+        result["n_novel"] = len(novel)
     result["k"] = int(idx.shape[1])
     result["n_reference"] = len(ref_labels)
     result["n_query"] = len(query_labels)
@@ -200,8 +215,9 @@ def pca_baseline(
     *,
     n_top_genes: int = 2000,
     n_components: int = 100,
-) -> tuple[np.ndarray, np.ndarray]:
-    """PCA fitted on the reference's HVGs; queries projected with the same fit."""
+    novel_log: sp.csr_matrix | None = None,
+) -> tuple[np.ndarray, ...]:
+    """PCA fitted on the reference's HVGs; queries (and novel cells) projected with it."""
     from sklearn.decomposition import PCA
 
     genes = highly_variable_genes(ref_log, n_top_genes)
@@ -209,99 +225,206 @@ def pca_baseline(
     nc = max(1, min(n_components, len(genes), ref_h.shape[0]))
     pca = PCA(n_components=nc, svd_solver="covariance_eigh", random_state=0)
     ref_emb = pca.fit_transform(ref_h).astype(np.float32)
-    return ref_emb, pca.transform(query_h).astype(np.float32)
+    out = [ref_emb, pca.transform(query_h).astype(np.float32)]
+    if novel_log is not None:
+        out.append(pca.transform(novel_log[:, genes]).astype(np.float32))
+    return tuple(out)
 
 
-# --------------------------------------------------------------------------- report
+# --------------------------------------------------------------------------- comparison
 
 
-def _plot_png(
-    ref: np.ndarray,
-    ref_labels: np.ndarray,
-    query: np.ndarray,
-    query_labels: np.ndarray,
-    title: str,
-    max_points: int = 4000,
-) -> str:
-    """Base64 PNG: PCA-2 of reference (dots) and query (crosses) embeddings, by type."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(0)
-    ri = np.sort(rng.choice(len(ref), min(len(ref), max_points), replace=False))
-    qi = np.sort(rng.choice(len(query), min(len(query), max_points), replace=False))
-    both = np.vstack([ref[ri], query[qi]]).astype(np.float64)
-    if both.shape[1] >= 2 and len(both) >= 2:
-        from sklearn.decomposition import PCA
-
-        xy = PCA(n_components=2, svd_solver="randomized", random_state=0).fit_transform(both)
-    else:
-        xy = np.hstack([both - both.mean(axis=0), np.zeros((len(both), 1))])[:, :2]
-    types = sorted(set(ref_labels[ri]) | set(query_labels[qi]))
-    cmap = plt.get_cmap("tab20" if len(types) > 10 else "tab10")
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=80)
-    nr = len(ri)
-    for t_i, t in enumerate(types):
-        colour = cmap(t_i % cmap.N)
-        m = ref_labels[ri] == t
-        ax.scatter(xy[:nr][m, 0], xy[:nr][m, 1], s=4, color=colour, alpha=0.5, label=t)
-        m = query_labels[qi] == t
-        ax.scatter(xy[nr:][m, 0], xy[nr:][m, 1], s=14, color=colour, marker="x")
-    ax.set_title(f"{title} (dots: reference, x: query)", fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if len(types) <= 20:
-        ax.legend(fontsize=6, markerscale=2, loc="best")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def model_input(X, input_kind: str, normalisation: str) -> sp.csr_matrix:
+    """Rows as a model trained on ``normalisation`` expects them, from raw counts
+    (``input_kind="raw_counts"``) or author log-normalised values (``"log_normalised"``,
+    used as they are by log models and max-scaled for ``max_scaled`` ones)."""
+    if input_kind == "raw_counts":
+        return normalise_input(X, normalisation)
+    if input_kind == "log_normalised":
+        if normalisation == "max_scaled":
+            return normalise_input(X, "max_scaled")
+        return normalise_input(X, "log_normalised")
+    raise InputError(f"unknown input kind {input_kind!r}", field="input_kind")
 
 
-def _html_table(frame: pd.DataFrame) -> str:
-    head = "".join(
-        f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns]
-    )
-    rows = []
-    for idx, row in frame.iterrows():
-        cells = "".join(
-            f"<td>{'' if v is None or (isinstance(v, float) and math.isnan(v)) else html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td>"
-            for v in row
+def novelty_auroc(known_scores: np.ndarray, novel_scores: np.ndarray) -> float | None:
+    """AUROC of a novelty score (higher = more novel): novel cells against known ones."""
+    if len(known_scores) == 0 or len(novel_scores) == 0:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(known_scores)), np.ones(len(novel_scores))]
+    return float(roc_auc_score(y, np.r_[known_scores, novel_scores]))
+
+
+@dataclass
+class EvalSet:
+    """Reference, query and novel cells of one evaluation (rows: raw counts or author
+    log-normalised values, ``input_kind``; columns: ``genes``)."""
+
+    ref_X: sp.csr_matrix
+    ref_labels: np.ndarray
+    query_X: sp.csr_matrix
+    query_labels: np.ndarray
+    genes: list[str]
+    novel_X: sp.csr_matrix | None = None
+    novel_labels: np.ndarray | None = None
+    input_kind: str = "raw_counts"
+
+    def log_normalised(self) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix | None]:
+        """Reference, query and novel rows log-normalised (the baselines' and CellTypist's
+        input)."""
+
+        def f(X: sp.csr_matrix) -> sp.csr_matrix:
+            return model_input(X, self.input_kind, "log1p_cp10k")
+
+        novel = f(self.novel_X) if self.novel_X is not None else None
+        return f(self.ref_X), f(self.query_X), novel
+
+
+def _own_annotation(
+    net: Any, info: dict[str, Any], query_in: sp.csr_matrix, query_labels: np.ndarray
+) -> dict[str, Any]:
+    """Accuracy and median F1 of the model's own annotation (classifier head, nearest
+    Hadamard anchor) of the queries, when it has one."""
+    from .models.io import annotate
+
+    pred = annotate(net, query_in)
+    if pred is None:
+        return {}
+    classes = np.asarray(info["classes"], dtype=object)
+    own = annotation_metrics(query_labels, classes[pred])
+    return {"own_accuracy": own["accuracy"], "own_median_f1": own["median_f1"]}
+
+
+def _timed_embed(net: Any, X: sp.csr_matrix, batch_size: int) -> tuple[np.ndarray, float]:
+    from .models.io import embed
+
+    t0 = time.perf_counter()
+    out = embed(net, X, batch_size)
+    return out, time.perf_counter() - t0
+
+
+def compare_methods(
+    data: EvalSet,
+    models: dict[str, tuple[Any, dict[str, Any]]],
+    *,
+    k: int = 10,
+    ontology: OntologyDistance | None = None,
+    batch_size: int = 4096,
+    lognorm_max_values: int = LOGNORM_MAX_VALUES,
+    celltypist: bool = True,
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]]:
+    """Every model (loaded ``(net, model.json)``), the baselines and the CellTypist peer on
+    one evaluation set. Returns ``{method: figures}`` and ``{method: (ref, query, novel)
+    embeddings}`` (no embeddings for the peer)."""
+    clash = sorted(set(models) & {*BASELINES, PEER})
+    if clash:
+        raise InputError(f"model names {clash} clash with the baselines", field="models")
+    ref_log, q_log, novel_log = data.log_normalised()
+    has_novel = data.novel_X is not None and data.novel_X.shape[0] > 0
+
+    def model_spaces() -> Any:
+        for name, (net, info) in models.items():
+            parts = [data.ref_X, data.query_X] + ([data.novel_X] if has_novel else [])
+            aligned = []
+            for X in parts:
+                X_in, n_found = align_to_genes(
+                    model_input(X, data.input_kind, str(info.get("normalisation", "log1p_cp10k"))),
+                    data.genes,
+                    info["genes"],
+                )
+                aligned.append(X_in)
+            if n_found < len(info["genes"]):
+                log.warning(
+                    "model %s: %d of its %d genes are missing here (zero-filled)",
+                    name,
+                    len(info["genes"]) - n_found,
+                    len(info["genes"]),
+                )
+            embs, seconds = [], 0.0
+            for X_in in aligned:
+                e, s = _timed_embed(net, X_in, batch_size)
+                embs.append(e)
+                seconds += s
+            n_cells = sum(x.shape[0] for x in aligned)
+            extra = _own_annotation(net, info, aligned[1], data.query_labels)
+            extra |= {
+                "metric": info.get("metric", "euclidean"),
+                "normalisation": info.get("normalisation", "log1p_cp10k"),
+                "embed_cells_per_second": n_cells / seconds if seconds > 0 else None,
+            }
+            yield name, "model", embs, extra
+        t0 = time.perf_counter()
+        fitted = pca_baseline(ref_log, q_log, novel_log=novel_log if has_novel else None)
+        yield "pca", "baseline", list(fitted), {"fit_seconds": time.perf_counter() - t0}
+        n_values = (ref_log.shape[0] + q_log.shape[0]) * ref_log.shape[1]
+        cols: Any = slice(None)
+        if n_values > lognorm_max_values:  # the dense matrix would not fit: the HVGs
+            cols = highly_variable_genes(ref_log, 2000)
+            log.warning("lognorm baseline restricted to %d highly variable genes", len(cols))
+        parts = [ref_log, q_log] + ([novel_log] if has_novel else [])
+        yield "lognorm", "baseline", [p[:, cols].toarray() for p in parts], {}
+
+    results: dict[str, dict[str, Any]] = {}
+    spaces: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    for name, kind, embs, extra in model_spaces():
+        novel = embs[2] if has_novel else None
+        res = evaluate_embeddings(
+            embs[0],
+            data.ref_labels,
+            embs[1],
+            data.query_labels,
+            k=k,
+            ontology=ontology,
+            novel=novel,
         )
-        rows.append(f"<tr><th>{html.escape(str(idx))}</th>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        res.pop("predictions")
+        results[name] = {"method": name, "kind": kind, **extra, **res}
+        spaces[name] = (embs[0], embs[1], novel)
+    if celltypist:
+        if data.input_kind == "log_normalised":
+            # CellTypist insists on log1p of counts per 10,000: undo the author's log, rescale
+            ref_log, q_log = (_as_log1p_cp10k(X) for X in (ref_log, q_log))
+        results[PEER] = celltypist_figures(
+            ref_log, data.ref_labels, q_log, data.query_labels, data.genes
+        )
+    return results, spaces
 
 
-def _report_html(
-    metrics: pd.DataFrame,
-    per_type: pd.DataFrame,
-    plots: dict[str, str],
-    n_ref: int,
-    n_query: int,
-    k: int,
-) -> str:
-    imgs = "".join(
-        f'<figure><img alt="{html.escape(m)}" src="data:image/png;base64,{png}">'
-        f"<figcaption>{html.escape(m)}</figcaption></figure>"
-        for m, png in plots.items()
+def _as_log1p_cp10k(X_log: sp.csr_matrix) -> sp.csr_matrix:
+    """Author log-normalised values brought to log1p(counts per 10,000) (natural log assumed)."""
+    linear = sp.csr_matrix(X_log, dtype=np.float64, copy=True)
+    linear.data = np.expm1(linear.data)
+    return log1p_cp10k(linear)
+
+
+def celltypist_figures(
+    ref_log: sp.csr_matrix,
+    ref_labels: np.ndarray,
+    q_log: sp.csr_matrix,
+    q_labels: np.ndarray,
+    genes: list[str],
+) -> dict[str, Any]:
+    """The CellTypist peer's annotation figures (or why it is unavailable)."""
+    try:
+        peer = run_celltypist(ref_log, ref_labels, q_log, genes)
+    except (ValueError, RuntimeError) as exc:  # CellTypist refuses the input
+        log.warning("CellTypist failed: %s", exc)
+        peer = {"available": False, "reason": f"CellTypist failed: {exc}"}
+    out: dict[str, Any] = {"method": PEER, "kind": "peer", "available": peer["available"]}
+    if not peer["available"]:
+        out["reason"] = peer["reason"]
+        return out
+    out.update(annotation_metrics(q_labels, peer["predictions"]))
+    out.update(
+        solver=peer["solver"],
+        fit_seconds=peer["fit_seconds"],
+        predict_seconds=peer["predict_seconds"],
+        n_reference=len(ref_labels),
+        n_query=len(q_labels),
     )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>scatlas evaluation</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}figure{{display:inline-block}}
-</style></head><body>
-<h1>scatlas evaluation</h1>
-<p>Study-held-out kNN evaluation: {n_query} query cells from held-out studies against
-{n_ref} reference (training) cells, k = {k}, exact Euclidean search. accuracy: kNN majority
-vote; macro/median F1 over query types; MAP@k: same cell type relevant; MAFP@k: ontology
-flexible relevance (empty without an ontology).</p>
-<h2>Metrics</h2>{_html_table(metrics)}
-<h2>Per-type F1</h2>{_html_table(per_type)}
-<h2>Embeddings (PCA-2)</h2>{imgs}
-</body></html>
-"""
+    return out
 
 
 # --------------------------------------------------------------------------- driver
@@ -317,21 +440,29 @@ def evaluate(
     batch_size: int = 4096,
     device: str = "auto",
     lognorm_max_values: int = LOGNORM_MAX_VALUES,
+    holdout: str | list[str] | None = None,
+    celltypist: bool = True,
+    plot: str = "umap",
 ) -> dict[str, dict[str, Any]]:
-    """Evaluate each model of ``model_dirs`` and the baselines; write JSON, TSV and HTML.
+    """Evaluate each model of ``model_dirs``, the baselines and the CellTypist peer; write
+    ``{method}.json``, ``metrics.tsv``, ``per_type_f1.tsv`` and ``report.html``.
 
-    Returns ``{method: result}`` with the figures written to ``out_dir/{method}.json``.
+    ``holdout`` must be what the models were trained with (``choose_holdout``): those types
+    leave the reference, and their query cells (with any other type unseen in training)
+    score novelty. Returns ``{method: result}``.
     """
-    from .models.io import embed, load_model
+    from .models.io import load_model
     from .models.trainer import select_device
 
     atlas_h5ad, out_dir = Path(atlas_h5ad), Path(out_dir)
-    clash = sorted(set(model_dirs) & set(BASELINES))
+    clash = sorted(set(model_dirs) & {*BASELINES, PEER})
     if clash:
         raise InputError(f"model names {clash} clash with the baselines", field="model_dirs")
+    if plot not in PLOT_METHODS:
+        raise InputError(f"unknown plot method {plot!r}; use one of {PLOT_METHODS}", field="plot")
     adata = read_atlas(atlas_h5ad)
-    sel = selections(adata, str(atlas_h5ad))
-    ref_mask, q_mask = sel.train, sel.held_out("query")
+    sel = selections(adata, str(atlas_h5ad), holdout)
+    ref_mask, q_mask, novel_mask = sel.train, sel.held_out("query"), sel.novel("query")
     if not ref_mask.any() or not q_mask.any():
         raise InputError(
             f"evaluation needs reference and query cells: {int(ref_mask.sum())} trainable train "
@@ -340,92 +471,125 @@ def evaluate(
             field="split",
         )
     cl_id = sel.cl_id
-    ref_labels, q_labels = cl_id[ref_mask], cl_id[q_mask]
-    genes = [str(g) for g in adata.var_names]
     X = sp.csr_matrix(adata.X)
-    ref_log = log1p_cp10k(X[np.flatnonzero(ref_mask)])
-    q_log = log1p_cp10k(X[np.flatnonzero(q_mask)])
-    label_of = dict(zip(cl_id[::-1], obs_text(adata.obs, "cl_label")[::-1], strict=True))
+    data = EvalSet(
+        ref_X=X[np.flatnonzero(ref_mask)],
+        ref_labels=cl_id[ref_mask],
+        query_X=X[np.flatnonzero(q_mask)],
+        query_labels=cl_id[q_mask],
+        genes=[str(g) for g in adata.var_names],
+        novel_X=X[np.flatnonzero(novel_mask)] if novel_mask.any() else None,
+        novel_labels=cl_id[novel_mask] if novel_mask.any() else None,
+    )
+    notes = []
+    models = {}
+    for name, mdir in model_dirs.items():
+        net, info = load_model(mdir, device=select_device(device))
+        trained_on = set(info.get("classes", []))
+        leaked = sorted(trained_on & set(cl_id[novel_mask]))
+        if leaked:
+            notes.append(
+                f"{name} was trained with {', '.join(leaked)}, which this evaluation treats as "
+                "novel: its novelty AUROC is optimistic (retrain with the same holdout)"
+            )
+            log.warning(notes[-1])
+        models[name] = (net, info)
+    if sel.holdout:
+        notes.append(f"held out of training for novelty: {', '.join(sel.holdout)}")
     log.info(
-        "evaluating %d methods: %d reference cells, %d query cells, k=%d",
-        len(model_dirs) + len(BASELINES),
-        len(ref_labels),
-        len(q_labels),
+        "evaluating %d methods: %d reference cells, %d query cells, %d novel cells, k=%d",
+        len(models) + len(BASELINES),
+        len(data.ref_labels),
+        len(data.query_labels),
+        int(novel_mask.sum()),
         k,
     )
-
-    def embeddings() -> Any:
-        for name, mdir in model_dirs.items():
-            net, info = load_model(mdir, device=select_device(device))
-            ref_in, n_found = align_to_genes(ref_log, genes, info["genes"])
-            if n_found < len(info["genes"]):
-                log.warning(
-                    "model %s: %d of its %d genes are not in the atlas (zero-filled)",
-                    name,
-                    len(info["genes"]) - n_found,
-                    len(info["genes"]),
-                )
-            q_in, _ = align_to_genes(q_log, genes, info["genes"])
-            yield name, "model", embed(net, ref_in, batch_size), embed(net, q_in, batch_size)
-        ref_p, q_p = pca_baseline(ref_log, q_log)
-        yield "pca", "baseline", ref_p, q_p
-        if (ref_log.shape[0] + q_log.shape[0]) * ref_log.shape[1] <= lognorm_max_values:
-            yield "lognorm", "baseline", ref_log.toarray(), q_log.toarray()
-        else:  # the dense matrix would not fit: the same HVGs as the PCA baseline
-            hvg = highly_variable_genes(ref_log, 2000)
-            log.warning(
-                "lognorm baseline restricted to %d highly variable genes (memory)", len(hvg)
-            )
-            yield "lognorm", "baseline", ref_log[:, hvg].toarray(), q_log[:, hvg].toarray()
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, Any]] = {}
-    plots: dict[str, str] = {}
-    for name, kind, ref_emb, q_emb in embeddings():
-        res = evaluate_embeddings(ref_emb, ref_labels, q_emb, q_labels, k=k, ontology=ontology)
-        res.pop("predictions")
-        res = {"method": name, "kind": kind, **res}
-        results[name] = res
-        atomic_write_text(out_dir / f"{name}.json", json.dumps(res, indent=1) + "\n")
-        plots[name] = _plot_png(ref_emb, ref_labels, q_emb, q_labels, name)
-        log.info(
-            "%s: accuracy=%.4f macro_f1=%.4f median_f1=%.4f MAP@%d=%.4f%s",
-            name,
-            res["accuracy"],
-            res["macro_f1"],
-            res["median_f1"],
-            res["k"],
-            res["map_at_k"],
-            "" if res["mafp_at_k"] is None else f" MAFP@{res['k']}={res['mafp_at_k']:.4f}",
-        )
-
-    table = pd.DataFrame(
-        [
-            {
-                "method": n,
-                "kind": r["kind"],
-                "n_reference": r["n_reference"],
-                "n_query": r["n_query"],
-                "k": r["k"],
-                "embedding_dim": r["embedding_dim"],
-                **{c: r[c] for c in METRIC_COLUMNS},
-            }
-            for n, r in results.items()
-        ]
+    results, spaces = compare_methods(
+        data,
+        models,
+        k=k,
+        ontology=ontology,
+        batch_size=batch_size,
+        lognorm_max_values=lognorm_max_values,
+        celltypist=celltypist,
     )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, res in results.items():
+        atomic_write_text(out_dir / f"{name}.json", json.dumps(res, indent=1) + "\n")
+        log.info("%s: %s", name, summary_line(res))
+    table = metrics_table(results)
     atomic_write_text(
         out_dir / "metrics.tsv", table.to_csv(sep="\t", index=False, float_format="%.6g", na_rep="")
     )
-    per_type = pd.DataFrame({n: r["per_type_f1"] for n, r in results.items()})
-    per_type.insert(0, "cell type", [label_of.get(t) or t for t in per_type.index])
-    per_type.insert(
-        1, "n_query", [results[next(iter(results))]["per_type_support"][t] for t in per_type.index]
+    timings = metrics_table(results, TIMING_COLUMNS)
+    atomic_write_text(
+        out_dir / "timings.tsv",
+        timings.to_csv(sep="\t", index=False, float_format="%.6g", na_rep=""),
     )
-    per_type.index.name = "cl_id"
-    shown = table.set_index("method")
-    html_text = _report_html(
-        shown, per_type, plots, len(ref_labels), len(q_labels), results[next(iter(results))]["k"]
+    label_of = dict(zip(cl_id[::-1], obs_text(adata.obs, "cl_label")[::-1], strict=True))
+    per_type = per_type_table(results, label_of)
+    atomic_write_text(out_dir / "per_type_f1.tsv", per_type.to_csv(sep="\t", float_format="%.6g"))
+    plots = {
+        name: plot_png(ref, data.ref_labels, q, data.query_labels, name, method=plot, novel=novel)
+        for name, (ref, q, novel) in spaces.items()
+    }
+    if PEER in results and not results[PEER]["available"]:
+        notes.append(f"CellTypist peer unavailable: {results[PEER]['reason']}")
+    html_text = report_html(
+        table.merge(timings, on="method").set_index("method"),
+        per_type,
+        plots,
+        n_ref=len(data.ref_labels),
+        n_query=len(data.query_labels),
+        n_novel=int(novel_mask.sum()),
+        novel_types=sorted(set(cl_id[novel_mask])),
+        k=k,
+        notes=notes,
     )
     atomic_write_text(out_dir / "report.html", html_text)
     log.info("wrote %s", os.fspath(out_dir))
     return results
+
+
+TABLE_COLUMNS = [
+    "method",
+    "kind",
+    "n_reference",
+    "n_query",
+    "k",
+    "embedding_dim",
+    *METRIC_COLUMNS,
+    "novelty_auroc",
+    "own_accuracy",
+    "own_median_f1",
+]
+#: timings: kept out of metrics.tsv (whose figures are reproducible) in timings.tsv
+TIMING_COLUMNS = ["method", "fit_seconds", "predict_seconds", "embed_cells_per_second"]
+
+
+def metrics_table(
+    results: dict[str, dict[str, Any]], columns: list[str] = TABLE_COLUMNS
+) -> pd.DataFrame:
+    """One row per method; figures a method does not have are empty."""
+    return pd.DataFrame([{c: r.get(c) for c in columns} for r in results.values()])
+
+
+def per_type_table(results: dict[str, dict[str, Any]], label_of: dict[str, str]) -> pd.DataFrame:
+    """Per-type F1 (rows: query types; columns: methods with per-type figures)."""
+    with_f1 = {n: r for n, r in results.items() if "per_type_f1" in r}
+    per_type = pd.DataFrame({n: r["per_type_f1"] for n, r in with_f1.items()})
+    first = next(iter(with_f1.values()))
+    per_type.insert(0, "cell type", [label_of.get(t) or t for t in per_type.index])
+    per_type.insert(1, "n_query", [first["per_type_support"][t] for t in per_type.index])
+    per_type.index.name = "cl_id"
+    return per_type
+
+
+def summary_line(res: dict[str, Any]) -> str:
+    if res.get("available") is False:
+        return f"unavailable ({res.get('reason')})"
+    parts = [f"accuracy={res['accuracy']:.4f}", f"median_f1={res['median_f1']:.4f}"]
+    for key in ("map_at_k", "mafp_at_k", "novelty_auroc", "fit_seconds"):
+        if res.get(key) is not None:
+            parts.append(f"{key}={res[key]:.4f}")
+    return " ".join(parts)

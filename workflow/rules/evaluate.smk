@@ -1,4 +1,4 @@
-# Study-held-out retrieval and annotation, models against baselines.
+# Study-held-out retrieval, annotation and novelty: models against baselines and CellTypist.
 
 
 rule evaluate:
@@ -13,9 +13,13 @@ rule evaluate:
             category="Evaluation",
         ),
         metrics=f"{RESULTS}/evaluation/metrics.tsv",
+        per_type=f"{RESULTS}/evaluation/per_type_f1.tsv",
     params:
         k=config["evaluate"]["k"],
         models=config["models"],
+        holdout=config["evaluate"]["novelty_holdout"],
+        celltypist=config["evaluate"]["celltypist"],
+        plot=config["evaluate"]["plot"],
     log:
         f"{LOGS}/evaluate/evaluate.log",
     threads: 2

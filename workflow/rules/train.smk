@@ -1,17 +1,21 @@
 # Cell-embedding models (torch). GPU rules: resources gpu=1; they fall back to the CPU.
+# The ontology keeps ancestor/descendant types from being triplet negatives; the novelty
+# hold-out (evaluate.novelty_holdout) keeps a type out of training for the evaluation.
 
 
 rule train:
     input:
         atlas=f"{RESULTS}/atlas/atlas.h5ad",
+        obo=config["ontology"]["obo"],
     output:
         encoder=f"{RESULTS}/models/{{model}}/encoder.pt",
         meta=f"{RESULTS}/models/{{model}}/model.json",
         history=f"{RESULTS}/models/{{model}}/history.tsv",
     params:
-        model_params=lambda wc: config["train"][wc.model],
+        model_params=lambda wc: config["train"].get(wc.model, {}),
         seed=config["train"]["seed"],
         device=config["train"]["device"],
+        holdout=config["evaluate"]["novelty_holdout"],
     log:
         f"{LOGS}/train/{{model}}.log",
     threads: 2

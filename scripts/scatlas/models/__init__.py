@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from .base import Batch, EmbeddingModel
+from .base import Batch, EmbeddingModel, TrainingContext
+from .deephash import DeepHashNetwork
 from .dense import DenseClassifier
+from .siamese import SiameseNetwork
+from .triplet import TripletNetwork
 
 MODELS: dict[str, type[EmbeddingModel]] = {
-    DenseClassifier.kind: DenseClassifier,
+    cls.kind: cls for cls in (DenseClassifier, SiameseNetwork, TripletNetwork, DeepHashNetwork)
 }
 
 
@@ -35,4 +38,15 @@ def build_model(architecture: dict[str, Any]) -> EmbeddingModel:
     return model_class(str(architecture["kind"])).from_architecture(architecture)
 
 
-__all__ = ["MODELS", "Batch", "EmbeddingModel", "DenseClassifier", "build_model", "model_class"]
+__all__ = [
+    "MODELS",
+    "Batch",
+    "EmbeddingModel",
+    "TrainingContext",
+    "DenseClassifier",
+    "SiameseNetwork",
+    "TripletNetwork",
+    "DeepHashNetwork",
+    "build_model",
+    "model_class",
+]

@@ -14,9 +14,10 @@ each cell so pair/triplet miners can pick partners from other studies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,11 +31,30 @@ class Batch:
     study: torch.Tensor
 
 
+@dataclass
+class TrainingContext:
+    """What some models need to know of the training data beyond the batches.
+
+    ``class_counts``: training cells per class index; ``related``: (classes x classes) bool,
+    True where two classes are the same or one is an ontology ancestor of the other (never
+    a triplet negative); ``n_studies``: distinct training studies.
+    """
+
+    class_counts: np.ndarray
+    related: np.ndarray | None = None
+    n_studies: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class EmbeddingModel(nn.Module):
     """Base class of the registered models."""
 
     #: registry name, also stored as ``architecture["kind"]``
     kind: ClassVar[str] = ""
+    #: distance under which the embeddings are compared (recorded in ``model.json``):
+    #: ``euclidean``, ``cosine`` (rows are L2-normalised, so Euclidean ranks the same) or
+    #: ``hamming`` (0/1 codes, so squared Euclidean equals Hamming)
+    metric: ClassVar[str] = "euclidean"
     #: model-specific run parameters and their defaults (merged with the trainer's)
     default_params: ClassVar[dict[str, Any]] = {}
 
@@ -59,8 +79,21 @@ class EmbeddingModel(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare_training(self, context: TrainingContext) -> None:
+        """Take what the loss needs from the training data (non-persistent buffers only, so
+        the saved state dict does not depend on it). Default: nothing."""
+
     def training_loss(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def annotate(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The model's own class index per cell (a classifier head, the nearest anchor), or
+        None when the model only embeds (annotation is then a kNN vote)."""
+        return None
+
+    def pretrain_loss(self, batch: Batch) -> torch.Tensor | None:
+        """Unsupervised pretraining objective (None: the model has none)."""
+        return None
 
     def validation_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean loss over the batch and predicted class indices (None if not a classifier)."""

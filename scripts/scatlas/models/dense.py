@@ -3,6 +3,10 @@
 Input: log1p_cp10k expression of the atlas genes. Hidden layers (default 1136 -> 100, tanh)
 with dropout after each, then a linear softmax head over the training cell types (trained
 with cross-entropy). The 100-d activation of the last hidden layer is the embedding.
+
+Optional unsupervised pretraining (``pretrain_epochs`` > 0): the encoder is first trained as
+an autoencoder (a linear decoder from the embedding back to the genes, MSE) on the training
+cells, without labels; then the classifier is trained as usual.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class DenseClassifier(EmbeddingModel):
         "hidden": [1136, 100],
         "dropout": 0.1,
         "activation": "tanh",
+        "normalisation": "log1p_cp10k",
+        "pretrain_epochs": 0,
     }
 
     def __init__(
@@ -33,6 +39,7 @@ class DenseClassifier(EmbeddingModel):
         hidden: list[int] | tuple[int, ...] = (1136, 100),
         dropout: float = 0.1,
         activation: str = "tanh",
+        autoencoder: bool = False,
     ):
         super().__init__()
         if not hidden:
@@ -50,6 +57,7 @@ class DenseClassifier(EmbeddingModel):
             "hidden": [int(h) for h in hidden],
             "dropout": float(dropout),
             "activation": activation,
+            "autoencoder": bool(autoencoder),
         }
         layers: list[nn.Module] = []
         width = int(n_genes)
@@ -61,6 +69,7 @@ class DenseClassifier(EmbeddingModel):
         self.encoder = nn.Sequential(*layers)
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, int(n_classes))
+        self.decoder = nn.Linear(width, int(n_genes)) if autoencoder else None
 
     @classmethod
     def architecture_from_params(
@@ -72,6 +81,7 @@ class DenseClassifier(EmbeddingModel):
             hidden=list(params["hidden"]),
             dropout=float(params["dropout"]),
             activation=str(params["activation"]),
+            autoencoder=int(params.get("pretrain_epochs", 0)) > 0,
         ).architecture
 
     @classmethod
@@ -82,6 +92,7 @@ class DenseClassifier(EmbeddingModel):
             hidden=architecture["hidden"],
             dropout=architecture["dropout"],
             activation=architecture.get("activation", "tanh"),
+            autoencoder=bool(architecture.get("autoencoder", False)),
         )
 
     @property
@@ -101,6 +112,14 @@ class DenseClassifier(EmbeddingModel):
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self(batch.x), batch.y)
+
+    def annotate(self, x: torch.Tensor) -> torch.Tensor | None:
+        return self(x).argmax(dim=1)
+
+    def pretrain_loss(self, batch: Batch) -> torch.Tensor | None:
+        if self.decoder is None:
+            return None
+        return F.mse_loss(self.decoder(self.head_dropout(self.encoder(batch.x))), batch.x)
 
     def validation_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self(batch.x)

@@ -107,3 +107,25 @@ def embed(module: EmbeddingModel, X_norm, batch_size: int = 4096) -> np.ndarray:
             out[start : start + len(x)] = module.embed(x).float().cpu().numpy()
     module.train(was_training)
     return out
+
+
+def annotate(module: EmbeddingModel, X_norm, batch_size: int = 4096) -> np.ndarray | None:
+    """The model's own class indices for normalised rows (None when it only embeds)."""
+    n = X_norm.shape[0]
+    device = next(module.parameters()).device
+    out = np.empty(n, dtype=np.int64)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                chunk = X_norm[start : start + batch_size]
+                dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+                x = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device)
+                pred = module.annotate(x)
+                if pred is None:
+                    return None
+                out[start : start + len(x)] = pred.cpu().numpy()
+    finally:
+        module.train(was_training)
+    return out

@@ -24,6 +24,8 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,11 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..fileio import atomic_path, atomic_write_text
 from ..logs import progress_enabled
-from ..normalize import NORMALISATION, genes_sha256, log1p_cp10k
+from ..normalize import genes_sha256
 from . import model_class
-from .base import Batch, EmbeddingModel
+from .base import Batch, EmbeddingModel, TrainingContext
 from .data import obs_text, read_atlas, selections
+from .inputs import INPUT_NORMALISATIONS, normalise_input
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "patience": 5,
     "optimizer": "adam",
+    "sampling": "uniform",
+    "normalisation": "log1p_cp10k",
 }
 #: parameters that may change between a checkpoint and a resumed run
 _RESUMABLE_CHANGES = ("epochs", "patience")
@@ -59,7 +64,14 @@ _OPTIMIZERS = {
     "rmsprop": torch.optim.RMSprop,
     "sgd": torch.optim.SGD,
 }
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "train_cells_per_second",
+]
 
 
 def resolve_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -81,6 +93,16 @@ def resolve_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
         raise InputError(
             f"unknown optimizer {merged['optimizer']!r}; use one of {sorted(_OPTIMIZERS)}",
             field="optimizer",
+        )
+    if merged["sampling"] not in ("uniform", "balanced"):
+        raise InputError(
+            f"unknown sampling {merged['sampling']!r}; use uniform or balanced", field="sampling"
+        )
+    if merged["normalisation"] not in INPUT_NORMALISATIONS:
+        raise InputError(
+            f"unknown normalisation {merged['normalisation']!r}; "
+            f"use one of {list(INPUT_NORMALISATIONS)}",
+            field="normalisation",
         )
     return merged
 
@@ -142,6 +164,10 @@ class _Split:
             y=torch.from_numpy(self.y[rows]).to(device),
             study=torch.from_numpy(self.study[rows]).to(device),
         )
+
+
+#: public name of one split's rows, labels and studies (for callers that bring their own data)
+SplitData = _Split
 
 
 def _class_labels(cl_id: np.ndarray, cl_label: np.ndarray, classes: list[str]) -> list[str]:
@@ -213,38 +239,53 @@ def _save_torch(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def train_model(
+@dataclass
+class TrainingData:
+    """Normalised training/validation rows and what the models need to know about them."""
+
+    train: _Split
+    val: _Split | None
+    classes: list[str]
+    class_labels: list[str]
+    genes: list[str]
+    normalisation: str
+    related: np.ndarray | None = None
+    holdout: list[str] = dc_field(default_factory=list)
+    source: str = ""
+
+    def context(self) -> TrainingContext:
+        return TrainingContext(
+            class_counts=np.bincount(self.train.y, minlength=len(self.classes)),
+            related=self.related,
+            n_studies=len(np.unique(self.train.study)),
+        )
+
+
+def related_matrix(classes: list[str], ontology: Any | None) -> np.ndarray | None:
+    """(classes x classes) True where equal or one is an ontology ancestor of the other;
+    None without an ontology. Types the ontology does not know relate only to themselves."""
+    if ontology is None:
+        return None
+    known = [c for c in classes if c in ontology]
+    pairs = ontology.related_pairs(known)
+    pos = {c: i for i, c in enumerate(classes)}
+    rel = np.eye(len(classes), dtype=bool)
+    for a, b in pairs:
+        rel[pos[a], pos[b]] = True
+    return rel
+
+
+def atlas_training_data(
     atlas_h5ad: Path,
-    model: str,
-    out_dir: Path,
+    normalisation: str,
     *,
-    params: dict[str, Any] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """Train ``model`` on the atlas; write ``encoder.pt``, ``model.json``, ``history.tsv``.
-
-    ``threads`` caps torch's CPU threads (a rule's ``threads``). Returns the ``model.json``
-    content.
-    """
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    atlas_h5ad, out_dir = Path(atlas_h5ad), Path(out_dir)
-    cls = model_class(model)
-    params = resolve_params(model, params)
-    dev = select_device(device)
-    use_amp = dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    amp = {
-        "device_type": dev.type,
-        "dtype": amp_dtype if use_amp else torch.bfloat16,
-        "enabled": use_amp,
-    }
-
+    ontology: Any | None = None,
+    holdout: str | list[str] | None = None,
+) -> TrainingData:
+    """Training and validation cells of the atlas, normalised (kept sparse)."""
     adata = read_atlas(atlas_h5ad)
     obs = adata.obs
-    sel = selections(adata, str(atlas_h5ad))
+    sel = selections(adata, str(atlas_h5ad), holdout)
     cl_id = sel.cl_id
     train_mask = sel.train
     if not train_mask.any():
@@ -270,37 +311,120 @@ def train_model(
         log.warning("no validation cells: early stopping and the best epoch use the training loss")
     study_col = obs_text(obs, "study")
     study_index = {s: i for i, s in enumerate(sorted(set(study_col)))}
-
-    genes = [str(g) for g in adata.var_names]
-    genes_hash = genes_sha256(genes)
+    X_all = sp.csr_matrix(adata.X)
 
     def make_split(mask: np.ndarray) -> _Split:
-        X = log1p_cp10k(sp.csr_matrix(adata.X[np.flatnonzero(mask)]))
+        X = normalise_input(X_all[np.flatnonzero(mask)], normalisation)
         y = np.array([class_index[c] for c in cl_id[mask]], dtype=np.int64)
         s = np.array([study_index[v] for v in study_col[mask]], dtype=np.int64)
         return _Split(X, y, s)
 
-    train = make_split(train_mask)
-    val = make_split(val_mask) if val_mask.any() else None
+    return TrainingData(
+        train=make_split(train_mask),
+        val=make_split(val_mask) if val_mask.any() else None,
+        classes=classes,
+        class_labels=_class_labels(cl_id, obs_text(obs, "cl_label"), classes),
+        genes=[str(g) for g in adata.var_names],
+        normalisation=normalisation,
+        related=related_matrix(classes, ontology),
+        holdout=list(sel.holdout),
+        source=str(atlas_h5ad),
+    )
+
+
+def train_model(
+    atlas_h5ad: Path,
+    model: str,
+    out_dir: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    ontology: Any | None = None,
+    holdout: str | list[str] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on the atlas; write ``encoder.pt``, ``model.json``, ``history.tsv``.
+
+    ``threads`` caps torch's CPU threads (a rule's ``threads``); ``ontology`` (a
+    ``CellOntology``) tells the triplet model which types may not be negatives of each
+    other; ``holdout`` keeps types out of training for the novelty evaluation
+    (``choose_holdout``). Returns the ``model.json`` content.
+    """
+    params = resolve_params(model, params)
+    data = atlas_training_data(
+        Path(atlas_h5ad), str(params["normalisation"]), ontology=ontology, holdout=holdout
+    )
+    return fit(model, data, Path(out_dir), params=params, seed=seed, device=device, threads=threads)
+
+
+def _epoch_order(
+    rng: np.random.Generator, data: _Split, sampling: str, class_count: int
+) -> np.ndarray:
+    """Cell order of one epoch: a permutation, or (``balanced``) as many draws with
+    replacement, weighting each cell by 1 / (cells of its type) x 1 / (cells of its study)
+    so rare types and small studies are seen as often as common ones."""
+    n = len(data)
+    if sampling == "uniform":
+        return rng.permutation(n)
+    per_type = np.bincount(data.y, minlength=class_count)[data.y]
+    per_study = np.bincount(data.study)[data.study]
+    w = 1.0 / (per_type * per_study)
+    return rng.choice(n, size=n, replace=True, p=w / w.sum())
+
+
+def fit(
+    model: str,
+    data: TrainingData,
+    out_dir: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on prepared data; write ``encoder.pt``, ``model.json``,
+    ``history.tsv`` (and ``checkpoint.pt`` each epoch, to resume) under ``out_dir``."""
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    out_dir = Path(out_dir)
+    cls = model_class(model)
+    params = resolve_params(model, params)
+    dev = select_device(device)
+    use_amp = dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp = {
+        "device_type": dev.type,
+        "dtype": amp_dtype if use_amp else torch.bfloat16,
+        "enabled": use_amp,
+    }
+    train, val, classes, genes = data.train, data.val, data.classes, data.genes
+    genes_hash = genes_sha256(genes)
     n_train, n_val = len(train), (len(val) if val is not None else 0)
     log.info(
-        "training %s on %d cells (%d types, %d genes), validating on %d cells, device %s",
+        "training %s on %d cells (%d types, %d genes, %s input), validating on %d cells, device %s",
         model,
         n_train,
         len(classes),
         len(genes),
+        data.normalisation,
         n_val,
         dev,
     )
 
     architecture = cls.architecture_from_params(params, n_genes=len(genes), n_classes=len(classes))
-    fingerprint = _fingerprint(model, params, seed, genes_hash, classes, [train, val])
+    fingerprint = _fingerprint(
+        model, {**params, "_holdout": data.holdout}, seed, genes_hash, classes, [train, val]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
 
     with deterministic():
         seed_everything(seed)
         net = cls.from_architecture(architecture).to(dev)
+        net.prepare_training(data.context())
         opt = _OPTIMIZERS[params["optimizer"]](
             net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
         )
@@ -314,6 +438,7 @@ def train_model(
             "stopped": False,
             "history": [],
             "best_state": None,
+            "pretrained": False,
         }
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -325,7 +450,7 @@ def train_model(
                 if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
                     torch.cuda.set_rng_state(ckpt["cuda_rng"], dev)
                 for key in state:
-                    state[key] = ckpt[key]
+                    state[key] = ckpt.get(key, state[key])
                 log.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
             else:
                 log.warning(
@@ -337,32 +462,52 @@ def train_model(
             int(params["batch_size"]),
             int(params["patience"]),
         )
-        epoch = state["epoch"] + 1
-        while epoch <= epochs and not state["stopped"]:
-            t0 = time.perf_counter()
+        sampling = str(params["sampling"])
+
+        def run_epoch(epoch: int, loss_fn: Any, desc: str) -> float:
             net.train()
-            order = np.random.default_rng([seed, epoch]).permutation(n_train)
+            order = _epoch_order(
+                np.random.default_rng([seed, epoch]), train, sampling, len(classes)
+            )
             total = 0.0
             starts = range(0, n_train, batch_size)
-            bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, disable=not progress_enabled())
+            bar = tqdm(starts, desc=desc, leave=False, disable=not progress_enabled())
             for start in bar:
                 rows = np.sort(order[start : start + batch_size])
+                if len(rows) < 2:  # batch norm and pair miners need two cells
+                    continue
                 batch = train.batch(rows, dev)
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(**amp):
-                    loss = net.training_loss(batch)
+                    loss = loss_fn(batch)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
                 total += float(loss.detach()) * len(rows)
-            train_loss = total / n_train
+            return total / n_train
+
+        pretrain_epochs = int(params.get("pretrain_epochs", 0) or 0)
+        if pretrain_epochs and not state["pretrained"] and state["epoch"] == 0:
+            for p_epoch in range(1, pretrain_epochs + 1):
+                loss = run_epoch(100_000 + p_epoch, net.pretrain_loss, f"pretrain {p_epoch}")
+                log.info("pretrain epoch %d/%d loss=%.4f", p_epoch, pretrain_epochs, loss)
+            state["pretrained"] = True
+            opt.state.clear()  # the supervised phase starts with fresh optimiser moments
+
+        epoch = state["epoch"] + 1
+        while epoch <= epochs and not state["stopped"]:
+            t0 = time.perf_counter()
+            train_loss = run_epoch(epoch, net.training_loss, f"epoch {epoch}")
+            train_seconds = time.perf_counter() - t0
             if val is not None:
                 val_loss, val_acc = _evaluate(net, val, batch_size * 4, dev, amp)
                 metric = val_loss
             else:
                 val_loss, val_acc, metric = math.nan, math.nan, train_loss
             seconds = time.perf_counter() - t0
-            state["history"].append([float(epoch), train_loss, val_loss, val_acc, seconds])
+            state["history"].append(
+                [float(epoch), train_loss, val_loss, val_acc, seconds, n_train / train_seconds]
+            )
             if metric < state["best_metric"]:
                 state.update(
                     best_metric=metric,
@@ -375,13 +520,15 @@ def train_model(
                 if state["bad_epochs"] >= patience:
                     state["stopped"] = True
             log.info(
-                "epoch %d/%d train_loss=%.4f val_loss=%.4f val_accuracy=%.4f (%.1f s)%s",
+                "epoch %d/%d train_loss=%.4f val_loss=%.4f val_accuracy=%.4f "
+                "(%.1f s, %.0f cells/s)%s",
                 epoch,
                 epochs,
                 train_loss,
                 val_loss,
                 val_acc,
                 seconds,
+                n_train / train_seconds,
                 " best" if state["best_epoch"] == epoch else "",
             )
             state["epoch"] = epoch
@@ -405,18 +552,21 @@ def train_model(
     if state["best_state"] is None:  # every epoch's loss was NaN/inf
         raise InputError(
             "training diverged: no epoch had a finite loss; lower lr",
-            path=str(atlas_h5ad),
+            path=data.source or None,
             field="params.lr",
         )
     best = state["history"][state["best_epoch"] - 1]
+    speeds = [row[5] for row in state["history"] if len(row) > 5]
     info: dict[str, Any] = {
         "model": model,
         "architecture": architecture,
         "genes": genes,
         "genes_sha256": genes_hash,
-        "normalisation": NORMALISATION,
+        "normalisation": data.normalisation,
+        "metric": cls.metric,
         "classes": classes,
-        "class_labels": _class_labels(cl_id, obs_text(obs, "cl_label"), classes),
+        "class_labels": data.class_labels,
+        "holdout_types": list(data.holdout),
         "embedding_dim": int(net.embedding_dim),
         "best_epoch": int(state["best_epoch"]),
         "best_val_loss": _num(best[2]),
@@ -425,9 +575,14 @@ def train_model(
         "seed": int(seed),
         "params": params,
         "device": dev.type,
+        "amp": bool(use_amp),
         "torch_version": torch.__version__,
         "n_train_cells": int(n_train),
         "n_validation_cells": int(n_val),
+        "train_cells_per_second": float(np.median(speeds)) if speeds else None,
+        "peak_gpu_memory_bytes": (
+            int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None
+        ),
     }
     _save_torch(state["best_state"], out_dir / "encoder.pt")
     atomic_write_text(out_dir / "model.json", json.dumps(info, indent=1) + "\n")
@@ -456,4 +611,14 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["train_model", "resolve_params", "select_device", "TRAINER_DEFAULTS"]
+__all__ = [
+    "train_model",
+    "fit",
+    "TrainingData",
+    "SplitData",
+    "atlas_training_data",
+    "related_matrix",
+    "resolve_params",
+    "select_device",
+    "TRAINER_DEFAULTS",
+]

@@ -1,0 +1,151 @@
+"""The evaluation report: one self-contained HTML page (metrics table, per-type F1, plots)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import numpy as np
+import pandas as pd
+
+PLOT_METHODS = ("umap", "pca")
+
+
+def layout_2d(points: np.ndarray, method: str = "umap", seed: int = 0) -> tuple[np.ndarray, str]:
+    """2-D layout of ``points``: UMAP (umap-learn) or PCA; falls back to PCA when UMAP is
+    not installed or there are too few points. Returns the coordinates and the method used."""
+    points = np.asarray(points, dtype=np.float32)
+    n = len(points)
+    if method == "umap" and n >= 10:
+        try:
+            import umap
+        except ImportError:
+            method = "pca"
+        else:
+            reducer = umap.UMAP(
+                n_neighbors=min(15, n - 1), random_state=seed, n_jobs=1, init="random"
+            )
+            return reducer.fit_transform(points), "UMAP"
+    if points.shape[1] >= 2 and n >= 2:
+        from sklearn.decomposition import PCA
+
+        xy = PCA(n_components=2, svd_solver="randomized", random_state=seed).fit_transform(points)
+        return xy, "PCA"
+    centred = points - points.mean(axis=0) if n else points
+    return np.hstack([centred, np.zeros((n, 2))])[:, :2], "PCA"
+
+
+def plot_png(
+    ref: np.ndarray,
+    ref_labels: np.ndarray,
+    query: np.ndarray,
+    query_labels: np.ndarray,
+    title: str,
+    *,
+    method: str = "umap",
+    max_points: int = 2000,
+    novel: np.ndarray | None = None,
+) -> str:
+    """Base64 PNG of reference (dots), query (crosses) and novel (black +) cells, by type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    ri = np.sort(rng.choice(len(ref), min(len(ref), max_points), replace=False))
+    qi = np.sort(rng.choice(len(query), min(len(query), max_points), replace=False))
+    parts = [ref[ri], query[qi]]
+    if novel is not None and len(novel):
+        ni = np.sort(rng.choice(len(novel), min(len(novel), max_points // 2), replace=False))
+        parts.append(novel[ni])
+    xy, used = layout_2d(np.vstack(parts).astype(np.float32), method)
+    types = sorted(set(ref_labels[ri]) | set(query_labels[qi]))
+    cmap = plt.get_cmap("tab20" if len(types) > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=80)
+    nr, nq = len(ri), len(qi)
+    for t_i, t in enumerate(types):
+        colour = cmap(t_i % cmap.N)
+        m = ref_labels[ri] == t
+        ax.scatter(xy[:nr][m, 0], xy[:nr][m, 1], s=4, color=colour, alpha=0.5, label=t)
+        m = query_labels[qi] == t
+        ax.scatter(xy[nr : nr + nq][m, 0], xy[nr : nr + nq][m, 1], s=14, color=colour, marker="x")
+    if len(parts) == 3:
+        ax.scatter(
+            xy[nr + nq :, 0], xy[nr + nq :, 1], s=14, color="black", marker="+", label="novel"
+        )
+    ax.set_title(f"{title}: {used} (dots: reference, x: query)", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(types) <= 20:
+        ax.legend(fontsize=6, markerscale=2, loc="best")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _cell(v: object) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return html.escape(f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    head = "".join(
+        f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns]
+    )
+    rows = []
+    for idx, row in frame.iterrows():
+        cells = "".join(f"<td>{_cell(v)}</td>" for v in row)
+        rows.append(f"<tr><th>{html.escape(str(idx))}</th>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def report_html(
+    metrics: pd.DataFrame,
+    per_type: pd.DataFrame,
+    plots: dict[str, str],
+    *,
+    n_ref: int,
+    n_query: int,
+    n_novel: int,
+    novel_types: list[str],
+    k: int,
+    notes: list[str],
+) -> str:
+    imgs = "".join(
+        f'<figure><img alt="{html.escape(m)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{html.escape(m)}</figcaption></figure>"
+        for m, png in plots.items()
+    )
+    novel = (
+        f"{n_novel} query cells of types absent from training ({html.escape(', '.join(novel_types))})"
+        " score novelty (AUROC of the mean distance to the k nearest reference cells, novel vs "
+        "known query cells)."
+        if n_novel
+        else "No query cells of an unseen type: novelty AUROC not computed."
+    )
+    note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>scatlas evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}figure{{display:inline-block}}
+</style></head><body>
+<h1>scatlas evaluation</h1>
+<p>Study-held-out kNN evaluation: {n_query} query cells from held-out studies against
+{n_ref} reference (training) cells, k = {k}, exact search in each method's space
+(Euclidean; cosine models are L2-normalised and binary codes compare in Hamming distance,
+which Euclidean search ranks alike). accuracy: kNN majority vote; macro/median F1 over query
+types; MAP@k: same cell type relevant; MAFP@k: ontology flexible relevance (empty without an
+ontology); own_accuracy / own_median_f1: the model's own annotation (dense: its classifier
+head; deep hash: the nearest Hadamard anchor in Hamming space). {novel} CellTypist (logistic regression trained on the same reference cells) is
+an annotation peer: no retrieval figures; its time is fit + predict.</p>
+<ul>{note_items}</ul>
+<h2>Metrics</h2>{html_table(metrics)}
+<h2>Per-type F1</h2>{html_table(per_type)}
+<h2>Embeddings</h2>{imgs}
+</body></html>
+"""
