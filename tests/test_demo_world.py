@@ -177,7 +177,10 @@ def test_soft_family_files_load_with_geoparse(root, truth):
                 "ftp://ftp.ncbi.nlm.nih.gov/geo/series/GSE900nnn/GSE900007/suppl/GSE900007_counts.csv.gz"
             ]
         else:
-            assert f"SRA: https://www.ncbi.nlm.nih.gov/sra?term=SRP{990000 + study.number}" in relations
+            assert (
+                f"SRA: https://www.ncbi.nlm.nih.gov/sra?term=SRP{990000 + study.number}"
+                in relations
+            )
         for name, gsm in gse.gsms.items():
             md = gsm.metadata
             chars = dict(c.split(": ", 1) for c in md["characteristics_ch1"])

@@ -29,11 +29,15 @@ def test_url_verified_by_sha256(tmp_path):
     server.routes["/genomes/genome.fa.gz"] = payload
     with server:
         url = server.url("/genomes/genome.fa.gz")
-        out = fetch_reference_file({"url": url, "sha256": good}, tmp_path / "a" / "genome.fa", SERVICES)
+        out = fetch_reference_file(
+            {"url": url, "sha256": good}, tmp_path / "a" / "genome.fa", SERVICES
+        )
         assert out.read_bytes() == FASTA
         assert not (tmp_path / "a" / "genome.fa.download").exists()
         with pytest.raises(InputError, match="sha256"):
-            fetch_reference_file({"url": url, "sha256": "0" * 64}, tmp_path / "b" / "genome.fa", SERVICES)
+            fetch_reference_file(
+                {"url": url, "sha256": "0" * 64}, tmp_path / "b" / "genome.fa", SERVICES
+            )
     assert not (tmp_path / "b" / "genome.fa").exists()  # nothing half-written
 
 

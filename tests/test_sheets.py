@@ -52,12 +52,22 @@ def test_missing_column_named():
 
 def test_samples_sheet_rejects_malformed_md5():
     row = {
-        "study": "GSE900001", "sample": "GSM99000001", "title": "t", "organism": "Homo sapiens",
-        "source_name": "blood", "characteristics": "cell type: B cell",
-        "library_strategy": "RNA-Seq", "library_source": "transcriptomic",
-        "library_layout": "PAIRED", "technology": "smartseq", "run": "SRR99000001",
-        "experiment": "SRX99000001", "fastq_urls": "http://x/1.fastq.gz;http://x/2.fastq.gz",
-        "fastq_md5": "0" * 32 + ";" + "1" * 32, "fastq_bytes": "10;12", "supplementary": "",
+        "study": "GSE900001",
+        "sample": "GSM99000001",
+        "title": "t",
+        "organism": "Homo sapiens",
+        "source_name": "blood",
+        "characteristics": "cell type: B cell",
+        "library_strategy": "RNA-Seq",
+        "library_source": "transcriptomic",
+        "library_layout": "PAIRED",
+        "technology": "smartseq",
+        "run": "SRR99000001",
+        "experiment": "SRX99000001",
+        "fastq_urls": "http://x/1.fastq.gz;http://x/2.fastq.gz",
+        "fastq_md5": "0" * 32 + ";" + "1" * 32,
+        "fastq_bytes": "10;12",
+        "supplementary": "",
     }
     validate_sheet(pd.DataFrame([row]), "samples")
     with pytest.raises(InputError):

@@ -34,7 +34,9 @@ def validate(value: str, kind: str, *, context: str = "") -> str:
     v = (value or "").strip()
     if not PATTERNS[kind].match(v):
         where = f" ({context})" if context else ""
-        raise AccessionError(f"{kind} accession {value!r} does not match {PATTERNS[kind].pattern}{where}")
+        raise AccessionError(
+            f"{kind} accession {value!r} does not match {PATTERNS[kind].pattern}{where}"
+        )
     return v
 
 
@@ -44,7 +46,9 @@ def validate_study(value: str, *, context: str = "") -> str:
     if any(PATTERNS[k].match(v) for k in STUDY_KINDS):
         return v
     where = f" ({context})" if context else ""
-    raise AccessionError(f"study accession {value!r} is neither a GEO series nor an ArrayExpress accession{where}")
+    raise AccessionError(
+        f"study accession {value!r} is neither a GEO series nor an ArrayExpress accession{where}"
+    )
 
 
 def study_source(study: str) -> str:

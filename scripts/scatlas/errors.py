@@ -11,7 +11,9 @@ class InputError(ScatlasError):
     """A bad input file or field."""
 
     def __init__(self, message: str, *, path: str | None = None, field: str | None = None):
-        where = ", ".join(p for p in (f"file {path}" if path else "", f"field {field!r}" if field else "") if p)
+        where = ", ".join(
+            p for p in (f"file {path}" if path else "", f"field {field!r}" if field else "") if p
+        )
         super().__init__(f"{message} ({where})" if where else message)
         self.path = path
         self.field = field

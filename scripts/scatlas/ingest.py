@@ -219,7 +219,9 @@ def _gse_number(acc: str) -> int:
     return int(acc[3:])
 
 
-def _owner(acc: str, sample: Mapping[str, Any], series: Mapping[str, Any], ctx: StudyContext) -> str:
+def _owner(
+    acc: str, sample: Mapping[str, Any], series: Mapping[str, Any], ctx: StudyContext
+) -> str:
     """The other kept series that ingests ``sample`` instead of ``acc`` ("" when ``acc`` does):
     a SuperSeries leaves its samples to its sub-series; of two ordinary series listing the
     same sample, the lower accession takes it. No sample is counted twice."""
@@ -327,9 +329,7 @@ def _ae_sample_ids(records: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def _ae_sheet(
-    svc: Services, acc: str, ctx: StudyContext, out_dir: Path
-) -> tuple[list[dict], dict]:
+def _ae_sheet(svc: Services, acc: str, ctx: StudyContext, out_dir: Path) -> tuple[list[dict], dict]:
     doc = ae.study_json(svc.biostudies, acc)
     atomic_write_text(out_dir / "raw" / f"{acc}.json", json.dumps(doc, indent=1, sort_keys=True))
     info = ae.parse_study(doc)

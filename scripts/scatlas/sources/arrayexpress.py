@@ -65,9 +65,7 @@ def search(
     hits: dict[str, dict[str, Any]] = {}
     page = 1
     url = client.url(SEARCH_PATH)
-    window = (
-        f"[{date_from or '*'} TO {date_to or '*'}]" if (date_from or date_to) else None
-    )
+    window = f"[{date_from or '*'} TO {date_to or '*'}]" if (date_from or date_to) else None
     while True:
         params: dict[str, Any] = {
             "query": query,
@@ -107,9 +105,7 @@ def search(
                 }
         log.info("ArrayExpress search page %d: %d hits kept of %d total", page, len(hits), total)
         seen = page * page_size
-        dates = [
-            _iso(h.get("release_date")) for h in data["hits"] if isinstance(h, Mapping)
-        ]
+        dates = [_iso(h.get("release_date")) for h in data["hits"] if isinstance(h, Mapping)]
         older = bool(date_from) and any(d and d < str(date_from) for d in dates)
         if (
             not data["hits"]
