@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := hisat2 samtools subread r-base-core r-bioc-edger r-bioc-limma
+APT_PACKAGES := hisat2 samtools subread r-base-core r-bioc-edger r-bioc-limma r-bioc-org.hs.eg.db r-bioc-go.db
 DEMO_OUT ?= results
 PYTEST_ARGS ?=
 
@@ -29,7 +29,8 @@ tools:
 	command -v Rscript >/dev/null || missing="$$missing r-base-core"; \
 	if command -v Rscript >/dev/null; then \
 	  Rscript -e 'suppressMessages(library(edgeR)); suppressMessages(library(limma))' >/dev/null 2>&1 || missing="$$missing r-bioc-edger r-bioc-limma"; \
-	else missing="$$missing r-bioc-edger r-bioc-limma"; fi; \
+	  Rscript -e 'stopifnot(requireNamespace("org.Hs.eg.db", quietly=TRUE), requireNamespace("GO.db", quietly=TRUE))' >/dev/null 2>&1 || missing="$$missing r-bioc-org.hs.eg.db r-bioc-go.db"; \
+	else missing="$$missing r-bioc-edger r-bioc-limma r-bioc-org.hs.eg.db r-bioc-go.db"; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install:$$missing" >&2; exit 1; fi; \

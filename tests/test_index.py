@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from scatlas.errors import InputError
-from scatlas.index import build_index, index_kind, load_index, save_index, search
+from scatlas.index import (
+    build_index,
+    choose_kind,
+    index_kind,
+    load_index,
+    save_index,
+    search,
+    unit_rows,
+)
 
 
 def _data(n=300, d=8, seed=0):
@@ -51,3 +59,45 @@ def test_load_index_errors(tmp_path):
     (tmp_path / "bad.faiss").write_bytes(b"not an index")
     with pytest.raises(InputError, match="cannot read"):
         load_index(tmp_path / "bad.faiss")
+
+
+def test_choose_kind_by_size_and_config():
+    assert choose_kind(10, flat_max=10) == "flat"
+    assert choose_kind(11, flat_max=10) == "hnsw"
+    assert choose_kind(11, flat_max=10, large="ivf") == "ivf"
+    assert choose_kind(5, kind="ivf") == "ivf"
+    with pytest.raises(InputError, match="unknown index kind"):
+        choose_kind(5, kind="lsh")
+    with pytest.raises(InputError, match="large index"):
+        choose_kind(5, large="flat")
+
+
+def test_ivf_recall_and_saved_nprobe(tmp_path):
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=5, size=(20, 8))
+    ref = (centres[rng.integers(0, 20, 4000)] + rng.normal(size=(4000, 8))).astype(np.float32)
+    q = (centres[rng.integers(0, 20, 200)] + rng.normal(size=(200, 8))).astype(np.float32)
+    index = build_index(ref, kind="ivf")
+    assert index_kind(index) == "ivf" and index.nprobe == 16 and index.nlist == 252
+    exact = build_index(ref, kind="flat")
+    _, approx_idx = search(load_index(save_index(index, tmp_path / "ivf.faiss")), q, 10)
+    _, exact_idx = search(exact, q, 10)
+    recall = np.mean(
+        [len(set(a) & set(e)) / 10 for a, e in zip(approx_idx, exact_idx, strict=True)]
+    )
+    assert recall > 0.9
+
+
+def test_unit_rows():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(unit_rows(x), [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_hamming_search_counts_differing_bits():
+    rng = np.random.default_rng(2)
+    codes = (rng.random((200, 16)) > 0.5).astype(np.float32)
+    index = build_index(codes)
+    dist, idx = search(index, codes[:10], 3, metric="hamming")
+    bits = (codes[:10, None, :] != codes[None, :, :]).sum(-1)
+    np.testing.assert_array_equal(dist, np.take_along_axis(bits, idx, 1).astype(np.float32))
+    assert np.all(dist[:, 0] == 0)

@@ -1,7 +1,10 @@
 import json
 import os
+import shutil
 import stat
 
+import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -47,6 +50,7 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
         "encoder.pt",
         "model.json",
         "genes.tsv",
+        "novelty.tsv",
         "ontology.obo",
         "metrics.json",
         "manifest.json",
@@ -54,7 +58,7 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
         "de/CL_0000236.tsv",
     }
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["version"] == "2026.01"
+    assert manifest["format_version"] == 2 and manifest["version"] == "2026.01"
     assert (manifest["n_cells"], manifest["n_genes"], manifest["embedding_dim"]) == (430, 200, 16)
     assert manifest["index_kind"] == "flat" and manifest["model"] == "dense"
     assert set(manifest["files"]) == names - {"manifest.json"}
@@ -79,7 +83,7 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
     genes = pd.read_csv(rel / "genes.tsv", sep="\t")
     assert genes["gene_symbol"].iloc[0] == "GENE1"
     metrics = json.loads((rel / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"dense", "pca", "lognorm"}
+    assert {"dense", "pca", "lognorm"} <= set(metrics["methods"])
     assert os.readlink(pub / "current") == "2026.01"
     assert not [p for p in pub.iterdir() if p.name.startswith(".")]
     ref = Reference.load(pub / "current")
@@ -141,3 +145,47 @@ def test_tampered_and_partial_releases_refused(inputs, tmp_path):
         Reference.load(rel3)
     with pytest.raises(ReleaseError, match="manifest.json is missing"):
         Reference.load(tmp_path)
+
+
+def _model_with(inputs, tmp_path, **fields):
+    model = tmp_path / "model"
+    shutil.copytree(inputs["model_dir"], model)
+    info = json.loads((model / "model.json").read_text())
+    info.update(fields)
+    (model / "model.json").write_text(json.dumps(info))
+    return {**inputs, "model_dir": model}
+
+
+def test_cosine_model_indexed_as_unit_vectors(inputs, tmp_path):
+    cosine = _model_with(inputs, tmp_path, metric="cosine")
+    rel = _publish(cosine, tmp_path / "pub", "c1", index="ivf")
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert manifest["metric"] == "cosine" and manifest["index_kind"] == "ivf"
+    ref = Reference.load(rel)
+    assert ref.metric == "cosine"
+    new = ad.read_h5ad(inputs["atlas_h5ad"])[:20].copy()
+    out = ref.annotate(new, k=5)
+    np.testing.assert_allclose(np.linalg.norm(out.obsm["X_scatlas"], axis=1), 1.0, rtol=1e-5)
+    # distances between unit vectors: d^2 = 2 - 2 cos, so at most 2
+    assert (out.obs["scatlas_min_dist"] <= 2.0 + 1e-5).all()
+
+
+def test_hamming_model_distances_are_bit_counts(inputs, tmp_path):
+    hamming = _model_with(inputs, tmp_path, metric="hamming")
+    rel = _publish(hamming, tmp_path / "pub", "h1")
+    assert json.loads((rel / "manifest.json").read_text())["metric"] == "hamming"
+    ref = Reference.load(rel)
+    out = ref.annotate(ad.read_h5ad(inputs["atlas_h5ad"])[:20].copy(), k=3)
+    emb = out.obsm["X_scatlas"]
+    ref_emb = ref.index.reconstruct_n(0, ref.index.ntotal)
+    squared = ((emb[:, None, :] - ref_emb[None]) ** 2).sum(-1).min(axis=1)
+    # reported distance = squared L2, which is the Hamming distance for 0/1 codes
+    np.testing.assert_allclose(out.obs["scatlas_min_dist"], np.rint(squared), atol=1e-3)
+
+
+def test_unknown_metric_refused(inputs, tmp_path):
+    odd = _model_with(inputs, tmp_path, metric="manhattan")
+    with pytest.raises(InputError, match="unknown embedding metric") as err:
+        _publish(odd, tmp_path / "pub", "m1")
+    assert err.value.field == "metric"
+    assert not (tmp_path / "pub" / "m1").exists()

@@ -1,4 +1,6 @@
+import json
 import logging
+import shutil
 
 import anndata as ad
 import numpy as np
@@ -6,13 +8,14 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from synthetic_atlas import TYPES, train_tiny, write_atlas, write_release_inputs
+from synthetic_atlas import NOVEL, TYPES, train_tiny, write_atlas, write_release_inputs
 
 from scatlas.errors import InputError
 from scatlas.evaluate import evaluate
 from scatlas.normalize import log1p_cp10k
 from scatlas.publish import publish_release
-from scatlas.query import Reference, detect_normalisation, query_file
+from scatlas.query import Reference, ReleaseError, detect_normalisation, query_file
+from scatlas.query_input import to_model_input
 
 torch.set_num_threads(1)
 HELD_OUT = "GSE100004"
@@ -150,13 +153,18 @@ def test_query_file_writes_h5ad_and_csv(release, tmp_path):
     out = query_file(path, src, tmp_path / "out.h5ad", k=5, csv=tmp_path / "out.csv")
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.uns["scatlas"]["k"] == 5
-    assert list(back.uns["scatlas"]["similar_studies"].columns) == ["study", "share"]
+    assert list(back.uns["scatlas"]["similar_studies"].columns) == [
+        "study",
+        "n_neighbours",
+        "share",
+    ]
     np.testing.assert_array_equal(back.obsm["X_scatlas"], out.obsm["X_scatlas"])
     table = pd.read_csv(tmp_path / "out.csv", index_col="cell_id")
     assert list(table.columns) == [
         "scatlas_cell_type",
         "scatlas_cell_type_id",
         "scatlas_score",
+        "scatlas_novel",
         "scatlas_min_dist",
     ]
     assert list(table.index) == list(new.obs_names)
@@ -188,3 +196,111 @@ def test_cli_query_refuses_a_folder_that_is_no_release(tmp_path):
     argv = ["query", "--reference", str(tmp_path), "--input", str(query)]
     assert main([*argv, "--output", str(tmp_path / "out.h5ad")]) == 2
     assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_novel_type_flagged_more_than_known_types(release):
+    path, new = release
+    ref = Reference.load(path)
+    thresholds = ref.thresholds.set_index("cl_id")["threshold"]
+    assert set(TYPES) | {"*"} == set(thresholds.index)
+    assert (thresholds > 0).all()
+    out = ref.annotate(new.copy(), k=10)
+    novel = out.obs["scatlas_novel"].to_numpy(dtype=bool)
+    truth = out.obs["truth"].to_numpy()
+    known = _known(out)
+    unseen = truth == NOVEL[0]
+    assert novel[unseen].mean() > 0.5
+    assert novel[known].mean() < 0.2
+    assert novel[unseen].mean() > novel[known].mean() + 0.4
+    # the flag is exactly "nearest distance beyond the winner's threshold"
+    thr = thresholds.reindex(out.obs["scatlas_cell_type_id"]).fillna(thresholds["*"]).to_numpy()
+    np.testing.assert_array_equal(novel, out.obs["scatlas_min_dist"].to_numpy() > thr)
+    assert out.uns["scatlas"]["n_novel"] == int(novel.sum())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.X.data.__setitem__(0, np.nan), "NaN or infinite"),
+        (lambda a: a.X.data.__setitem__(0, -1.0), "negative values"),
+    ],
+)
+def test_bad_values_refused(release, change, message):
+    path, new = release
+    bad = new[:10].copy()
+    bad.X = sp.csr_matrix(bad.X, dtype=np.float32)
+    change(bad)
+    with pytest.raises(InputError, match=message) as err:
+        Reference.load(path).annotate(bad, source="bad.h5ad")
+    assert err.value.field == "X" and "bad.h5ad" in str(err.value)
+
+
+def test_duplicated_genes_and_empty_inputs_refused(release, tmp_path):
+    path, new = release
+    ref = Reference.load(path)
+    dup = new[:5].copy()
+    names = list(dup.var_names)
+    names[3] = names[2]
+    dup.var_names = names
+    with pytest.raises(InputError, match="more than once.*var_names_make_unique"):
+        ref.annotate(dup)
+    with pytest.raises(InputError, match="no cells"):
+        ref.annotate(new[:0].copy())
+    with pytest.raises(InputError, match="no genes"):
+        ref.annotate(new[:, :0].copy())
+    empty = tmp_path / "empty.h5ad"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        query_file(path, empty, tmp_path / "out.h5ad")
+    junk = tmp_path / "junk.h5ad"
+    junk.write_text("not hdf5")
+    with pytest.raises(InputError, match="cannot read the query as h5ad"):
+        query_file(path, junk, tmp_path / "out.h5ad")
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+def _writable_copy(src, dst):
+    shutil.copytree(src.resolve(), dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dst
+
+
+def test_older_format_refused_with_advice(release, tmp_path):
+    path, _ = release
+    old = _writable_copy(path, tmp_path / "old")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseError, match="format 1 is not supported.*older scatlas.*re-publish"):
+        Reference.load(old)
+    manifest["format_version"] = 99
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseError, match="newer scatlas"):
+        Reference.load(old)
+
+
+def test_max_scaled_input_matches_the_definition():
+    counts = sp.csr_matrix(np.array([[0, 2, 4], [3, 0, 1], [0, 0, 0]], dtype=np.float32))
+    out = to_model_input(counts, "raw_counts", "max_scaled").toarray()
+    np.testing.assert_allclose(out, [[0, 0.5, 1], [1, 0, 1 / 3], [0, 0, 0]], rtol=1e-6)
+    from_log = to_model_input(log1p_cp10k(counts), "log_normalised", "max_scaled").toarray()
+    np.testing.assert_allclose(from_log, out, rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="cannot produce"):
+        to_model_input(counts, "raw_counts", "zscore")
+
+
+def test_cli_min_overlap_and_summary(release, tmp_path, capsys):
+    from scatlas.cli import main
+
+    path, new = release
+    query = tmp_path / "part.h5ad"
+    new[:, :150].copy().write_h5ad(query)
+    argv = ["query", "--reference", str(path), "--input", str(query)]
+    out = tmp_path / "out.h5ad"
+    assert main([*argv, "--output", str(out), "--min-overlap", "0.9", "--no-orthologs"]) == 2
+    assert not out.exists()
+    assert main([*argv, "--output", str(out), "--min-overlap", "0.7", "--batch-size", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert "genes matched 150/200 by gene_id" in printed and "novel cells:" in printed
+    assert "GSE10000" in printed  # most similar studies named

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, repo_root):
-    missing = [t for t in ("hisat2", "hisat2-build", "samtools", "featureCounts") if not shutil.which(t)]
+    missing = [
+        t for t in ("hisat2", "hisat2-build", "samtools", "featureCounts") if not shutil.which(t)
+    ]
     if missing:
         pytest.skip(f"tools not on PATH: {missing}")
     from scatlas.demo.mirror import MirrorServer
@@ -56,8 +58,9 @@ def test_workflow_succeeds(demo_run):
 
 
 def test_query_keeps_scrnaseq_and_leaves_out_the_rest(demo_run):
-    studies = pd.read_csv(_results(demo_run) / "query" / "studies.tsv", sep="\t", dtype=str,
-                          keep_default_na=False).set_index("study")
+    studies = pd.read_csv(
+        _results(demo_run) / "query" / "studies.tsv", sep="\t", dtype=str, keep_default_na=False
+    ).set_index("study")
     assert studies.loc["GSE900008", "status"] == "skipped"  # single-cell ATAC-seq
     assert studies.loc["GSE900008", "reason"]
     kept = set(studies.index[studies["status"] == "ok"])
@@ -104,9 +107,7 @@ def test_barcoded_study_cells_and_molecules(demo_run):
     truth = pd.read_csv(
         demo_run["work"] / "resources" / "demo-world" / "truth_molecules.tsv.gz", sep="\t"
     )
-    expected = truth.pivot_table(
-        index="cell", columns="gene_id", values="molecules", fill_value=0
-    )
+    expected = truth.pivot_table(index="cell", columns="gene_id", values="molecules", fill_value=0)
     assert set(adata.obs_names) == set(expected.index)  # every cell, no empty droplet
     got = adata[expected.index, expected.columns].X.toarray()
     assert 0.98 < got.sum() / expected.to_numpy().sum() < 1.02
@@ -160,5 +161,17 @@ def test_de_summary(demo_run):
 def test_every_rule_logged(demo_run):
     logs = list((demo_run["work"] / "logs").rglob("*.log"))
     stages = {p.relative_to(demo_run["work"] / "logs").parts[0] for p in logs}
-    assert {"query", "sample_sheet", "download", "align", "count", "expression", "atlas",
-            "train", "evaluate", "de", "publish", "catalog"} <= stages
+    assert {
+        "query",
+        "sample_sheet",
+        "download",
+        "align",
+        "count",
+        "expression",
+        "atlas",
+        "train",
+        "evaluate",
+        "de",
+        "publish",
+        "catalog",
+    } <= stages

@@ -48,11 +48,28 @@ def _cmd_query(args: argparse.Namespace) -> int:
         k=args.k,
         batch_size=args.batch_size,
         csv=Path(args.csv) if args.csv else None,
+        min_overlap=args.min_overlap,
+        orthologs=not args.no_orthologs,
     )
     info = adata.uns.get("scatlas", {})
+    overlap = info.get("gene_overlap", {})
+    studies = info.get("similar_studies")
+    top = (
+        ", ".join(
+            f"{s} ({sh:.0%})"
+            for s, sh in zip(studies["study"][:3], studies["share"][:3], strict=True)
+        )
+        if studies is not None and len(studies)
+        else "-"
+    )
     print(
         f"annotated {adata.n_obs} cells with reference {info.get('reference_version', '?')}: "
-        f"{args.output}"
+        f"{args.output}\n"
+        f"input: {info.get('input_normalisation', '?')}; genes matched "
+        f"{overlap.get('n_matched', '?')}/{overlap.get('n_reference_genes', '?')} by "
+        f"{overlap.get('key', '?')} ({overlap.get('matched_by', '?')}, translation "
+        f"{overlap.get('translation', 'none')}); novel cells: {info.get('n_novel', '?')}; "
+        f"most similar studies: {top}"
     )
     return 0
 
@@ -61,9 +78,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from scatlas.demo.run import run_demo
 
     started = time.monotonic()
-    result = run_demo(
-        seed=args.seed, port=args.port, cores=args.cores, regenerate=args.regenerate
-    )
+    result = run_demo(seed=args.seed, port=args.port, cores=args.cores, regenerate=args.regenerate)
     minutes = (time.monotonic() - started) / 60
     print(result.report(minutes))
     return 0 if result.ok else 1
@@ -149,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the per-cell annotation as CSV")
     p.add_argument("--k", type=int, default=10, help="neighbours per cell (default 10)")
     p.add_argument("--batch-size", type=int, default=4096, help="cells per batch (default 4096)")
+    p.add_argument(
+        "--min-overlap",
+        type=float,
+        default=0.5,
+        help="least share of the reference's genes the input must have (default 0.5)",
+    )
+    p.add_argument(
+        "--no-orthologs",
+        action="store_true",
+        help="do not translate mouse <-> human gene symbols (or human ids to symbols)",
+    )
     p.set_defaults(func=_cmd_query)
     return parser
 

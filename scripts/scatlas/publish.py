@@ -5,6 +5,14 @@ Everything is written into ``{publish_dir}/.{version}.tmp``, checksummed into
 ``{publish_dir}/current`` (a relative symlink) is then swapped atomically (a new link under a
 temporary name, ``os.replace``d over the old). Old versions beyond ``keep`` are pruned, never
 the current one. A version is never overwritten.
+
+Before anything is built, the quality gate (:mod:`scatlas.gate`) compares the candidate's
+evaluation with the current release's ``metrics.json``; a drop beyond the margin raises
+:class:`~scatlas.gate.QualityGateError` and nothing is published.
+
+Format history: 1 — the first layout; 2 — adds ``novelty.tsv`` (per-type novelty
+thresholds), ``metric``/``normalisation`` in the manifest, and requires ``metrics.json`` and
+``ontology.obo``.
 """
 
 from __future__ import annotations
@@ -27,15 +35,29 @@ import scipy.sparse as sp
 from . import __version__
 from .errors import InputError
 from .fileio import sha256_file
-from .index import build_index, index_kind, save_index
+from .gate import DEFAULT_METRICS, GateResult, QualityGateError, check_gate, read_release_metrics
+from .index import build_index, index_kind, save_index, unit_rows
 from .models.data import obs_text, read_atlas
+from .models.inputs import normalise_input
 from .models.io import embed, load_model
 from .models.trainer import select_device
-from .normalize import align_to_genes, log1p_cp10k
+from .normalize import align_to_genes
+from .novelty import calibrate_novelty
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+REQUIRED_FILES = (
+    "index.faiss",
+    "cells.parquet",
+    "encoder.pt",
+    "model.json",
+    "genes.tsv",
+    "novelty.tsv",
+    "metrics.json",
+    "ontology.obo",
+)
+METRICS = ("euclidean", "cosine", "hamming")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CURRENT = "current"
 CELL_COLUMNS = ["cell_id", "study", "sample", "cl_id", "cl_label", "split", "n_counts", "n_genes"]
@@ -50,6 +72,44 @@ def validate_version(version: str) -> str:
             field="version",
         )
     return version
+
+
+def check_metric(info: dict[str, Any]) -> str:
+    """The model's embedding metric (``model.json`` ``metric``, default euclidean), if indexable."""
+    metric = str(info.get("metric", "euclidean"))
+    if metric not in METRICS:
+        raise InputError(
+            f"unknown embedding metric {metric!r} (known: {', '.join(METRICS)})", field="metric"
+        )
+    return metric
+
+
+def current_release(publish_dir: Path) -> Path | None:
+    """The release ``publish_dir/current`` points at, or None."""
+    link = Path(publish_dir) / CURRENT
+    return link.resolve() if link.is_symlink() and link.resolve().is_dir() else None
+
+
+def quality_gate(
+    candidate: dict[str, Any],
+    publish_dir: Path,
+    *,
+    margin: float | None,
+    metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
+) -> GateResult:
+    """Check ``candidate`` metrics against the current release (``margin=None``: no gate)."""
+    if margin is None:
+        return GateResult(True, "quality gate disabled (publish.gate.margin is null)")
+    previous = current_release(publish_dir)
+    result = check_gate(
+        candidate,
+        read_release_metrics(previous) if previous else None,
+        margin=float(margin),
+        metrics=metrics,
+        previous_version=previous.name if previous else None,
+    )
+    (log.info if result.passed else log.error)("%s", result.reason)
+    return result
 
 
 def _cells_table(adata: ad.AnnData) -> pd.DataFrame:
@@ -174,12 +234,22 @@ def publish_release(
     publish_dir: Path,
     version: str,
     keep: int = 3,
-    flat_max: int = 1_000_000,
+    flat_max: int = 200_000,
+    index: str = "auto",
+    large_index: str = "hnsw",
+    novelty_quantile: float = 0.99,
+    gate_margin: float | None = None,
+    gate_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
     inputs: dict[str, Any] | None = None,
     batch_size: int = 4096,
     device: str = "auto",
 ) -> Path:
-    """Build and publish release ``version``; returns ``publish_dir/version``."""
+    """Build and publish release ``version``; returns ``publish_dir/version``.
+
+    ``index``/``large_index``/``flat_max`` choose the faiss index (:func:`build_index`);
+    ``novelty_quantile`` calibrates the novelty thresholds; ``gate_margin`` (None: off)
+    refuses a release that evaluates worse than the current one (QualityGateError).
+    """
     validate_version(version)
     atlas_h5ad, model_dir, evaluation_dir = Path(atlas_h5ad), Path(model_dir), Path(evaluation_dir)
     de_dir, ontology_obo, publish_dir = Path(de_dir), Path(ontology_obo), Path(publish_dir)
@@ -194,9 +264,15 @@ def publish_release(
             raise InputError(f"{what} is missing", path=str(path))
 
     net, info = load_model(model_dir, device=select_device(device))
+    metric = check_metric(info)
+    metrics = _metrics(evaluation_dir, info["model"])
+    gate = quality_gate(metrics, publish_dir, margin=gate_margin, metrics=gate_metrics)
+    if not gate.passed:
+        raise QualityGateError(gate)
     adata = read_atlas(atlas_h5ad, required=())
     atlas_genes = [str(g) for g in adata.var_names]
-    X, n_found = align_to_genes(log1p_cp10k(adata.X), atlas_genes, info["genes"])
+    normalisation = str(info.get("normalisation", "log1p_cp10k"))
+    X, n_found = align_to_genes(normalise_input(adata.X, normalisation), atlas_genes, info["genes"])
     if n_found != len(info["genes"]):
         raise InputError(
             f"the atlas lacks {len(info['genes']) - n_found} of the model's genes; "
@@ -206,8 +282,19 @@ def publish_release(
         )
     log.info("embedding %d atlas cells with model %s", adata.n_obs, info["model"])
     emb = embed(net, X, batch_size)
-    index = build_index(emb, flat_max=flat_max)
-    kind = index_kind(index)
+    if metric == "cosine":
+        emb = unit_rows(emb)
+    faiss_index = build_index(emb, flat_max=flat_max, kind=index, large=large_index)
+    kind = index_kind(faiss_index)
+    cells = _cells_table(adata)
+    thresholds = calibrate_novelty(
+        faiss_index,
+        emb,
+        cells["cl_id"].to_numpy(),
+        cells["study"].to_numpy(),
+        quantile=novelty_quantile,
+        metric=metric,
+    )
 
     publish_dir.mkdir(parents=True, exist_ok=True)
     tmp = publish_dir / f".{version}.tmp"
@@ -216,16 +303,15 @@ def publish_release(
         _remove_tree(tmp)
     tmp.mkdir()
     try:
-        save_index(index, tmp / "index.faiss")
-        _cells_table(adata).to_parquet(tmp / "cells.parquet", index=False)
+        save_index(faiss_index, tmp / "index.faiss")
+        cells.to_parquet(tmp / "cells.parquet", index=False)
+        thresholds.to_csv(tmp / "novelty.tsv", sep="\t", index=False)
         shutil.copyfile(model_dir / "encoder.pt", tmp / "encoder.pt")
         shutil.copyfile(model_dir / "model.json", tmp / "model.json")
         _genes_table(adata, info["genes"]).to_csv(tmp / "genes.tsv", sep="\t", index=False)
         shutil.copyfile(ontology_obo, tmp / "ontology.obo")
         shutil.copytree(de_dir, tmp / "de")
-        (tmp / "metrics.json").write_text(
-            json.dumps(_metrics(evaluation_dir, info["model"]), indent=1) + "\n", encoding="utf-8"
-        )
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
         manifest = {
             "format_version": FORMAT_VERSION,
             "scatlas_version": __version__,
@@ -236,6 +322,10 @@ def publish_release(
             "n_genes": len(info["genes"]),
             "embedding_dim": int(info["embedding_dim"]),
             "index_kind": kind,
+            "metric": metric,
+            "normalisation": normalisation,
+            "novelty_quantile": float(novelty_quantile),
+            "quality_gate": {"passed": gate.passed, "reason": gate.reason, "margin": gate_margin},
             "inputs": inputs
             if inputs is not None
             else _default_inputs(atlas_h5ad, model_dir, ontology_obo),

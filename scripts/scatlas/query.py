@@ -1,15 +1,19 @@
 """Annotate new cells against a published reference (``scatlas query``).
 
-``Reference.load`` checks the release before trusting it: ``manifest.json`` format, then the
-size and sha256 of every listed file (a tampered or partial release is refused, naming the
-file). Nothing is unpickled: weights via ``torch.load(weights_only=True)``, the cell table
-via parquet, the index via faiss.
+``Reference.load`` checks the release before trusting it: ``manifest.json`` format version
+(an older or newer format is refused, saying what to do), then the size and sha256 of every
+listed file (a tampered or partial release is refused, naming the file). Nothing is
+unpickled: weights via ``torch.load(weights_only=True)``, tables via parquet/TSV, the index
+via faiss.
 
-``Reference.annotate`` takes raw counts or log-normalised values (detected: integers vs
-not), maps genes by stable id or by symbol (whichever overlaps more), zero-fills missing
-genes, embeds, finds the k nearest reference cells and scores types as scQuery does:
-``s = 1/(1 + d)`` per neighbour, summed per type over labelled neighbours, normalised over
-types; the winner and its share are reported.
+``Reference.annotate`` takes raw counts or log-normalised values (detected and stated), maps
+genes by stable id or symbol — through the mouse ↔ human ortholog table when that overlaps
+more — zero-fills missing genes (with a warning; below the minimum overlap it refuses),
+normalises as the model was trained (``model.json`` ``normalisation``), embeds, finds the k
+nearest reference cells and scores types as scQuery does: ``s = 1/(1 + d)`` per neighbour,
+summed per type over labelled neighbours, normalised over types; the winner and its share
+are reported. A cell whose nearest reference cell is farther than its type's threshold
+(calibrated on the reference, :mod:`scatlas.novelty`) is flagged novel.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,20 +32,30 @@ import scipy.sparse as sp
 
 from .errors import InputError
 from .fileio import atomic_path, atomic_write_text, sha256_file
-from .index import load_index, search
+from .index import load_index, search, unit_rows
 from .models.base import EmbeddingModel
 from .models.io import embed, load_model
-from .normalize import align_to_genes, log1p_cp10k, looks_like_counts
-from .publish import FORMAT_VERSION
+from .normalize import align_to_genes
+from .novelty import NOVELTY_COLUMNS, flag_novel
+from .publish import FORMAT_VERSION, REQUIRED_FILES, check_metric
+from .query_input import (  # noqa: F401  (re-exported: the query API)
+    NORMALISATIONS,
+    GeneMapping,
+    check_matrix,
+    detect_normalisation,
+    map_genes,
+    to_model_input,
+)
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("index.faiss", "cells.parquet", "encoder.pt", "model.json", "genes.tsv")
-GENE_COLUMNS = ("gene_ids", "gene_id", "gene_symbol", "gene_symbols", "symbol")
-#: log-normalised values stay below this (log1p(1e4) ~ 9.2); non-integers above it are linear
-LOG_MAX = 20.0
-_VERSION_SUFFIX = re.compile(r"\.\d+$")
-OBS_COLUMNS = ["scatlas_cell_type", "scatlas_cell_type_id", "scatlas_score", "scatlas_min_dist"]
+OBS_COLUMNS = [
+    "scatlas_cell_type",
+    "scatlas_cell_type_id",
+    "scatlas_score",
+    "scatlas_novel",
+    "scatlas_min_dist",
+]
 
 
 class ReleaseError(InputError):
@@ -53,15 +65,28 @@ class ReleaseError(InputError):
 def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / "manifest.json"
     if not path.is_file():
-        raise ReleaseError("not a published reference: manifest.json is missing", path=str(path))
+        raise ReleaseError(
+            "not a published reference: manifest.json is missing (give a release folder such "
+            "as published/current)",
+            path=str(path),
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ReleaseError(f"manifest is not valid JSON: {exc}", path=str(path)) from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
+    fmt = manifest.get("format_version")
+    if fmt != FORMAT_VERSION:
+        if isinstance(fmt, int) and fmt < FORMAT_VERSION:
+            advice = (
+                f"it was published by an older scatlas ({manifest.get('scatlas_version', '?')}); "
+                "download a newer release or re-publish it with this scatlas "
+                "(snakemake publish, or scripts/publish_release.py)"
+            )
+        else:
+            advice = "it needs a newer scatlas: upgrade (pip install -U scatlas)"
         raise ReleaseError(
-            f"unsupported reference format {manifest.get('format_version')!r} "
-            f"(this scatlas reads format {FORMAT_VERSION})",
+            f"reference format {fmt!r} is not supported (this scatlas reads format "
+            f"{FORMAT_VERSION}); {advice}",
             path=str(path),
             field="format_version",
         )
@@ -90,98 +115,70 @@ def verify_release(root: Path, manifest: dict[str, Any]) -> None:
             )
         path = root / pure
         if not path.is_file():
-            raise ReleaseError("release file is missing (partial release?)", path=str(path))
+            raise ReleaseError(
+                "release file is missing (partial release? download it again)", path=str(path)
+            )
         size = path.stat().st_size
         if size != entry.get("bytes"):
             raise ReleaseError(
-                f"release file has {size} bytes, manifest says {entry.get('bytes')}", path=str(path)
+                f"release file has {size} bytes, manifest says {entry.get('bytes')} "
+                "(partial or altered; download the release again)",
+                path=str(path),
             )
         if sha256_file(path) != entry.get("sha256"):
             raise ReleaseError(
-                "release file checksum differs from the manifest (tampered?)", path=str(path)
+                "release file checksum differs from the manifest (tampered or corrupted; "
+                "download the release again)",
+                path=str(path),
             )
 
 
-def detect_normalisation(X) -> str:
-    """``raw_counts`` (non-negative integers), ``log_normalised`` (non-integers up to
-    ``LOG_MAX``) or ``linear`` (larger non-integers, e.g. TPM/RPKM). Negative values, i.e.
-    scaled/centred data, are refused."""
-    values = X.data if sp.issparse(X) else np.asarray(X)
-    if values.size and float(values.min()) < 0:
-        raise InputError(
-            "expression has negative values (scaled or centred data?); "
-            "give raw counts or log-normalised values",
-            field="X",
-        )
-    if looks_like_counts(X):
-        return "raw_counts"
-    return "log_normalised" if values.size == 0 or float(values.max()) <= LOG_MAX else "linear"
-
-
-def _strip_version(name: str) -> str:
-    return _VERSION_SUFFIX.sub("", name) if name.upper().startswith("ENS") else name
-
-
-@dataclass
-class GeneMapping:
-    """Which input annotation matched which reference key, and the translated names."""
-
-    source: str  # "var_names" or the var column used
-    key: str  # "gene_id" or "gene_symbol"
-    n_matched: int
-    n_reference_genes: int
-    names: list[str]  # per input column: the reference gene id, or "" when unmatched
-
-    @property
-    def fraction(self) -> float:
-        return self.n_matched / self.n_reference_genes if self.n_reference_genes else 0.0
-
-
-def map_genes(var: pd.DataFrame, gene_ids: list[str], gene_symbols: list[str]) -> GeneMapping:
-    """Translate input genes to reference gene ids by id or symbol, whichever overlaps more."""
-    by_id: dict[str, str] = {}
-    for g in gene_ids:
-        by_id.setdefault(g, g)
-        by_id.setdefault(_strip_version(g), g)
-    by_symbol: dict[str, str] = {}
-    for g, s in zip(gene_ids, gene_symbols, strict=True):
-        if s and s != "nan":
-            by_symbol.setdefault(s, g)
-    candidates = [("var_names", [str(v) for v in var.index])]
-    candidates += [(c, var[c].astype(str).tolist()) for c in GENE_COLUMNS if c in var.columns]
-    best: GeneMapping | None = None
-    for source, values in candidates:
-        for key, table, norm in (
-            ("gene_id", by_id, _strip_version),
-            ("gene_symbol", by_symbol, str),
-        ):
-            names = [table.get(v, table.get(norm(v), "")) for v in values]
-            n = len({n for n in names if n})
-            if best is None or n > best.n_matched:
-                best = GeneMapping(source, key, n, len(gene_ids), names)
-    assert best is not None
-    return best
-
-
 class Reference:
-    """A verified, loaded release."""
+    """A verified, loaded release (or one assembled in memory, e.g. by the benchmark)."""
 
     def __init__(
         self,
-        root: Path,
+        root: Path | None,
         manifest: dict[str, Any],
         model: EmbeddingModel,
         model_info: dict[str, Any],
         cells: pd.DataFrame,
         index: faiss.Index,
         genes: pd.DataFrame,
+        thresholds: pd.DataFrame | None = None,
     ):
         self.root, self.manifest, self.model, self.model_info = root, manifest, model, model_info
         self.cells, self.index, self.genes = cells, index, genes
+        self.metric = check_metric(model_info)
+        self.normalisation = str(model_info.get("normalisation", "log1p_cp10k"))
+        if self.normalisation not in NORMALISATIONS:
+            raise ReleaseError(
+                f"the reference's model expects {self.normalisation!r} input, which this "
+                f"scatlas cannot produce (known: {', '.join(NORMALISATIONS)}); upgrade scatlas",
+                field="normalisation",
+            )
+        self.thresholds = (
+            thresholds if thresholds is not None else pd.DataFrame({c: [] for c in NOVELTY_COLUMNS})
+        )
+        cl = cells["cl_id"].astype(str).fillna("")
+        self._types = np.array(sorted(set(cl) - {""}), dtype=object)
+        self._codes = pd.Categorical(cl.where(cl != ""), categories=self._types).codes.astype(
+            np.int64
+        )
+        self._labels = (
+            cells.loc[cl != "", ["cl_id", "cl_label"]]
+            .astype(str)
+            .drop_duplicates("cl_id")
+            .set_index("cl_id")["cl_label"]
+            .reindex(self._types)
+            .fillna("")
+            .to_numpy(dtype=object)
+        )
+        self._study_codes, self._studies = pd.factorize(cells["study"].astype(str))
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return str(self.manifest.get("version", "unpublished"))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> Reference:
@@ -194,9 +191,13 @@ class Reference:
         manifest = _read_manifest(root)
         verify_release(root, manifest)
         net, info = load_model(root, device=select_device(device))
+        check_metric(info)
         cells = pd.read_parquet(root / "cells.parquet")
         genes = pd.read_csv(root / "genes.tsv", sep="\t", dtype=str, keep_default_na=False)
-        index = load_index(root / "index.faiss")
+        thresholds = pd.read_csv(
+            root / "novelty.tsv", sep="\t", dtype={"cl_id": str}, keep_default_na=False
+        )
+        index = load_index(root / "index.faiss", use_gpu=True)  # flat: on a GPU if faiss has one
         if index.ntotal != len(cells):
             raise ReleaseError(
                 f"index holds {index.ntotal} cells, the cell table {len(cells)}",
@@ -213,13 +214,25 @@ class Reference:
                 "index dimension differs from the model's embedding", path=str(root / "index.faiss")
             )
         log.info(
-            "loaded reference %s (%d cells, %d genes, model %s)",
+            "loaded reference %s (%d cells, %d genes, model %s, %s index)",
             manifest["version"],
             len(cells),
             len(genes),
             info["model"],
+            manifest.get("index_kind", "?"),
         )
-        return cls(root, manifest, net, info, cells, index, genes)
+        return cls(root, manifest, net, info, cells, index, genes, thresholds)
+
+    def embed_expression(
+        self, X, mapping: GeneMapping, detected: str, batch_size: int
+    ) -> np.ndarray:
+        """Input rows (as ``detected``, input genes) → normalised as the model was trained,
+        over all input genes, then put in the reference gene order → embeddings (unit rows
+        for a cosine model)."""
+        normalised = to_model_input(X, detected, self.normalisation)
+        aligned, _ = align_to_genes(normalised, mapping.names, self.model_info["genes"])
+        emb = embed(self.model, aligned, batch_size)
+        return unit_rows(emb) if self.metric == "cosine" else emb
 
     def annotate(
         self,
@@ -229,29 +242,31 @@ class Reference:
         batch_size: int = 4096,
         min_overlap: float = 0.5,
         min_genes: int | None = None,
+        orthologs: bool = True,
         source: str | None = None,
     ) -> ad.AnnData:
         """Annotate ``adata`` in place (and return it).
 
         Writes ``obsm["X_scatlas"]``, ``obs`` columns ``scatlas_cell_type`` (label),
         ``scatlas_cell_type_id``, ``scatlas_score`` (winner's share of the similarity),
-        ``scatlas_min_dist`` and ``uns["scatlas"]``. At least ``min_genes`` (default:
-        ``min_overlap`` x the reference genes) must be found in the input. ``source`` names
-        the input in error messages.
+        ``scatlas_novel``, ``scatlas_min_dist`` and ``uns["scatlas"]`` (release version,
+        input normalisation, gene overlap, the most similar studies). At least ``min_genes``
+        (default: ``min_overlap`` x the reference genes) must be found in the input.
+        ``source`` names the input in error messages.
         """
         model_genes = self.model_info["genes"]
         X = adata.layers.get("counts", adata.X)
-        if X is None:
-            raise InputError("the input has no expression matrix", path=source, field="X")
-        normalisation = detect_normalisation(X)
+        check_matrix(X, adata.var_names, source=source)
+        detected = detect_normalisation(X)
         log.info(
-            "input expression detected as %s%s",
-            normalisation,
-            " (normalised with log1p_cp10k)"
-            if normalisation != "log_normalised"
-            else " (used as is; expected log1p of counts per 10,000)",
+            "input expression detected as %s (%s); the model expects %s",
+            detected,
+            "from layers['counts']" if "counts" in adata.layers else "from X",
+            self.normalisation,
         )
-        mapping = map_genes(adata.var, model_genes, self.genes["gene_symbol"].tolist())
+        mapping = map_genes(
+            adata.var, model_genes, self.genes["gene_symbol"].tolist(), orthologs=orthologs
+        )
         needed = (
             int(min_genes)
             if min_genes is not None
@@ -262,109 +277,147 @@ class Reference:
                 f"only {mapping.n_matched} of the reference's {len(model_genes)} genes were found "
                 f"in the input (at least {needed} needed). Give stable gene ids (var_names or a "
                 "'gene_ids' column) or symbols (a 'gene_symbol' column) as in the reference's "
-                "genes.tsv, or lower the minimum overlap",
+                "genes.tsv (mouse and human symbols are translated), or lower the minimum "
+                "overlap (--min-overlap)",
                 path=source,
                 field="var_names",
             )
+        if mapping.translation:
+            log.info("genes translated %s (%d matched)", mapping.translation, mapping.n_matched)
         if mapping.n_matched < len(model_genes):
             log.warning(
                 "%d of %d reference genes are missing from the input and set to 0 "
-                "(matched %s by %s)",
+                "(matched %s by %s%s)",
                 len(model_genes) - mapping.n_matched,
                 len(model_genes),
                 mapping.key,
                 mapping.source,
+                f", {mapping.translation}" if mapping.translation else "",
             )
         n = adata.n_obs
         k_eff = min(int(k), int(self.index.ntotal))
         emb = np.zeros((n, self.model.embedding_dim), dtype=np.float32)
         dist = np.zeros((n, k_eff), dtype=np.float32)
         idx = np.zeros((n, k_eff), dtype=np.int64)
-        X = sp.csr_matrix(X)
+        X = X if sp.issparse(X) else sp.csr_matrix(np.asarray(X))
+        X = X.tocsr()
         for start in range(0, n, batch_size):
             chunk = X[start : start + batch_size]
-            if normalisation != "log_normalised":
-                chunk = log1p_cp10k(chunk)
-            aligned, _ = align_to_genes(chunk, mapping.names, model_genes)
-            emb[start : start + aligned.shape[0]] = embed(self.model, aligned, batch_size)
-            d, i = search(self.index, emb[start : start + aligned.shape[0]], k_eff)
-            dist[start : start + len(d)], idx[start : start + len(i)] = d, i
-            log.info("annotated %d/%d cells", min(start + batch_size, n), n)
-
-        type_id, type_label, score = self._vote(dist, idx)
+            e = self.embed_expression(chunk, mapping, detected, batch_size)
+            d, i = search(self.index, e, k_eff, self.metric)
+            stop = start + len(e)
+            emb[start:stop], dist[start:stop], idx[start:stop] = e, d, i
+            log.info("annotated %d/%d cells", stop, n)
+        type_id, type_label, score = self.vote(dist, idx)
+        novel, _ = flag_novel(dist[:, 0], type_id, self.thresholds)
         adata.obsm["X_scatlas"] = emb
         adata.obs["scatlas_cell_type"] = type_label
         adata.obs["scatlas_cell_type_id"] = type_id
         adata.obs["scatlas_score"] = score
-        adata.obs["scatlas_min_dist"] = dist[:, 0] if n else np.zeros(0, np.float32)
+        adata.obs["scatlas_novel"] = novel
+        adata.obs["scatlas_min_dist"] = dist[:, 0]
         adata.uns["scatlas"] = {
             "reference_version": self.version,
-            "reference_path": str(self.root),
+            "reference_path": str(self.root) if self.root else "",
             "model": str(self.model_info["model"]),
+            "metric": self.metric,
             "k": k_eff,
-            "input_normalisation": normalisation,
-            "gene_overlap": {
-                "n_matched": mapping.n_matched,
-                "n_reference_genes": len(model_genes),
-                "fraction": mapping.fraction,
-                "matched_by": mapping.source,
-                "key": mapping.key,
-            },
-            "similar_studies": self._similar_studies(idx),
+            "input_normalisation": detected,
+            "model_normalisation": self.normalisation,
+            "gene_overlap": mapping.describe(),
+            "n_novel": int(novel.sum()),
+            "similar_studies": self.similar_studies(idx),
         }
+        log.info(
+            "%d cells annotated; %d flagged novel; most similar study %s",
+            n,
+            int(novel.sum()),
+            adata.uns["scatlas"]["similar_studies"]["study"].iloc[0]
+            if len(adata.uns["scatlas"]["similar_studies"])
+            else "-",
+        )
         return adata
 
-    def _vote(self, dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cl = self.cells["cl_id"].astype(str).to_numpy()
-        labelled = cl[cl != ""]
-        types = np.array(sorted(set(labelled)), dtype=object)
-        code_of = {t: i for i, t in enumerate(types)}
-        codes = np.array([code_of.get(c, -1) for c in cl], dtype=np.int64)
-        label_of = (
-            self.cells[self.cells["cl_id"] != ""]
-            .drop_duplicates("cl_id")
-            .set_index("cl_id")["cl_label"]
-            .astype(str)
-            .to_dict()
-        )
+    def vote(
+        self, dist: np.ndarray, idx: np.ndarray, chunk: int = 8192
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """scQuery's vote: per cell, the type with the largest Σ 1/(1+d) over its labelled
+        neighbours, its label, and its share of that sum over all types (0 when none)."""
         n = len(idx)
         out_id = np.full(n, "", dtype=object)
         out_label = np.full(n, "", dtype=object)
         out_score = np.zeros(n, dtype=np.float32)
-        if n == 0 or len(types) == 0:
+        n_types = len(self._types)
+        if n == 0 or n_types == 0:
             return out_id, out_label, out_score
-        neigh = codes[idx]
-        weight = 1.0 / (1.0 + dist.astype(np.float64))
-        for start in range(0, n, 4096):
-            nb, w = neigh[start : start + 4096], weight[start : start + 4096]
-            rows = np.broadcast_to(np.arange(len(nb))[:, None], nb.shape)
+        for start in range(0, n, chunk):
+            i = idx[start : start + chunk]
+            nb = np.where(i >= 0, self._codes[np.where(i >= 0, i, 0)], -1)
+            w = 1.0 / (1.0 + dist[start : start + chunk].astype(np.float64))
             keep = nb >= 0
-            S = np.zeros((len(nb), len(types)))
-            np.add.at(S, (rows[keep], nb[keep]), w[keep])
+            rows = np.broadcast_to(np.arange(len(nb))[:, None], nb.shape)
+            S = np.bincount(
+                rows[keep] * n_types + nb[keep], weights=w[keep], minlength=len(nb) * n_types
+            ).reshape(len(nb), n_types)
             total = S.sum(axis=1)
             win = S.argmax(axis=1)
             has = total > 0
             sl = slice(start, start + len(nb))
-            out_id[sl] = np.where(has, types[win], "")
+            out_id[sl] = np.where(has, self._types[win], "")
+            out_label[sl] = np.where(has, self._labels[win], "")
             out_score[sl] = np.where(has, S[np.arange(len(nb)), win] / np.where(has, total, 1), 0)
-        out_label[:] = [label_of.get(t, "") for t in out_id]
         if (out_id == "").any():
             log.warning("%d cells had no labelled reference neighbour", int((out_id == "").sum()))
         return out_id, out_label, out_score
 
-    def _similar_studies(self, idx: np.ndarray, top: int = 20) -> pd.DataFrame:
-        studies = self.cells["study"].astype(str).to_numpy()[idx.ravel()]
-        if studies.size == 0:
-            return pd.DataFrame({"study": pd.Series(dtype=str), "share": pd.Series(dtype=float)})
-        counts = pd.Series(studies).value_counts()
+    def similar_studies(self, idx: np.ndarray, top: int = 20) -> pd.DataFrame:
+        """The reference studies holding most of the query's neighbours, with their share."""
+        valid = idx[idx >= 0]
+        if valid.size == 0:
+            return pd.DataFrame(
+                {
+                    "study": pd.Series(dtype=str),
+                    "n_neighbours": pd.Series(dtype=np.int64),
+                    "share": pd.Series(dtype=float),
+                }
+            )
+        counts = np.bincount(self._study_codes[valid], minlength=len(self._studies))
         frame = pd.DataFrame(
             {
-                "study": counts.index.astype(str),
-                "share": (counts.to_numpy() / studies.size).astype(float),
+                "study": np.asarray(self._studies, dtype=str),
+                "n_neighbours": counts.astype(np.int64),
+                "share": counts / valid.size,
             }
         )
+        frame = frame[frame["n_neighbours"] > 0]
         frame = frame.sort_values(["share", "study"], ascending=[False, True]).head(top)
         return frame.reset_index(drop=True)
+
+
+def read_query(path: Path) -> ad.AnnData:
+    """Read a query h5ad, refusing missing, empty and unreadable files with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("the query file does not exist", path=str(path))
+    if path.stat().st_size == 0:
+        raise InputError(
+            "the query file is empty (0 bytes); write the AnnData again", path=str(path)
+        )
+    try:
+        return ad.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many kinds for a file that is not h5ad
+        raise InputError(
+            f"cannot read the query as h5ad ({type(exc).__name__}: {exc}); give an AnnData "
+            "file written with adata.write_h5ad",
+            path=str(path),
+        ) from exc
+
+
+def write_csv(adata: ad.AnnData, path: Path) -> None:
+    """The per-cell annotation (``OBS_COLUMNS``) as CSV, indexed by cell id, atomically."""
+    table = adata.obs[OBS_COLUMNS].copy()
+    table.index.name = "cell_id"
+    atomic_write_text(path, table.to_csv())
 
 
 def query_file(
@@ -377,27 +430,24 @@ def query_file(
     csv: Path | None = None,
     min_overlap: float = 0.5,
     min_genes: int | None = None,
+    orthologs: bool = True,
 ) -> ad.AnnData:
     """Annotate ``input_h5ad`` against ``reference``; write the h5ad (and a CSV) atomically."""
     input_h5ad = Path(input_h5ad)
     ref = Reference.load(reference)
-    try:
-        adata = ad.read_h5ad(input_h5ad)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"cannot read the input: {exc}", path=str(input_h5ad)) from exc
+    adata = read_query(input_h5ad)
     ref.annotate(
         adata,
         k=k,
         batch_size=batch_size,
         min_overlap=min_overlap,
         min_genes=min_genes,
+        orthologs=orthologs,
         source=str(input_h5ad),
     )
     with atomic_path(output, ".h5ad") as tmp:
         adata.write_h5ad(tmp)
     if csv is not None:
-        table = adata.obs[OBS_COLUMNS].copy()
-        table.index.name = "cell_id"
-        atomic_write_text(csv, table.to_csv())
+        write_csv(adata, Path(csv))
     log.info("wrote %s (%d cells)", output, adata.n_obs)
     return adata

@@ -62,6 +62,29 @@ RERUN_TRIGGERS = ("mtime", "params", "input")
 MAX_CHECKSUM_BYTES = 64 << 20  # sample sheets of very large studies are still compared by content
 LOCK_FILE = Path("results") / ".refresh.lock"
 CATALOG = Path("results") / "catalog.sqlite"
+RELEASE_RECORD = Path("results") / "publish" / "release.json"
+
+
+def _mtime(path: Path) -> float | None:
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
+def publish_outcome(work: Path, before: float | None) -> str:
+    """What the publish rule decided during this refresh (``""`` when it did not run):
+    the new release, or why the quality gate refused it (see :mod:`scatlas.release`)."""
+    record = work / RELEASE_RECORD
+    if _mtime(record) is None or _mtime(record) == before:
+        return ""
+    try:
+        info = json.loads(record.read_text(encoding="utf-8"))
+    except ValueError:
+        return "release record unreadable"
+    if info.get("published") is False:
+        return (
+            f"release {info.get('candidate_version')} NOT published: {info.get('reason')} "
+            f"(current stays {info.get('version')})"
+        )
+    return f"release {info.get('version')} published"
 
 
 @dataclass
@@ -265,6 +288,7 @@ def refresh(
             "date_from": window.since,
             "date_to": window.until,
         }
+        release_before = _mtime(work / RELEASE_RECORD)
         ok = run_workflow(
             work,
             snakefile=snakefile,
@@ -285,7 +309,9 @@ def refresh(
                 f"dry run of the window {window.since or 'the beginning'} .. {window.until}",
                 window,
             )
-        return _record(work, rid, before, window, ok, retried)
+        return _record(
+            work, rid, before, window, ok, retried, publish_outcome(work, release_before)
+        )
 
 
 def _record(
@@ -295,6 +321,7 @@ def _record(
     window: Window,
     ok: bool,
     retried: list[str],
+    published: str = "",
 ) -> RefreshResult:
     studies_tsv = work / "results" / "query" / "studies.tsv"
     n_studies = len(read_tsv(studies_tsv, ["study"])) if studies_tsv.is_file() else 0
@@ -310,6 +337,7 @@ def _record(
                 f"{len(changed)} changed upstream"
                 + (f" ({', '.join(changed[:20])})" if changed else "")
                 + (f"; {len(retried)} earlier failure(s) tried again" if retried else "")
+                + (f"; {published}" if published else "")
             )
         else:
             status = "failed"

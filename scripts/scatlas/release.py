@@ -1,4 +1,10 @@
-"""Publishing from the workflow: choose the release version, publish, record what was published."""
+"""Publishing from the workflow: choose the release version, publish, record what was published.
+
+The record (``results/publish/release.json``) says whether the candidate was published. When
+the quality gate refuses it, the rule still succeeds (the atlas run is not a failure), the
+record holds ``"published": false`` and the gate's reason, and ``path`` names the release
+that stays current, so downstream steps (the demo query) and ``scatlas refresh`` report it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import logging
 from pathlib import Path
 
 from scatlas.fileio import atomic_write_text, sha256_file
-from scatlas.publish import publish_release
+from scatlas.gate import DEFAULT_METRICS, QualityGateError
+from scatlas.publish import current_release, publish_release
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +36,10 @@ def next_version(publish_dir: Path, today: dt.date | None = None) -> str:
 
 def _input_record(path: Path) -> dict:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {"path": str(path), "sha256": {str(f.relative_to(path.parent)): sha256_file(f) for f in files}}
+    return {
+        "path": str(path),
+        "sha256": {str(f.relative_to(path.parent)): sha256_file(f) for f in files},
+    }
 
 
 def publish_from_workflow(
@@ -45,13 +55,60 @@ def publish_from_workflow(
 ) -> Path:
     """Publish a release from the workflow's outputs and write ``record`` (release.json)."""
     version = settings.get("version") or next_version(publish_dir)
+    gate = dict(settings.get("gate") or {})
     inputs = {
         "atlas": _input_record(atlas),
         "model": _input_record(model_dir / "model.json"),
         "encoder": _input_record(model_dir / "encoder.pt"),
         "ontology": _input_record(obo),
     }
-    path = publish_release(
+    try:
+        path = _publish(
+            atlas,
+            model_dir,
+            evaluation_dir,
+            de_dir,
+            obo,
+            publish_dir,
+            version,
+            settings,
+            gate,
+            inputs,
+        )
+    except QualityGateError as exc:
+        previous = current_release(publish_dir)
+        summary = {  # version/path: the release users still get (the current one)
+            "version": previous.name if previous else None,
+            "candidate_version": version,
+            "published": False,
+            "reason": str(exc),
+            "path": str(previous) if previous else None,
+            "current": str(publish_dir / "current"),
+            "decided": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        atomic_write_text(record, json.dumps(summary, indent=2) + "\n")
+        log.error("release %s not published: %s", version, exc)
+        return previous
+    manifest = path / "manifest.json"
+    summary = {
+        "version": version,
+        "published": True,
+        "reason": json.loads(manifest.read_text(encoding="utf-8"))["quality_gate"]["reason"],
+        "path": str(path),
+        "current": str(publish_dir / "current"),
+        "candidate_version": version,
+        "manifest_sha256": sha256_file(manifest),
+        "decided": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(record, json.dumps(summary, indent=2) + "\n")
+    log.info("published release %s at %s", version, path)
+    return path
+
+
+def _publish(
+    atlas, model_dir, evaluation_dir, de_dir, obo, publish_dir, version, settings, gate, inputs
+) -> Path:
+    return publish_release(
         atlas_h5ad=atlas,
         model_dir=model_dir,
         evaluation_dir=evaluation_dir,
@@ -60,17 +117,11 @@ def publish_from_workflow(
         publish_dir=publish_dir,
         version=version,
         keep=int(settings.get("keep", 3)),
-        flat_max=int(settings.get("flat_max", 1_000_000)),
+        flat_max=int(settings.get("flat_max", 200_000)),
+        index=str(settings.get("index", "auto")),
+        large_index=str(settings.get("large_index", "hnsw")),
+        novelty_quantile=float(settings.get("novelty_quantile", 0.99)),
+        gate_margin=gate.get("margin", 0.05),
+        gate_metrics=tuple(gate.get("metrics") or DEFAULT_METRICS),
         inputs=inputs,
     )
-    manifest = path / "manifest.json"
-    summary = {
-        "version": version,
-        "path": str(path),
-        "current": str(publish_dir / "current"),
-        "manifest_sha256": sha256_file(manifest),
-        "published": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    atomic_write_text(record, json.dumps(summary, indent=2) + "\n")
-    log.info("published release %s at %s", version, path)
-    return path
