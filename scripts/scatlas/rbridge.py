@@ -37,7 +37,37 @@ def robjects() -> ModuleType:
                 os.environ[key] = value
     # rpy2 logs at interpreter exit, when test runners have closed their streams
     logging.getLogger("rpy2").setLevel(logging.WARNING)
+    _route_console()
     return ro
+
+
+_ROUTED = False
+_RLOG = logging.getLogger("scatlas.R")
+# R's notice when an empty site library is on the search path (Debian's default
+# /usr/local/lib/R/site-library): noise, not a problem of the analysis
+_NOISE = ("contains no packages",)
+
+
+def _r_console(text: str) -> None:
+    """R's warnings and messages into our log (the rule's log file), minus known noise."""
+    line = text.rstrip()
+    if line and not any(n in line for n in _NOISE):
+        _RLOG.info("R: %s", line)
+
+
+def _route_console() -> None:
+    """Once per process: R's stderr console into logging, warnings printed as they occur
+    (``options(warn = 1)``) rather than deferred to interpreter exit, when log streams are
+    already closed."""
+    global _ROUTED
+    if _ROUTED:
+        return
+    import rpy2.rinterface_lib.callbacks as callbacks
+    import rpy2.robjects as ro
+
+    callbacks.consolewrite_warnerror = _r_console
+    ro.r("options(warn = 1)")
+    _ROUTED = True
 
 
 def r_package(name: str) -> Any:
