@@ -47,3 +47,19 @@ def test_demo_report_names_release_accuracy_and_failures(tmp_path):
     assert "failed study GSE9: md5 mismatch for x" in text
     assert "FAILED" not in text
     assert "FAILED" in DemoResult(ok=False, root=tmp_path).report(1.0)
+
+
+def test_demo_report_says_when_the_gate_refused_a_release(tmp_path):
+    from scatlas.demo.run import DemoResult
+
+    release = {
+        "published": False,
+        "candidate_version": "v2",
+        "reason": "accuracy 0.80 < 0.95 - 0.05",
+        "path": "published/v1",
+        "version": "v1",
+        "current": "published/current",
+    }
+    text = DemoResult(ok=True, root=tmp_path, outputs={"release": release}).report(1.0)
+    assert "release v2 NOT published: accuracy 0.80 < 0.95 - 0.05" in text
+    assert "published/v1 (version v1)" in text

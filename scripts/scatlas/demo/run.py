@@ -50,7 +50,11 @@ class DemoResult:
     def report(self, minutes: float) -> str:
         lines = [f"scatlas demo {'finished' if self.ok else 'FAILED'} in {minutes:.1f} min"]
         release = self.outputs.get("release")
-        if release:
+        if release and release.get("published") is False:
+            lines.append(
+                f"release {release.get('candidate_version')} NOT published: {release['reason']}"
+            )
+        if release and release.get("path"):
             lines.append(f"published reference : {release['path']} (version {release['version']})")
             lines.append(f"                      {release['current']} -> {release['version']}")
         acc = self.outputs.get("accuracy")
