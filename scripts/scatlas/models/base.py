@@ -14,6 +14,7 @@ each cell so pair/triplet miners can pick partners from other studies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -57,20 +58,30 @@ class EmbeddingModel(nn.Module):
     metric: ClassVar[str] = "euclidean"
     #: model-specific run parameters and their defaults (merged with the trainer's)
     default_params: ClassVar[dict[str, Any]] = {}
+    #: constructor keywords (besides ``n_genes``, ``n_classes``) taken from the run
+    #: parameters, each with the conversion it needs; the constructor stores them in
+    #: ``self._arch`` with ``kind``, ``n_genes`` and ``n_classes``
+    arch_params: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+
+    _arch: dict[str, Any]
 
     @classmethod
     def architecture_from_params(
         cls, params: dict[str, Any], *, n_genes: int, n_classes: int
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        kwargs = {key: convert(params[key]) for key, convert in cls.arch_params.items()}
+        return cls(n_genes, n_classes, **kwargs).architecture
 
     @classmethod
     def from_architecture(cls, architecture: dict[str, Any]) -> EmbeddingModel:
-        raise NotImplementedError
+        """Rebuild from ``model.json``; keys an older file lacks take the constructor's
+        defaults."""
+        kwargs = {key: architecture[key] for key in cls.arch_params if key in architecture}
+        return cls(architecture["n_genes"], architecture["n_classes"], **kwargs)
 
     @property
     def architecture(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return dict(self._arch, hidden=list(self._arch["hidden"]))
 
     @property
     def embedding_dim(self) -> int:

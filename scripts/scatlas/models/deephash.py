@@ -20,6 +20,7 @@ anchor in Hamming space (``validation_step``, ``annotate``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -73,6 +74,14 @@ class DeepHashNetwork(EmbeddingModel):
         "batch_size": 128,
     }
 
+    arch_params: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "hidden": list,
+        "bits": lambda bits: bits,  # "auto" or a whole number
+        "beta": float,
+        "gamma": float,
+        "quantisation_weight": float,
+    }
+
     def __init__(
         self,
         n_genes: int,
@@ -107,37 +116,6 @@ class DeepHashNetwork(EmbeddingModel):
         anchors = (hadamard(k)[: int(n_classes)] > 0).astype(np.float32)
         self.register_buffer("anchors", torch.from_numpy(anchors), False)
         self.register_buffer("class_weight", torch.ones(int(n_classes)), False)
-
-    @classmethod
-    def architecture_from_params(
-        cls, params: dict[str, Any], *, n_genes: int, n_classes: int
-    ) -> dict[str, Any]:
-        return cls(
-            n_genes,
-            n_classes,
-            hidden=list(params["hidden"]),
-            bits=params["bits"],
-            beta=float(params["beta"]),
-            gamma=float(params["gamma"]),
-            quantisation_weight=float(params["quantisation_weight"]),
-        ).architecture
-
-    @classmethod
-    def from_architecture(cls, architecture: dict[str, Any]) -> DeepHashNetwork:
-        a = architecture
-        return cls(
-            a["n_genes"],
-            a["n_classes"],
-            hidden=a["hidden"],
-            bits=a["bits"],
-            beta=a["beta"],
-            gamma=a["gamma"],
-            quantisation_weight=a["quantisation_weight"],
-        )
-
-    @property
-    def architecture(self) -> dict[str, Any]:
-        return dict(self._arch, hidden=list(self._arch["hidden"]))
 
     @property
     def embedding_dim(self) -> int:

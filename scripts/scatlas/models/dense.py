@@ -11,6 +11,7 @@ cells, without labels; then the classifier is trained as usual.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -30,6 +31,13 @@ class DenseClassifier(EmbeddingModel):
         "activation": "tanh",
         "normalisation": "log1p_cp10k",
         "pretrain_epochs": 0,
+    }
+
+    arch_params: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "hidden": list,
+        "dropout": float,
+        "activation": str,
+        "autoencoder": bool,
     }
 
     def __init__(
@@ -75,29 +83,11 @@ class DenseClassifier(EmbeddingModel):
     def architecture_from_params(
         cls, params: dict[str, Any], *, n_genes: int, n_classes: int
     ) -> dict[str, Any]:
-        return cls(
-            n_genes,
-            n_classes,
-            hidden=list(params["hidden"]),
-            dropout=float(params["dropout"]),
-            activation=str(params["activation"]),
-            autoencoder=int(params.get("pretrain_epochs", 0)) > 0,
-        ).architecture
-
-    @classmethod
-    def from_architecture(cls, architecture: dict[str, Any]) -> DenseClassifier:
-        return cls(
-            architecture["n_genes"],
-            architecture["n_classes"],
-            hidden=architecture["hidden"],
-            dropout=architecture["dropout"],
-            activation=architecture.get("activation", "tanh"),
-            autoencoder=bool(architecture.get("autoencoder", False)),
+        # the decoder exists only when the run pretrains the autoencoder
+        pretrain = int(params.get("pretrain_epochs", 0)) > 0
+        return super().architecture_from_params(
+            dict(params, autoencoder=pretrain), n_genes=n_genes, n_classes=n_classes
         )
-
-    @property
-    def architecture(self) -> dict[str, Any]:
-        return dict(self._arch, hidden=list(self._arch["hidden"]))
 
     @property
     def embedding_dim(self) -> int:

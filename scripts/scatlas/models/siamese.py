@@ -14,6 +14,7 @@ a validation pair counts as correct when ``D < threshold`` exactly for same-type
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -57,6 +58,15 @@ class SiameseNetwork(EmbeddingModel):
         "optimizer": "rmsprop",
     }
 
+    arch_params: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "hidden": list,
+        "embedding_dim": int,
+        "dropout": float,
+        "margin": float,
+        "p_same": float,
+        "threshold": float,
+    }
+
     def __init__(
         self,
         n_genes: int,
@@ -91,39 +101,6 @@ class SiameseNetwork(EmbeddingModel):
             width = int(h)
         layers.append(nn.Linear(width, int(embedding_dim)))
         self.encoder = nn.Sequential(*layers)
-
-    @classmethod
-    def architecture_from_params(
-        cls, params: dict[str, Any], *, n_genes: int, n_classes: int
-    ) -> dict[str, Any]:
-        return cls(
-            n_genes,
-            n_classes,
-            hidden=list(params["hidden"]),
-            embedding_dim=int(params["embedding_dim"]),
-            dropout=float(params["dropout"]),
-            margin=float(params["margin"]),
-            p_same=float(params["p_same"]),
-            threshold=float(params["threshold"]),
-        ).architecture
-
-    @classmethod
-    def from_architecture(cls, architecture: dict[str, Any]) -> SiameseNetwork:
-        a = architecture
-        return cls(
-            a["n_genes"],
-            a["n_classes"],
-            hidden=a["hidden"],
-            embedding_dim=a["embedding_dim"],
-            dropout=a["dropout"],
-            margin=a["margin"],
-            p_same=a["p_same"],
-            threshold=a["threshold"],
-        )
-
-    @property
-    def architecture(self) -> dict[str, Any]:
-        return dict(self._arch, hidden=list(self._arch["hidden"]))
 
     @property
     def embedding_dim(self) -> int:

@@ -21,6 +21,7 @@ The triplet loss is the mean of ``max(0, d_ap - d_an + margin)`` over the mined 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -86,6 +87,15 @@ class TripletNetwork(EmbeddingModel):
         "batch_size": 1000,
     }
 
+    arch_params: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "hidden": list,
+        "embedding_dim": int,
+        "dropout": float,
+        "margin": float,
+        "triplet_weight": float,
+        "cross_study": bool,
+    }
+
     def __init__(
         self,
         n_genes: int,
@@ -131,39 +141,6 @@ class TripletNetwork(EmbeddingModel):
         self.register_buffer("related", torch.eye(int(n_classes), dtype=torch.bool), False)
         self._cross_study = bool(cross_study)
         self.last_triplets = 0
-
-    @classmethod
-    def architecture_from_params(
-        cls, params: dict[str, Any], *, n_genes: int, n_classes: int
-    ) -> dict[str, Any]:
-        return cls(
-            n_genes,
-            n_classes,
-            hidden=list(params["hidden"]),
-            embedding_dim=int(params["embedding_dim"]),
-            dropout=float(params["dropout"]),
-            margin=float(params["margin"]),
-            triplet_weight=float(params["triplet_weight"]),
-            cross_study=bool(params["cross_study"]),
-        ).architecture
-
-    @classmethod
-    def from_architecture(cls, architecture: dict[str, Any]) -> TripletNetwork:
-        a = architecture
-        return cls(
-            a["n_genes"],
-            a["n_classes"],
-            hidden=a["hidden"],
-            embedding_dim=a["embedding_dim"],
-            dropout=a["dropout"],
-            margin=a["margin"],
-            triplet_weight=a["triplet_weight"],
-            cross_study=a.get("cross_study", True),
-        )
-
-    @property
-    def architecture(self) -> dict[str, Any]:
-        return dict(self._arch, hidden=list(self._arch["hidden"]))
 
     @property
     def embedding_dim(self) -> int:
