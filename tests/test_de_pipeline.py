@@ -18,19 +18,10 @@ import scipy.sparse as sp
 from scatlas.atlas import assemble_atlas
 from scatlas.de import run_de
 from scatlas.ontology import cached_ontology, map_study, read_cell_types
+from scatlas.realdata import PBMC_DESCRIPTIONS
 
-# sorted population -> description as in the 10x Genomics dataset names
-POPULATIONS = {
-    "bcells": "CD19+ B cells",
-    "cytotoxict": "CD8+ cytotoxic T cells",
-    "memoryt": "CD4+/CD45RO+ memory T cells",
-    "monocytes": "CD14+ monocytes",
-    "naivecytotoxic": "CD8+/CD45RA+ naive cytotoxic T cells",
-    "naivet": "CD4+/CD45RA+/CD25- naive T cells",
-    "nk": "CD56+ natural killer cells",
-    "regulatoryt": "CD4+/CD25+ regulatory T cells",
-    "thelper": "CD4+ helper T cells",
-}
+# sorted population -> description (Zheng 2017), shared with the real-data evaluation
+POPULATIONS = PBMC_DESCRIPTIONS
 OVERRIDES = {  # curated: everything but "CD19+ B cells", which the matcher maps itself
     "CD8+ cytotoxic T cells": "CL:0000625",
     "CD4+/CD45RO+ memory T cells": "CL:0000897",
@@ -39,7 +30,7 @@ OVERRIDES = {  # curated: everything but "CD19+ B cells", which the matcher maps
     "CD4+/CD45RA+/CD25- naive T cells": "CL:0000895",
     "CD56+ natural killer cells": "CL:0000623",
     "CD4+/CD25+ regulatory T cells": "CL:0000815",
-    "CD4+ helper T cells": "CL:0000912",
+    "CD4+ T helper cells": "CL:0000912",
 }
 CD19_B, NK, CD14_MONO = "CL:0001201", "CL:0000623", "CL:0001054"
 

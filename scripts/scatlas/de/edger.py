@@ -12,19 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .rcall import call_r
+from .rcall import DGE_PRELUDE, call_r
 
-EDGER_QL = """
-function(counts, group, filter) {
-  y <- edgeR::DGEList(counts = counts, group = factor(group, levels = c("out", "in")))
-  if (filter) {
-    keep <- edgeR::filterByExpr(y)
-    y <- y[keep, , keep.lib.sizes = FALSE]
-  }
-  if (nrow(y) == 0) stop("no gene passes filterByExpr")
-  y <- edgeR::calcNormFactors(y)
-  design <- stats::model.matrix(~group, data = y$samples)
-  y <- edgeR::estimateDisp(y, design)
+EDGER_QL = (
+    """
+function(counts, group, filter) {"""
+    + DGE_PRELUDE
+    + """  y <- edgeR::estimateDisp(y, design)
   fit <- edgeR::glmQLFit(y, design)
   res <- edgeR::glmQLFTest(fit, coef = 2)
   tt <- edgeR::topTags(res, n = Inf, sort.by = "none")$table
@@ -32,6 +26,7 @@ function(counts, group, filter) {
              pvalue = tt$PValue, padj = tt$FDR, stringsAsFactors = FALSE)
 }
 """
+)
 
 
 def edger_ql(

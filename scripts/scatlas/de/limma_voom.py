@@ -7,25 +7,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .rcall import call_r
+from .rcall import DGE_PRELUDE, call_r
 
-LIMMA_VOOM = """
-function(counts, group, filter) {
-  y <- edgeR::DGEList(counts = counts, group = factor(group, levels = c("out", "in")))
-  if (filter) {
-    keep <- edgeR::filterByExpr(y)
-    y <- y[keep, , keep.lib.sizes = FALSE]
-  }
-  if (nrow(y) == 0) stop("no gene passes filterByExpr")
-  y <- edgeR::calcNormFactors(y)
-  design <- stats::model.matrix(~group, data = y$samples)
-  v <- limma::voom(y, design)
+LIMMA_VOOM = (
+    """
+function(counts, group, filter) {"""
+    + DGE_PRELUDE
+    + """  v <- limma::voom(y, design)
   fit <- limma::eBayes(limma::lmFit(v, design))
   tt <- limma::topTable(fit, coef = 2, number = Inf, sort.by = "none")
   data.frame(gene = rownames(tt), logfc = tt$logFC, logcpm = tt$AveExpr, stat = tt$t,
              pvalue = tt$P.Value, padj = tt$adj.P.Val, stringsAsFactors = FALSE)
 }
 """
+)
 
 
 def limma_voom(

@@ -17,6 +17,19 @@ import pandas as pd
 from ..errors import ScatlasError
 from ..rbridge import RUnavailable, r_package, robjects
 
+#: R lines both count methods start with: DGEList with "in" against "out", filterByExpr
+#: when ``filter``, TMM factors, design ~group (``y`` and ``design`` are then defined)
+DGE_PRELUDE = """
+  y <- edgeR::DGEList(counts = counts, group = factor(group, levels = c("out", "in")))
+  if (filter) {
+    keep <- edgeR::filterByExpr(y)
+    y <- y[keep, , keep.lib.sizes = FALSE]
+  }
+  if (nrow(y) == 0) stop("no gene passes filterByExpr")
+  y <- edgeR::calcNormFactors(y)
+  design <- stats::model.matrix(~group, data = y$samples)
+"""
+
 
 class RError(ScatlasError):
     """R stopped with an error while running a DE method."""
