@@ -55,6 +55,7 @@ from scatlas.ontology import (  # noqa: E402
     normalise,
     read_abbreviations,
 )
+from scatlas.realdata import PBMC_CURATED_TERMS  # noqa: E402
 
 DEV = ("Bladder", "Liver", "Lung", "Thymus")
 HELD_OUT = ("Limb_Muscle", "Mammary_Gland", "Tongue")
@@ -308,18 +309,8 @@ def other_labels(data: Path) -> list[tuple[str, str, str | None]]:
 
 
 # 10x Genomics' descriptions of the Zheng 2017 sorted populations, with the terms curated
-# for tests/test_de_pipeline.py before this matcher existed (an independent small check)
-ZHENG_CURATED = {
-    "CD19+ B cells": "CL:0001201",
-    "CD8+ cytotoxic T cells": "CL:0000625",
-    "CD4+/CD45RO+ memory T cells": "CL:0000897",
-    "CD14+ monocytes": "CL:0001054",
-    "CD8+/CD45RA+ naive cytotoxic T cells": "CL:0000900",
-    "CD4+/CD45RA+/CD25- naive T cells": "CL:0000895",
-    "CD56+ natural killer cells": "CL:0000623",
-    "CD4+/CD25+ regulatory T cells": "CL:0000815",
-    "CD4+ helper T cells": "CL:0000912",
-}
+# by hand before this matcher existed (an independent small check)
+ZHENG_CURATED = PBMC_CURATED_TERMS
 
 
 def _verdict(onto: CellOntology, answer: str | None, gold: str) -> str:

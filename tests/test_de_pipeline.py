@@ -18,20 +18,12 @@ import scipy.sparse as sp
 from scatlas.atlas import assemble_atlas
 from scatlas.de import run_de
 from scatlas.ontology import cached_ontology, map_study, read_cell_types
-from scatlas.realdata import PBMC_DESCRIPTIONS
+from scatlas.realdata import PBMC_CURATED_TERMS, PBMC_DESCRIPTIONS
 
 # sorted population -> description (Zheng 2017), shared with the real-data evaluation
 POPULATIONS = PBMC_DESCRIPTIONS
-OVERRIDES = {  # curated: everything but "CD19+ B cells", which the matcher maps itself
-    "CD8+ cytotoxic T cells": "CL:0000625",
-    "CD4+/CD45RO+ memory T cells": "CL:0000897",
-    "CD14+ monocytes": "CL:0001054",
-    "CD8+/CD45RA+ naive cytotoxic T cells": "CL:0000900",
-    "CD4+/CD45RA+/CD25- naive T cells": "CL:0000895",
-    "CD56+ natural killer cells": "CL:0000623",
-    "CD4+/CD25+ regulatory T cells": "CL:0000815",
-    "CD4+ T helper cells": "CL:0000912",
-}
+# curated: everything but "CD19+ B cells", which the matcher maps itself
+OVERRIDES = {t: c for t, c in PBMC_CURATED_TERMS.items() if t != "CD19+ B cells"}
 CD19_B, NK, CD14_MONO = "CL:0001201", "CL:0000623", "CL:0001054"
 
 

@@ -40,6 +40,18 @@ PBMC_DESCRIPTIONS = {
     "regulatoryt": "CD4+/CD25+ regulatory T cells",
     "thelper": "CD4+ T helper cells",
 }
+#: the CL term curated by hand for each population description (Zheng 2017's sort gates)
+PBMC_CURATED_TERMS = {
+    "CD19+ B cells": "CL:0001201",
+    "CD8+ cytotoxic T cells": "CL:0000625",
+    "CD4+/CD45RO+ memory T cells": "CL:0000897",
+    "CD14+ monocytes": "CL:0001054",
+    "CD8+/CD45RA+ naive cytotoxic T cells": "CL:0000900",
+    "CD4+/CD45RA+/CD25- naive T cells": "CL:0000895",
+    "CD56+ natural killer cells": "CL:0000623",
+    "CD4+/CD25+ regulatory T cells": "CL:0000815",
+    "CD4+ T helper cells": "CL:0000912",
+}
 #: where the matcher stops at a parent of what the sort selected (stated in the report)
 LABEL_OVERRIDES = {
     "memoryt": "CL:0000897",  # CD4-positive, alpha-beta memory T cell (matcher: memory T cell)
