@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from scatlas.demo.records import ENA_FIELDS, gds_uid, geo_date, gse_folder
+from scatlas.demo.records import ENA_FIELDS, gds_uid, geo_date, gse_esummary, gse_folder
 from scatlas.fileio import atomic_write_bytes
 
 TAXIDS = {"Homo sapiens": "9606", "Mus musculus": "10090"}
@@ -164,43 +164,26 @@ def _soft(s: Series, samples: Sequence[_Sample], relations: Sequence[str]) -> st
 
 def _esummary(s: Series, samples: Sequence[_Sample], relations: list[dict]) -> dict:
     organisms = sorted({x.organism for x in samples}) or list(s.organisms)
-    doc = {
-        "uid": gds_uid(s.accession),
-        "accession": s.accession,
-        "gds": "",
-        "title": s.title or f"{s.accession} single-cell RNA-seq",
-        "summary": (
+    doc = gse_esummary(
+        accession=s.accession,
+        title=s.title or f"{s.accession} single-cell RNA-seq",
+        summary=(
             "This SuperSeries is composed of the SubSeries listed below."
             if s.superseries_of
             else "Single-cell RNA-seq of sorted cells (synthetic metadata-only demo record)."
         ),
-        "gpl": "16791",
-        "gse": s.accession[3:],
-        "taxon": "; ".join(organisms),
-        "entrytype": "GSE",
-        "gdstype": "Expression profiling by high throughput sequencing",
-        "ptechtype": "",
-        "valtype": "",
-        "ssinfo": "",
-        "subsetinfo": "",
-        "pdat": s.released.strftime("%Y/%m/%d"),
-        "suppfile": "",
-        "samples": [{"accession": x.gsm, "title": x.title} for x in samples],
-        "relations": relations,
-        "extrelations": []
+        gpl="16791",
+        taxon="; ".join(organisms),
+        gdstype="Expression profiling by high throughput sequencing",
+        released=s.released,
+        suppfile="",
+        samples=[(x.gsm, x.title) for x in samples],
+        relations=relations,
+        extrelations=[]
         if s.superseries_of
         else [{"relationtype": "SRA", "targetobject": f"SRP{s.number:06d}", "targetftplink": ""}],
-        "n_samples": len(samples),
-        "seriestitle": "",
-        "platformtitle": "",
-        "platformtaxa": "",
-        "samplestaxa": "",
-        "pubmedids": [],
-        "projects": [],
-        "ftplink": f"ftp://ftp.ncbi.nlm.nih.gov/geo/{gse_folder(s.accession)}/",
-        "geo2r": "no",
-        "bioproject": "",
-    }
+        bioproject="",
+    )
     if s.updated:
         doc["_mdat"] = s.updated.strftime("%Y/%m/%d")  # the mirror's modification date
     return doc

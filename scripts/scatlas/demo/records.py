@@ -222,7 +222,6 @@ def gds_summary(
     study: StudySpec, samples: list[SampleRecord], suppfile: str, sra_study: str, bioproject: str
 ) -> dict:
     """An E-utilities esummary document (db=gds) for a series, as the JSON API returns it."""
-    uid = gds_uid(study.accession)
     ext = []
     if sra_study:
         ext.append(
@@ -235,26 +234,58 @@ def gds_summary(
                 ),
             }
         )
+    return gse_esummary(
+        accession=study.accession,
+        title=study.title,
+        summary=study.summary,
+        gpl=platform_of(study)[3:],
+        taxon=spec.ORGANISM,
+        gdstype=study.gds_type,
+        released=study.released,
+        suppfile=suppfile,
+        samples=[(s.sample, s.title) for s in samples],
+        relations=[],
+        extrelations=ext,
+        bioproject=bioproject,
+    )
+
+
+def gse_esummary(
+    *,
+    accession: str,
+    title: str,
+    summary: str,
+    gpl: str,
+    taxon: str,
+    gdstype: str,
+    released: date,
+    suppfile: str,
+    samples: list[tuple[str, str]],
+    relations: list[dict],
+    extrelations: list[dict],
+    bioproject: str,
+) -> dict:
+    """The esummary (db=gds) document of a series, every field in the API's order."""
     return {
-        "uid": uid,
-        "accession": study.accession,
+        "uid": gds_uid(accession),
+        "accession": accession,
         "gds": "",
-        "title": study.title,
-        "summary": study.summary,
-        "gpl": platform_of(study)[3:],
-        "gse": study.accession[3:],
-        "taxon": spec.ORGANISM,
+        "title": title,
+        "summary": summary,
+        "gpl": gpl,
+        "gse": accession[3:],
+        "taxon": taxon,
         "entrytype": "GSE",
-        "gdstype": study.gds_type,
+        "gdstype": gdstype,
         "ptechtype": "",
         "valtype": "",
         "ssinfo": "",
         "subsetinfo": "",
-        "pdat": study.released.strftime("%Y/%m/%d"),
+        "pdat": released.strftime("%Y/%m/%d"),
         "suppfile": suppfile,
-        "samples": [{"accession": s.sample, "title": s.title} for s in samples],
-        "relations": [],
-        "extrelations": ext,
+        "samples": [{"accession": a, "title": t} for a, t in samples],
+        "relations": relations,
+        "extrelations": extrelations,
         "n_samples": len(samples),
         "seriestitle": "",
         "platformtitle": "",
@@ -262,7 +293,7 @@ def gds_summary(
         "samplestaxa": "",
         "pubmedids": [],
         "projects": [],
-        "ftplink": f"{GEO_FTP}/{gse_folder(study.accession)}/",
+        "ftplink": f"{GEO_FTP}/{gse_folder(accession)}/",
         "geo2r": "no",
         "bioproject": bioproject,
     }
