@@ -26,8 +26,6 @@ SAMPLES = ["GSM0000001", "GSM0000002", "GSM0000003", "GSM0000004"]
 TOOLS = (
     "hisat2",
     "hisat2-build",
-    "hisat2_extract_splice_sites.py",
-    "hisat2_extract_exons.py",
     "samtools",
     "featureCounts",
 )

@@ -19,6 +19,7 @@ import pandas as pd
 from scatlas.compression import decompressed_copy, is_gzipped
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, sha256_file
+from scatlas.splice_sites import write_hisat2_annotations
 from scatlas.tools import run_tool
 
 log = logging.getLogger(__name__)
@@ -219,8 +220,8 @@ def build_hisat2_index(
 ) -> Path:
     """Build a HISAT2 index of ``fasta`` with the splice sites and exons of ``gtf``.
 
-    Runs ``hisat2_extract_splice_sites.py``, ``hisat2_extract_exons.py`` and
-    ``hisat2-build -p threads --ss --exon`` in a temporary folder beside ``out_dir`` that is
+    Writes the splice sites and exons of ``gtf`` (:mod:`scatlas.splice_sites`, as HISAT2's
+    helper scripts would) and runs ``hisat2-build -p threads --ss --exon`` in a temporary folder beside ``out_dir`` that is
     renamed into place when complete; ``out_dir/genes.tsv`` holds the gene table. Returns
     the index prefix ``out_dir/index``. ``splice_sites=False`` builds a plain index (a
     splice-aware index of a mammalian genome needs ~160 GB of memory).
@@ -243,8 +244,7 @@ def build_hisat2_index(
         cmd: list[str | os.PathLike] = ["hisat2-build", "-p", str(max(1, threads))]
         if splice_sites:
             ss, exons = work / "splice_sites.txt", work / "exons.txt"
-            run_tool(["hisat2_extract_splice_sites.py", gtf], stdout=ss)
-            run_tool(["hisat2_extract_exons.py", gtf], stdout=exons)
+            write_hisat2_annotations(gtf, ss, exons)
             cmd += ["--ss", ss, "--exon", exons]
         log.info(
             "building HISAT2 index of %s (%d genes) with %d thread(s)", fasta, len(genes), threads
