@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from scatlas.de import run_de, term_file_name  # noqa: E402
 from scatlas.ontology import cached_ontology  # noqa: E402
+from scatlas.package_data import snapshot_obo  # noqa: E402
 
-OBO = REPO / "resources" / "ontology" / "cl-basic.obo"
+OBO = snapshot_obo()
 N_PLANTED = 20
 
 

@@ -152,10 +152,6 @@ def dag_build(work: Path, url: str) -> dict:
         "  Homo sapiens: {name: bench-hs, fasta: {path: none.fa}, gtf: {path: none.gtf}}\n"
         "  Mus musculus: {name: bench-mm, fasta: {path: none.fa}, gtf: {path: none.gtf}}\n"
     )
-    (work / "resources").mkdir(exist_ok=True)
-    onto = work / "resources" / "ontology"
-    if not onto.exists():
-        onto.symlink_to(REPO / "resources" / "ontology")
     code = DAG_CHILD.format(work=str(work), snakefile=str(REPO / "Snakefile"), cfg=str(cfg))
     with open(work / "dag.log", "w") as log:
         out = subprocess.run([sys.executable, "-c", code], cwd=work, stdout=subprocess.PIPE,

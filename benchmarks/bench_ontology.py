@@ -55,6 +55,7 @@ from scatlas.ontology import (  # noqa: E402
     normalise,
     read_abbreviations,
 )
+from scatlas.package_data import snapshot_obo  # noqa: E402
 from scatlas.realdata import PBMC_CURATED_TERMS  # noqa: E402
 
 DEV = ("Bladder", "Liver", "Lung", "Thymus")
@@ -496,7 +497,7 @@ def main() -> None:
     ap.add_argument(
         "--n-speed", type=int, default=100_000, help="texts for the speed run (0: skip)"
     )
-    ap.add_argument("--obo", default=str(REPO / "resources" / "ontology" / "cl-basic.obo"))
+    ap.add_argument("--obo", default=str(snapshot_obo()))
     args = ap.parse_args()
     data = shared_data()
     onto = cached_ontology(args.obo)

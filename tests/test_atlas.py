@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from scatlas.atlas import AtlasError, assemble_atlas, choose_splits
 from scatlas.errors import InputError
 from scatlas.ontology import cached_ontology
+from scatlas.package_data import snapshot_obo
 
 B, T, NK, HEP = "CL:0000236", "CL:0000084", "CL:0000623", "CL:0000182"
 OBSOLETE_OSTEO, OSTEO = "CL:0000375", "CL:0007010"
@@ -18,7 +19,7 @@ OBSOLETE_OSTEO, OSTEO = "CL:0000375", "CL:0007010"
 
 @pytest.fixture(scope="module")
 def onto(repo_root):
-    return cached_ontology(repo_root / "resources" / "ontology" / "cl-basic.obo")
+    return cached_ontology(snapshot_obo())
 
 
 def make_study(root, study, genes, labels, *, seed, low=(), status="ok", normalised=False):

@@ -9,7 +9,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-SCHEMA = "workflow/schemas/config.schema.yaml"
+SCHEMA = "scripts/scatlas/data/schemas/config.schema.yaml"
 
 
 def _load(repo_root, name):

@@ -27,13 +27,14 @@ from scatlas.de import (
     wilcoxon,
 )
 from scatlas.errors import InputError
+from scatlas.package_data import snapshot_obo
 
 B, NAIVE_B, T, NK, PDC = "CL:0000236", "CL:0000788", "CL:0000084", "CL:0000623", "CL:0000784"
 
 
 @pytest.fixture(scope="module")
 def obo(repo_root):
-    return repo_root / "resources" / "ontology" / "cl-basic.obo"
+    return snapshot_obo()
 
 
 # --- per-study test --------------------------------------------------------------------

@@ -23,12 +23,13 @@ from scatlas.de import (
     study_de,
 )
 from scatlas.ontology import cached_ontology
+from scatlas.package_data import snapshot_obo
 from scatlas.rbridge import RUnavailable
 
 
 @pytest.fixture(scope="module")
 def obo(repo_root):
-    return repo_root / "resources" / "ontology" / "cl-basic.obo"
+    return snapshot_obo()
 
 
 def _require_r_method(name: str = "edgeR") -> None:

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scatlas.atlas import assemble_atlas
 from scatlas.de import run_de
 from scatlas.ontology import cached_ontology, map_study, read_cell_types
+from scatlas.package_data import snapshot_obo
 from scatlas.realdata import PBMC_CURATED_TERMS, PBMC_DESCRIPTIONS
 
 # sorted population -> description (Zheng 2017), shared with the real-data evaluation
@@ -74,7 +75,7 @@ def _write_halves(shared_data, root):
 
 
 def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
-    obo = repo_root / "resources" / "ontology" / "cl-basic.obo"
+    obo = snapshot_obo()
     folders = _write_halves(shared_data, tmp_path / "studies")
     overrides = tmp_path / "overrides.tsv"
     pd.DataFrame({"text": list(OVERRIDES), "cl_id": list(OVERRIDES.values())}).to_csv(
@@ -140,7 +141,7 @@ def test_zheng_sorted_pbmc_edger_markers(tmp_path, shared_data, repo_root):
         r_package("edgeR")
     except RUnavailable as exc:
         pytest.skip(str(exc))
-    obo = repo_root / "resources" / "ontology" / "cl-basic.obo"
+    obo = snapshot_obo()
     folders = _write_halves(shared_data, tmp_path / "studies")
     overrides = tmp_path / "overrides.tsv"
     pd.DataFrame({"text": list(OVERRIDES), "cl_id": list(OVERRIDES.values())}).to_csv(

@@ -17,6 +17,7 @@ from scatlas.ontology import (
     load_ontology,
     sanitise_obo,
 )
+from scatlas.package_data import snapshot_obo
 
 B_CELL, T_CELL, NK_CELL = "CL:0000236", "CL:0000084", "CL:0000623"
 LYMPHOCYTE, LEUKOCYTE = "CL:0000542", "CL:0000738"
@@ -25,7 +26,7 @@ CD4_AB_T = "CL:0000624"
 
 @pytest.fixture(scope="module")
 def obo(repo_root):
-    return repo_root / "resources" / "ontology" / "cl-basic.obo"
+    return snapshot_obo()
 
 
 @pytest.fixture(scope="module")

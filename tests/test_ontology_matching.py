@@ -29,6 +29,7 @@ from scatlas.ontology import (
     tokenise,
 )
 from scatlas.ontology.tables import ABBREVIATIONS, IMPLIED_TERMS, TISSUE_TERMS
+from scatlas.package_data import snapshot_obo
 
 B_CELL, T_CELL, NK_CELL = "CL:0000236", "CL:0000084", "CL:0000623"
 MONOCYTE, CD14_MONO, MACROPHAGE = "CL:0000576", "CL:0001054", "CL:0000235"
@@ -38,7 +39,7 @@ CD4_AB_T, ENDOTHELIAL = "CL:0000624", "CL:0000115"
 
 @pytest.fixture(scope="module")
 def obo(repo_root):
-    return repo_root / "resources" / "ontology" / "cl-basic.obo"
+    return snapshot_obo()
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from scatlas.ontology import (
     read_cell_types,
     read_overrides,
 )
+from scatlas.package_data import snapshot_obo
 from scatlas.sources.http import HttpClient
 
 B_CELL, T_CELL, NK_CELL, PBMC = "CL:0000236", "CL:0000084", "CL:0000623", "CL:2000001"
@@ -31,7 +32,7 @@ B_CELL, T_CELL, NK_CELL, PBMC = "CL:0000236", "CL:0000084", "CL:0000623", "CL:20
 
 @pytest.fixture(scope="module")
 def obo(repo_root):
-    return repo_root / "resources" / "ontology" / "cl-basic.obo"
+    return snapshot_obo()
 
 
 def _study_h5ad(path, texts):

@@ -1,13 +1,12 @@
 """The whole workflow end to end on the demo world, through snakemake.api, offline.
 
-One run (module fixture) in a temporary working directory; the tests below check each
-stage's contract on its outputs.
+One run (the session fixture ``demo_run`` in conftest.py, shared with the wheel test) in a
+temporary working directory; the tests below check each stage's contract on its outputs.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -17,36 +16,6 @@ import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, repo_root):
-    missing = [
-        t for t in ("hisat2", "hisat2-build", "samtools", "featureCounts") if not shutil.which(t)
-    ]
-    if missing:
-        pytest.skip(f"tools not on PATH: {missing}")
-    from scatlas.demo.mirror import MirrorServer
-    from scatlas.demo.run import service_urls
-    from scatlas.demo.world import generate_world
-    from scatlas.runner import run_workflow
-
-    work = tmp_path_factory.mktemp("demo")
-    (work / "config").symlink_to(repo_root / "config")
-    (work / "resources").mkdir()
-    (work / "resources" / "ontology").symlink_to(repo_root / "resources" / "ontology")
-    world = work / "resources" / "demo-world"
-    summary = generate_world(world, seed=1)
-    with MirrorServer(world) as mirror:
-        ok = run_workflow(
-            work,
-            snakefile=repo_root / "Snakefile",
-            configfiles=[repo_root / "config" / "demo.yaml"],
-            config={"services": service_urls(mirror.url)},
-            cores=2,
-        )
-        requests = list(mirror.requests)
-    return {"ok": ok, "work": work, "world": summary, "requests": requests}
 
 
 def _results(run) -> Path:

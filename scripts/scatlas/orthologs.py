@@ -1,4 +1,5 @@
-"""Mouse ↔ human gene orthologs and human gene id → symbol (``resources/orthologs/``).
+"""Mouse ↔ human gene orthologs and human gene id → symbol (package data
+``scatlas/data/orthologs/``; ``$SCATLAS_ORTHOLOGS`` names another folder).
 
 The tables (Ensembl 105 human→mouse symbols; GENCODE v44 human id→name; MIT, from
 CellTypist) are read once and cached. One-to-many orthologs resolve to the first listed
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .package_data import orthologs_dir
 
 ORTHOLOGS_FILE = "Ensembl105_Human2Mouse_Genes.csv"
 GENCODE_FILE = "GENCODEv44_Gene_id2name.csv"
@@ -22,15 +24,16 @@ _VERSION_SUFFIX = re.compile(r"\.\d+$")
 
 
 def resource_dir() -> Path:
-    """``$SCATLAS_ORTHOLOGS`` or the repository's ``resources/orthologs``."""
+    """``$SCATLAS_ORTHOLOGS`` (an override) or the tables shipped in the package."""
     env = os.environ.get("SCATLAS_ORTHOLOGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "resources" / "orthologs"
+    return Path(env) if env else orthologs_dir()
 
 
 def _rows(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise InputError(
-            "ortholog table is missing (set SCATLAS_ORTHOLOGS to the folder holding it)",
+            "ortholog table is missing (SCATLAS_ORTHOLOGS names a folder without it, or the "
+            "scatlas installation lacks its package data)",
             path=str(path),
         )
     with path.open(newline="", encoding="utf-8") as fh:

@@ -1,4 +1,5 @@
-"""Read the TSV sheets that pass between stages, validated against workflow/schemas/."""
+"""Read the TSV sheets that pass between stages, validated against the package's schemas
+(scatlas/data/schemas/, also workflow/schemas/ for Snakemake)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pandas as pd
 import yaml
 
 from scatlas.errors import InputError
+from scatlas.package_data import schema_dir
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+SCHEMA_DIR = schema_dir()
 
 # Column order of the sheets passed between stages (their schemas are in SCHEMA_DIR).
 STUDY_COLUMNS = [

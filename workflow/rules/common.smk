@@ -11,6 +11,13 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# the checkout this workflow runs from (workflow/rules/ -> the repository)
+REPO_DIR = Path(str(workflow.current_basedir)).parents[1].resolve()
+# the pinned Cell Ontology snapshot: package data of scatlas (scatlas.package_data)
+SNAPSHOT_OBO = str(REPO_DIR / "scripts" / "scatlas" / "data" / "ontology" / "cl-basic.obo")
+if not config["ontology"]["obo"]:
+    config["ontology"]["obo"] = SNAPSHOT_OBO
+
 # absolute, because sheets are also validated after parsing (in input functions)
 SCHEMAS = Path(str(workflow.current_basedir)).parent.resolve() / "schemas"
 RESULTS = "results"

@@ -1,7 +1,5 @@
 # Free-text sample metadata -> Cell Ontology terms (pronto).
 
-SNAPSHOT_OBO = "resources/ontology/cl-basic.obo"
-
 if config["ontology"].get("url"):
     if Path(config["ontology"]["obo"]).resolve() == Path(SNAPSHOT_OBO).resolve():
         raise ValueError(

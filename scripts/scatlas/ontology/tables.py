@@ -1,4 +1,4 @@
-"""The curated tables under resources/ontology/ that the matcher uses besides CL itself.
+"""The curated tables in the package data (scatlas/data/ontology/) that the matcher uses besides CL itself.
 
 * ``abbreviations.tsv`` (text, cl_id, cl_label, comment): lab shorthand and abbreviations
   (NK, Treg, HSC, OPC, ...) -> CL term, valid in any tissue.
@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..package_data import ontology_dir
 from .graph import CellOntology
 from .normalise import normalise_text
 
 log = logging.getLogger(__name__)
 
-RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "ontology"
+RESOURCES = ontology_dir()
 ABBREVIATIONS = RESOURCES / "abbreviations.tsv"
 TISSUE_TERMS = RESOURCES / "tissue_terms.tsv"
 TISSUES = RESOURCES / "tissues.tsv"
