@@ -12,6 +12,8 @@ rule download:
         f"{LOGS}/download/{{study}}.log",
     resources:
         downloads=1,
+    # network-bound: on the submit host unless download.on_submit_host is false
+    localrule: config["download"]["on_submit_host"]
     conda:
         "../../envs/ingest.yaml"
     script:

@@ -1,4 +1,5 @@
-# Cell-embedding models (torch). GPU rules: resources gpu=1; they fall back to the CPU.
+# Cell-embedding models (torch). GPU rules: train.gpus GPUs are asked for (resource gpu; 0 asks
+# for none); train.device auto uses a GPU when one is visible and the CPU otherwise.
 # The ontology keeps ancestor/descendant types from being triplet negatives; the novelty
 # hold-out (evaluate.novelty_holdout) keeps a type out of training for the evaluation.
 
@@ -18,9 +19,9 @@ rule train:
         holdout=config["evaluate"]["novelty_holdout"],
     log:
         f"{LOGS}/train/{{model}}.log",
-    threads: 2
+    threads: config["train"]["threads"]
     resources:
-        gpu=1,
+        gpu=config["train"]["gpus"],
     conda:
         "../../envs/train.yaml"
     script:
