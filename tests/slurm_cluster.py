@@ -83,6 +83,8 @@ class SlurmCluster:
     """munged + slurmctld + slurmd on localhost, configured under ``root``."""
 
     def __init__(self, root: Path, *, cpus: int | None = None, min_job_age: int = 600):
+        """``cpus``: CPUs the node offers (default: the machine's); more than the machine
+        has oversubscribes it (slurmd then uses the configured count)."""
         self.root = Path(root)
         self.cpus = cpus or os.cpu_count() or 1
         self.min_job_age = min_job_age
@@ -155,6 +157,8 @@ class SlurmCluster:
                     # finished jobs stay visible to squeue this long (status without sacct)
                     f"MinJobAge={self.min_job_age}",
                     "SlurmctldTimeout=30",
+                    # the node's CPUs and memory as configured, not as detected
+                    "SlurmdParameters=config_overrides",
                     "SlurmdTimeout=30",
                     f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                     f"RealMemory={_memory_mb()} State=UNKNOWN",

@@ -39,7 +39,9 @@ def slurm_demo(tmp_path_factory, repo_root):
     world = work / "resources" / "demo-world"
     generate_world(world, seed=1)
     config = yaml.safe_load((repo_root / "config" / "demo.yaml").read_text())
-    with SlurmCluster(base / "cluster") as cluster, MirrorServer(world) as mirror:
+    # 8 CPUs on a 2-core machine: the jobs mostly wait for Snakemake's status checks, so
+    # several may share the cores (each still asks for its rule's threads)
+    with SlurmCluster(base / "cluster", cpus=8) as cluster, MirrorServer(world) as mirror:
         config["services"].update(service_urls(mirror.url))
         (work / "demo.yaml").write_text(yaml.safe_dump(config))
         env = {
