@@ -14,9 +14,11 @@ log = logging.getLogger(__name__)
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The checkout holding the top-level Snakefile: the current folder or the package's."""
-    candidates = [start or Path.cwd(), Path(__file__).resolve().parents[2]]
-    for base in candidates:
+    """The checkout holding the top-level Snakefile: the current folder (or one above it),
+    else the checkout an editable install of the package lives in. An installed wheel has
+    the package but not the workflow: then the error says to run inside a clone."""
+    here = Path(__file__).resolve().parent
+    for base in (start or Path.cwd(), here):
         for folder in (base, *base.parents):
             if (folder / "Snakefile").is_file() and (folder / "workflow" / "Snakefile").is_file():
                 return folder
