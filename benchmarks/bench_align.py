@@ -52,7 +52,7 @@ from scatlas.demo.expression import (  # noqa: E402
 from scatlas.demo.genome import build_genome, write_fasta, write_gtf  # noqa: E402
 from scatlas.demo.reads import ReadSimulator, fastq_bytes, gzip_bytes  # noqa: E402
 from scatlas.fileio import md5_file  # noqa: E402
-from scatlas.quant import featurecounts_args, read_featurecounts  # noqa: E402
+from scatlas.reads.quant import featurecounts_args, read_featurecounts  # noqa: E402
 from scatlas.runner import run_workflow  # noqa: E402
 from scatlas.sheets import MANIFEST_COLUMNS, SAMPLE_COLUMNS, STUDY_COLUMNS  # noqa: E402
 

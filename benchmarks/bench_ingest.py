@@ -95,7 +95,7 @@ def config(url: str) -> dict:
 
 def plan_chunk(args: tuple[dict, str, list[str]]) -> dict:
     """One worker's share of the sample sheets (a worker stands in for a Snakemake job slot)."""
-    from scatlas.ingest import build_sample_sheet
+    from scatlas.ingest.sheets import build_sample_sheet
 
     cfg, results, studies = args
     svc = unlimited_services(cfg)
@@ -170,7 +170,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="sample-sheet workers (cores)")
     ap.add_argument("--keep", help="work in this folder and keep it")
     args = ap.parse_args()
-    from scatlas.ingest import query_studies, update_catalog
+    from scatlas.ingest.sheets import query_studies, update_catalog
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-ingest-"))
     work.mkdir(parents=True, exist_ok=True)

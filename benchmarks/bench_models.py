@@ -81,9 +81,9 @@ def _celltypist_worker(args: tuple, queue: mp.Queue) -> None:
     import anndata as ad
     import numpy as np
 
-    from scatlas.celltypist_peer import run_celltypist
+    from scatlas.evaluate.celltypist import run_celltypist
     from scatlas.models.data import selections
-    from scatlas.normalize import log1p_cp10k
+    from scatlas.models.normalize import log1p_cp10k
 
     adata = ad.read_h5ad(atlas)
     sel = selections(adata)

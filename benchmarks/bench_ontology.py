@@ -46,6 +46,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))  # realdata: the real labelled sets
+
+from realdata import PBMC_CURATED_TERMS  # noqa: E402
 
 from scatlas.ontology import (  # noqa: E402
     CellOntology,
@@ -56,7 +59,6 @@ from scatlas.ontology import (  # noqa: E402
     read_abbreviations,
 )
 from scatlas.package_data import snapshot_obo  # noqa: E402
-from scatlas.realdata import PBMC_CURATED_TERMS  # noqa: E402
 
 DEV = ("Bladder", "Liver", "Lung", "Thymus")
 HELD_OUT = ("Limb_Muscle", "Mammary_Gland", "Tongue")

@@ -52,11 +52,11 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from scatlas.index import build_index, index_kind, search  # noqa: E402
+from scatlas.annotate.reference import Reference  # noqa: E402
 from scatlas.models.io import embed, load_model  # noqa: E402
-from scatlas.normalize import align_to_genes, log1p_cp10k  # noqa: E402
-from scatlas.novelty import calibrate_novelty  # noqa: E402
-from scatlas.query import Reference  # noqa: E402
+from scatlas.models.normalize import align_to_genes, log1p_cp10k  # noqa: E402
+from scatlas.release.index import build_index, index_kind, search  # noqa: E402
+from scatlas.release.novelty import calibrate_novelty  # noqa: E402
 
 THREADS = 2
 NEIGHBOURS = 15

@@ -22,14 +22,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # realdata: the real labelled sets
 
 import torch  # noqa: E402
+from realdata import SETS, eval_set, load_set, training_data  # noqa: E402
 
-from scatlas.evaluate import compare_methods  # noqa: E402
+from scatlas.evaluate.metrics import compare_methods  # noqa: E402
 from scatlas.models.io import load_model  # noqa: E402
 from scatlas.models.trainer import fit  # noqa: E402
 from scatlas.ontology import load_ontology  # noqa: E402
-from scatlas.realdata import SETS, eval_set, load_set, training_data  # noqa: E402
 
 #: per-model parameters for these small sets (CPU-sized); the rest are the models' defaults
 PARAMS: dict[str, dict] = {

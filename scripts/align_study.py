@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from scatlas.align import align_study, run_technologies
-from scatlas.barcodes import chemistries
 from scatlas.logs import setup_logging
+from scatlas.reads.align import align_study, run_technologies
+from scatlas.reads.barcodes import chemistries
 
 setup_logging(snakemake.log[0])
 align_study(

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from scatlas.atlas import assemble_atlas
+from scatlas.atlas.assemble import assemble_atlas
 from scatlas.logs import setup_logging
 from scatlas.ontology import cached_ontology
 

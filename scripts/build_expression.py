@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from scatlas.expression import build_study_expression
 from scatlas.logs import setup_logging
+from scatlas.reads.expression import build_study_expression
 
 setup_logging(snakemake.log[0])
 build_study_expression(

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from scatlas.barcodes import chemistries
 from scatlas.logs import setup_logging
-from scatlas.quant import count_study
+from scatlas.reads.barcodes import chemistries
+from scatlas.reads.quant import count_study
 
 setup_logging(snakemake.log[0])
 count_study(

@@ -3,7 +3,7 @@ baselines and the CellTypist peer."""
 
 from pathlib import Path
 
-from scatlas.evaluate import evaluate
+from scatlas.evaluate.metrics import evaluate
 from scatlas.logs import setup_logging
 from scatlas.ontology import load_ontology
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from scatlas.fileio import atomic_path
 from scatlas.logs import setup_logging
-from scatlas.reference import build_hisat2_index
+from scatlas.reads.reference import build_hisat2_index
 
 setup_logging(snakemake.log[0])
 prefix = build_hisat2_index(

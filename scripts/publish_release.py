@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from scatlas.logs import setup_logging
-from scatlas.release import publish_from_workflow
+from scatlas.release.record import publish_from_workflow
 
 setup_logging(snakemake.log[0])
 publish_from_workflow(

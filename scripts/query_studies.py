@@ -3,7 +3,7 @@ studies the catalog already knows)."""
 
 import logging
 
-from scatlas.ingest import query_studies
+from scatlas.ingest.sheets import query_studies
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from scatlas.ingest import build_sample_sheet
+from scatlas.ingest.sheets import build_sample_sheet
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -3,9 +3,9 @@ results/catalog.sqlite (ingest: after the downloads; catalog: with the alignment
 
 import json
 
-from scatlas.catalog import Catalog
 from scatlas.fileio import atomic_write_text
-from scatlas.ingest import update_catalog
+from scatlas.ingest.catalog import Catalog
+from scatlas.ingest.sheets import update_catalog
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

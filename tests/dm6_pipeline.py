@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scatlas.align import align_study
-from scatlas.quant import count_study
-from scatlas.reference import build_hisat2_index
+from scatlas.reads.align import align_study
+from scatlas.reads.quant import count_study
+from scatlas.reads.reference import build_hisat2_index
 
 # SRA runs of GSE49587 in the order of the lcdb test data (sample1..4).
 RUNS = ["SRR948304", "SRR948305", "SRR948306", "SRR948307"]
@@ -118,7 +118,7 @@ def dm6_pipeline(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def edger_rpkm(counts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``edgeR::rpkm(counts, gene.length=lengths)`` (genes × samples) through rpy2; the test
     is skipped, with the reason, only when R, rpy2 or edgeR cannot be loaded."""
-    from scatlas.rbridge import RUnavailable, r_package, robjects
+    from scatlas.de.rbridge import RUnavailable, r_package, robjects
 
     try:
         ro = robjects()

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from dm6_pipeline import DM6, RUNS, SAMPLES, dm6_pipeline, write_manifest
 
-from scatlas.align import (
+from scatlas.errors import InputError, ToolError
+from scatlas.reads.align import (
     ALIGNMENT_COLUMNS,
     align_run,
     align_study,
     mate_files,
     parse_hisat2_summary,
 )
-from scatlas.errors import InputError, ToolError
 
 # Real HISAT2 2.2.1 output for sample1 of GSE49587 (SRR948304) against dm6.small.
 CLASSIC_PAIRED = """\
@@ -221,8 +221,8 @@ def test_bad_runs_fail_alone(dm6: DM6, tmp_path: Path) -> None:
 def test_low_alignment_rate_is_skipped(dm6: DM6, tmp_path: Path) -> None:
     """A run under the threshold is skipped with its rate, and the catalog records it so
     (``ingest.update_catalog`` reads the alignment table)."""
-    from scatlas.catalog import Catalog
-    from scatlas.ingest import update_catalog
+    from scatlas.ingest.catalog import Catalog
+    from scatlas.ingest.sheets import update_catalog
     from scatlas.sheets import SAMPLE_COLUMNS, STUDY_COLUMNS
 
     f1, f2 = dm6.data / "sample2.tiny_R1.fastq.gz", dm6.data / "sample2.tiny_R2.fastq.gz"

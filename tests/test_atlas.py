@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scatlas.atlas import AtlasError, assemble_atlas, choose_splits
+from scatlas.atlas.assemble import AtlasError, assemble_atlas, choose_splits
 from scatlas.errors import InputError
 from scatlas.ontology import cached_ontology
 from scatlas.package_data import snapshot_obo

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scatlas.barcodes import (
+from scatlas.errors import InputError
+from scatlas.reads.barcodes import (
     DEFAULT_CHEMISTRIES,
     Chemistry,
     barcode_and_cdna,
@@ -25,8 +26,7 @@ from scatlas.barcodes import (
     read_whitelist,
     tag_reads,
 )
-from scatlas.errors import InputError
-from scatlas.fastq import FastqReader, read_mates
+from scatlas.reads.fastq import FastqReader, read_mates
 
 DROPSEQ = DEFAULT_CHEMISTRIES["dropseq"]
 

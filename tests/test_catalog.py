@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from scatlas.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
 from scatlas.errors import InputError
+from scatlas.ingest.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
 
 
 def clock(day: str = "2024-01-01"):

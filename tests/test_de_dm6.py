@@ -20,7 +20,7 @@ import pytest
 from dm6_pipeline import DM6, RUNS, dm6_pipeline
 
 from scatlas.de import study_de
-from scatlas.quant import read_featurecounts
+from scatlas.reads.quant import read_featurecounts
 
 pytestmark = [pytest.mark.tools]
 

@@ -22,9 +22,9 @@ from scatlas.de import (
     siblings_of,
     study_de,
 )
+from scatlas.de.rbridge import RUnavailable
 from scatlas.ontology import cached_ontology
 from scatlas.package_data import snapshot_obo
-from scatlas.rbridge import RUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def obo(repo_root):
 
 
 def _require_r_method(name: str = "edgeR") -> None:
-    from scatlas.rbridge import r_package
+    from scatlas.de.rbridge import r_package
 
     try:
         r_package(name)

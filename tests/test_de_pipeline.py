@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from realdata import PBMC_CURATED_TERMS, PBMC_DESCRIPTIONS
 
-from scatlas.atlas import assemble_atlas
+from scatlas.atlas.assemble import assemble_atlas
 from scatlas.de import run_de
 from scatlas.ontology import cached_ontology, map_study, read_cell_types
 from scatlas.package_data import snapshot_obo
-from scatlas.realdata import PBMC_CURATED_TERMS, PBMC_DESCRIPTIONS
 
 # sorted population -> description (Zheng 2017), shared with the real-data evaluation
 POPULATIONS = PBMC_DESCRIPTIONS
@@ -135,7 +135,7 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
 def test_zheng_sorted_pbmc_edger_markers(tmp_path, shared_data, repo_root):
     """edgeR (the workflow's default) on real UMI counts, one term: B-cell markers are up.
     Each half is one sample, so pseudobulk would be 1 vs 1: cells are tested, and said so."""
-    from scatlas.rbridge import RUnavailable, r_package
+    from scatlas.de.rbridge import RUnavailable, r_package
 
     try:
         r_package("edgeR")

@@ -303,7 +303,7 @@ def test_ena_rows_link_geo_and_arrayexpress(ena_runs, truth):
 def test_droplet_runs(root, ena_runs, truth):
     """The 10x v3 study: per sample one run of many cells; read 1 = 16 bp barcode + 12 bp
     UMI, read 2 = 50 bp of cDNA; called cells and their true molecules in the truth files."""
-    from scatlas.barcodes import DEFAULT_CHEMISTRIES, call_cells
+    from scatlas.reads.barcodes import DEFAULT_CHEMISTRIES, call_cells
 
     rows = [r for r in ena_runs if r["study_accession"] == "PRJNA990010"]
     assert len(rows) == 2 and all(r["library_layout"] == "PAIRED" for r in rows)

@@ -1,4 +1,4 @@
-"""The query stage (scatlas.discovery): the search term, the window, SuperSeries, mixed
+"""The query stage (scatlas.discover.studies): the search term, the window, SuperSeries, mixed
 organisms, studies known from earlier runs, upstream changes and withdrawals."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from _http_loopback import Loopback, send
 
-from scatlas.catalog import Catalog
 from scatlas.demo.metadata_world import Series, write_metadata_world
 from scatlas.demo.mirror import MirrorServer
 from scatlas.demo.run import service_urls
-from scatlas.ingest import query_studies, update_catalog
+from scatlas.ingest.catalog import Catalog
+from scatlas.ingest.sheets import query_studies, update_catalog
 from scatlas.sources import arrayexpress as ae
 from scatlas.sources import geo
 from scatlas.sources.http import HttpClient, Services

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from dm6_pipeline import DM6, dm6_pipeline, write_manifest
 
-from scatlas.align import align_study
-from scatlas.barcodes import chemistries
-from scatlas.droplets import read_droplets
-from scatlas.quant import count_study, read_featurecounts
+from scatlas.reads.align import align_study
+from scatlas.reads.barcodes import chemistries
+from scatlas.reads.droplets import read_droplets
+from scatlas.reads.quant import count_study, read_featurecounts
 
 pytestmark = pytest.mark.tools
 

@@ -163,7 +163,7 @@ def atlas(tmp_path_factory):
 def test_every_model_trains_loads_and_separates_types(atlas, tmp_path, name):
     import anndata as ad
 
-    from scatlas.evaluate import evaluate_embeddings
+    from scatlas.evaluate.metrics import evaluate_embeddings
 
     info = train_model(
         atlas,

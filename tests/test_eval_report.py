@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scatlas.eval_report import layout_2d
+from scatlas.evaluate.report import layout_2d
 
 
 def _two_clusters(seed: int = 0) -> np.ndarray:

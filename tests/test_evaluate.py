@@ -9,7 +9,7 @@ import torch
 from synthetic_atlas import make_atlas, train_tiny, write_atlas
 
 from scatlas.errors import InputError
-from scatlas.evaluate import (
+from scatlas.evaluate.metrics import (
     average_precision_at_k,
     evaluate,
     evaluate_embeddings,
@@ -17,7 +17,7 @@ from scatlas.evaluate import (
     highly_variable_genes,
     knn_vote,
 )
-from scatlas.normalize import log1p_cp10k
+from scatlas.models.normalize import log1p_cp10k
 
 torch.set_num_threads(1)
 

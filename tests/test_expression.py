@@ -12,15 +12,15 @@ import pytest
 import scipy.sparse as sp
 from dm6_pipeline import DM6, RUNS, SAMPLES, dm6_pipeline, write_manifest
 
-from scatlas.expression import (
+from scatlas.reads.expression import (
     OBS_COLUMNS,
     build_expression,
     build_study_expression,
     gene_index,
     source_text,
 )
-from scatlas.quant import read_featurecounts, rpkm
-from scatlas.reference import load_gene_table
+from scatlas.reads.quant import read_featurecounts, rpkm
+from scatlas.reads.reference import load_gene_table
 from scatlas.sheets import SAMPLE_COLUMNS
 
 

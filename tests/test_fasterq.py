@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from _http_loopback import Loopback
 
-from scatlas.download import download_study
+from scatlas.ingest.download import download_study
 from scatlas.sheets import SAMPLE_COLUMNS
 from scatlas.sources.fasterq import fasterq_dump
 from scatlas.sources.http import Services

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scatlas.errors import InputError
-from scatlas.fastq import (
+from scatlas.reads.fastq import (
     FastqReader,
     first_read_length,
     format_records,

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scatlas.catalog import Catalog
 from scatlas.demo.metadata_world import Series, write_metadata_world
 from scatlas.demo.mirror import Fault, MirrorServer
 from scatlas.demo.run import service_urls
-from scatlas.ingest import build_sample_sheet, download_study, query_studies, update_catalog
+from scatlas.ingest.catalog import Catalog
+from scatlas.ingest.sheets import build_sample_sheet, download_study, query_studies, update_catalog
 from scatlas.sources.http import Services
 
 A, B, C = "GSE920001", "GSE920002", "GSE920003"

@@ -6,10 +6,10 @@ import pytest
 import torch
 from synthetic_atlas import train_tiny, write_atlas, write_release_inputs
 
-from scatlas.evaluate import evaluate
-from scatlas.gate import QualityGateError, check_gate
-from scatlas.publish import list_versions, publish_release
-from scatlas.release import publish_from_workflow
+from scatlas.evaluate.metrics import evaluate
+from scatlas.release.gate import QualityGateError, check_gate
+from scatlas.release.publish import list_versions, publish_release
+from scatlas.release.record import publish_from_workflow
 
 torch.set_num_threads(1)
 
@@ -100,7 +100,7 @@ def test_workflow_record_says_why(inputs, tmp_path):
 
 
 def test_refresh_message_names_the_gate_reason(tmp_path):
-    from scatlas.refresh import RELEASE_RECORD, _mtime, publish_outcome
+    from scatlas.discover.refresh import RELEASE_RECORD, _mtime, publish_outcome
 
     record = tmp_path / RELEASE_RECORD
     assert publish_outcome(tmp_path, None) == ""  # publish did not run

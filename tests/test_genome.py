@@ -9,7 +9,7 @@ import pytest
 from _http_loopback import Loopback
 
 from scatlas.errors import InputError
-from scatlas.genome import fetch_reference_file
+from scatlas.reads.genome import fetch_reference_file
 
 FASTA = b">chr1\nACGTACGTAC\nGGTTAACC\n"
 SERVICES = {"timeout_s": 5, "retries": 1, "backoff_s": 0.01}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from scatlas.errors import InputError
-from scatlas.index import (
+from scatlas.release.index import (
     build_index,
     choose_kind,
     index_kind,

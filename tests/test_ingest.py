@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from _http_loopback import Loopback, send
 
-from scatlas import ingest
-from scatlas.catalog import Catalog
 from scatlas.errors import InputError
+from scatlas.ingest import sheets as ingest
+from scatlas.ingest.catalog import Catalog
 from scatlas.sources import sra
 from scatlas.sources.http import Services
 

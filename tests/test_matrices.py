@@ -12,7 +12,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from scatlas.errors import InputError
-from scatlas.matrices import is_integer_matrix, read_matrix
+from scatlas.reads.matrices import is_integer_matrix, read_matrix
 
 # genes × cells
 COUNTS = np.array(
@@ -204,7 +204,7 @@ def write_10x_h5(
 
 @pytest.mark.parametrize("version", [3, 2])
 def test_10x_hdf5(tmp_path: Path, version: int) -> None:
-    from scatlas.matrices import read_matrix_named
+    from scatlas.reads.matrices import read_matrix_named
 
     path = write_10x_h5(tmp_path / "filtered_feature_bc_matrix.h5", version=version)
     for given in (path, tmp_path):  # the file, or a folder holding it

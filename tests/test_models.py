@@ -10,8 +10,8 @@ from synthetic_atlas import TINY_PARAMS, train_tiny, write_atlas
 from scatlas.errors import InputError
 from scatlas.models import MODELS, build_model
 from scatlas.models.io import embed, load_model
+from scatlas.models.normalize import align_to_genes, genes_sha256, log1p_cp10k
 from scatlas.models.trainer import HISTORY_COLUMNS, resolve_params, train_model
-from scatlas.normalize import align_to_genes, genes_sha256, log1p_cp10k
 
 torch.set_num_threads(1)
 TIMING = ["seconds", "train_cells_per_second"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scatlas.normalize import align_to_genes, genes_sha256, log1p_cp10k, looks_like_counts
+from scatlas.models.normalize import align_to_genes, genes_sha256, log1p_cp10k, looks_like_counts
 
 
 def test_log1p_cp10k_values_and_zero_rows():

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scatlas.index import build_index
-from scatlas.novelty import ALL_TYPES, calibrate_novelty, cross_study_nn_distance, flag_novel
+from scatlas.release.index import build_index
+from scatlas.release.novelty import (
+    ALL_TYPES,
+    calibrate_novelty,
+    cross_study_nn_distance,
+    flag_novel,
+)
 
 
 def _reference(seed: int = 0):

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
+from scatlas.annotate.inputs import map_genes
+from scatlas.annotate.orthologs import load_gene_names, load_orthologs
 from scatlas.errors import InputError
-from scatlas.orthologs import load_gene_names, load_orthologs
-from scatlas.query_input import map_genes
 
 HUMAN = {
     "ENSG00000198851": "CD3E",
@@ -59,14 +59,14 @@ def test_direct_match_preferred_over_translation():
 
 
 def test_missing_table_is_a_clear_error(tmp_path, monkeypatch):
-    from scatlas import orthologs
+    from scatlas.annotate import orthologs
 
     with pytest.raises(InputError, match="ortholog table is missing"):
         orthologs.load_orthologs(str(tmp_path / "nope.csv"))
 
 
 def test_without_tables_no_translation_but_a_warning(tmp_path, monkeypatch, caplog):
-    from scatlas import orthologs
+    from scatlas.annotate import orthologs
 
     monkeypatch.setenv("SCATLAS_ORTHOLOGS", str(tmp_path))
     orthologs.load_orthologs.cache_clear()

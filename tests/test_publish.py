@@ -10,11 +10,11 @@ import pytest
 import torch
 from synthetic_atlas import train_tiny, write_atlas, write_release_inputs
 
+from scatlas.annotate.reference import Reference, ReleaseError
 from scatlas.errors import InputError
-from scatlas.evaluate import evaluate
+from scatlas.evaluate.metrics import evaluate
 from scatlas.fileio import sha256_file
-from scatlas.publish import list_versions, publish_release, validate_version
-from scatlas.query import Reference, ReleaseError
+from scatlas.release.publish import list_versions, publish_release, validate_version
 
 torch.set_num_threads(1)
 

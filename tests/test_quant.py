@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse as sp
 from dm6_pipeline import DM6, RUNS, dm6_pipeline, edger_rpkm
 
-from scatlas.align import align_run
 from scatlas.errors import InputError, ToolError
-from scatlas.quant import (
+from scatlas.reads.align import align_run
+from scatlas.reads.quant import (
     count_study,
     featurecounts_args,
     layouts_from_samples,
@@ -21,7 +21,7 @@ from scatlas.quant import (
     rpkm,
     run_featurecounts,
 )
-from scatlas.reference import load_gene_table
+from scatlas.reads.reference import load_gene_table
 
 
 @pytest.fixture(scope="session")

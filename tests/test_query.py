@@ -10,12 +10,12 @@ import scipy.sparse as sp
 import torch
 from synthetic_atlas import NOVEL, TYPES, train_tiny, write_atlas, write_release_inputs
 
+from scatlas.annotate.inputs import to_model_input
+from scatlas.annotate.reference import Reference, ReleaseError, detect_normalisation, query_file
 from scatlas.errors import InputError
-from scatlas.evaluate import evaluate
-from scatlas.normalize import log1p_cp10k
-from scatlas.publish import publish_release
-from scatlas.query import Reference, ReleaseError, detect_normalisation, query_file
-from scatlas.query_input import to_model_input
+from scatlas.evaluate.metrics import evaluate
+from scatlas.models.normalize import log1p_cp10k
+from scatlas.release.publish import publish_release
 
 torch.set_num_threads(1)
 HELD_OUT = "GSE100004"
@@ -78,7 +78,7 @@ def test_score_is_the_winners_share_of_inverse_distance(release):
     path, new = release
     ref = Reference.load(path)
     out = ref.annotate(new[:5].copy(), k=4)
-    from scatlas.index import search
+    from scatlas.release.index import search
 
     d, i = search(ref.index, out.obsm["X_scatlas"], 4)
     s = 1 / (1 + d.astype(np.float64))
@@ -121,7 +121,7 @@ def test_missing_genes_zero_filled_or_refused(release, caplog):
     path, new = release
     ref = Reference.load(path)
     part = new[:, :150].copy()
-    with caplog.at_level(logging.WARNING, logger="scatlas.query"):
+    with caplog.at_level(logging.WARNING, logger="scatlas.annotate.reference"):
         out = ref.annotate(part)
     assert "50 of 200 reference genes are missing" in caplog.text
     assert out.uns["scatlas"]["gene_overlap"]["fraction"] == pytest.approx(0.75)

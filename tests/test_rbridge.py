@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from scatlas.rbridge import RUnavailable, r_package, robjects
+from scatlas.de.rbridge import RUnavailable, r_package, robjects
 
 
 def test_r_starts_without_leaking_library_path():

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from realdata import eval_set, load_pancreas, training_data
 
-from scatlas.evaluate import compare_methods
+from scatlas.evaluate.metrics import compare_methods
 from scatlas.models.io import load_model
 from scatlas.models.trainer import fit
-from scatlas.realdata import eval_set, load_pancreas, training_data
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from scatlas.errors import InputError, ToolError
-from scatlas.reference import (
+from scatlas.reads.reference import (
     build_hisat2_index,
     load_gene_table,
     read_gene_table,

@@ -20,12 +20,18 @@ import pandas as pd
 import pytest
 
 from scatlas import cli
-from scatlas.catalog import Catalog
 from scatlas.demo.metadata_world import Series, write_metadata_world
 from scatlas.demo.mirror import Fault, MirrorServer
 from scatlas.demo.run import service_urls
+from scatlas.discover.refresh import (
+    RERUN_TRIGGERS,
+    plan_window,
+    refresh,
+    refresh_lock,
+    retry_failed,
+)
 from scatlas.errors import InputError
-from scatlas.refresh import RERUN_TRIGGERS, plan_window, refresh, refresh_lock, retry_failed
+from scatlas.ingest.catalog import Catalog
 
 D = dt.date
 

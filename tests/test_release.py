@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from scatlas.release import next_version
+from scatlas.release.record import next_version
 
 
 def test_next_version_dated_and_unique(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scatlas.errors import InputError
-from scatlas.splice_sites import write_hisat2_annotations
+from scatlas.reads.splice_sites import write_hisat2_annotations
 
 # Hand-checkable: t1's exons 300-400 and 403-500 are 2 bp apart (merged); t2 shares t1's
 # first junction (written once); t3 (minus strand) overlaps t1's first exon, so the exon

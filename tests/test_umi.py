@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scatlas.barcodes import encode
 from scatlas.errors import InputError
-from scatlas.umi import count_molecules, directional_molecules, read_assignments
+from scatlas.reads.barcodes import encode
+from scatlas.reads.umi import count_molecules, directional_molecules, read_assignments
 
 
 def _molecules(groups: list[tuple[str, int]]) -> int:

@@ -27,10 +27,10 @@ def _release(demo_run) -> Path:
 def _mouse_query(demo_run, dest: Path) -> int:
     """The demo's held-out human cells with mouse gene symbols only (through the ortholog
     table), no gene ids: matching must go mouse symbol -> human symbol."""
-    from scatlas.orthologs import load_orthologs
+    from scatlas.annotate.orthologs import load_orthologs
 
     human = ad.read_h5ad(demo_run["work"] / "resources" / "demo-world" / "heldout" / "query.h5ad")
-    symbols = human.var["gene_symbol"] if "gene_symbol" in human.var else human.var_names
+    symbols = human.var.get("gene_symbol", human.var_names)
     to_mouse = load_orthologs().human_to_mouse
     mouse = [to_mouse.get(str(s), "") for s in symbols]
     keep = [i for i, m in enumerate(mouse) if m]

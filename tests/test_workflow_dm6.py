@@ -31,7 +31,7 @@ import yaml
 from dm6_pipeline import RUNS, SAMPLES, edger_rpkm, require_tools
 
 from scatlas.fileio import md5_file
-from scatlas.quant import read_featurecounts
+from scatlas.reads.quant import read_featurecounts
 from scatlas.sheets import MANIFEST_COLUMNS, SAMPLE_COLUMNS, STUDY_COLUMNS
 
 pytestmark = [pytest.mark.tools, pytest.mark.slow]

@@ -39,7 +39,7 @@ def _cmd_mirror_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from scatlas.query import query_file
+    from scatlas.annotate.reference import query_file
 
     adata = query_file(
         Path(args.reference),
@@ -85,7 +85,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_refresh(args: argparse.Namespace) -> int:
-    from scatlas.refresh import refresh
+    from scatlas.discover.refresh import refresh
 
     result = refresh(
         Path(args.workdir),

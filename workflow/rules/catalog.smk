@@ -28,7 +28,7 @@ rule sample_sheet:
         meta=f"{RESULTS}/studies/{{study}}/study.json",
     params:
         # re-ingest a study whose upstream record changed (rerun trigger: params); the
-        # fingerprint digests its esummary / BioStudies record (scatlas.discovery)
+        # fingerprint digests its esummary / BioStudies record (scatlas.discover.studies)
         record=lambda wc: study_fingerprint(wc.study),
     log:
         f"{LOGS}/sample_sheet/{{study}}.log",

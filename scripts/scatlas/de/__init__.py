@@ -1,7 +1,7 @@
 """Differential expression per Cell Ontology term: per-study tests and their meta-analysis."""
 
-from .meta import agreement, bh, fisher_combine, meta_analyse, signed_z, stouffer_combine
-from .per_study import (
+from scatlas.de.meta import agreement, bh, fisher_combine, meta_analyse, signed_z, stouffer_combine
+from scatlas.de.per_study import (
     LOGFC_UNITS,
     METHODS,
     R_METHODS,
@@ -13,9 +13,9 @@ from .per_study import (
     test_study,
     wilcoxon,
 )
-from .pseudobulk import Units, make_units
-from .rcall import RError
-from .run import (
+from scatlas.de.pseudobulk import Units, make_units
+from scatlas.de.rcall import RError
+from scatlas.de.run import (
     CONTRASTS,
     STUDY_COLUMNS,
     SUMMARY_COLUMNS,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .rcall import DGE_PRELUDE, call_r
+from scatlas.de.rcall import DGE_PRELUDE, call_r
 
 EDGER_QL = (
     """

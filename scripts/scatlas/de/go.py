@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..rbridge import RUnavailable, r_package, robjects
-from .rcall import RError
+from scatlas.de.rbridge import RUnavailable, r_package, robjects
+from scatlas.de.rcall import RError
 
 GO_COLUMNS = ["go_id", "term", "ontology", "n_genes", "n_up", "pvalue", "padj"]
 ANNOTATION = {

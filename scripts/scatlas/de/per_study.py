@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from .pseudobulk import make_units
+from scatlas.de.pseudobulk import make_units
 
 METHODS = ("edger", "limma_voom", "wilcoxon")
 R_METHODS = ("edger", "limma_voom")
@@ -195,8 +195,8 @@ def study_de(
         raise ValueError(
             f"{method} needs at least 2 {units.kind} per group, got {units.n_in} vs {units.n_out}"
         )
-    from .edger import edger_ql
-    from .limma_voom import limma_voom
+    from scatlas.de.edger import edger_ql
+    from scatlas.de.limma_voom import limma_voom
 
     if gene_filter not in GENE_FILTERS:
         raise ValueError(f"unknown gene filter {gene_filter!r}; supported: {GENE_FILTERS}")

@@ -1,6 +1,6 @@
 """Calling R functions of the DE methods through rpy2: counts in, a gene table out.
 
-R is started once per process (`scatlas.rbridge`); each method is an R function defined
+R is started once per process (`scatlas.de.rbridge`); each method is an R function defined
 once and cached. R errors become `RError` with R's own message, so a caller can mark one
 term "not tested" and go on; a missing R, rpy2 or package is `RUnavailable`.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ScatlasError
-from ..rbridge import RUnavailable, r_package, robjects
+from scatlas.de.rbridge import RUnavailable, r_package, robjects
+from scatlas.errors import ScatlasError
 
 #: R lines both count methods start with: DGEList with "in" against "out", filterByExpr
 #: when ``filter``, TMM factors, design ~group (``y`` and ``design`` are then defined)

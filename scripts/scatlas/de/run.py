@@ -38,14 +38,14 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from ..errors import InputError
-from ..fileio import atomic_path
-from ..logs import progress_enabled
-from ..ontology import cached_ontology
-from ..rbridge import RUnavailable, r_package
-from .meta import meta_analyse
-from .per_study import LOGFC_UNITS, METHODS, R_METHODS, study_de
-from .rcall import RError
+from scatlas.de.meta import meta_analyse
+from scatlas.de.per_study import LOGFC_UNITS, METHODS, R_METHODS, study_de
+from scatlas.de.rbridge import RUnavailable, r_package
+from scatlas.de.rcall import RError
+from scatlas.errors import InputError
+from scatlas.fileio import atomic_path
+from scatlas.logs import progress_enabled
+from scatlas.ontology import cached_ontology
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def run_de(
 
 def _go_step(table: pd.DataFrame, term: str, organism: str, out_dir: Path) -> str:
     """GO enrichment of the term's significant up genes; returns the status text."""
-    from .go import goana_up
+    from scatlas.de.go import goana_up
 
     up_rows = table["significant"].astype(bool) & (table["direction"] == "up")
     key = "gene_symbol" if (table["gene_symbol"].astype(str) != "").all() else "gene"

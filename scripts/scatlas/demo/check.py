@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scatlas.annotate.reference import query_file
 from scatlas.fileio import atomic_write_text
-from scatlas.query import query_file
 
 log = logging.getLogger(__name__)
 

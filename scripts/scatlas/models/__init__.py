@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError
-from .base import Batch, EmbeddingModel, TrainingContext
-from .deephash import DeepHashNetwork
-from .dense import DenseClassifier
-from .siamese import SiameseNetwork
-from .triplet import TripletNetwork
+from scatlas.errors import InputError
+from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
+from scatlas.models.deephash import DeepHashNetwork
+from scatlas.models.dense import DenseClassifier
+from scatlas.models.siamese import SiameseNetwork
+from scatlas.models.triplet import TripletNetwork
 
 MODELS: dict[str, type[EmbeddingModel]] = {
     cls.kind: cls for cls in (DenseClassifier, SiameseNetwork, TripletNetwork, DeepHashNetwork)

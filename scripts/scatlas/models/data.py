@@ -11,7 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from scatlas.errors import InputError
 
 REQUIRED_OBS = ("split", "cl_id", "trainable")
 log = logging.getLogger(__name__)

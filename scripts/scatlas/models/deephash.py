@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, EmbeddingModel, TrainingContext
+from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
 
 
 def hadamard(k: int) -> np.ndarray:

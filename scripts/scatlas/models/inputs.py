@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError
-from ..normalize import log1p_cp10k
+from scatlas.errors import InputError
+from scatlas.models.normalize import log1p_cp10k
 
 INPUT_NORMALISATIONS = ("log1p_cp10k", "max_scaled", "log_normalised")
 

@@ -11,10 +11,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..errors import InputError
-from ..normalize import genes_sha256
-from . import build_model
-from .base import EmbeddingModel
+from scatlas.errors import InputError
+from scatlas.models import build_model
+from scatlas.models.base import EmbeddingModel
+from scatlas.models.normalize import genes_sha256
 
 ModelSource = str | os.PathLike | tuple[str | os.PathLike, str | os.PathLike]
 

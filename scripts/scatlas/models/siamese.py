@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, EmbeddingModel
+from scatlas.models.base import Batch, EmbeddingModel
 
 
 def draw_partners(

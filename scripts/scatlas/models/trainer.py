@@ -35,14 +35,14 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
-from ..errors import InputError
-from ..fileio import atomic_path, atomic_write_text
-from ..logs import progress_enabled
-from ..normalize import genes_sha256
-from . import model_class
-from .base import Batch, EmbeddingModel, TrainingContext
-from .data import obs_text, read_atlas, selections
-from .inputs import INPUT_NORMALISATIONS, normalise_input
+from scatlas.errors import InputError
+from scatlas.fileio import atomic_path, atomic_write_text
+from scatlas.logs import progress_enabled
+from scatlas.models import model_class
+from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
+from scatlas.models.data import obs_text, read_atlas, selections
+from scatlas.models.inputs import INPUT_NORMALISATIONS, normalise_input
+from scatlas.models.normalize import genes_sha256
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, EmbeddingModel, TrainingContext
+from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
 
 log = logging.getLogger(__name__)
 

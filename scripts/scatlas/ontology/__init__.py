@@ -1,11 +1,11 @@
 """Cell Ontology: loading (pronto, with repairs of real-world OBO quirks), the term DAG,
 and free-text -> CL term mapping with evidence."""
 
-from .fetch import download_ontology
-from .fields import FieldText, field_kind, parse_source_text
-from .graph import DEFAULT_RELATIONS, ROOT, CellOntology, TermInfo, UnknownTermError
-from .load import cached_ontology, load_ontology
-from .matching import (
+from scatlas.ontology.fetch import download_ontology
+from scatlas.ontology.fields import FieldText, field_kind, parse_source_text
+from scatlas.ontology.graph import DEFAULT_RELATIONS, ROOT, CellOntology, TermInfo, UnknownTermError
+from scatlas.ontology.load import cached_ontology, load_ontology
+from scatlas.ontology.matching import (
     MAX_TEXT_CHARS,
     WEIGHTS,
     CellMapping,
@@ -13,9 +13,8 @@ from .matching import (
     TermMatcher,
     split_fields,
 )
-from .normalise import normalise_text, tokenise
-from .sanitise import sanitise_obo
-from .study import (
+from scatlas.ontology.sanitise import sanitise_obo
+from scatlas.ontology.study import (
     CELL_TYPE_COLUMNS,
     as_text,
     cached_matcher,
@@ -24,7 +23,13 @@ from .study import (
     read_cell_types,
     read_overrides,
 )
-from .tables import read_abbreviations, read_implied_terms, read_tissue_terms, read_tissues
+from scatlas.ontology.tables import (
+    read_abbreviations,
+    read_implied_terms,
+    read_tissue_terms,
+    read_tissues,
+)
+from scatlas.ontology.text import normalise_text, tokenise
 
 __all__ = [
     "CELL_TYPE_COLUMNS",

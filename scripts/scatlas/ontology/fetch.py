@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, ServiceError
-from ..fileio import atomic_write_text, sha256_file
-from ..sources.http import HttpClient
-from .load import load_ontology
+from scatlas.errors import InputError, ServiceError
+from scatlas.fileio import atomic_write_text, sha256_file
+from scatlas.ontology.load import load_ontology
+from scatlas.sources.http import HttpClient
 
 log = logging.getLogger(__name__)
 

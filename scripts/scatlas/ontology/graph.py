@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..errors import ScatlasError
+from scatlas.errors import ScatlasError
 
 ROOT = "CL:0000000"
 DEFAULT_RELATIONS: tuple[str, ...] = ("is_a", "part_of")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pronto
 
-from ..errors import InputError
-from .graph import CellOntology, TermInfo
-from .sanitise import sanitise_obo
+from scatlas.errors import InputError
+from scatlas.ontology.graph import CellOntology, TermInfo
+from scatlas.ontology.sanitise import sanitise_obo
 
 log = logging.getLogger(__name__)
 

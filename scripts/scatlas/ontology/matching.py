@@ -42,10 +42,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .fields import FieldText, parse_source_text
-from .graph import CellOntology
-from .normalise import HARD, SEPARATORS, is_marker, normalise_text, tokenise
-from .tables import (
+from scatlas.ontology.fields import FieldText, parse_source_text
+from scatlas.ontology.graph import CellOntology
+from scatlas.ontology.tables import (
     TableEntry,
     Tissue,
     read_abbreviations,
@@ -53,6 +52,7 @@ from .tables import (
     read_tissue_terms,
     read_tissues,
 )
+from scatlas.ontology.text import HARD, SEPARATORS, is_marker, normalise_text, tokenise
 
 log = logging.getLogger(__name__)
 

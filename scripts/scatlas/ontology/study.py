@@ -15,14 +15,14 @@ import h5py
 import pandas as pd
 from tqdm import tqdm
 
-from ..errors import InputError
-from ..fileio import atomic_path
-from ..logs import progress_enabled
-from ..sheets import validate_sheet
-from .graph import CellOntology
-from .load import cached_ontology
-from .matching import MAX_TEXT_CHARS, TermMatcher
-from .normalise import normalise_text
+from scatlas.errors import InputError
+from scatlas.fileio import atomic_path
+from scatlas.logs import progress_enabled
+from scatlas.ontology.graph import CellOntology
+from scatlas.ontology.load import cached_ontology
+from scatlas.ontology.matching import MAX_TEXT_CHARS, TermMatcher
+from scatlas.ontology.text import normalise_text
+from scatlas.sheets import validate_sheet
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-from ..package_data import ontology_dir
-from .graph import CellOntology
-from .normalise import normalise_text
+from scatlas.errors import InputError
+from scatlas.ontology.graph import CellOntology
+from scatlas.ontology.text import normalise_text
+from scatlas.package_data import ontology_dir
 
 log = logging.getLogger(__name__)
 

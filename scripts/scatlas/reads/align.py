@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 
 from scatlas.accessions import AccessionError, validate
-from scatlas.barcodes import (
+from scatlas.errors import InputError, ScatlasError, ToolError
+from scatlas.fileio import atomic_path, atomic_write_text
+from scatlas.reads.barcodes import (
     BARCODED_TECHNOLOGIES,
     DEFAULT_CHEMISTRIES,
     Chemistry,
     barcode_and_cdna,
     tag_reads,
 )
-from scatlas.errors import InputError, ScatlasError, ToolError
-from scatlas.fastq import format_records, read_mates
-from scatlas.fileio import atomic_path, atomic_write_text
-from scatlas.readfeed import Feed, ReaderGone
+from scatlas.reads.fastq import format_records, read_mates
+from scatlas.reads.readfeed import Feed, ReaderGone
 from scatlas.sheets import ALIGNMENT_COLUMNS, MANIFEST_COLUMNS, row_errors
 from scatlas.tools import tail, which
 
@@ -182,10 +182,10 @@ def align_run(
 
     Per-cell runs: one FASTQ → single-end, two → paired (``-1``/``-2``). Barcoded runs
     (``chemistry`` given): the cDNA read is aligned single-end, named
-    ``{CB}_{UMI}_{n}`` (:func:`scatlas.barcodes.tag_reads`), and the reads per raw barcode
+    ``{CB}_{UMI}_{n}`` (:func:`scatlas.reads.barcodes.tag_reads`), and the reads per raw barcode
     are written to ``barcode_counts`` (TSV ``barcode, reads``, gzipped).
 
-    The FASTQ files are read and checked by scatlas (:mod:`scatlas.fastq`) and fed to
+    The FASTQ files are read and checked by scatlas (:mod:`scatlas.reads.fastq`) and fed to
     HISAT2 through named pipes; its SAM goes into ``samtools view -1`` (fast compression:
     the BAM is temporary), written to a temporary name renamed to ``out_bam``. Returns
     :func:`parse_hisat2_summary` of HISAT2's summary (plus ``short_barcode_reads`` for
@@ -372,7 +372,7 @@ def align_study(
     ``technologies`` maps runs to their ``technology`` (samples.tsv; see
     :func:`run_technologies`): a barcoded run (``10x_v2``, ``10x_v3``, ``dropseq``) is
     aligned with its chemistry from ``chemistries`` (default
-    :data:`scatlas.barcodes.DEFAULT_CHEMISTRIES`) and gets ``bam_dir/{run}.barcodes.tsv.gz``
+    :data:`scatlas.reads.barcodes.DEFAULT_CHEMISTRIES`) and gets ``bam_dir/{run}.barcodes.tsv.gz``
     (reads per raw barcode); its total/aligned reads are cDNA reads. Manifest rows without
     a run (author matrices) are not runs and are left out of the table.
     """

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .package_data import orthologs_dir
+from scatlas.errors import InputError
+from scatlas.package_data import orthologs_dir
 
 ORTHOLOGS_FILE = "Ensembl105_Human2Mouse_Genes.csv"
 GENCODE_FILE = "GENCODEv44_Gene_id2name.csv"

@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from scatlas.catalog import Catalog, utc_now
 from scatlas.errors import InputError
+from scatlas.ingest.catalog import Catalog, utc_now
 from scatlas.runner import run_workflow
 from scatlas.stage_io import WHOLE_FILE, config_date, read_tsv
 
@@ -71,7 +71,7 @@ def _mtime(path: Path) -> float | None:
 
 def publish_outcome(work: Path, before: float | None) -> str:
     """What the publish rule decided during this refresh (``""`` when it did not run):
-    the new release, or why the quality gate refused it (see :mod:`scatlas.release`)."""
+    the new release, or why the quality gate refused it (see :mod:`scatlas.release.record`)."""
     record = work / RELEASE_RECORD
     if _mtime(record) is None or _mtime(record) == before:
         return ""

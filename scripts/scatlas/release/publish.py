@@ -6,9 +6,9 @@ Everything is written into ``{publish_dir}/.{version}.tmp``, checksummed into
 temporary name, ``os.replace``d over the old). Old versions beyond ``keep`` are pruned, never
 the current one. A version is never overwritten.
 
-Before anything is built, the quality gate (:mod:`scatlas.gate`) compares the candidate's
+Before anything is built, the quality gate (:mod:`scatlas.release.gate`) compares the candidate's
 evaluation with the current release's ``metrics.json``; a drop beyond the margin raises
-:class:`~scatlas.gate.QualityGateError` and nothing is published.
+:class:`~scatlas.release.gate.QualityGateError` and nothing is published.
 
 Format history: 1 — the first layout; 2 — adds ``novelty.tsv`` (per-type novelty
 thresholds), ``metric``/``normalisation`` in the manifest, and requires ``metrics.json`` and
@@ -32,17 +32,23 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import __version__
-from .errors import InputError
-from .fileio import sha256_file
-from .gate import DEFAULT_METRICS, GateResult, QualityGateError, check_gate, read_release_metrics
-from .index import build_index, index_kind, save_index, unit_rows
-from .models.data import obs_text, read_atlas
-from .models.inputs import normalise_input
-from .models.io import embed, load_model
-from .models.trainer import select_device
-from .normalize import align_to_genes
-from .novelty import calibrate_novelty
+from scatlas import __version__
+from scatlas.errors import InputError
+from scatlas.fileio import sha256_file
+from scatlas.models.data import obs_text, read_atlas
+from scatlas.models.inputs import normalise_input
+from scatlas.models.io import embed, load_model
+from scatlas.models.normalize import align_to_genes
+from scatlas.models.trainer import select_device
+from scatlas.release.gate import (
+    DEFAULT_METRICS,
+    GateResult,
+    QualityGateError,
+    check_gate,
+    read_release_metrics,
+)
+from scatlas.release.index import build_index, index_kind, save_index, unit_rows
+from scatlas.release.novelty import calibrate_novelty
 
 log = logging.getLogger(__name__)
 

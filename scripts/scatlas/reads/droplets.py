@@ -1,8 +1,8 @@
 """Molecule counts of a study's barcoded runs: one cells x genes AnnData (``umi.h5ad``).
 
 Runs of one sample are one library sequenced several times: their reads are pooled per
-sample before cells are called (:func:`scatlas.barcodes.call_cells`) and molecules
-counted (:func:`scatlas.umi.count_molecules`). A cell's id is ``{sample}_{barcode}``.
+sample before cells are called (:func:`scatlas.reads.barcodes.call_cells`) and molecules
+counted (:func:`scatlas.reads.umi.count_molecules`). A cell's id is ``{sample}_{barcode}``.
 
 The file: ``X`` molecules (CSR int32) over every gene of the featureCounts annotation;
 ``obs`` ``sample, run`` (';'-joined), ``barcode, technology, reads`` (reads of the
@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scatlas.align import read_barcode_counts
-from scatlas.barcodes import Chemistry, call_cells, read_whitelist
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path
-from scatlas.umi import count_molecules, read_assignments
+from scatlas.reads.align import read_barcode_counts
+from scatlas.reads.barcodes import Chemistry, call_cells, read_whitelist
+from scatlas.reads.umi import count_molecules, read_assignments
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class DropletRun:
     run: str
     sample: str
     read_report: Path  # featureCounts -R CORE output for the run's BAM
-    barcode_counts: Path  # reads per raw barcode (scatlas.align.write_barcode_counts)
+    barcode_counts: Path  # reads per raw barcode (scatlas.reads.align.write_barcode_counts)
 
 
 def _sample_counts(

@@ -2,7 +2,7 @@
 
 Reads come from featureCounts' per-read report (``-R CORE``: read name, status, number of
 targets, gene) on BAM files whose read names carry ``{CB}_{UMI}_{n}``
-(:func:`scatlas.barcodes.tag_reads`). Only reads assigned to exactly one gene count (the
+(:func:`scatlas.reads.barcodes.tag_reads`). Only reads assigned to exactly one gene count (the
 featureCounts defaults leave multi-mapping and ambiguous reads unassigned). UMIs holding
 an N are dropped.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scatlas.barcodes import encode, has_n
 from scatlas.errors import InputError
+from scatlas.reads.barcodes import encode, has_n
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def directional_molecules(
 ) -> np.ndarray:
     """Molecules per group (index = group id, ``groups.max() + 1`` entries).
 
-    ``groups[k]``, ``umis[k]`` (codes of :func:`scatlas.barcodes.encode`), ``reads[k]``:
+    ``groups[k]``, ``umis[k]`` (codes of :func:`scatlas.reads.barcodes.encode`), ``reads[k]``:
     one row per distinct UMI of a group (cell x gene) with its read count.
     """
     groups = np.asarray(groups, dtype=np.int64)

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from .index import search
+from scatlas.release.index import search
 
 log = logging.getLogger(__name__)
 

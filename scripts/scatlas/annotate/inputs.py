@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
-from .normalize import log1p_cp10k, looks_like_counts
-from .orthologs import translations
+from scatlas.annotate.orthologs import translations
+from scatlas.errors import InputError
+from scatlas.models.normalize import log1p_cp10k, looks_like_counts
 
 log = logging.getLogger(__name__)
 

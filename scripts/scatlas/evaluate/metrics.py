@@ -36,14 +36,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .celltypist_peer import run_celltypist
-from .errors import InputError
-from .eval_report import PLOT_METHODS, plot_png, report_html
-from .fileio import atomic_write_text
-from .index import build_index, search
-from .models.data import obs_text, read_atlas, selections
-from .models.inputs import normalise_input
-from .normalize import align_to_genes, log1p_cp10k
+from scatlas.errors import InputError
+from scatlas.evaluate.celltypist import run_celltypist
+from scatlas.evaluate.report import PLOT_METHODS, plot_png, report_html
+from scatlas.fileio import atomic_write_text
+from scatlas.models.data import obs_text, read_atlas, selections
+from scatlas.models.inputs import normalise_input
+from scatlas.models.normalize import align_to_genes, log1p_cp10k
+from scatlas.release.index import build_index, search
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def _own_annotation(
 ) -> dict[str, Any]:
     """Accuracy and median F1 of the model's own annotation (classifier head, nearest
     Hadamard anchor) of the queries, when it has one."""
-    from .models.io import annotate
+    from scatlas.models.io import annotate
 
     pred = annotate(net, query_in)
     if pred is None:
@@ -298,7 +298,7 @@ def _own_annotation(
 
 
 def _timed_embed(net: Any, X: sp.csr_matrix, batch_size: int) -> tuple[np.ndarray, float]:
-    from .models.io import embed
+    from scatlas.models.io import embed
 
     t0 = time.perf_counter()
     out = embed(net, X, batch_size)
@@ -451,8 +451,8 @@ def evaluate(
     leave the reference, and their query cells (with any other type unseen in training)
     score novelty. Returns ``{method: result}``.
     """
-    from .models.io import load_model
-    from .models.trainer import select_device
+    from scatlas.models.io import load_model
+    from scatlas.models.trainer import select_device
 
     atlas_h5ad, out_dir = Path(atlas_h5ad), Path(out_dir)
     clash = sorted(set(model_dirs) & {*BASELINES, PEER})

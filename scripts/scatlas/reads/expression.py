@@ -3,11 +3,11 @@
 Cells × genes in the reference gene table's order (genes the study lacks are zeros):
 
 * ``X``: raw counts, CSR int32: reads (fragments for paired runs) per gene for per-cell
-  runs, molecules (unique UMIs, :mod:`scatlas.umi`) for the cells of barcoded runs. For an
+  runs, molecules (unique UMIs, :mod:`scatlas.reads.umi`) for the cells of barcoded runs. For an
   author matrix holding normalised (non-integer or
   negative) values, ``X`` holds those values as float32 and ``uns["scatlas"]["normalised"]``
   is True; its ``layers["rpkm"]`` is then empty (all zero), as RPKM is undefined for them.
-* ``layers["rpkm"]``: float32 CSR, :func:`scatlas.quant.rpkm` with the gene table's lengths
+* ``layers["rpkm"]``: float32 CSR, :func:`scatlas.reads.quant.rpkm` with the gene table's lengths
   and N = the run's counted reads (all genes of the featureCounts table); for barcoded
   cells the same formula on molecules, N = the cell's molecules (3' tag counts carry no
   length information: use ``X`` for them).
@@ -34,14 +34,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scatlas.align import read_alignment_table, read_manifest
-from scatlas.barcodes import BARCODED_TECHNOLOGIES
-from scatlas.droplets import read_droplets
 from scatlas.errors import InputError, ScatlasError
 from scatlas.fileio import atomic_path
-from scatlas.matrices import is_integer_matrix, read_matrix_named
-from scatlas.quant import read_featurecounts, rpkm
-from scatlas.reference import read_gene_table
+from scatlas.reads.align import read_alignment_table, read_manifest
+from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES
+from scatlas.reads.droplets import read_droplets
+from scatlas.reads.matrices import is_integer_matrix, read_matrix_named
+from scatlas.reads.quant import read_featurecounts, rpkm
+from scatlas.reads.reference import read_gene_table
 from scatlas.sheets import SAMPLE_COLUMNS, validate_sheet
 
 log = logging.getLogger(__name__)
@@ -462,10 +462,10 @@ def build_expression(
     """Build and write (atomically) a study's expression AnnData; return it.
 
     Reads studies give ``counts_tsv`` (featureCounts), ``alignment_tsv`` and, with
-    barcoded runs, ``umi_h5ad`` (:func:`scatlas.droplets.count_droplets`); when their runs
+    barcoded runs, ``umi_h5ad`` (:func:`scatlas.reads.droplets.count_droplets`); when their runs
     give no cell and ``matrix_manifest`` lists author matrices, those are used; matrix studies
     give ``matrix_manifest`` (its ``ok`` rows name the matrix files, read with
-    :func:`scatlas.matrices.read_matrix`). ``status`` is the study's record (``status``,
+    :func:`scatlas.reads.matrices.read_matrix`). ``status`` is the study's record (``status``,
     ``reason``, optionally ``title``): a study not ``ok`` gets an empty file with that
     status. Errors in the inputs are recorded as a failed study, never raised, so one bad
     study does not stop the atlas; the log says why.

@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 
 from scatlas.fileio import atomic_write_text, sha256_file
-from scatlas.gate import DEFAULT_METRICS, QualityGateError
-from scatlas.publish import current_release, publish_release
+from scatlas.release.gate import DEFAULT_METRICS, QualityGateError
+from scatlas.release.publish import current_release, publish_release
 
 log = logging.getLogger(__name__)
 

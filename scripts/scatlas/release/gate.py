@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, ScatlasError
+from scatlas.errors import InputError, ScatlasError
 
 log = logging.getLogger(__name__)
 

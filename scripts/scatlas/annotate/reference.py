@@ -13,7 +13,7 @@ normalises as the model was trained (``model.json`` ``normalisation``), embeds, 
 nearest reference cells and scores types as scQuery does: ``s = 1/(1 + d)`` per neighbour,
 summed per type over labelled neighbours, normalised over types; the winner and its share
 are reported. A cell whose nearest reference cell is farther than its type's threshold
-(calibrated on the reference, :mod:`scatlas.novelty`) is flagged novel.
+(calibrated on the reference, :mod:`scatlas.release.novelty`) is flagged novel.
 """
 
 from __future__ import annotations
@@ -30,15 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
-from .fileio import atomic_path, atomic_write_text, sha256_file
-from .index import load_index, search, unit_rows
-from .models.base import EmbeddingModel
-from .models.io import embed, load_model
-from .normalize import align_to_genes
-from .novelty import NOVELTY_COLUMNS, flag_novel
-from .publish import FORMAT_VERSION, REQUIRED_FILES, check_metric
-from .query_input import (  # noqa: F401  (re-exported: the query API)
+from scatlas.annotate.inputs import (
     NORMALISATIONS,
     GeneMapping,
     check_matrix,
@@ -46,6 +38,14 @@ from .query_input import (  # noqa: F401  (re-exported: the query API)
     map_genes,
     to_model_input,
 )
+from scatlas.errors import InputError
+from scatlas.fileio import atomic_path, atomic_write_text, sha256_file
+from scatlas.models.base import EmbeddingModel
+from scatlas.models.io import embed, load_model
+from scatlas.models.normalize import align_to_genes
+from scatlas.release.index import load_index, search, unit_rows
+from scatlas.release.novelty import NOVELTY_COLUMNS, flag_novel
+from scatlas.release.publish import FORMAT_VERSION, REQUIRED_FILES, check_metric
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Reference:
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> Reference:
         """Load a release folder (or the ``current`` link), verifying every file first."""
-        from .models.trainer import select_device
+        from scatlas.models.trainer import select_device
 
         root = Path(path).resolve()
         if not root.is_dir():

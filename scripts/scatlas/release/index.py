@@ -24,8 +24,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .errors import InputError
-from .fileio import atomic_path
+from scatlas.errors import InputError
+from scatlas.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 

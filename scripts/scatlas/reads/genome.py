@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from scatlas.compression import decompressed_copy
 from scatlas.fileio import atomic_path
-from scatlas.reference import resolve_reference_file
+from scatlas.reads.reference import resolve_reference_file
 from scatlas.sources.http import HttpClient
 
 log = logging.getLogger(__name__)

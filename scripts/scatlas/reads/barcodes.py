@@ -39,7 +39,7 @@ import pandas as pd
 
 from scatlas.compression import open_text
 from scatlas.errors import InputError
-from scatlas.fastq import first_read_length
+from scatlas.reads.fastq import first_read_length
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Handing checked reads to an aligner through named pipes.
 
-One thread reads the run's FASTQ files in lockstep (:func:`scatlas.fastq.read_mates`),
+One thread reads the run's FASTQ files in lockstep (:func:`scatlas.reads.fastq.read_mates`),
 turns each batch into the text of each pipe (plain mates, or barcode-tagged cDNA reads)
 and queues it; one thread per pipe writes its queue. The aligner reads the pipes as plain
 FASTQ files. Bad input stops the feed (the aligner sees the end of its input) and is
@@ -50,7 +50,7 @@ def open_pipe_for_writing(path: Path, proc: subprocess.Popen) -> int:
 
 
 class Feed:
-    """Feeds ``batches`` (from :func:`scatlas.fastq.read_mates`) through ``transform`` into
+    """Feeds ``batches`` (from :func:`scatlas.reads.fastq.read_mates`) through ``transform`` into
     the FIFOs ``pipes`` read by ``proc``. Use :meth:`start`, then :meth:`finish` after the
     process has exited; ``error`` holds what stopped the feed (None when it completed)."""
 

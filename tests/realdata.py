@@ -90,7 +90,7 @@ def map_labels(
     descriptions: dict[str, str], ontology, overrides: dict[str, str] | None = None
 ) -> dict[str, str]:
     """Author label -> CL id: the override, else the matcher's answer for the description."""
-    from .ontology.matching import TermMatcher
+    from scatlas.ontology.matching import TermMatcher
 
     matcher = TermMatcher(ontology)
     out = {}
@@ -296,8 +296,8 @@ def load_set(name: str, data: Path, ontology) -> RealSet:
 def training_data(rs: RealSet, normalisation: str, ontology=None):
     """The set's training and validation cells as a model trained on ``normalisation`` sees
     them (``scatlas.models.trainer.TrainingData``)."""
-    from .evaluate import model_input
-    from .models.trainer import SplitData, TrainingData, related_matrix
+    from scatlas.evaluate.metrics import model_input
+    from scatlas.models.trainer import SplitData, TrainingData, related_matrix
 
     classes = sorted(set(rs.train_labels))
     index = {c: i for i, c in enumerate(classes)}
@@ -333,8 +333,8 @@ def training_data(rs: RealSet, normalisation: str, ontology=None):
 
 
 def eval_set(rs: RealSet, k: int = 10):
-    """The ``scatlas.evaluate.EvalSet`` of the set (reference = its training cells)."""
-    from .evaluate import EvalSet
+    """The ``scatlas.evaluate.metrics.EvalSet`` of the set (reference = its training cells)."""
+    from scatlas.evaluate.metrics import EvalSet
 
     return EvalSet(
         ref_X=rs.train_X,

@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from scatlas import accessions
 from scatlas.accessions import AccessionError, is_valid, study_source, validate_study
-from scatlas.catalog import Catalog
 from scatlas.errors import ScatlasError, ServiceError
+from scatlas.ingest.catalog import Catalog
 from scatlas.logs import progress_enabled
 from scatlas.sheets import STUDY_COLUMNS
 from scatlas.sources import arrayexpress as ae

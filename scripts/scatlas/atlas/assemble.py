@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError, ScatlasError
-from .fileio import atomic_path
-from .ontology import CellOntology, read_cell_types
+from scatlas.errors import InputError, ScatlasError
+from scatlas.fileio import atomic_path
+from scatlas.ontology import CellOntology, read_cell_types
 
 log = logging.getLogger(__name__)
 

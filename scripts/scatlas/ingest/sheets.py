@@ -1,5 +1,5 @@
 """The ingestion stage: per-study sample sheets and the catalog (the query and download
-stages live in :mod:`scatlas.discovery` and :mod:`scatlas.download`; re-exported here).
+stages live in :mod:`scatlas.discover.studies` and :mod:`scatlas.ingest.download`; re-exported here).
 
 Each public function takes the validated config dict and is what one rule script calls:
 
@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from scatlas.accessions import is_valid, study_source, validate_study
-from scatlas.barcodes import chemistry_from_text
-from scatlas.catalog import Catalog
-from scatlas.discovery import query_studies
-from scatlas.download import ARCHIVE_FILE, MATRIX_FILE, download_study, matrix_files
+from scatlas.discover.studies import query_studies
 from scatlas.errors import ServiceError
 from scatlas.fileio import atomic_write_text, sha256_file
+from scatlas.ingest.catalog import Catalog
+from scatlas.ingest.download import ARCHIVE_FILE, MATRIX_FILE, download_study, matrix_files
+from scatlas.reads.barcodes import chemistry_from_text
 from scatlas.sheets import (
     ALIGNMENT_COLUMNS,
     MANIFEST_COLUMNS,
@@ -239,7 +239,7 @@ def _owner(
 
 def _technology(sample: Mapping[str, Any]) -> str:
     """``smartseq`` (one cell per run), the barcoded chemistry scatlas counts itself
-    (``10x_v2``, ``10x_v3``, ``dropseq``: see scatlas.barcodes), or "" for a droplet
+    (``10x_v2``, ``10x_v3``, ``dropseq``: see scatlas.reads.barcodes), or "" for a droplet
     protocol it does not (its samples fall back to the authors' matrices)."""
     if not geo.is_droplet(sample):
         return "smartseq"

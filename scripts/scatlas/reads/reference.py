@@ -19,7 +19,7 @@ import pandas as pd
 from scatlas.compression import decompressed_copy, is_gzipped
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, sha256_file
-from scatlas.splice_sites import write_hisat2_annotations
+from scatlas.reads.splice_sites import write_hisat2_annotations
 from scatlas.tools import run_tool
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def build_hisat2_index(
 ) -> Path:
     """Build a HISAT2 index of ``fasta`` with the splice sites and exons of ``gtf``.
 
-    Writes the splice sites and exons of ``gtf`` (:mod:`scatlas.splice_sites`, as HISAT2's
+    Writes the splice sites and exons of ``gtf`` (:mod:`scatlas.reads.splice_sites`, as HISAT2's
     helper scripts would) and runs ``hisat2-build -p threads --ss --exon`` in a temporary folder beside ``out_dir`` that is
     renamed into place when complete; ``out_dir/genes.tsv`` holds the gene table. Returns
     the index prefix ``out_dir/index``. ``splice_sites=False`` builds a plain index (a

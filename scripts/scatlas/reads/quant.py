@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scatlas.align import read_alignment_table, run_technologies
-from scatlas.barcodes import BARCODED_TECHNOLOGIES, DEFAULT_CHEMISTRIES, Chemistry
-from scatlas.droplets import DropletRun, count_droplets
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, atomic_write_text
+from scatlas.reads.align import read_alignment_table, run_technologies
+from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, DEFAULT_CHEMISTRIES, Chemistry
+from scatlas.reads.droplets import DropletRun, count_droplets
 from scatlas.tools import run_tool
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def count_study(
     relative to ``base_dir``.
 
     ``umi_h5ad``: where the barcoded runs' molecule counts go (cells x genes,
-    :func:`scatlas.droplets.count_droplets`; 0 cells when the study has no barcoded run).
+    :func:`scatlas.reads.droplets.count_droplets`; 0 cells when the study has no barcoded run).
     """
     if layout is None:
         if samples_tsv is None:

@@ -1,0 +1,1 @@
+"""Annotating new cells against a published release (`scatlas query`): loading a release, mapping genes, kNN votes, novelty."""

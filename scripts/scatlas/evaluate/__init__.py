@@ -1,0 +1,1 @@
+"""Evaluation of the embeddings on held-out studies: metrics, the CellTypist peer and the HTML report."""

@@ -1,0 +1,1 @@
+"""Releases: the frozen, versioned reference (format, publishing, the quality gate, the index, novelty thresholds)."""
