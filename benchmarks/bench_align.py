@@ -104,7 +104,7 @@ def hand_over(work: Path, runs: list[dict]) -> None:
         status="ok",
     )
     pd.DataFrame([row], columns=STUDY_COLUMNS).to_csv(
-        res / "query" / "studies.tsv", sep="\t", index=False
+        res / "discover" / "studies.tsv", sep="\t", index=False
     )
     samples, manifest = [], []
     for r in runs:
@@ -159,7 +159,7 @@ def hand_over(work: Path, runs: list[dict]) -> None:
 
 def write_config(work: Path, threads: int) -> Path:
     cfg = {
-        "query": {"organisms": [ORGANISM], "studies": [STUDY]},
+        "discover": {"organisms": [ORGANISM], "studies": [STUDY]},
         "reference": {
             ORGANISM: {
                 "name": GENOME,

@@ -87,7 +87,7 @@ def config(url: str) -> dict:
     return {
         "services": {**service_urls(url), "timeout_s": 30, "retries": 2, "backoff_s": 0.2,
                      "other_requests_per_s": 1e9},
-        "query": {"sources": ["geo"], "organisms": [HUMAN, MOUSE], "term": "single cell",
+        "discover": {"sources": ["geo"], "organisms": [HUMAN, MOUSE], "term": "single cell",
                   "date_from": "2024-01-01", "date_to": "2024-12-31", "page_size": 500},
         "download": {"method": "http", "parallel": 2},
     }  # fmt: skip
@@ -104,7 +104,7 @@ def plan_chunk(args: tuple[dict, str, list[str]]) -> dict:
     for acc in studies:
         s = build_sample_sheet(
             cfg, acc, Path(results) / "studies" / acc, services=svc,
-            studies_tsv=Path(results) / "query" / "studies.tsv",
+            studies_tsv=Path(results) / "discover" / "studies.tsv",
         )  # fmt: skip
         statuses[s["status"]] = statuses.get(s["status"], 0) + 1
     return {
@@ -146,7 +146,7 @@ def dag_build(work: Path, url: str) -> dict:
     cfg = work / "bench.yaml"
     services = "".join(f"  {k}: {v}\n" for k, v in service_urls(url).items())
     cfg.write_text(
-        "query:\n  sources: [geo]\n  organisms: [Homo sapiens, Mus musculus]\n"
+        "discover:\n  sources: [geo]\n  organisms: [Homo sapiens, Mus musculus]\n"
         '  date_from: "2024-01-01"\n  date_to: "2024-12-31"\n'
         "services:\n" + services + "reference:\n"
         "  Homo sapiens: {name: bench-hs, fasta: {path: none.fa}, gtf: {path: none.gtf}}\n"
@@ -170,7 +170,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="sample-sheet workers (cores)")
     ap.add_argument("--keep", help="work in this folder and keep it")
     args = ap.parse_args()
-    from scatlas.ingest.sheets import query_studies, update_catalog
+    from scatlas.discover.studies import discover_studies
+    from scatlas.ingest.catalog_update import update_catalog
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-ingest-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -197,7 +198,7 @@ def main() -> int:
         # 1. query
         svc = unlimited_services(cfg)
         t0 = time.perf_counter()
-        df = query_studies(cfg, results / "query" / "studies.tsv", services=svc,
+        df = discover_studies(cfg, results / "discover" / "studies.tsv", services=svc,
                            catalog=results / "catalog.sqlite")  # fmt: skip
         t_query = time.perf_counter() - t0
         n_query = svc._ncbi_limiter.count
@@ -215,7 +216,7 @@ def main() -> int:
                 statuses[k] = statuses.get(k, 0) + v
         # 3. catalog
         t0 = time.perf_counter()
-        cat = update_catalog(cfg, results / "catalog.sqlite", results / "query" / "studies.tsv",
+        cat = update_catalog(cfg, results / "catalog.sqlite", results / "discover" / "studies.tsv",
                              [results / "studies" / a for a in kept])  # fmt: skip
         t_catalog = time.perf_counter() - t0
         maxrss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

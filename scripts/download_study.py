@@ -1,6 +1,6 @@
 """Rule download: verified FASTQ (or author matrix) files of one study and their manifest."""
 
-from scatlas.ingest.sheets import download_study
+from scatlas.ingest.download import download_study
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -5,7 +5,7 @@ import json
 
 from scatlas.fileio import atomic_write_text
 from scatlas.ingest.catalog import Catalog
-from scatlas.ingest.sheets import update_catalog
+from scatlas.ingest.catalog_update import update_catalog
 from scatlas.logs import setup_logging
 
 setup_logging(snakemake.log[0])

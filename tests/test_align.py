@@ -222,7 +222,7 @@ def test_low_alignment_rate_is_skipped(dm6: DM6, tmp_path: Path) -> None:
     """A run under the threshold is skipped with its rate, and the catalog records it so
     (``ingest.update_catalog`` reads the alignment table)."""
     from scatlas.ingest.catalog import Catalog
-    from scatlas.ingest.sheets import update_catalog
+    from scatlas.ingest.catalog_update import update_catalog
     from scatlas.sheets import SAMPLE_COLUMNS, STUDY_COLUMNS
 
     f1, f2 = dm6.data / "sample2.tiny_R1.fastq.gz", dm6.data / "sample2.tiny_R2.fastq.gz"

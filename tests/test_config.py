@@ -31,7 +31,7 @@ def test_defaults_filled_from_empty(repo_root):
     assert config["train"]["dense"]["hidden"] == [1136, 100]
     assert config["atlas"]["min_cells_per_type"] == 75
     assert config["publish"]["version"] is None
-    assert config["query"]["organisms"] == ["Homo sapiens", "Mus musculus"]
+    assert config["discover"]["organisms"] == ["Homo sapiens", "Mus musculus"]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_defaults_filled_from_empty(repo_root):
     [
         (("services", "ncbi_requests_per_s"), 50),  # above NCBI's limit with a key
         (("align", "min_alignment_rate"), 1.5),
-        (("query", "studies"), ["GSE12; rm -rf /"]),  # accessions are validated
+        (("discover", "studies"), ["GSE12; rm -rf /"]),  # accessions are validated
         (("publish", "version"), "../escape"),
         (("models",), ["nonexistent"]),
     ],
@@ -66,3 +66,20 @@ def test_reference_needs_path_or_url(repo_root):
     config["reference"]["Homo sapiens"]["fasta"] = {"path": "a.fa", "url": "https://x/a.fa"}
     with pytest.raises(WorkflowError):
         validate(config, str(repo_root / SCHEMA))
+
+
+def test_old_query_section_is_named_in_the_error(tmp_path, repo_root):
+    """A config written before the rename (query: -> discover:) gets a message saying so."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    config = _load(repo_root, "demo.yaml")
+    config["query"] = config.pop("discover")
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    with SnakemakeApi() as api, pytest.raises(Exception, match="now called 'discover:'"):
+        api.workflow(
+            snakefile=repo_root / "Snakefile",
+            workdir=tmp_path,
+            config_settings=ConfigSettings(configfiles=[tmp_path / "old.yaml"]),
+            resource_settings=ResourceSettings(cores=1),
+        ).dag()

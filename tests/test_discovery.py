@@ -14,8 +14,9 @@ from _http_loopback import Loopback, send
 from scatlas.demo.metadata_world import Series, write_metadata_world
 from scatlas.demo.mirror import MirrorServer
 from scatlas.demo.run import service_urls
+from scatlas.discover.studies import discover_studies
 from scatlas.ingest.catalog import Catalog
-from scatlas.ingest.sheets import query_studies, update_catalog
+from scatlas.ingest.catalog_update import update_catalog
 from scatlas.sources import arrayexpress as ae
 from scatlas.sources import geo
 from scatlas.sources.http import HttpClient, Services
@@ -27,7 +28,12 @@ HUMAN, MOUSE = "Homo sapiens", "Mus musculus"
 def cfg(url: str, **query) -> dict:
     return {
         "services": {**service_urls(url), "retries": 1, "backoff_s": 0.01, "timeout_s": 5},
-        "query": {"sources": ["geo"], "organisms": [HUMAN, MOUSE], "term": "single cell", **query},
+        "discover": {
+            "sources": ["geo"],
+            "organisms": [HUMAN, MOUSE],
+            "term": "single cell",
+            **query,
+        },
     }
 
 
@@ -71,7 +77,7 @@ def test_superseries_mixed_organisms_and_window(tmp_path):
     )
     with MirrorServer(world) as m:
         c = cfg(m.url, date_from="2024-05-01", date_to="2024-05-31")
-        query_studies(c, tmp_path / "studies.tsv", services=svc(c))
+        discover_studies(c, tmp_path / "studies.tsv", services=svc(c))
         esearch = next(t for _, _, t in m.requests if "esearch" in t)
     assert "mindate=2024%2F05%2F01" in esearch and "datetype=pdat" in esearch
     assert "gse%5BETYP%5D" in esearch and "Mus+musculus" in esearch
@@ -85,7 +91,7 @@ def test_superseries_mixed_organisms_and_window(tmp_path):
     # the sub-series published before the window comes in through its SuperSeries
     sub = rows["GSE930002"]
     assert sub["status"] == "ok" and sub["reason"].endswith("(sub-series of GSE930003)")
-    # mixed organisms: one organism per study, the first of query.organisms
+    # mixed organisms: one organism per study, the first of discover.organisms
     assert (
         sub["organism"] == HUMAN and "mixed organisms; ingested for Homo sapiens" in sub["reason"]
     )
@@ -113,7 +119,7 @@ def test_known_studies_are_kept_rechecked_and_withdrawn(tmp_path):
     with MirrorServer(world) as m:
         c = cfg(m.url, date_from="2024-01-01", date_to="2024-01-31")
         first = tmp_path / "q1.tsv"
-        query_studies(c, first, services=svc(c), catalog=db)
+        discover_studies(c, first, services=svc(c), catalog=db)
         _record(c, tmp_path, first)
         before = table(first)
         # upstream: GSE940001's samples are retitled, GSE940002 is withdrawn
@@ -121,7 +127,7 @@ def test_known_studies_are_kept_rechecked_and_withdrawn(tmp_path):
         m.reload()
         c2 = cfg(m.url, date_from="2024-02-01", date_to="2024-02-28")  # a window with nothing
         second = tmp_path / "q2.tsv"
-        query_studies(c2, second, services=svc(c2), catalog=db)
+        discover_studies(c2, second, services=svc(c2), catalog=db)
         summaries = [t for _, _, t in m.requests if "esummary" in t]
     after = table(second)
     assert set(after) == {"GSE940001", "GSE940002"}  # the whole atlas, not just the window
@@ -136,7 +142,7 @@ def test_known_studies_are_kept_rechecked_and_withdrawn(tmp_path):
     with MirrorServer(world) as m2:
         c3 = cfg(m2.url, date_from="2024-02-01", date_to="2024-02-28", recheck_known=False)
         third = tmp_path / "q3.tsv"
-        query_studies(c3, third, services=svc(c3), catalog=db)
+        discover_studies(c3, third, services=svc(c3), catalog=db)
         assert not any("esummary" in t for _, _, t in m2.requests)
     assert table(third)["GSE940001"]["fingerprint"] == before["GSE940001"]["fingerprint"]
 
@@ -149,14 +155,14 @@ def test_max_studies_limits_only_new_studies(tmp_path):
     db = tmp_path / "catalog.sqlite"
     with MirrorServer(world) as m:
         c = cfg(m.url, date_from="2024-01-01", date_to="2024-01-01")
-        query_studies(c, tmp_path / "a.tsv", services=svc(c), catalog=db)
+        discover_studies(c, tmp_path / "a.tsv", services=svc(c), catalog=db)
         _record(c, tmp_path, tmp_path / "a.tsv")
         c = cfg(m.url, date_from="2024-01-01", date_to="2024-01-31", max_studies=1)
-        query_studies(c, tmp_path / "b.tsv", services=svc(c), catalog=db)
+        discover_studies(c, tmp_path / "b.tsv", services=svc(c), catalog=db)
     rows = table(tmp_path / "b.tsv")
     assert rows["GSE950001"]["status"] == "ok"  # taken earlier: stays
     assert rows["GSE950003"]["status"] == "ok"  # the newest new one
-    assert rows["GSE950002"]["reason"] == "beyond query.max_studies (1, most recent first)"
+    assert rows["GSE950002"]["reason"] == "beyond discover.max_studies (1, most recent first)"
 
 
 def test_excluding_a_known_study_marks_it(tmp_path):
@@ -164,12 +170,12 @@ def test_excluding_a_known_study_marks_it(tmp_path):
     db = tmp_path / "catalog.sqlite"
     with MirrorServer(world) as m:
         c = cfg(m.url, date_from="2024-01-01", date_to="2024-01-31")
-        query_studies(c, tmp_path / "a.tsv", services=svc(c), catalog=db)
+        discover_studies(c, tmp_path / "a.tsv", services=svc(c), catalog=db)
         _record(c, tmp_path, tmp_path / "a.tsv")
         c = cfg(m.url, date_from="2024-03-01", date_to="2024-03-31", exclude=["GSE940002"])
-        query_studies(c, tmp_path / "b.tsv", services=svc(c), catalog=db)
+        discover_studies(c, tmp_path / "b.tsv", services=svc(c), catalog=db)
         _record(c, tmp_path, tmp_path / "b.tsv")
-    assert table(tmp_path / "b.tsv")["GSE940002"]["reason"] == "excluded by query.exclude"
+    assert table(tmp_path / "b.tsv")["GSE940002"]["reason"] == "excluded by discover.exclude"
     with Catalog(db) as cat:
         row = cat.rows("studies", study="GSE940002")[0]
         hist = [h["field"] for h in cat.history("studies", "GSE940002")]
@@ -239,9 +245,9 @@ def test_known_arrayexpress_study_gone_or_unreachable(tmp_path, status, withdraw
         )
         c = {
             "services": {"biostudies": server.url("/biostudies"), "retries": 0},
-            "query": {"sources": ["arrayexpress"], "organisms": [HUMAN]},
+            "discover": {"sources": ["arrayexpress"], "organisms": [HUMAN]},
         }
-        df = query_studies(c, tmp_path / "s.tsv", catalog=db)
+        df = discover_studies(c, tmp_path / "s.tsv", catalog=db)
     [row] = df.to_dict("records")
     if withdrawn:
         assert (

@@ -20,8 +20,11 @@ import pytest
 from scatlas.demo.metadata_world import Series, write_metadata_world
 from scatlas.demo.mirror import Fault, MirrorServer
 from scatlas.demo.run import service_urls
+from scatlas.discover.studies import discover_studies
 from scatlas.ingest.catalog import Catalog
-from scatlas.ingest.sheets import build_sample_sheet, download_study, query_studies, update_catalog
+from scatlas.ingest.catalog_update import update_catalog
+from scatlas.ingest.download import download_study
+from scatlas.ingest.sheets import build_sample_sheet
 from scatlas.sources.http import Services
 
 A, B, C = "GSE920001", "GSE920002", "GSE920003"
@@ -57,7 +60,7 @@ def config(mirror: MirrorServer, **services) -> dict:
             "other_requests_per_s": 200,
             **services,
         },
-        "query": {"sources": ["geo"], "organisms": ["Homo sapiens"], "term": "single cell"},
+        "discover": {"sources": ["geo"], "organisms": ["Homo sapiens"], "term": "single cell"},
         "download": {"method": "http", "parallel": 2},
     }
 
@@ -66,8 +69,8 @@ def ingest(work: Path, cfg: dict) -> dict[str, dict]:
     """The ingestion stages in workflow order; returns the catalog's studies by accession."""
     res = work / "results"
     svc = Services(cfg["services"], env={"NCBI_API_KEY": KEY})  # 10 requests/s: quick tests
-    studies = res / "query" / "studies.tsv"
-    df = query_studies(cfg, studies, services=svc, catalog=res / "catalog.sqlite")
+    studies = res / "discover" / "studies.tsv"
+    df = discover_studies(cfg, studies, services=svc, catalog=res / "catalog.sqlite")
     dirs, manifests = [], []
     for acc in df.loc[df["status"] == "ok", "study"]:
         out = res / "studies" / acc

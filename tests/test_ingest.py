@@ -15,9 +15,14 @@ import pandas as pd
 import pytest
 from _http_loopback import Loopback, send
 
+from scatlas import sheets as sheet_columns
+from scatlas import stage_io
+from scatlas.discover.studies import discover_studies
 from scatlas.errors import InputError
 from scatlas.ingest import sheets as ingest
 from scatlas.ingest.catalog import Catalog
+from scatlas.ingest.catalog_update import update_catalog
+from scatlas.ingest.download import download_study
 from scatlas.sources import sra
 from scatlas.sources.http import Services
 
@@ -137,7 +142,7 @@ def make_cfg(server: Loopback, **query) -> dict:
             "ncbi_requests_per_s": None,
             "other_requests_per_s": 50,
         },
-        "query": {
+        "discover": {
             "sources": ["geo", "arrayexpress"],
             "term": "single cell",
             "arrayexpress_query": "single cell RNA-seq",
@@ -174,7 +179,7 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     assert json.loads((out / "study.json").read_text()) == summary
     assert (out / "raw" / "GSE146540_family.soft.gz").is_file()
     sheet = pd.read_csv(out / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
-    assert list(sheet.columns) == ingest.SAMPLE_COLUMNS
+    assert list(sheet.columns) == sheet_columns.SAMPLE_COLUMNS
     assert list(sheet["run"]) == [
         "SRR11250001",
         "SRR11250002",
@@ -212,10 +217,10 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     assert asked == ["SRP251919", "SRX7866189", "SRX7866190", "SRX7866191"]
 
     fastq_dir = tmp_path / "results" / "fastq" / "GSE146540"
-    manifest = ingest.download_study(
+    manifest = download_study(
         cfg, out / "samples.tsv", fastq_dir, fastq_dir / "manifest.tsv", services=svc
     )
-    assert list(manifest.columns) == ingest.MANIFEST_COLUMNS
+    assert list(manifest.columns) == sheet_columns.MANIFEST_COLUMNS
     status = dict(zip(manifest["run"], manifest["status"], strict=True))
     assert status == {
         "SRR11250001": "ok",
@@ -244,7 +249,7 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
 
     # a second pass keeps verified files instead of fetching them again
     fetched = sum(1 for _, p, _, _ in server.log if p.startswith("/vol1/"))
-    again = ingest.download_study(
+    again = download_study(
         cfg, out / "samples.tsv", fastq_dir, fastq_dir / "manifest.tsv", services=svc
     )
     # the same record whether a file was fetched now or kept: a resumed run matches a clean one
@@ -258,8 +263,8 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     )  # only the bad run, retried
 
     # the catalog
-    studies_tsv = tmp_path / "results" / "query" / "studies.tsv"
-    ingest.write_tsv(
+    studies_tsv = tmp_path / "results" / "discover" / "studies.tsv"
+    stage_io.write_tsv(
         [
             {
                 "study": "GSE146540",
@@ -291,10 +296,10 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
             },
         ],
         studies_tsv,
-        ingest.STUDY_COLUMNS,
+        sheet_columns.STUDY_COLUMNS,
     )
     align = tmp_path / "results" / "align" / "GSE146540" / "alignment.tsv"
-    ingest.write_tsv(
+    stage_io.write_tsv(
         [
             {
                 "run": "SRR11250001",
@@ -307,10 +312,10 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
             }
         ],
         align,
-        ingest.ALIGNMENT_COLUMNS,
+        sheet_columns.ALIGNMENT_COLUMNS,
     )
     db = tmp_path / "results" / "catalog.sqlite"
-    s = ingest.update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
+    s = update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
     assert s["studies"]["ok"] == 1 and s["studies"]["skipped"] == 1 and s["studies"]["new"] == 1
     # the sample whose only run failed its md5 check is failed too, with that reason
     assert s["samples"] == {"total": 6, "new": 0, "ok": 4, "skipped": 1, "failed": 1}
@@ -342,7 +347,7 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     # a second refresh with nothing new changes no rows and adds no history
     with Catalog(db) as cat:
         n_hist = len(cat.history())
-    s2 = ingest.update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
+    s2 = update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
     assert s2["studies"] == s["studies"] and s2["runs"] == s["runs"]
     with Catalog(db) as cat:
         assert len(cat.history()) == n_hist
@@ -367,7 +372,7 @@ def test_matrix_study_downloads_supplementary_matrix(server, soft_text, tmp_path
     )
     sheet = pd.read_csv(out / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     assert set(sheet["technology"]) == {"matrix"} and set(sheet["run"]) == {""}
-    manifest = ingest.download_study(
+    manifest = download_study(
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
     )
     [row] = manifest.to_dict("records")
@@ -378,7 +383,7 @@ def test_matrix_study_downloads_supplementary_matrix(server, soft_text, tmp_path
     # a corrupt matrix is a failed row, not an exception
     (tmp_path / "fq" / "GSE146540_All_gene_counts.txt.gz").unlink()
     server.routes[SUPPL_PATH] = counts[: len(counts) // 2]
-    [row] = ingest.download_study(
+    [row] = download_study(
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
     ).to_dict("records")
     assert row["status"] == "failed" and "corrupt gzip" in row["reason"]
@@ -392,13 +397,13 @@ def test_matrix_study_downloads_supplementary_matrix(server, soft_text, tmp_path
         header
         + f"File\tGSE146540_All_gene_counts.txt.gz\t03/06/2020 11:00:00\t{len(counts)}\tTXT\n"
     )
-    [row] = ingest.download_study(
+    [row] = download_study(
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
     ).to_dict("records")
     assert row["status"] == "ok" and row["reason"].startswith("1 matrix file(s); size and gzip")
     (tmp_path / "fq" / "GSE146540_All_gene_counts.txt.gz").unlink()
     server.routes[listing] = header + "File\tGSE146540_All_gene_counts.txt.gz\tx\t999\tTXT\n"
-    [row] = ingest.download_study(
+    [row] = download_study(
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv", services=svc
     ).to_dict("records")
     assert row["status"] == "failed" and "size mismatch" in row["reason"]
@@ -422,12 +427,12 @@ def test_malformed_soft_gives_failed_study(server, tmp_path, soft, reason):
     summary = ingest.build_sample_sheet(cfg, "GSE146540", out, services=services(cfg))
     assert summary["status"] == "failed"
     assert reason in summary["reason"] and "GSE146540_family.soft.gz" in summary["reason"]
-    assert (out / "samples.tsv").read_text() == "\t".join(ingest.SAMPLE_COLUMNS) + "\n"
+    assert (out / "samples.tsv").read_text() == "\t".join(sheet_columns.SAMPLE_COLUMNS) + "\n"
     assert json.loads((out / "study.json").read_text())["status"] == "failed"
-    manifest = ingest.download_study(
+    manifest = download_study(
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv"
     )
-    header = "\t".join(ingest.MANIFEST_COLUMNS) + "\n"
+    header = "\t".join(sheet_columns.MANIFEST_COLUMNS) + "\n"
     assert len(manifest) == 0 and (tmp_path / "fq" / "manifest.tsv").read_text() == header
 
 
@@ -524,8 +529,8 @@ def test_arrayexpress_query_and_sample_sheet(server, shared_data, tmp_path):
 
     cfg = make_cfg(server)
     svc = services(cfg)
-    df = ingest.query_studies(cfg, tmp_path / "query" / "studies.tsv", services=svc)
-    assert list(df.columns) == ingest.STUDY_COLUMNS
+    df = discover_studies(cfg, tmp_path / "discover" / "studies.tsv", services=svc)
+    assert list(df.columns) == sheet_columns.STUDY_COLUMNS
     assert list(df["study"]) == ["E-GEOD-93374", "E-MTAB-10615", "E-MTAB-9296", "GSE93374"]
     rows = {r["study"]: r for r in df.to_dict("records")}
     assert rows["GSE93374"]["status"] == "ok" and rows["GSE93374"]["n_samples"] == "11"  # text
@@ -537,18 +542,18 @@ def test_arrayexpress_query_and_sample_sheet(server, shared_data, tmp_path):
     ) == ("ok", "Homo sapiens", "2")
     assert rows["E-MTAB-9296"]["status"] == "failed" and "HTTP 500" in rows["E-MTAB-9296"]["reason"]
     on_disk = pd.read_csv(
-        tmp_path / "query" / "studies.tsv", sep="\t", dtype=str, keep_default_na=False
+        tmp_path / "discover" / "studies.tsv", sep="\t", dtype=str, keep_default_na=False
     )
     assert list(on_disk["study"]) == list(df["study"])
 
-    limited = ingest.query_studies(
+    limited = discover_studies(
         make_cfg(server, max_studies=1, exclude=["E-MTAB-9296"]), tmp_path / "q2.tsv", services=svc
     ).set_index("study")
-    assert limited.loc["E-MTAB-9296", "reason"] == "excluded by query.exclude"
+    assert limited.loc["E-MTAB-9296", "reason"] == "excluded by discover.exclude"
     assert limited.loc["E-MTAB-10615", "status"] == "ok"  # the most recent
-    assert limited.loc["GSE93374", "reason"] == "beyond query.max_studies (1, most recent first)"
+    assert limited.loc["GSE93374", "reason"] == "beyond discover.max_studies (1, most recent first)"
 
-    explicit = ingest.query_studies(
+    explicit = discover_studies(
         make_cfg(server, studies=["GSE93374"]), tmp_path / "q3.tsv", services=svc
     )
     assert list(explicit["study"]) == ["GSE93374"]
@@ -586,7 +591,7 @@ def test_arrayexpress_query_and_sample_sheet(server, shared_data, tmp_path):
 def test_unknown_download_method_is_rejected(tmp_path):
     cfg = {"download": {"method": "rsync"}}
     with pytest.raises(InputError, match="not one of http, fasterq-dump, auto") as err:
-        ingest.download_study(cfg, tmp_path / "samples.tsv", tmp_path, tmp_path / "m.tsv")
+        download_study(cfg, tmp_path / "samples.tsv", tmp_path, tmp_path / "m.tsv")
     assert err.value.field == "download.method"
 
 
@@ -625,7 +630,7 @@ def test_real_superseries_counts_each_sample_once_and_one_organism(
         req, 200, "<EXPERIMENT_PACKAGE_SET></EXPERIMENT_PACKAGE_SET>", {"Content-Type": "text/xml"}
     )
     studies = tmp_path / "studies.tsv"
-    ingest.write_tsv(
+    stage_io.write_tsv(
         [
             {"study": "GSE146583", "source": "geo", "organism": organism, "kind": "reads",
              "n_samples": 50, "status": "ok", "reason": "explicit"},
@@ -633,7 +638,7 @@ def test_real_superseries_counts_each_sample_once_and_one_organism(
              "n_samples": 6, "status": "ok", "reason": "sub-series"},
         ],
         studies,
-        ingest.STUDY_COLUMNS,
+        sheet_columns.STUDY_COLUMNS,
     )  # fmt: skip
     cfg = make_cfg(server)
     summary = ingest.build_sample_sheet(

@@ -1,6 +1,6 @@
 """`scatlas refresh`: lock, window planning, incremental re-runs, retries, kill and resume.
 
-The workflow runs for real (snakemake.api, target ``ingest``: query, sample sheets,
+The workflow runs for real (snakemake.api, target ``ingest``: discover, sample sheets,
 downloads, catalog) against a loopback mirror of a metadata-only demo world.
 """
 
@@ -53,7 +53,7 @@ def write_config(work: Path, mirror_url: str | None = None) -> Path:
     )
     cfg = work / "refresh.yaml"
     cfg.write_text(
-        "query:\n"
+        "discover:\n"
         '  organisms: ["Homo sapiens"]\n'
         "  sources: [geo]\n"
         '  date_from: "2024-01-01"\n'
@@ -190,7 +190,7 @@ def test_failed_workflow_is_recorded_and_its_window_covered_again(tmp_path, repo
         )
         assert cat.last_refresh("ok") is None
         assert plan_window(cat, config_from="2024-01-01").since == "2024-01-01"
-    log = (tmp_path / "logs" / "query" / "query.log").read_text()
+    log = (tmp_path / "logs" / "discover" / "discover.log").read_text()
     assert "HTML" in log and "esearch.fcgi" in log
 
 

@@ -28,7 +28,7 @@ def test_workflow_succeeds(demo_run):
 
 def test_query_keeps_scrnaseq_and_leaves_out_the_rest(demo_run):
     studies = pd.read_csv(
-        _results(demo_run) / "query" / "studies.tsv", sep="\t", dtype=str, keep_default_na=False
+        _results(demo_run) / "discover" / "studies.tsv", sep="\t", dtype=str, keep_default_na=False
     ).set_index("study")
     assert studies.loc["GSE900008", "status"] == "skipped"  # single-cell ATAC-seq
     assert studies.loc["GSE900008", "reason"]
@@ -131,7 +131,7 @@ def test_every_rule_logged(demo_run):
     logs = list((demo_run["work"] / "logs").rglob("*.log"))
     stages = {p.relative_to(demo_run["work"] / "logs").parts[0] for p in logs}
     assert {
-        "query",
+        "discover",
         "sample_sheet",
         "download",
         "align",

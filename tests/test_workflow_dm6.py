@@ -47,7 +47,7 @@ def _write_tsv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 def _config(work: Path, data: Path) -> Path:
     cfg = {
-        "query": {"organisms": [ORGANISM], "studies": [STUDY]},
+        "discover": {"organisms": [ORGANISM], "studies": [STUDY]},
         "reference": {
             ORGANISM: {
                 "name": GENOME,
@@ -68,7 +68,7 @@ def _handover(work: Path, data: Path) -> None:
     """What query, sample_sheet and download leave in results/ for this study."""
     res = work / "results"
     _write_tsv(
-        res / "query" / "studies.tsv",
+        res / "discover" / "studies.tsv",
         [
             {
                 "study": STUDY,

@@ -28,7 +28,7 @@ def services_for(cfg: Mapping[str, Any], services: Services | None) -> Services:
     return services if services is not None else Services(cfg.get("services") or {})
 
 
-def config_date(value: Any, field: str = "query.date_from/date_to") -> str | None:
+def config_date(value: Any, field: str = "discover.date_from/date_to") -> str | None:
     """Config dates may arrive as strings or (from YAML) as date objects."""
     if value in (None, ""):
         return None

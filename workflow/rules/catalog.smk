@@ -1,28 +1,28 @@
 # Query GEO / ArrayExpress, write per-study sample sheets, keep the catalog.
 
 
-checkpoint query:
+checkpoint discover:
     output:
-        studies=f"{RESULTS}/query/studies.tsv",
+        studies=f"{RESULTS}/discover/studies.tsv",
     params:
         # the studies known from earlier runs are read from here (never written by this rule)
         db=f"{RESULTS}/catalog.sqlite",
         # rerun trigger: a new window (scatlas refresh sets date_from/date_to) or query
-        window=lambda wc: query_fingerprint(),
+        window=lambda wc: discover_fingerprint(),
     log:
-        f"{LOGS}/query/query.log",
+        f"{LOGS}/discover/discover.log",
     localrule: True
     conda:
         "../../envs/ingest.yaml"
     script:
-        "../../scripts/query_studies.py"
+        "../../scripts/discover_studies.py"
 
 
 rule sample_sheet:
     input:
         # ancient: a new query does not re-run every study; the record fingerprint
         # in params does, for the studies whose upstream record changed
-        studies=ancient(f"{RESULTS}/query/studies.tsv"),
+        studies=ancient(f"{RESULTS}/discover/studies.tsv"),
     output:
         samples=f"{RESULTS}/studies/{{study}}/samples.tsv",
         meta=f"{RESULTS}/studies/{{study}}/study.json",
@@ -43,7 +43,7 @@ rule ingest:
     # the catalog after the ingestion stages (query, sample sheets, downloads); also the
     # target of `scatlas refresh --target ingest` (metadata and reads only)
     input:
-        studies=f"{RESULTS}/query/studies.tsv",
+        studies=f"{RESULTS}/discover/studies.tsv",
         metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
         manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),
     output:
@@ -63,7 +63,7 @@ rule ingest:
 rule catalog:
     input:
         ingest=f"{RESULTS}/catalog/ingest.json",
-        studies=f"{RESULTS}/query/studies.tsv",
+        studies=f"{RESULTS}/discover/studies.tsv",
         metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
         manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),
         expression=lambda wc: expand(

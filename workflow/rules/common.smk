@@ -9,6 +9,11 @@ import pandas as pd
 from snakemake.utils import validate
 
 
+if "query" in config:
+    raise ValueError(
+        "config: the section 'query:' (which studies to take from GEO and ArrayExpress) is "
+        "now called 'discover:'; rename it (its keys are unchanged)"
+    )
 validate(config, schema="../schemas/config.schema.yaml")
 
 # the checkout this workflow runs from (workflow/rules/ -> the repository)
@@ -46,7 +51,7 @@ def kept_studies():
 
     Read and validated once per version of the file (input functions call this for every
     job: with thousands of studies, re-reading it each time made the DAG quadratic)."""
-    path = checkpoints.query.get().output.studies
+    path = checkpoints.discover.get().output.studies
     stat = os.stat(path)
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _KEPT_CACHE:
@@ -69,9 +74,9 @@ def study_fingerprint(study):
     return "|".join(row[c] for c in ("title", "organism", "kind", "n_samples", "updated"))
 
 
-def query_fingerprint():
+def discover_fingerprint():
     """The query's settings (and the refresh window): a change re-runs the query."""
-    return json.dumps(config["query"], sort_keys=True, default=str)
+    return json.dumps(config["discover"], sort_keys=True, default=str)
 
 
 def genome_of(organism):

@@ -6,9 +6,9 @@
 2. **Plan the window.** ``--since``/``--until`` when given; otherwise from the end date of
    the last *successful* refresh recorded in the catalog (that boundary day is searched again:
    GEO dates are days, and a study found twice is simply unchanged) to today (UTC); the very
-   first refresh starts at the config's ``query.date_from`` (null: everything).
+   first refresh starts at the config's ``discover.date_from`` (null: everything).
 3. **Run the workflow** through :func:`scatlas.runner.run_workflow` with
-   ``query.date_from/date_to`` set to the window. Only what is new or changed re-runs, by
+   ``discover.date_from/date_to`` set to the window. Only what is new or changed re-runs, by
    choice of rerun triggers (:data:`RERUN_TRIGGERS`, see there). A refresh that was killed
    left incomplete outputs (made again: ``--rerun-incomplete``), a stale Snakemake lock
    (removed: this process holds the refresh lock), ``.part`` downloads (resumed with
@@ -46,8 +46,8 @@ from scatlas.stage_io import WHOLE_FILE, config_date, read_tsv
 log = logging.getLogger(__name__)
 
 # Why these and not Snakemake's defaults (mtime, params, input, software-env, code):
-# * params — the query rule's params hold the window and query settings (a new window
-#   re-runs the query); the sample_sheet rule's params hold each study's upstream
+# * params — the discover rule's params hold the window and discovery settings (a new window
+#   re-runs discovery); the sample_sheet rule's params hold each study's upstream
 #   fingerprint (a study changed upstream re-runs its sheet, and through it that study's
 #   downloads, alignment... and nothing of any other study).
 # * input — a new study changes the input list of the rules that gather all studies
@@ -143,9 +143,9 @@ def plan_window(
         start = last["date_to"]
         why = f"since the last successful refresh (#{last['id']}, finished {last['finished']})"
     elif config_from:
-        start, why = config_date(config_from), "first refresh: from the config's query.date_from"
+        start, why = config_date(config_from), "first refresh: from the config's discover.date_from"
     else:
-        start, why = None, "first refresh: everything (no query.date_from)"
+        start, why = None, "first refresh: everything (no discover.date_from)"
     if start and start > end:
         raise InputError(f"the window starts after it ends ({start} > {end})", field="--since")
     return Window(start, end, why)
@@ -250,7 +250,7 @@ def refresh(
             return RefreshResult("locked", msg)
         cfg = load_config(work, configfiles)
         _merge(cfg, dict(config or {}))
-        config_from = (cfg.get("query") or {}).get("date_from")
+        config_from = (cfg.get("discover") or {}).get("date_from")
         with Catalog(work / CATALOG) as cat:
             closed = (
                 0
@@ -283,8 +283,8 @@ def refresh(
         for line in retried:
             log.info("trying again: %s", line)
         overrides = dict(config or {})
-        overrides["query"] = {
-            **dict(overrides.get("query") or {}),
+        overrides["discover"] = {
+            **dict(overrides.get("discover") or {}),
             "date_from": window.since,
             "date_to": window.until,
         }
@@ -323,7 +323,7 @@ def _record(
     retried: list[str],
     published: str = "",
 ) -> RefreshResult:
-    studies_tsv = work / "results" / "query" / "studies.tsv"
+    studies_tsv = work / "results" / "discover" / "studies.tsv"
     n_studies = len(read_tsv(studies_tsv, ["study"])) if studies_tsv.is_file() else 0
     with Catalog(work / CATALOG) as cat:
         now = {r["study"]: r.get("fingerprint", "") for r in cat.rows("studies")}

@@ -1,14 +1,14 @@
 """The query stage: which studies exist upstream, and which of them changed.
 
-:func:`query_studies` writes ``query/studies.tsv``: every study scatlas knows, one row each,
+:func:`discover_studies` writes ``discover/studies.tsv``: every study scatlas knows, one row each,
 with the status the query gives it and a ``fingerprint`` of its upstream record.
 
-* The date window (``query.date_from``/``date_to``, set per run by ``scatlas refresh``) is
+* The date window (``discover.date_from``/``date_to``, set per run by ``scatlas refresh``) is
   searched in GEO (esearch over ``gds`` with the configured term, GEO series of the configured
   organisms, paged) and ArrayExpress (BioStudies search, paged).
 * Studies known from earlier refreshes (the catalog keeps each one's query row) stay in the
   table, so a refresh that searches only the new window still lists the whole atlas; with
-  ``query.recheck_known`` their records are fetched again (GEO: esummary, 200 per request;
+  ``discover.recheck_known`` their records are fetched again (GEO: esummary, 200 per request;
   ArrayExpress: the study JSON) and a changed fingerprint re-ingests that study alone
   (the ``sample_sheet`` rule has the fingerprint as a param). A study gone upstream is marked
   "skipped" (withdrawn), never dropped.
@@ -293,28 +293,28 @@ def _search(
     return rows
 
 
-def query_studies(
+def discover_studies(
     cfg: Mapping[str, Any],
     out_tsv: str | os.PathLike,
     *,
     services: Services | None = None,
     catalog: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Find candidate studies and write ``query/studies.tsv`` (sorted by study).
+    """Find candidate studies and write ``discover/studies.tsv`` (sorted by study).
 
-    With ``query.studies`` set, those accessions are looked up and no search runs; otherwise
+    With ``discover.studies`` set, those accessions are looked up and no search runs; otherwise
     the date window is searched. Studies known from ``catalog`` are merged in (re-checked
-    upstream with ``query.recheck_known``). ``query.exclude`` applies to all;
-    ``query.max_studies`` caps the studies new to this run. Skipped studies stay in the
+    upstream with ``discover.recheck_known``). ``discover.exclude`` applies to all;
+    ``discover.max_studies`` caps the studies new to this run. Skipped studies stay in the
     table with their reason; a study whose look-up fails is a "failed" row; a whole source
     that cannot be searched raises ServiceError (the refresh then fails and is retried).
     """
     svc = services_for(cfg, services)
-    q = cfg.get("query") or {}
+    q = cfg.get("discover") or {}
     organisms = list(q.get("organisms") or [])
     sources = list(q.get("sources") or ["geo", "arrayexpress"])
-    explicit = [validate_study(s, context="query.studies") for s in q.get("studies") or []]
-    exclude = {validate_study(s, context="query.exclude") for s in q.get("exclude") or []}
+    explicit = [validate_study(s, context="discover.studies") for s in q.get("studies") or []]
+    exclude = {validate_study(s, context="discover.exclude") for s in q.get("exclude") or []}
     known = _known_rows(catalog)
     rows: list[dict[str, Any]] = []
     if explicit:
@@ -345,7 +345,7 @@ def query_studies(
         full["title"] = geo.clean_text(full["title"])
         full["n_samples"] = int(full["n_samples"] or 0)
         if acc in exclude:
-            full.update(status="skipped", reason="excluded by query.exclude")
+            full.update(status="skipped", reason="excluded by discover.exclude")
         final[acc] = full
     _apply_max_studies(final, q.get("max_studies"), known)
     df = write_tsv(list(final.values()), out_tsv, STUDY_COLUMNS, sort=["study"])
@@ -370,7 +370,8 @@ def _apply_max_studies(
     new.sort(key=lambda r: (r["submitted"] or "", r["study"]), reverse=True)
     for r in new[int(max_studies) :]:
         r.update(
-            status="skipped", reason=f"beyond query.max_studies ({max_studies}, most recent first)"
+            status="skipped",
+            reason=f"beyond discover.max_studies ({max_studies}, most recent first)",
         )
 
 

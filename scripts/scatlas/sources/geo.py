@@ -86,7 +86,7 @@ def to_eutils_date(value: str | dt.date | None) -> str | None:
         return dt.date.fromisoformat(str(value)).strftime("%Y/%m/%d")
     except ValueError as exc:
         raise InputError(
-            f"date {value!r} is not YYYY-MM-DD", field="query.date_from/date_to"
+            f"date {value!r} is not YYYY-MM-DD", field="discover.date_from/date_to"
         ) from exc
 
 
@@ -353,7 +353,7 @@ def summary_to_study(doc: Mapping[str, Any], organisms: Sequence[str]) -> dict[s
         )
         if len(matched) > 1:
             row["reason"] += (
-                f" (mixed organisms; ingested for {matched[0]}, the first of query.organisms)"
+                f" (mixed organisms; ingested for {matched[0]}, the first of discover.organisms)"
             )
     return row
 
