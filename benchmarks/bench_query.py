@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from scatlas.annotate.reference import Reference  # noqa: E402
 from scatlas.models.io import embed, load_model  # noqa: E402
 from scatlas.models.normalize import align_to_genes, log1p_cp10k  # noqa: E402
+from scatlas.release.format import Manifest  # noqa: E402
 from scatlas.release.index import build_index, index_kind, search  # noqa: E402
 from scatlas.release.novelty import calibrate_novelty  # noqa: E402
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "gene_symbol": queries.var["gene_symbol"].reindex(info["genes"]).fillna("").to_numpy(),
         }
     )
-    ref = Reference(None, {"version": "bench"}, net, info, cells, index, genes, thresholds)
+    ref = Reference(None, Manifest(version="bench"), net, info, cells, index, genes, thresholds)
     t = time.perf_counter()
     out = ref.annotate(queries, k=args.k, batch_size=args.batch_size)
     e2e_s = time.perf_counter() - t

@@ -58,7 +58,7 @@ def test_default_dense_architecture():
 
 
 def test_select_device():
-    from scatlas.models.trainer import select_device
+    from scatlas.models.device import select_device
 
     assert select_device("cpu").type == "cpu"
     assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,11 +10,12 @@ import pytest
 import torch
 from synthetic_atlas import train_tiny, write_atlas, write_release_inputs
 
-from scatlas.annotate.reference import Reference, ReleaseError
+from scatlas.annotate.reference import Reference
 from scatlas.errors import InputError
 from scatlas.evaluate.metrics import evaluate
 from scatlas.fileio import sha256_file
-from scatlas.release.publish import list_versions, publish_release, validate_version
+from scatlas.release.format import ReleaseError, validate_version
+from scatlas.release.publish import list_versions, publish_release
 
 torch.set_num_threads(1)
 
@@ -189,3 +190,21 @@ def test_unknown_metric_refused(inputs, tmp_path):
         _publish(odd, tmp_path / "pub", "m1")
     assert err.value.field == "metric"
     assert not (tmp_path / "pub" / "m1").exists()
+
+
+def test_annotating_loads_no_training_code(inputs, tmp_path):
+    """Loading a release to annotate cells imports neither the trainer nor the publisher:
+    the release contract (scatlas.release.format) is all annotation needs."""
+    import subprocess
+    import sys
+
+    release = _publish(inputs, tmp_path / "pub", "2026.02")
+    code = (
+        "import sys; from scatlas.annotate.reference import Reference;"
+        f"Reference.load({str(release)!r});"
+        "print(sorted(m for m in sys.modules if m.startswith('scatlas.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout.strip().splitlines()[-1]))
+    assert "scatlas.release.format" in loaded and "scatlas.models.dense" in loaded
+    assert not loaded & {"scatlas.models.trainer", "scatlas.release.publish", "scatlas.evaluate"}

@@ -11,10 +11,11 @@ import torch
 from synthetic_atlas import NOVEL, TYPES, train_tiny, write_atlas, write_release_inputs
 
 from scatlas.annotate.inputs import to_model_input
-from scatlas.annotate.reference import Reference, ReleaseError, detect_normalisation, query_file
+from scatlas.annotate.reference import Reference, detect_normalisation, query_file
 from scatlas.errors import InputError
 from scatlas.evaluate.metrics import evaluate
 from scatlas.models.normalize import log1p_cp10k
+from scatlas.release.format import ReleaseError
 from scatlas.release.publish import publish_release
 
 torch.set_num_threads(1)

@@ -18,10 +18,9 @@ are reported. A cell whose nearest reference cell is farther than its type's thr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -39,13 +38,13 @@ from scatlas.annotate.inputs import (
     to_model_input,
 )
 from scatlas.errors import InputError
-from scatlas.fileio import atomic_path, atomic_write_text, sha256_file
+from scatlas.fileio import atomic_path, atomic_write_text
 from scatlas.models.base import EmbeddingModel
 from scatlas.models.io import embed, load_model
 from scatlas.models.normalize import align_to_genes
+from scatlas.release.format import Manifest, ReleaseError, check_metric, read_manifest, verify_files
 from scatlas.release.index import load_index, search, unit_rows
 from scatlas.release.novelty import NOVELTY_COLUMNS, flag_novel
-from scatlas.release.publish import FORMAT_VERSION, REQUIRED_FILES, check_metric
 
 log = logging.getLogger(__name__)
 
@@ -58,88 +57,13 @@ OBS_COLUMNS = [
 ]
 
 
-class ReleaseError(InputError):
-    """A published release is missing, partial, tampered with or of an unknown format."""
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise ReleaseError(
-            "not a published reference: manifest.json is missing (give a release folder such "
-            "as published/current)",
-            path=str(path),
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ReleaseError(f"manifest is not valid JSON: {exc}", path=str(path)) from exc
-    fmt = manifest.get("format_version")
-    if fmt != FORMAT_VERSION:
-        if isinstance(fmt, int) and fmt < FORMAT_VERSION:
-            advice = (
-                f"it was published by an older scatlas ({manifest.get('scatlas_version', '?')}); "
-                "download a newer release or re-publish it with this scatlas "
-                "(snakemake publish, or scripts/publish_release.py)"
-            )
-        else:
-            advice = "it needs a newer scatlas: upgrade (pip install -U scatlas)"
-        raise ReleaseError(
-            f"reference format {fmt!r} is not supported (this scatlas reads format "
-            f"{FORMAT_VERSION}); {advice}",
-            path=str(path),
-            field="format_version",
-        )
-    if not isinstance(manifest.get("files"), dict):
-        raise ReleaseError("manifest has no file list", path=str(path), field="files")
-    return manifest
-
-
-def verify_release(root: Path, manifest: dict[str, Any]) -> None:
-    """Check size and sha256 of every file the manifest lists; ReleaseError on the first bad one."""
-    files = manifest["files"]
-    for name in REQUIRED_FILES:
-        if name not in files:
-            raise ReleaseError(
-                "manifest does not list a required file",
-                path=str(root / "manifest.json"),
-                field=name,
-            )
-    for rel, entry in sorted(files.items()):
-        pure = PurePosixPath(rel)
-        if pure.is_absolute() or ".." in pure.parts:
-            raise ReleaseError(
-                "manifest lists a path outside the release",
-                path=str(root / "manifest.json"),
-                field=rel,
-            )
-        path = root / pure
-        if not path.is_file():
-            raise ReleaseError(
-                "release file is missing (partial release? download it again)", path=str(path)
-            )
-        size = path.stat().st_size
-        if size != entry.get("bytes"):
-            raise ReleaseError(
-                f"release file has {size} bytes, manifest says {entry.get('bytes')} "
-                "(partial or altered; download the release again)",
-                path=str(path),
-            )
-        if sha256_file(path) != entry.get("sha256"):
-            raise ReleaseError(
-                "release file checksum differs from the manifest (tampered or corrupted; "
-                "download the release again)",
-                path=str(path),
-            )
-
-
 class Reference:
     """A verified, loaded release (or one assembled in memory, e.g. by the benchmark)."""
 
     def __init__(
         self,
         root: Path | None,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         model: EmbeddingModel,
         model_info: dict[str, Any],
         cells: pd.DataFrame,
@@ -178,18 +102,18 @@ class Reference:
 
     @property
     def version(self) -> str:
-        return str(self.manifest.get("version", "unpublished"))
+        return self.manifest.version or "unpublished"
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> Reference:
         """Load a release folder (or the ``current`` link), verifying every file first."""
-        from scatlas.models.trainer import select_device
+        from scatlas.models.device import select_device
 
         root = Path(path).resolve()
         if not root.is_dir():
             raise ReleaseError("reference folder does not exist", path=str(path))
-        manifest = _read_manifest(root)
-        verify_release(root, manifest)
+        manifest = read_manifest(root)
+        verify_files(root, manifest)
         net, info = load_model(root, device=select_device(device))
         check_metric(info)
         cells = pd.read_parquet(root / "cells.parquet")
@@ -215,11 +139,11 @@ class Reference:
             )
         log.info(
             "loaded reference %s (%d cells, %d genes, model %s, %s index)",
-            manifest["version"],
+            manifest.version,
             len(cells),
             len(genes),
             info["model"],
-            manifest.get("index_kind", "?"),
+            manifest.index_kind or "?",
         )
         return cls(root, manifest, net, info, cells, index, genes, thresholds)
 

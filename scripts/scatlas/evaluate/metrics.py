@@ -451,8 +451,8 @@ def evaluate(
     leave the reference, and their query cells (with any other type unseen in training)
     score novelty. Returns ``{method: result}``.
     """
+    from scatlas.models.device import select_device
     from scatlas.models.io import load_model
-    from scatlas.models.trainer import select_device
 
     atlas_h5ad, out_dir = Path(atlas_h5ad), Path(out_dir)
     clash = sorted(set(model_dirs) & {*BASELINES, PEER})

@@ -41,6 +41,7 @@ from scatlas.logs import progress_enabled
 from scatlas.models import model_class
 from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
 from scatlas.models.data import obs_text, read_atlas, selections
+from scatlas.models.device import select_device
 from scatlas.models.inputs import INPUT_NORMALISATIONS, normalise_input
 from scatlas.models.normalize import genes_sha256
 
@@ -105,23 +106,6 @@ def resolve_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
             field="normalisation",
         )
     return merged
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU. An unavailable ``cuda`` falls back to CPU."""
-    device = "cuda" if device == "gpu" else str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(
-            f"unknown device {device!r}: use auto, cpu or cuda", field="device"
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        log.warning("device %s requested but CUDA is not available; using the CPU", device)
-        return torch.device("cpu")
-    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -619,6 +603,5 @@ __all__ = [
     "atlas_training_data",
     "related_matrix",
     "resolve_params",
-    "select_device",
     "TRAINER_DEFAULTS",
 ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scatlas.errors import InputError, ScatlasError
+from scatlas.release.format import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _model_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def read_release_metrics(release_dir: Path) -> dict[str, Any] | None:
     """``metrics.json`` of a published release, or None when there is none."""
-    path = Path(release_dir) / "metrics.json"
+    path = Path(release_dir) / METRICS_FILE
     if not path.is_file():
         return None
     try:

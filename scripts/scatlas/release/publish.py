@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 from pathlib import Path
@@ -36,10 +35,22 @@ from scatlas import __version__
 from scatlas.errors import InputError
 from scatlas.fileio import sha256_file
 from scatlas.models.data import obs_text, read_atlas
+from scatlas.models.device import select_device
 from scatlas.models.inputs import normalise_input
 from scatlas.models.io import embed, load_model
 from scatlas.models.normalize import align_to_genes
-from scatlas.models.trainer import select_device
+from scatlas.release.format import (
+    CELL_COLUMNS,
+    CURRENT,
+    MANIFEST,
+    METRICS_FILE,
+    VERSION_RE,
+    Manifest,
+    check_metric,
+    current_release,
+    file_entries,
+    validate_version,
+)
 from scatlas.release.gate import (
     DEFAULT_METRICS,
     GateResult,
@@ -51,49 +62,6 @@ from scatlas.release.index import build_index, index_kind, save_index, unit_rows
 from scatlas.release.novelty import calibrate_novelty
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 2
-REQUIRED_FILES = (
-    "index.faiss",
-    "cells.parquet",
-    "encoder.pt",
-    "model.json",
-    "genes.tsv",
-    "novelty.tsv",
-    "metrics.json",
-    "ontology.obo",
-)
-METRICS = ("euclidean", "cosine", "hamming")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-CURRENT = "current"
-CELL_COLUMNS = ["cell_id", "study", "sample", "cl_id", "cl_label", "split", "n_counts", "n_genes"]
-
-
-def validate_version(version: str) -> str:
-    """A release name safe as a folder name (``^[A-Za-z0-9][A-Za-z0-9._-]*$``, not ``current``)."""
-    if not isinstance(version, str) or not VERSION_RE.match(version) or version == CURRENT:
-        raise InputError(
-            f"invalid release version {version!r}: use letters, digits, '.', '_', '-' "
-            "(starting with a letter or digit), and not 'current'",
-            field="version",
-        )
-    return version
-
-
-def check_metric(info: dict[str, Any]) -> str:
-    """The model's embedding metric (``model.json`` ``metric``, default euclidean), if indexable."""
-    metric = str(info.get("metric", "euclidean"))
-    if metric not in METRICS:
-        raise InputError(
-            f"unknown embedding metric {metric!r} (known: {', '.join(METRICS)})", field="metric"
-        )
-    return metric
-
-
-def current_release(publish_dir: Path) -> Path | None:
-    """The release ``publish_dir/current`` points at, or None."""
-    link = Path(publish_dir) / CURRENT
-    return link.resolve() if link.is_symlink() and link.resolve().is_dir() else None
 
 
 def quality_gate(
@@ -158,15 +126,6 @@ def _default_inputs(atlas_h5ad: Path, model_dir: Path, ontology_obo: Path) -> di
     return {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()}
 
 
-def _file_entries(root: Path) -> dict[str, dict[str, Any]]:
-    entries = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if rel != "manifest.json":
-            entries[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return entries
-
-
 def _make_read_only(root: Path) -> None:
     """Files read-only; folders stay writable by the owner so old releases can be pruned."""
     for path in root.rglob("*"):
@@ -200,10 +159,10 @@ def list_versions(publish_dir: Path) -> list[str]:
     for path in publish_dir.iterdir():
         if path.name == CURRENT or path.is_symlink() or not path.is_dir():
             continue
-        if not VERSION_RE.match(path.name) or not (path / "manifest.json").is_file():
+        if not VERSION_RE.match(path.name) or not (path / MANIFEST).is_file():
             continue
         try:
-            created = json.loads((path / "manifest.json").read_text(encoding="utf-8"))["created"]
+            created = json.loads((path / MANIFEST).read_text(encoding="utf-8"))["created"]
         except (ValueError, KeyError):
             created = ""
         found.append((str(created), path.name))
@@ -317,27 +276,26 @@ def publish_release(
         _genes_table(adata, info["genes"]).to_csv(tmp / "genes.tsv", sep="\t", index=False)
         shutil.copyfile(ontology_obo, tmp / "ontology.obo")
         shutil.copytree(de_dir, tmp / "de")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "scatlas_version": __version__,
-            "version": version,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            "model": info["model"],
-            "n_cells": int(adata.n_obs),
-            "n_genes": len(info["genes"]),
-            "embedding_dim": int(info["embedding_dim"]),
-            "index_kind": kind,
-            "metric": metric,
-            "normalisation": normalisation,
-            "novelty_quantile": float(novelty_quantile),
-            "quality_gate": {"passed": gate.passed, "reason": gate.reason, "margin": gate_margin},
-            "inputs": inputs
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        manifest = Manifest(
+            scatlas_version=__version__,
+            version=version,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            model=info["model"],
+            n_cells=int(adata.n_obs),
+            n_genes=len(info["genes"]),
+            embedding_dim=int(info["embedding_dim"]),
+            index_kind=kind,
+            metric=metric,
+            normalisation=normalisation,
+            novelty_quantile=float(novelty_quantile),
+            quality_gate={"passed": gate.passed, "reason": gate.reason, "margin": gate_margin},
+            inputs=inputs
             if inputs is not None
             else _default_inputs(atlas_h5ad, model_dir, ontology_obo),
-            "files": _file_entries(tmp),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+            files=file_entries(tmp),
+        ).to_dict()
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         _make_read_only(tmp)
         if final.exists():  # published concurrently meanwhile
             raise InputError(f"release {version} already exists", path=str(final))

@@ -14,8 +14,9 @@ import logging
 from pathlib import Path
 
 from scatlas.fileio import atomic_write_text, sha256_file
+from scatlas.release.format import current_release
 from scatlas.release.gate import DEFAULT_METRICS, QualityGateError
-from scatlas.release.publish import current_release, publish_release
+from scatlas.release.publish import publish_release
 
 log = logging.getLogger(__name__)
 
