@@ -87,7 +87,12 @@ def four_studies(tmp_path):
     return out
 
 
+# what these small synthetic studies are sized for (the schema's defaults suit real studies)
+SMALL = {"min_genes": 50, "min_counts": 200, "min_cells_per_type": 10, "n_query_studies": 1}
+
+
 def _assemble(tmp_path, studies, onto, **kw):
+    kw = {**SMALL, **kw}
     names = sorted(studies)
     return assemble_atlas(
         [studies[s][0] for s in names],
@@ -240,8 +245,7 @@ def test_failed_studies_skipped_and_too_few_studies(tmp_path, onto, caplog):
             bad / "atlas.h5ad",
             bad / "splits.tsv",
             ontology=onto,
-            min_genes=20,
-            min_counts=100,
+            **{**SMALL, "min_genes": 20, "min_counts": 100},
         )
     assert "GSE12: study failed upstream: no runs aligned" in str(err.value)
     assert not (bad / "atlas.h5ad").exists() and not (bad / "splits.tsv").exists()

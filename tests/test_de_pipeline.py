@@ -101,6 +101,7 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
         min_genes=200,
         min_counts=500,
         min_cells_per_type=10,
+        n_query_studies=1,
     )
     assert sorted(atlas.uns["scatlas"]["splits"].values()) == ["query", "train"]
     assert atlas.n_obs > 2000 and atlas.obs["trainable"].all()
@@ -158,6 +159,7 @@ def test_zheng_sorted_pbmc_edger_markers(tmp_path, shared_data, repo_root):
         min_genes=200,
         min_counts=500,
         min_cells_per_type=10,
+        n_query_studies=1,
     )
     summary = run_de(
         tmp_path / "atlas" / "atlas.h5ad",

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from scatlas.errors import InputError, ScatlasError
 from scatlas.fileio import atomic_path
 from scatlas.ontology import CellOntology, read_cell_types
+from scatlas.settings import AtlasSettings
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +206,11 @@ def _merge_genes(studies: Sequence[_Study]) -> tuple[pd.DataFrame, sp.csr_matrix
 def choose_splits(
     study_types: dict[str, set[str]],
     *,
-    n_query_studies: int = 1,
-    n_validation_studies: int = 1,
+    n_query_studies: int = AtlasSettings.n_query_studies,
+    n_validation_studies: int = AtlasSettings.n_validation_studies,
     query_studies: Iterable[str] = (),
     validation_studies: Iterable[str] = (),
-    seed: int = 0,
+    seed: int = AtlasSettings.seed,
 ) -> dict[str, str]:
     """Assign whole studies to train/validation/query.
 
@@ -268,14 +269,14 @@ def assemble_atlas(
     out_splits: str | os.PathLike,
     *,
     ontology: CellOntology,
-    min_genes: int = 50,
-    min_counts: int = 200,
-    min_cells_per_type: int = 10,
-    n_query_studies: int = 1,
-    n_validation_studies: int = 1,
+    min_genes: int = AtlasSettings.min_genes,
+    min_counts: int = AtlasSettings.min_counts,
+    min_cells_per_type: int = AtlasSettings.min_cells_per_type,
+    n_query_studies: int = AtlasSettings.n_query_studies,
+    n_validation_studies: int = AtlasSettings.n_validation_studies,
     query_studies: Sequence[str] = (),
     validation_studies: Sequence[str] = (),
-    seed: int = 0,
+    seed: int = AtlasSettings.seed,
 ) -> anndata.AnnData:
     """Concatenate, QC, label and split the studies; write atlas.h5ad and splits.tsv.
 

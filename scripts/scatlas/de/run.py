@@ -46,6 +46,7 @@ from scatlas.errors import InputError
 from scatlas.fileio import atomic_path
 from scatlas.logs import progress_enabled
 from scatlas.ontology import cached_ontology
+from scatlas.settings import AtlasSettings, DESettings
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +140,15 @@ def run_de(
     obo: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    min_cells: int = 5,
-    fdr: float = 0.05,
-    min_studies: int = 2,
-    method: str = "edger",
-    fallback: bool = True,
-    gene_filter: str = "auto",
-    siblings: bool = True,
-    go: bool = False,
-    organism: str = "Homo sapiens",
+    min_cells: int = DESettings.min_cells,
+    fdr: float = DESettings.fdr,
+    min_studies: int = DESettings.min_studies,
+    method: str = DESettings.method,
+    fallback: bool = DESettings.fallback,
+    gene_filter: str = DESettings.gene_filter,
+    siblings: bool = DESettings.siblings,
+    go: bool = DESettings.go,
+    organism: str = AtlasSettings.organism,
     terms: list[str] | None = None,
 ) -> pd.DataFrame:
     """Write the per-term tables, ``summary.tsv`` and ``studies.tsv`` to ``out_dir``

@@ -44,6 +44,7 @@ from scatlas.models.data import obs_text, read_atlas, selections
 from scatlas.models.inputs import normalise_input
 from scatlas.models.normalize import align_to_genes, log1p_cp10k
 from scatlas.release.index import build_index, search
+from scatlas.settings import EvaluateSettings
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def evaluate_embeddings(
     query: np.ndarray,
     query_labels: Sequence[str],
     *,
-    k: int = 10,
+    k: int = EvaluateSettings.k,
     ontology: OntologyDistance | None = None,
     novel: np.ndarray | None = None,
 ) -> dict[str, Any]:
@@ -309,7 +310,7 @@ def compare_methods(
     data: EvalSet,
     models: dict[str, tuple[Any, dict[str, Any]]],
     *,
-    k: int = 10,
+    k: int = EvaluateSettings.k,
     ontology: OntologyDistance | None = None,
     batch_size: int = 4096,
     lognorm_max_values: int = LOGNORM_MAX_VALUES,
@@ -435,14 +436,14 @@ def evaluate(
     model_dirs: dict[str, Path],
     out_dir: Path,
     *,
-    k: int = 10,
+    k: int = EvaluateSettings.k,
     ontology: OntologyDistance | None = None,
     batch_size: int = 4096,
     device: str = "auto",
     lognorm_max_values: int = LOGNORM_MAX_VALUES,
     holdout: str | list[str] | None = None,
-    celltypist: bool = True,
-    plot: str = "umap",
+    celltypist: bool = EvaluateSettings.celltypist,
+    plot: str = EvaluateSettings.plot,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate each model of ``model_dirs``, the baselines and the CellTypist peer; write
     ``{method}.json``, ``metrics.tsv``, ``per_type_f1.tsv`` and ``report.html``.

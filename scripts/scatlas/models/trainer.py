@@ -44,6 +44,7 @@ from scatlas.models.data import obs_text, read_atlas, selections
 from scatlas.models.device import select_device
 from scatlas.models.inputs import INPUT_NORMALISATIONS, normalise_input
 from scatlas.models.normalize import genes_sha256
+from scatlas.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -322,9 +323,9 @@ def train_model(
     out_dir: Path,
     *,
     params: dict[str, Any] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
+    seed: int = TrainSettings.seed,
+    device: str = TrainSettings.device,
+    threads: int | None = TrainSettings.threads,
     ontology: Any | None = None,
     holdout: str | list[str] | None = None,
 ) -> dict[str, Any]:
@@ -363,9 +364,9 @@ def fit(
     out_dir: Path,
     *,
     params: dict[str, Any] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
+    seed: int = TrainSettings.seed,
+    device: str = TrainSettings.device,
+    threads: int | None = TrainSettings.threads,
 ) -> dict[str, Any]:
     """Train ``model`` on prepared data; write ``encoder.pt``, ``model.json``,
     ``history.tsv`` (and ``checkpoint.pt`` each epoch, to resume) under ``out_dir``."""

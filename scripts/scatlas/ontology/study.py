@@ -22,6 +22,7 @@ from scatlas.ontology.graph import CellOntology
 from scatlas.ontology.load import cached_ontology
 from scatlas.ontology.matching import MAX_TEXT_CHARS, TermMatcher
 from scatlas.ontology.text import normalise_text
+from scatlas.settings import OntologySettings
 from scatlas.sheets import validate_sheet
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,8 @@ def map_study(
     out_tsv: str | os.PathLike,
     overrides: str | os.PathLike | None = None,
     *,
-    specialise_by_tissue: bool = False,
-    min_confidence: float = 0.0,
+    specialise_by_tissue: bool = OntologySettings.specialise_by_tissue,
+    min_confidence: float = OntologySettings.min_confidence,
 ) -> pd.DataFrame:
     """Map every cell's ``obs["source_text"]`` to a CL term; write ``cell_types.tsv``.
 

@@ -32,6 +32,7 @@ from scatlas.reads.barcodes import (
 )
 from scatlas.reads.fastq import format_records, read_mates
 from scatlas.reads.readfeed import Feed, ReaderGone
+from scatlas.settings import AlignSettings
 from scatlas.sheets import ALIGNMENT_COLUMNS, MANIFEST_COLUMNS, row_errors
 from scatlas.tools import tail, which
 
@@ -352,8 +353,8 @@ def align_study(
     bam_dir: Path,
     alignment_tsv: Path,
     *,
-    threads: int = 1,
-    min_alignment_rate: float = 0.40,
+    threads: int = AlignSettings.threads,
+    min_alignment_rate: float = AlignSettings.min_alignment_rate,
     base_dir: Path | None = None,
     log_dir: Path | None = None,
     technologies: Mapping[str, str] | None = None,

@@ -18,6 +18,7 @@ from scatlas.fileio import atomic_path, atomic_write_text
 from scatlas.reads.align import read_alignment_table, run_technologies
 from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, DEFAULT_CHEMISTRIES, Chemistry
 from scatlas.reads.droplets import DropletRun, count_droplets
+from scatlas.settings import BarcodedSettings, QuantSettings
 from scatlas.tools import run_tool
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ def run_featurecounts(
     out_tsv: Path,
     *,
     paired: bool,
-    threads: int = 1,
-    strandedness: int = 0,
+    threads: int = QuantSettings.threads,
+    strandedness: int = QuantSettings.strandedness,
     read_report_dir: Path | None = None,
 ) -> Path:
     """Count all ``bams`` of a study in ONE featureCounts call against ``gtf``.
@@ -196,8 +197,8 @@ def count_study(
     gtf: Path,
     counts_tsv: Path,
     *,
-    threads: int = 1,
-    strandedness: int = 0,
+    threads: int = QuantSettings.threads,
+    strandedness: int = QuantSettings.strandedness,
     layout: str | dict[str, str] | None = None,
     samples_tsv: Path | None = None,
     bam_dir: Path | None = None,
@@ -205,8 +206,8 @@ def count_study(
     umi_h5ad: Path | None = None,
     technologies: Mapping[str, str] | None = None,
     chemistries: Mapping[str, Chemistry] | None = None,
-    cell_calling: str = "auto",
-    min_reads_per_cell: int = 100,
+    cell_calling: str = BarcodedSettings.cell_calling,
+    min_reads_per_cell: int = BarcodedSettings.min_reads_per_cell,
 ) -> Path:
     """Count the ``ok`` runs of ``alignment_tsv`` with featureCounts into ``counts_tsv``.
 

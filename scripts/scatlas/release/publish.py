@@ -60,6 +60,7 @@ from scatlas.release.gate import (
 )
 from scatlas.release.index import build_index, index_kind, save_index, unit_rows
 from scatlas.release.novelty import calibrate_novelty
+from scatlas.settings import PublishSettings
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +199,11 @@ def publish_release(
     ontology_obo: Path,
     publish_dir: Path,
     version: str,
-    keep: int = 3,
-    flat_max: int = 200_000,
-    index: str = "auto",
-    large_index: str = "hnsw",
-    novelty_quantile: float = 0.99,
+    keep: int = PublishSettings.keep,
+    flat_max: int = PublishSettings.flat_max,
+    index: str = PublishSettings.index,
+    large_index: str = PublishSettings.large_index,
+    novelty_quantile: float = PublishSettings.novelty_quantile,
     gate_margin: float | None = None,
     gate_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
     inputs: dict[str, Any] | None = None,
