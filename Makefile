@@ -14,6 +14,8 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check scripts tests benchmarks
+	$(BIN)/ruff format --check scripts tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -59,6 +61,8 @@ envs:
 
 lint: setup
 	$(BIN)/ruff check scripts tests benchmarks
+	$(BIN)/ruff format --check scripts tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 clean:

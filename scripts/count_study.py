@@ -5,8 +5,10 @@ from pathlib import Path
 from scatlas.logs import setup_logging
 from scatlas.reads.barcodes import chemistries
 from scatlas.reads.quant import count_study
+from scatlas.settings import Settings
 
 setup_logging(snakemake.log[0])
+settings = Settings.from_config(snakemake.config, validate=False)  # validated by the workflow
 count_study(
     Path(snakemake.input.table),
     Path(snakemake.input.gtf),
@@ -14,9 +16,8 @@ count_study(
     samples_tsv=Path(snakemake.input.samples),
     bam_dir=Path(snakemake.input.bams),
     threads=snakemake.threads,
-    strandedness=snakemake.params.strandedness,
+    strandedness=settings.quant.strandedness,
     umi_h5ad=Path(snakemake.output.umi),
-    chemistries=chemistries({"barcoded": {"chemistries": snakemake.params.chemistries}}),
-    cell_calling=snakemake.params.cell_calling,
-    min_reads_per_cell=snakemake.params.min_reads_per_cell,
+    chemistries=chemistries({"barcoded": settings.barcoded.kwargs("chemistries")}),
+    **settings.barcoded.kwargs("cell_calling", "min_reads_per_cell"),
 )

@@ -6,18 +6,15 @@ from pathlib import Path
 from scatlas.evaluate.metrics import evaluate
 from scatlas.logs import setup_logging
 from scatlas.ontology import load_ontology
+from scatlas.settings import Settings
 
 setup_logging(snakemake.log[0])
+settings = Settings.from_config(snakemake.config, validate=False)  # validated by the workflow
 evaluate(
     Path(snakemake.input.atlas),
-    {
-        m: Path(p).parent
-        for m, p in zip(snakemake.params.models, snakemake.input.models, strict=True)
-    },
+    {m: Path(p).parent for m, p in zip(settings.models, snakemake.input.models, strict=True)},
     Path(snakemake.output.report).parent,
-    k=snakemake.params.k,
     ontology=load_ontology(Path(snakemake.input.obo)),
-    holdout=snakemake.params.holdout,
-    celltypist=snakemake.params.celltypist,
-    plot=snakemake.params.plot,
+    holdout=settings.evaluate.novelty_holdout,
+    **settings.evaluate.kwargs("k", "celltypist", "plot"),
 )

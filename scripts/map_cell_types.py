@@ -4,14 +4,15 @@ from pathlib import Path
 
 from scatlas.logs import setup_logging
 from scatlas.ontology import map_study
+from scatlas.settings import Settings
 
 setup_logging(snakemake.log[0])
-overrides = snakemake.params.overrides
+settings = Settings.from_config(snakemake.config, validate=False)  # validated by the workflow
+overrides = settings.ontology.overrides
 map_study(
     Path(snakemake.input.h5ad),
     Path(snakemake.input.obo),
     Path(snakemake.output[0]),
     overrides=Path(overrides) if overrides else None,
-    specialise_by_tissue=bool(snakemake.params.specialise_by_tissue),
-    min_confidence=float(snakemake.params.min_confidence),
+    **settings.ontology.kwargs("specialise_by_tissue", "min_confidence"),
 )

@@ -4,12 +4,14 @@ from pathlib import Path
 
 from scatlas.de import run_de
 from scatlas.logs import setup_logging
+from scatlas.settings import Settings
 
 setup_logging(snakemake.log[0])
+settings = Settings.from_config(snakemake.config, validate=False)  # validated by the workflow
 run_de(
     Path(snakemake.input.atlas),
     Path(snakemake.input.obo),
     Path(snakemake.output[0]),
-    organism=snakemake.params.organism,
-    **snakemake.params.de,
+    organism=settings.atlas.organism,
+    **settings.de.kwargs(),
 )

@@ -58,7 +58,8 @@ class _Section:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]):
         """This section of a (validated or partial) config; absent keys take the defaults."""
-        given = dict(config.get(cls.SECTION) or {})
+        given = copy.deepcopy(dict(config.get(cls.SECTION) or {}))
+        _fill_defaults(config_schema()["properties"][cls.SECTION], given)  # nested ones too
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(given) - names)
         if unknown:
@@ -69,10 +70,11 @@ class _Section:
             )
         return cls(**given)
 
-    def kwargs(self, *names: str) -> dict[str, Any]:
-        """The named fields (all when none are named) as keyword arguments."""
+    def kwargs(self, *names: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The named fields (all when none are named, less ``exclude``) as keyword arguments."""
         values = dataclasses.asdict(self)
-        return {n: values[n] for n in names} if names else values
+        chosen = names or tuple(values)
+        return {n: values[n] for n in chosen if n not in exclude}
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ class Settings:
                 jsonschema.validate(data, config_schema())
             except jsonschema.ValidationError as exc:
                 where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
-                raise InputError(f"config {where}: {exc.message}", field=where) from None
+                raise InputError(f"config {where}: {_message(exc)}", field=where) from None
         defaults = schema_defaults()
         return cls(
             publish_dir=data.get("publish_dir", defaults["publish_dir"]),
@@ -281,3 +283,17 @@ class Settings:
             reference=dict(data.get("reference", defaults["reference"])),
             **{section.SECTION: section.from_config(data) for section in SECTIONS},
         )
+
+
+def _message(exc: jsonschema.ValidationError) -> str:
+    """jsonschema's message, with the allowed values of an enum listed plainly."""
+    if exc.validator == "enum":
+        allowed = ", ".join(str(v) for v in exc.validator_value)
+        return f"{exc.instance!r} is not one of {allowed}"
+    return exc.message
+
+
+def as_settings(config: Settings | Mapping[str, Any]) -> Settings:
+    """``config`` as :class:`Settings`: the API's functions that take the workflow config
+    accept the mapping (as Snakemake holds it) or Settings built once."""
+    return config if isinstance(config, Settings) else Settings.from_config(config)

@@ -7,6 +7,7 @@ message (``reason``), the file or URL it concerns and the record field (``error_
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,14 +19,18 @@ import pandas as pd
 from scatlas.accessions import AccessionError
 from scatlas.errors import InputError, ScatlasError, ServiceError, ToolError
 from scatlas.fileio import atomic_path
+from scatlas.settings import Settings, as_settings
 from scatlas.sheets import validate_rows, validate_sheet
 from scatlas.sources.http import Services
 
 WHOLE_FILE = "(whole file)"  # error_field of a failure that concerns a transfer, not a field
 
 
-def services_for(cfg: Mapping[str, Any], services: Services | None) -> Services:
-    return services if services is not None else Services(cfg.get("services") or {})
+def services_for(cfg: Settings | Mapping[str, Any], services: Services | None) -> Services:
+    """``services`` when given (tests), else clients for the config's ``services``."""
+    if services is not None:
+        return services
+    return Services(dataclasses.asdict(as_settings(cfg).services))
 
 
 def config_date(value: Any, field: str = "discover.date_from/date_to") -> str | None:

@@ -13,11 +13,11 @@ rule atlas:
     output:
         atlas=f"{RESULTS}/atlas/atlas.h5ad",
         splits=f"{RESULTS}/atlas/splits.tsv",
-    params:
-        atlas=config["atlas"],
     log:
         f"{LOGS}/atlas/atlas.log",
     conda:
         "../../envs/python.yaml"
+    params:
+        atlas=config["atlas"],
     script:
         "../../scripts/assemble_atlas.py"

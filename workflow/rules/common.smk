@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-
 if "query" in config:
     raise ValueError(
         "config: the section 'query:' (which studies to take from GEO and ArrayExpress) is "
@@ -19,9 +18,15 @@ validate(config, schema="../schemas/config.schema.yaml")
 # the checkout this workflow runs from (workflow/rules/ -> the repository)
 REPO_DIR = Path(str(workflow.current_basedir)).parents[1].resolve()
 # the pinned Cell Ontology snapshot: package data of scatlas (scatlas.package_data)
-SNAPSHOT_OBO = str(REPO_DIR / "scripts" / "scatlas" / "data" / "ontology" / "cl-basic.obo")
+SNAPSHOT_OBO = str(
+    REPO_DIR / "scripts" / "scatlas" / "data" / "ontology" / "cl-basic.obo"
+)
 if not config["ontology"]["obo"]:
     config["ontology"]["obo"] = SNAPSHOT_OBO
+
+# Rule scripts read the config through one typed layer, scatlas.settings.Settings (defaults:
+# the schema's). A rule's params name the config sections it depends on, so that a change
+# to them re-runs it (rerun trigger: params).
 
 # absolute, because sheets are also validated after parsing (in input functions)
 SCHEMAS = Path(str(workflow.current_basedir)).parent.resolve() / "schemas"
@@ -69,9 +74,13 @@ def study_fingerprint(study):
     """What the query knows of a study; a change upstream re-runs its sample sheet (and,
     through it, that study's downloads and everything after them), nothing else."""
     row = study_row(study)
-    if row.get("fingerprint", ""):  # digest of the upstream record (esummary / BioStudies)
+    if row.get(
+        "fingerprint", ""
+    ):  # digest of the upstream record (esummary / BioStudies)
         return f"{row['fingerprint']}|{row['organism']}|{row['kind']}"
-    return "|".join(row[c] for c in ("title", "organism", "kind", "n_samples", "updated"))
+    return "|".join(
+        row[c] for c in ("title", "organism", "kind", "n_samples", "updated")
+    )
 
 
 def discover_fingerprint():

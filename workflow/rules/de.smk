@@ -7,12 +7,12 @@ rule de:
         obo=config["ontology"]["obo"],
     output:
         directory(f"{RESULTS}/de"),
-    params:
-        de=config["de"],
-        organism=config["atlas"]["organism"],
     log:
         f"{LOGS}/de/de.log",
     conda:
         "../../envs/de.yaml"
+    params:
+        de=config["de"],
+        organism=config["atlas"]["organism"],
     script:
         "../../scripts/run_de.py"

@@ -14,16 +14,16 @@ rule evaluate:
         ),
         metrics=f"{RESULTS}/evaluation/metrics.tsv",
         per_type=f"{RESULTS}/evaluation/per_type_f1.tsv",
+    log:
+        f"{LOGS}/evaluate/evaluate.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
     params:
         k=config["evaluate"]["k"],
         models=config["models"],
         holdout=config["evaluate"]["novelty_holdout"],
         celltypist=config["evaluate"]["celltypist"],
         plot=config["evaluate"]["plot"],
-    log:
-        f"{LOGS}/evaluate/evaluate.log",
-    threads: 2
-    conda:
-        "../../envs/train.yaml"
     script:
         "../../scripts/evaluate_models.py"

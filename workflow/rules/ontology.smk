@@ -12,14 +12,14 @@ if config["ontology"].get("url"):
     rule ontology_download:
         output:
             config["ontology"]["obo"],
-        params:
-            url=config["ontology"]["url"],
-            sha256=config["ontology"]["sha256"],
         log:
             f"{LOGS}/ontology/download.log",
         localrule: True
         conda:
             "../../envs/python.yaml"
+        params:
+            url=config["ontology"]["url"],
+            sha256=config["ontology"]["sha256"],
         script:
             "../../scripts/download_ontology.py"
 
@@ -30,13 +30,13 @@ rule cell_types:
         obo=config["ontology"]["obo"],
     output:
         f"{RESULTS}/studies/{{study}}/cell_types.tsv",
-    params:
-        overrides=config["ontology"]["overrides"],
-        specialise_by_tissue=config["ontology"]["specialise_by_tissue"],
-        min_confidence=config["ontology"]["min_confidence"],
     log:
         f"{LOGS}/cell_types/{{study}}.log",
     conda:
         "../../envs/python.yaml"
+    params:
+        overrides=config["ontology"]["overrides"],
+        specialise_by_tissue=config["ontology"]["specialise_by_tissue"],
+        min_confidence=config["ontology"]["min_confidence"],
     script:
         "../../scripts/map_cell_types.py"

@@ -33,6 +33,7 @@ from scatlas.accessions import AccessionError, is_valid, study_source, validate_
 from scatlas.errors import ScatlasError, ServiceError
 from scatlas.ingest.catalog import Catalog
 from scatlas.logs import progress_enabled
+from scatlas.settings import DiscoverSettings, Settings, as_settings
 from scatlas.sheets import STUDY_COLUMNS
 from scatlas.sources import arrayexpress as ae
 from scatlas.sources import geo
@@ -252,30 +253,30 @@ def _recheck_known(
 
 def _search(
     svc: Services,
-    q: Mapping[str, Any],
+    q: DiscoverSettings,
     organisms: Sequence[str],
     sources: Sequence[str],
     exclude: set[str],
 ) -> list[dict[str, Any]]:
     """Rows for everything the date window finds in GEO and ArrayExpress."""
-    date_from, date_to = config_date(q.get("date_from")), config_date(q.get("date_to"))
-    page_size = int(q.get("page_size") or 500)
+    date_from, date_to = config_date(q.date_from), config_date(q.date_to)
+    page_size = int(q.page_size)
     rows: list[dict[str, Any]] = []
     if "geo" in sources:
         uids = geo.esearch(
             svc.eutils,
-            geo.build_term(q.get("term", ""), organisms),
+            geo.build_term(q.term, organisms),
             mindate=date_from,
             maxdate=date_to,
             page_size=page_size,
-            datetype=q.get("date_type") or "pdat",
+            datetype=q.date_type,
         )
         log.info("GEO: %d entries match the query", len(uids))
         rows += _geo_rows(geo.esummary(svc.eutils, uids), organisms)
     if "arrayexpress" in sources:
         hits = ae.search(
             svc.biostudies,
-            q.get("arrayexpress_query", ""),
+            q.arrayexpress_query,
             date_from=date_from,
             date_to=date_to,
             page_size=min(page_size, 100),
@@ -294,7 +295,7 @@ def _search(
 
 
 def discover_studies(
-    cfg: Mapping[str, Any],
+    cfg: Settings | Mapping[str, Any],
     out_tsv: str | os.PathLike,
     *,
     services: Services | None = None,
@@ -309,12 +310,13 @@ def discover_studies(
     table with their reason; a study whose look-up fails is a "failed" row; a whole source
     that cannot be searched raises ServiceError (the refresh then fails and is retried).
     """
-    svc = services_for(cfg, services)
-    q = cfg.get("discover") or {}
-    organisms = list(q.get("organisms") or [])
-    sources = list(q.get("sources") or ["geo", "arrayexpress"])
-    explicit = [validate_study(s, context="discover.studies") for s in q.get("studies") or []]
-    exclude = {validate_study(s, context="discover.exclude") for s in q.get("exclude") or []}
+    settings = as_settings(cfg)
+    svc = services_for(settings, services)
+    q = settings.discover
+    organisms = list(q.organisms)
+    sources = list(q.sources)
+    explicit = [validate_study(s, context="discover.studies") for s in q.studies]
+    exclude = {validate_study(s, context="discover.exclude") for s in q.exclude}
     known = _known_rows(catalog)
     rows: list[dict[str, Any]] = []
     if explicit:
@@ -333,7 +335,7 @@ def discover_studies(
         table.setdefault(row["study"], dict(row))
     stale = sorted(a for a in known if a not in table)  # known, not found in this window
     recheck = [a for a in stale if a not in exclude]
-    if recheck and q.get("recheck_known", True):
+    if recheck and q.recheck_known:
         log.info("re-checking %d studies known from earlier refreshes", len(recheck))
         table.update(_recheck_known(svc, known, recheck, organisms, sources))
     for acc in stale:
@@ -347,7 +349,7 @@ def discover_studies(
         if acc in exclude:
             full.update(status="skipped", reason="excluded by discover.exclude")
         final[acc] = full
-    _apply_max_studies(final, q.get("max_studies"), known)
+    _apply_max_studies(final, q.max_studies, known)
     df = write_tsv(list(final.values()), out_tsv, STUDY_COLUMNS, sort=["study"])
     _log_changes(df, known, out_tsv)
     return df

@@ -33,6 +33,7 @@ from scatlas.accessions import validate
 from scatlas.errors import InputError, ServiceError
 from scatlas.fileio import md5_file
 from scatlas.logs import progress_enabled
+from scatlas.settings import DownloadSettings, Settings, as_settings
 from scatlas.sheets import MANIFEST_COLUMNS, SAMPLE_COLUMNS
 from scatlas.sources import geo
 from scatlas.sources.fasterq import fasterq_dump
@@ -135,13 +136,13 @@ def _http_run(svc: Services, run: str, row: Mapping[str, str], fastq_dir: Path) 
     }
 
 
-def _sra_run(run: str, fastq_dir: Path, dl: Mapping[str, Any], svc: Services) -> dict:
+def _sra_run(run: str, fastq_dir: Path, dl: DownloadSettings, svc: Services) -> dict:
     dumped = fasterq_dump(
         run,
         fastq_dir,
-        executable=str(dl.get("fasterq_dump") or "fasterq-dump"),
-        threads=int(dl.get("threads", 2)),
-        timeout_s=dl.get("tool_timeout_s"),
+        executable=dl.fasterq_dump,
+        threads=dl.threads,
+        timeout_s=dl.tool_timeout_s,
         retries=svc.retries,
         backoff_s=svc.backoff,
     )
@@ -156,12 +157,12 @@ def _sra_run(run: str, fastq_dir: Path, dl: Mapping[str, Any], svc: Services) ->
 
 
 def download_run(
-    svc: Services, row: Mapping[str, str], fastq_dir: Path, dl: Mapping[str, Any]
+    svc: Services, row: Mapping[str, str], fastq_dir: Path, dl: DownloadSettings
 ) -> dict[str, Any]:
     """One run's manifest row; a failure is recorded on the row, never raised."""
     run, sample = row["run"], row["sample"]
     out = _row(run, sample)
-    method = dl.get("method", "http")
+    method = dl.method
     try:
         validate(run, "run", context="samples.tsv run")
         has_urls = bool(split(row["fastq_urls"]))
@@ -283,7 +284,7 @@ def download_matrix(
 
 
 def download_study(
-    cfg: Mapping[str, Any],
+    cfg: Settings | Mapping[str, Any],
     samples_tsv: str | os.PathLike,
     fastq_dir: str | os.PathLike,
     manifest_tsv: str | os.PathLike,
@@ -298,15 +299,16 @@ def download_study(
     resumed. A run that fails is a "failed" manifest row with the reason, the file or URL
     and the field; nothing is raised for it.
     """
-    dl = dict(cfg.get("download") or {})
-    method = dl.get("method", "http")
+    settings = as_settings(cfg)
+    dl = settings.download
+    method = dl.method
     if method not in METHODS:
         raise InputError(
             f"download.method {method!r} is not one of {', '.join(METHODS)}",
             field="download.method",
         )
-    parallel = max(1, int(dl.get("parallel", 4)))
-    svc = services_for(cfg, services)
+    parallel = max(1, int(dl.parallel))
+    svc = services_for(settings, services)
     sheet = read_tsv(samples_tsv, SAMPLE_COLUMNS, "samples")
     fdir = Path(fastq_dir)
     fdir.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from scatlas.errors import ServiceError
 from scatlas.fileio import atomic_write_text
 from scatlas.ingest.download import ARCHIVE_FILE, MATRIX_FILE
 from scatlas.reads.barcodes import chemistry_from_text
+from scatlas.settings import Settings, as_settings
 from scatlas.sheets import (
     SAMPLE_COLUMNS,
 )
@@ -143,9 +144,9 @@ class StudyContext:
 
 
 def _study_context(
-    cfg: Mapping[str, Any], study: str, studies_tsv: str | os.PathLike | None
+    cfg: Settings | Mapping[str, Any], study: str, studies_tsv: str | os.PathLike | None
 ) -> StudyContext:
-    ctx = StudyContext(organisms=list((cfg.get("discover") or {}).get("organisms") or []))
+    ctx = StudyContext(organisms=list(as_settings(cfg).discover.organisms))
     if studies_tsv is None or not Path(studies_tsv).is_file():
         return ctx
     st = os.stat(studies_tsv)
@@ -397,7 +398,7 @@ def _ae_sheet(svc: Services, acc: str, ctx: StudyContext, out_dir: Path) -> tupl
 
 
 def build_sample_sheet(
-    cfg: Mapping[str, Any],
+    cfg: Settings | Mapping[str, Any],
     study: str,
     out_dir: str | os.PathLike,
     *,

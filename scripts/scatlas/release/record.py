@@ -11,12 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from scatlas.fileio import atomic_write_text, sha256_file
 from scatlas.release.format import current_release
 from scatlas.release.gate import DEFAULT_METRICS, QualityGateError
 from scatlas.release.publish import publish_release
+from scatlas.settings import PublishSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +54,15 @@ def publish_from_workflow(
     de_dir: Path,
     obo: Path,
     publish_dir: Path,
-    settings: dict,
+    settings: PublishSettings | Mapping[str, Any],
     record: Path,
 ) -> Path:
-    """Publish a release from the workflow's outputs and write ``record`` (release.json)."""
-    version = settings.get("version") or next_version(publish_dir)
-    gate = dict(settings.get("gate") or {})
+    """Publish a release from the workflow's outputs and write ``record`` (release.json).
+    ``settings``: the config's ``publish`` section (absent keys take the defaults)."""
+    if not isinstance(settings, PublishSettings):
+        settings = PublishSettings.from_config({"publish": settings})
+    version = settings.version or next_version(publish_dir)
+    gate = dict(settings.gate)
     inputs = {
         "atlas": _input_record(atlas),
         "model": _input_record(model_dir / "model.json"),
@@ -117,12 +123,12 @@ def _publish(
         ontology_obo=obo,
         publish_dir=publish_dir,
         version=version,
-        keep=int(settings.get("keep", 3)),
-        flat_max=int(settings.get("flat_max", 200_000)),
-        index=str(settings.get("index", "auto")),
-        large_index=str(settings.get("large_index", "hnsw")),
-        novelty_quantile=float(settings.get("novelty_quantile", 0.99)),
-        gate_margin=gate.get("margin", 0.05),
+        keep=settings.keep,
+        flat_max=settings.flat_max,
+        index=settings.index,
+        large_index=settings.large_index,
+        novelty_quantile=settings.novelty_quantile,
+        gate_margin=gate.get("margin"),
         gate_metrics=tuple(gate.get("metrics") or DEFAULT_METRICS),
         inputs=inputs,
     )

@@ -1,21 +1,5 @@
-# Query GEO / ArrayExpress, write per-study sample sheets, keep the catalog.
-
-
-checkpoint discover:
-    output:
-        studies=f"{RESULTS}/discover/studies.tsv",
-    params:
-        # the studies known from earlier runs are read from here (never written by this rule)
-        db=f"{RESULTS}/catalog.sqlite",
-        # rerun trigger: a new window (scatlas refresh sets date_from/date_to) or query
-        window=lambda wc: discover_fingerprint(),
-    log:
-        f"{LOGS}/discover/discover.log",
-    localrule: True
-    conda:
-        "../../envs/ingest.yaml"
-    script:
-        "../../scripts/discover_studies.py"
+# Ingest: per-study sample sheets, verified downloads (FASTQ or author matrices) and the
+# catalog. Package: scatlas.ingest.
 
 
 rule sample_sheet:
@@ -26,15 +10,15 @@ rule sample_sheet:
     output:
         samples=f"{RESULTS}/studies/{{study}}/samples.tsv",
         meta=f"{RESULTS}/studies/{{study}}/study.json",
-    params:
-        # re-ingest a study whose upstream record changed (rerun trigger: params); the
-        # fingerprint digests its esummary / BioStudies record (scatlas.discover.studies)
-        record=lambda wc: study_fingerprint(wc.study),
     log:
         f"{LOGS}/sample_sheet/{{study}}.log",
     localrule: True
     conda:
         "../../envs/ingest.yaml"
+    params:
+        # re-ingest a study whose upstream record changed (rerun trigger: params); the
+        # fingerprint digests its esummary / BioStudies record (scatlas.discover.studies)
+        record=lambda wc: study_fingerprint(wc.study),
     script:
         "../../scripts/sample_sheet.py"
 
@@ -44,18 +28,22 @@ rule ingest:
     # target of `scatlas refresh --target ingest` (metadata and reads only)
     input:
         studies=f"{RESULTS}/discover/studies.tsv",
-        metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
-        manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),
+        metas=lambda wc: expand(
+            f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()
+        ),
+        manifests=lambda wc: expand(
+            f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()
+        ),
     output:
         f"{RESULTS}/catalog/ingest.json",
-    params:
-        db=f"{RESULTS}/catalog.sqlite",
-        alignments=[],
     log:
         f"{LOGS}/catalog/ingest.log",
     localrule: True
     conda:
         "../../envs/ingest.yaml"
+    params:
+        db=f"{RESULTS}/catalog.sqlite",
+        alignments=[],
     script:
         "../../scripts/update_catalog.py"
 
@@ -64,13 +52,22 @@ rule catalog:
     input:
         ingest=f"{RESULTS}/catalog/ingest.json",
         studies=f"{RESULTS}/discover/studies.tsv",
-        metas=lambda wc: expand(f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()),
-        manifests=lambda wc: expand(f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()),
+        metas=lambda wc: expand(
+            f"{RESULTS}/studies/{{study}}/study.json", study=all_studies()
+        ),
+        manifests=lambda wc: expand(
+            f"{RESULTS}/fastq/{{study}}/manifest.tsv", study=all_studies()
+        ),
         expression=lambda wc: expand(
             f"{RESULTS}/studies/{{study}}/expression.h5ad", study=all_studies()
         ),
     output:
         f"{RESULTS}/catalog/update.json",
+    log:
+        f"{LOGS}/catalog/update.log",
+    localrule: True
+    conda:
+        "../../envs/ingest.yaml"
     params:
         db=f"{RESULTS}/catalog.sqlite",
         alignments=lambda wc: [
@@ -78,10 +75,24 @@ rule catalog:
             for s in all_studies()
             if study_row(s)["kind"] == "reads"
         ],
-    log:
-        f"{LOGS}/catalog/update.log",
-    localrule: True
-    conda:
-        "../../envs/ingest.yaml"
     script:
         "../../scripts/update_catalog.py"
+
+
+rule download:
+    input:
+        samples=f"{RESULTS}/studies/{{study}}/samples.tsv",
+    output:
+        manifest=f"{RESULTS}/fastq/{{study}}/manifest.tsv",
+    log:
+        f"{LOGS}/download/{{study}}.log",
+    # network-bound: on the submit host unless download.on_submit_host is false
+    localrule: config["download"]["on_submit_host"]
+    conda:
+        "../../envs/ingest.yaml"
+    resources:
+        downloads=1,
+    params:
+        fastq_dir=lambda wc: f"{RESULTS}/fastq/{wc.study}",
+    script:
+        "../../scripts/download_study.py"
