@@ -135,6 +135,94 @@ class _Contrast:
     r_error: str = ""
 
 
+@dataclass(frozen=True)
+class _Atlas:
+    """What DE reads of the atlas: counts, genes, and per cell its label and study."""
+
+    X: sp.csr_matrix
+    genes: np.ndarray
+    symbols: pd.Series
+    labels: np.ndarray  # "" for unlabelled cells and for author-normalised studies
+    all_labels: np.ndarray  # the labels of every cell
+    studies: np.ndarray
+    samples: np.ndarray | None
+    normalised: frozenset[str]  # studies whose values are author-normalised, not counts
+
+    def rows_by_study(self) -> dict[str, np.ndarray]:
+        return {s: np.flatnonzero(self.studies == s) for s in sorted(set(self.studies))}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to test: the settings and the method resolved against what R can load."""
+
+    method: str  # the test that runs
+    label: str  # the method as the summary names it (with a fallback note)
+    r_missing: str  # why nothing can be tested, when R is missing and fallback is off
+    min_cells: int
+    fdr: float
+    min_studies: int
+    gene_filter: str
+    siblings: bool
+    go: bool
+    organism: str
+
+
+def _read_atlas(atlas_h5ad: str | os.PathLike) -> _Atlas:
+    try:
+        adata = anndata.read_h5ad(atlas_h5ad)
+    except (OSError, KeyError) as exc:
+        raise InputError(f"not a readable h5ad file: {exc}", path=str(atlas_h5ad)) from exc
+    obs = adata.obs
+    for col in ("study", "cl_id"):
+        if col not in obs:
+            raise InputError("missing obs column", path=str(atlas_h5ad), field=col)
+    all_labels = obs["cl_id"].astype(str).replace("nan", "").to_numpy()
+    studies = obs["study"].astype(str).to_numpy()
+    labels, normalised = all_labels, frozenset()
+    if "normalised" in obs:  # counts-based tests: author-normalised cells take no part
+        flag = obs["normalised"].astype(bool).to_numpy()
+        normalised = frozenset(studies[flag])
+        labels = np.where(flag, "", all_labels)
+    symbols = (
+        adata.var["gene_symbol"].astype(str).reindex(adata.var_names)
+        if "gene_symbol" in adata.var
+        else pd.Series("", index=adata.var_names)
+    )
+    return _Atlas(
+        X=sp.csr_matrix(adata.X),
+        genes=adata.var_names.astype(str).to_numpy(),
+        symbols=symbols,
+        labels=labels,
+        all_labels=all_labels,
+        studies=studies,
+        samples=obs["sample"].astype(str).to_numpy() if "sample" in obs else None,
+        normalised=normalised,
+    )
+
+
+def _resolve_plan(method: str, fallback: bool, **settings) -> _Plan:
+    try:
+        used, note = resolve_method(method, fallback)
+        r_missing = ""
+    except RUnavailable as exc:
+        used, note, r_missing = method, "", f"R unavailable for {method}: {exc}"
+        log.error("%s; every term is marked not tested (de.fallback is off)", r_missing)
+    label = used + (f" ({note})" if note else "")
+    return _Plan(method=used, label=label, r_missing=r_missing, **settings)
+
+
+def _terms(atlas: _Atlas, onto, obo, atlas_h5ad, terms: list[str] | None) -> list[str]:
+    """The labels present in the atlas (all in the ontology), restricted to ``terms``."""
+    present = sorted({t for t in atlas.labels if t})
+    unknown = [t for t in present if t not in onto]
+    if unknown:
+        raise InputError(
+            f"terms not in the ontology {obo}: {unknown[:5]}", path=str(atlas_h5ad), field="cl_id"
+        )
+    return present if terms is None else [t for t in present if t in set(terms)]
+
+
 def run_de(
     atlas_h5ad: str | os.PathLike,
     obo: str | os.PathLike,
@@ -155,212 +243,231 @@ def run_de(
     (see the module docstring). Returns the summary. ``terms`` restricts the terms;
     ``gene_filter`` is passed to `study_de`; ``organism`` picks the GO annotation."""
     out_dir = Path(out_dir)
-    try:
-        adata = anndata.read_h5ad(atlas_h5ad)
-    except (OSError, KeyError) as exc:
-        raise InputError(f"not a readable h5ad file: {exc}", path=str(atlas_h5ad)) from exc
-    for col in ("study", "cl_id"):
-        if col not in adata.obs:
-            raise InputError("missing obs column", path=str(atlas_h5ad), field=col)
-    try:
-        used, method_note = resolve_method(method, fallback)
-        r_missing = ""
-    except RUnavailable as exc:
-        used, method_note, r_missing = method, "", f"R unavailable for {method}: {exc}"
-        log.error("%s; every term is marked not tested (de.fallback is off)", r_missing)
-    method_label = used + (f" ({method_note})" if method_note else "")
-    onto = cached_ontology(obo)
-    obs = adata.obs
-    labels = obs["cl_id"].astype(str).replace("nan", "").to_numpy()
-    studies = obs["study"].astype(str).to_numpy()
-    normalised: set[str] = set()
-    if "normalised" in obs:  # counts-based tests: author-normalised cells take no part
-        flag = obs["normalised"].astype(bool).to_numpy()
-        normalised = set(studies[flag])
-        all_labels, labels = labels, np.where(flag, "", labels)
-    samples = obs["sample"].astype(str).to_numpy() if "sample" in obs else None
-    X = sp.csr_matrix(adata.X)
-    genes = adata.var_names.astype(str).to_numpy()
-    symbols = (
-        adata.var["gene_symbol"].astype(str).reindex(adata.var_names)
-        if "gene_symbol" in adata.var
-        else pd.Series("", index=adata.var_names)
+    atlas = _read_atlas(atlas_h5ad)
+    plan = _resolve_plan(
+        method,
+        fallback,
+        min_cells=min_cells,
+        fdr=fdr,
+        min_studies=min_studies,
+        gene_filter=gene_filter,
+        siblings=siblings,
+        go=go,
+        organism=organism,
     )
-    present = sorted({t for t in labels if t})
-    unknown = [t for t in present if t not in onto]
-    if unknown:
-        raise InputError(
-            f"terms not in the ontology {obo}: {unknown[:5]}", path=str(atlas_h5ad), field="cl_id"
-        )
-    if terms is not None:
-        present = [t for t in present if t in set(terms)]
-    by_study = {s: np.flatnonzero(studies == s) for s in sorted(set(studies))}
+    onto = cached_ontology(obo)
+    present = _terms(atlas, onto, obo, atlas_h5ad, terms)
     out_dir.mkdir(parents=True, exist_ok=True)
-
     summary: list[dict] = []
     study_rows: list[dict] = []
     for term in tqdm(present, desc="DE terms", disable=not progress_enabled()):
+        scope = _TermScope.of(onto, term, atlas, plan.siblings)
+        contrasts = _test_term(scope, atlas, plan, study_rows)
+        for name, con in contrasts.items():
+            summary.append(_summarise_contrast(scope, name, con, atlas, plan, out_dir))
+    out = pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+    _write_tsv(pd.DataFrame(study_rows, columns=STUDY_COLUMNS), out_dir / "studies.tsv")
+    _write_tsv(out, out_dir / "summary.tsv")
+    return out
+
+
+@dataclass(frozen=True)
+class _TermScope:
+    """A term and the labels around it: its own (with descendants), its ancestors and its
+    ontology siblings' cells."""
+
+    term: str
+    label: str
+    desc: list[str]
+    anc: list[str]
+    sib: set[str]
+    sib_cells: set[str]
+    n_cells: int
+
+    @classmethod
+    def of(cls, onto, term: str, atlas: _Atlas, siblings: bool) -> _TermScope:
         desc = list(onto.descendants(term, include_self=True))
         anc = list(onto.ancestors(term))
-        label = onto.label(term)
         sib = siblings_of(onto, term) if siblings else set()
         sib_cells = (
             set().union(*(onto.descendants(s, include_self=True) for s in sib))
             - set(desc)
             - set(anc)
         )
-        n_term_cells = int(np.isin(labels, desc).sum())
-        contrasts = {c: _Contrast() for c in (CONTRASTS if siblings else ("rest",))}
-        for study, rows in by_study.items():
-            if study in normalised and np.isin(all_labels[rows], desc).any():
-                study_rows.append(
-                    dict(
-                        cl_id=term,
-                        contrast="rest",
-                        study=study,
-                        n_in=int(np.isin(all_labels[rows], desc).sum()),
-                        status="excluded",
-                        note="author-normalised values only: no counts to test",
-                    )
+        return cls(
+            term,
+            onto.label(term),
+            desc,
+            anc,
+            sib,
+            sib_cells,
+            int(np.isin(atlas.labels, desc).sum()),
+        )
+
+
+def _test_term(
+    scope: _TermScope, atlas: _Atlas, plan: _Plan, study_rows: list[dict]
+) -> dict[str, _Contrast]:
+    """Test the term in every study, for each contrast; one studies.tsv row per attempt."""
+    contrasts = {c: _Contrast() for c in (CONTRASTS if plan.siblings else ("rest",))}
+    for study, rows in atlas.rows_by_study().items():
+        if study in atlas.normalised and np.isin(atlas.all_labels[rows], scope.desc).any():
+            study_rows.append(
+                dict(
+                    cl_id=scope.term,
+                    contrast="rest",
+                    study=study,
+                    n_in=int(np.isin(atlas.all_labels[rows], scope.desc).sum()),
+                    status="excluded",
+                    note="author-normalised values only: no counts to test",
                 )
-            lab = labels[rows]
-            in_mask = np.isin(lab, desc)
-            n_in = int(in_mask.sum())
-            if n_in == 0:
+            )
+        lab = atlas.labels[rows]
+        in_mask = np.isin(lab, scope.desc)
+        if not in_mask.any():
+            continue
+        outs = {"rest": (lab != "") & ~in_mask & ~np.isin(lab, scope.anc)}
+        if plan.siblings:
+            outs["siblings"] = np.isin(lab, list(scope.sib_cells))
+        for name, out_mask in outs.items():
+            if name == "siblings" and not out_mask.any():
                 continue
-            outs = {"rest": (lab != "") & ~in_mask & ~np.isin(lab, anc)}
-            if siblings:
-                outs["siblings"] = np.isin(lab, list(sib_cells))
-            for name, out_mask in outs.items():
-                con = contrasts[name]
-                n_out = int(out_mask.sum())
-                if name == "siblings" and n_out == 0:
-                    continue
-                con.sizes.append(f"{study}: {n_in} vs {n_out}")
-                row = dict(
-                    cl_id=term, contrast=name, study=study, n_in=n_in, n_out=n_out, method=used
-                )
-                if n_in < min_cells or n_out < min_cells:
-                    study_rows.append(
-                        row
-                        | dict(status="skipped", note=f"fewer than {min_cells} cells in a group")
-                    )
-                    continue
-                if r_missing or con.r_error:
-                    study_rows.append(
-                        row | dict(status="not tested", note=r_missing or "earlier R error")
-                    )
-                    continue
-                keep = in_mask | out_mask
-                try:
-                    res = study_de(
-                        X[rows[keep]],
-                        in_mask[keep],
-                        used,
-                        genes=genes,
-                        samples=None if samples is None else samples[rows[keep]],
-                        gene_filter=gene_filter,
-                    )
-                except RError as exc:
-                    con.r_error = f"{study}: {exc}"
-                    log.error("%s (%s) vs %s, %s", term, label, name, con.r_error)
-                    study_rows.append(row | dict(status="failed", note=str(exc)))
-                    continue
-                except ValueError as exc:
-                    study_rows.append(row | dict(status="skipped", note=str(exc)))
-                    continue
-                con.results[study] = res.table
-                con.n_tested[study] = res.n_units_in + res.n_units_out
-                con.n_in += n_in
-                con.units.append(f"{study}: {res.unit} {res.n_units_in} vs {res.n_units_out}")
-                study_rows.append(
-                    row
-                    | dict(
-                        unit=res.unit,
-                        n_units_in=res.n_units_in,
-                        n_units_out=res.n_units_out,
-                        status="tested",
-                        note=res.note,
-                    )
-                )
-        for name, con in contrasts.items():
-            base = dict(
-                cl_id=term,
-                cl_label=label,
-                contrast=name,
-                method=method_label,
-                n_studies=len(con.results),
-                n_cells=con.n_in or n_term_cells,
-                n_up=0,
-                n_down=0,
-                n_conservative=0,
-                units="; ".join(con.units),
-                file="",
-                go="",
+            row = _test_study(
+                scope, study, rows, in_mask, out_mask, name, contrasts[name], atlas, plan
             )
-            reason = ""
-            if r_missing:
-                reason = r_missing
-            elif con.r_error:
-                reason = f"R error in study {con.r_error}"
-            elif name == "siblings" and not con.sizes:
-                reason = "no study has cells of an ontology sibling" if sib else "no siblings"
-            elif not con.results:
-                reason = (
-                    f"no study with >= {min_cells} cells of the term and >= {min_cells} "
-                    f"cells to compare ({'; '.join(con.sizes)})"
-                )
-            elif len(con.results) < min_studies:
-                reason = (
-                    f"tested in {len(con.results)} study (< min_studies {min_studies}): "
-                    f"no meta-analysis ({'; '.join(con.sizes)})"
-                )
-            if reason:
-                summary.append(base | dict(status="not tested", reason=reason))
-                log.info("%s (%s) vs %s: not tested: %s", term, label, name, reason)
-                continue
-            # studies are weighted by their test units (cells, or pseudobulk samples)
-            table = meta_analyse(con.results, con.n_tested, fdr=fdr, min_studies=min_studies)
-            table.insert(1, "gene_symbol", symbols.reindex(table["gene"]).to_numpy())
-            strength = -table["stouffer_z"].abs()
-            table = (
-                table.assign(_s=strength)
-                .sort_values(["fdr", "_s", "gene"], kind="mergesort")
-                .drop(columns="_s")
-                .reset_index(drop=True)
-            )
-            fname = term_file_name(term, "" if name == "rest" else "siblings")
-            _write_tsv(table, out_dir / fname)
-            sig = table["significant"].to_numpy(dtype=bool)
-            n_up = int((sig & (table["direction"] == "up").to_numpy()).sum())
-            go_status = ""
-            if go and name == "rest":
-                go_status = _go_step(table, term, organism, out_dir)
-            summary.append(
-                base
-                | dict(
-                    n_up=n_up,
-                    n_down=int(sig.sum()) - n_up,
-                    n_conservative=int(table["conservative"].sum()),
-                    status="tested",
-                    reason=f"logfc: {LOGFC_UNITS[used]}",
-                    file=fname,
-                    go=go_status,
-                )
-            )
-            log.info(
-                "%s (%s) vs %s: %d studies, %d up, %d down",
-                term,
-                label,
-                name,
-                len(con.results),
-                n_up,
-                int(sig.sum()) - n_up,
-            )
-    out = pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
-    _write_tsv(pd.DataFrame(study_rows, columns=STUDY_COLUMNS), out_dir / "studies.tsv")
-    _write_tsv(out, out_dir / "summary.tsv")
-    return out
+            study_rows.append(row)
+    return contrasts
+
+
+def _test_study(
+    scope: _TermScope,
+    study: str,
+    rows: np.ndarray,
+    in_mask: np.ndarray,
+    out_mask: np.ndarray,
+    name: str,
+    con: _Contrast,
+    atlas: _Atlas,
+    plan: _Plan,
+) -> dict:
+    """One study's test of one contrast, recorded in ``con``; returns its studies.tsv row."""
+    n_in, n_out = int(in_mask.sum()), int(out_mask.sum())
+    con.sizes.append(f"{study}: {n_in} vs {n_out}")
+    row = dict(
+        cl_id=scope.term, contrast=name, study=study, n_in=n_in, n_out=n_out, method=plan.method
+    )
+    if n_in < plan.min_cells or n_out < plan.min_cells:
+        return row | dict(status="skipped", note=f"fewer than {plan.min_cells} cells in a group")
+    if plan.r_missing or con.r_error:
+        return row | dict(status="not tested", note=plan.r_missing or "earlier R error")
+    keep = in_mask | out_mask
+    try:
+        res = study_de(
+            atlas.X[rows[keep]],
+            in_mask[keep],
+            plan.method,
+            genes=atlas.genes,
+            samples=None if atlas.samples is None else atlas.samples[rows[keep]],
+            gene_filter=plan.gene_filter,
+        )
+    except RError as exc:
+        con.r_error = f"{study}: {exc}"
+        log.error("%s (%s) vs %s, %s", scope.term, scope.label, name, con.r_error)
+        return row | dict(status="failed", note=str(exc))
+    except ValueError as exc:
+        return row | dict(status="skipped", note=str(exc))
+    con.results[study] = res.table
+    con.n_tested[study] = res.n_units_in + res.n_units_out
+    con.n_in += n_in
+    con.units.append(f"{study}: {res.unit} {res.n_units_in} vs {res.n_units_out}")
+    return row | dict(
+        unit=res.unit,
+        n_units_in=res.n_units_in,
+        n_units_out=res.n_units_out,
+        status="tested",
+        note=res.note,
+    )
+
+
+def _not_tested_reason(scope: _TermScope, name: str, con: _Contrast, plan: _Plan) -> str:
+    """Why a contrast is not meta-analysed ("" when it is)."""
+    sizes = "; ".join(con.sizes)
+    if plan.r_missing:
+        return plan.r_missing
+    if con.r_error:
+        return f"R error in study {con.r_error}"
+    if name == "siblings" and not con.sizes:
+        return "no study has cells of an ontology sibling" if scope.sib else "no siblings"
+    if not con.results:
+        return (
+            f"no study with >= {plan.min_cells} cells of the term and >= {plan.min_cells} "
+            f"cells to compare ({sizes})"
+        )
+    if len(con.results) < plan.min_studies:
+        return (
+            f"tested in {len(con.results)} study (< min_studies {plan.min_studies}): "
+            f"no meta-analysis ({sizes})"
+        )
+    return ""
+
+
+def _summarise_contrast(
+    scope: _TermScope, name: str, con: _Contrast, atlas: _Atlas, plan: _Plan, out_dir: Path
+) -> dict:
+    """Meta-analyse a contrast and write its table; returns its summary.tsv row."""
+    base = dict(
+        cl_id=scope.term,
+        cl_label=scope.label,
+        contrast=name,
+        method=plan.label,
+        n_studies=len(con.results),
+        n_cells=con.n_in or scope.n_cells,
+        n_up=0,
+        n_down=0,
+        n_conservative=0,
+        units="; ".join(con.units),
+        file="",
+        go="",
+    )
+    reason = _not_tested_reason(scope, name, con, plan)
+    if reason:
+        log.info("%s (%s) vs %s: not tested: %s", scope.term, scope.label, name, reason)
+        return base | dict(status="not tested", reason=reason)
+    # studies are weighted by their test units (cells, or pseudobulk samples)
+    table = meta_analyse(con.results, con.n_tested, fdr=plan.fdr, min_studies=plan.min_studies)
+    table.insert(1, "gene_symbol", atlas.symbols.reindex(table["gene"]).to_numpy())
+    strength = -table["stouffer_z"].abs()
+    table = (
+        table.assign(_s=strength)
+        .sort_values(["fdr", "_s", "gene"], kind="mergesort")
+        .drop(columns="_s")
+        .reset_index(drop=True)
+    )
+    fname = term_file_name(scope.term, "" if name == "rest" else "siblings")
+    _write_tsv(table, out_dir / fname)
+    sig = table["significant"].to_numpy(dtype=bool)
+    n_up = int((sig & (table["direction"] == "up").to_numpy()).sum())
+    go_status = (
+        _go_step(table, scope.term, plan.organism, out_dir) if plan.go and name == "rest" else ""
+    )
+    log.info(
+        "%s (%s) vs %s: %d studies, %d up, %d down",
+        scope.term,
+        scope.label,
+        name,
+        len(con.results),
+        n_up,
+        int(sig.sum()) - n_up,
+    )
+    return base | dict(
+        n_up=n_up,
+        n_down=int(sig.sum()) - n_up,
+        n_conservative=int(table["conservative"].sum()),
+        status="tested",
+        reason=f"logfc: {LOGFC_UNITS[plan.method]}",
+        file=fname,
+        go=go_status,
+    )
 
 
 def _go_step(table: pd.DataFrame, term: str, organism: str, out_dir: Path) -> str:
