@@ -358,6 +358,165 @@ def _epoch_order(
     return rng.choice(n, size=n, replace=True, p=w / w.sum())
 
 
+def _amp_settings(dev: torch.device) -> tuple[bool, torch.dtype, dict[str, Any]]:
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with a scaler)."""
+    use_amp = dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp = {
+        "device_type": dev.type,
+        "dtype": amp_dtype if use_amp else torch.bfloat16,
+        "enabled": use_amp,
+    }
+    return use_amp, amp_dtype, amp
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_metric": math.inf,
+        "bad_epochs": 0,
+        "stopped": False,
+        "history": [],
+        "best_state": None,
+        "pretrained": False,
+    }
+
+
+@dataclass
+class _Session:
+    """One training run's network, optimiser and data: runs epochs, keeps checkpoints."""
+
+    net: EmbeddingModel
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dev: torch.device
+    amp: dict[str, Any]
+    data: TrainingData
+    seed: int
+    sampling: str
+    batch_size: int
+    fingerprint: str
+    ckpt_path: Path
+
+    @property
+    def n_train(self) -> int:
+        return len(self.data.train)
+
+    def run_epoch(self, epoch: int, loss_fn: Any, desc: str) -> float:
+        """One pass over the training cells in batches; the mean loss per cell."""
+        self.net.train()
+        train = self.data.train
+        order = _epoch_order(
+            np.random.default_rng([self.seed, epoch]), train, self.sampling, len(self.data.classes)
+        )
+        total = 0.0
+        starts = range(0, self.n_train, self.batch_size)
+        for start in tqdm(starts, desc=desc, leave=False, disable=not progress_enabled()):
+            rows = np.sort(order[start : start + self.batch_size])
+            if len(rows) < 2:  # batch norm and pair miners need two cells
+                continue
+            batch = train.batch(rows, self.dev)
+            self.opt.zero_grad(set_to_none=True)
+            with torch.autocast(**self.amp):
+                loss = loss_fn(batch)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            total += float(loss.detach()) * len(rows)
+        return total / self.n_train
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Load the checkpoint into ``state`` when it was written for this very run."""
+        if not self.ckpt_path.exists():
+            return
+        ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("fingerprint") != self.fingerprint:
+            log.warning(
+                "%s was written for other data or parameters; starting afresh", self.ckpt_path
+            )
+            return
+        self.net.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.dev)
+        for key in state:
+            state[key] = ckpt.get(key, state[key])
+        log.info("resuming from %s after epoch %d", self.ckpt_path, state["epoch"])
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        _save_torch(
+            {
+                "fingerprint": self.fingerprint,
+                "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "optimizer": _to_cpu(self.opt.state_dict()),
+                "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.dev) if self.dev.type == "cuda" else None,
+                **state,
+            },
+            self.ckpt_path,
+        )
+
+    def pretrain(self, state: dict[str, Any], epochs: int) -> None:
+        """The optional unsupervised phase (autoencoder), before the first epoch only."""
+        if not epochs or state["pretrained"] or state["epoch"] != 0:
+            return
+        for p_epoch in range(1, epochs + 1):
+            loss = self.run_epoch(100_000 + p_epoch, self.net.pretrain_loss, f"pretrain {p_epoch}")
+            log.info("pretrain epoch %d/%d loss=%.4f", p_epoch, epochs, loss)
+        state["pretrained"] = True
+        self.opt.state.clear()  # the supervised phase starts with fresh optimiser moments
+
+    def epoch(self, state: dict[str, Any], epoch: int, epochs: int, patience: int) -> None:
+        """Train one epoch, validate, update early stopping and the best weights."""
+        t0 = time.perf_counter()
+        train_loss = self.run_epoch(epoch, self.net.training_loss, f"epoch {epoch}")
+        train_seconds = time.perf_counter() - t0
+        if self.data.val is not None:
+            val_loss, val_acc = _evaluate(
+                self.net, self.data.val, self.batch_size * 4, self.dev, self.amp
+            )
+            metric = val_loss
+        else:
+            val_loss, val_acc, metric = math.nan, math.nan, train_loss
+        seconds = time.perf_counter() - t0
+        speed = self.n_train / train_seconds
+        state["history"].append([float(epoch), train_loss, val_loss, val_acc, seconds, speed])
+        _early_stopping(state, metric, epoch, patience, self.net)
+        log.info(
+            "epoch %d/%d train_loss=%.4f val_loss=%.4f val_accuracy=%.4f (%.1f s, %.0f cells/s)%s",
+            epoch,
+            epochs,
+            train_loss,
+            val_loss,
+            val_acc,
+            seconds,
+            speed,
+            " best" if state["best_epoch"] == epoch else "",
+        )
+        state["epoch"] = epoch
+
+
+def _early_stopping(
+    state: dict[str, Any], metric: float, epoch: int, patience: int, net: EmbeddingModel
+) -> None:
+    """Keep the best weights; stop after ``patience`` epochs without improvement."""
+    if metric < state["best_metric"]:
+        state.update(
+            best_metric=metric,
+            best_epoch=epoch,
+            bad_epochs=0,
+            best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        )
+        return
+    state["bad_epochs"] += 1
+    if state["bad_epochs"] >= patience:
+        state["stopped"] = True
+
+
 def fit(
     model: str,
     data: TrainingData,
@@ -376,33 +535,30 @@ def fit(
     cls = model_class(model)
     params = resolve_params(model, params)
     dev = select_device(device)
-    use_amp = dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    amp = {
-        "device_type": dev.type,
-        "dtype": amp_dtype if use_amp else torch.bfloat16,
-        "enabled": use_amp,
-    }
-    train, val, classes, genes = data.train, data.val, data.classes, data.genes
-    genes_hash = genes_sha256(genes)
-    n_train, n_val = len(train), (len(val) if val is not None else 0)
+    use_amp, amp_dtype, amp = _amp_settings(dev)
+    genes_hash = genes_sha256(data.genes)
     log.info(
         "training %s on %d cells (%d types, %d genes, %s input), validating on %d cells, device %s",
         model,
-        n_train,
-        len(classes),
-        len(genes),
+        len(data.train),
+        len(data.classes),
+        len(data.genes),
         data.normalisation,
-        n_val,
+        len(data.val) if data.val is not None else 0,
         dev,
     )
-
-    architecture = cls.architecture_from_params(params, n_genes=len(genes), n_classes=len(classes))
+    architecture = cls.architecture_from_params(
+        params, n_genes=len(data.genes), n_classes=len(data.classes)
+    )
     fingerprint = _fingerprint(
-        model, {**params, "_holdout": data.holdout}, seed, genes_hash, classes, [train, val]
+        model,
+        {**params, "_holdout": data.holdout},
+        seed,
+        genes_hash,
+        data.classes,
+        [data.train, data.val],
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
@@ -410,125 +566,29 @@ def fit(
         seed_everything(seed)
         net = cls.from_architecture(architecture).to(dev)
         net.prepare_training(data.context())
-        opt = _OPTIMIZERS[params["optimizer"]](
-            net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+        session = _Session(
+            net=net,
+            opt=_OPTIMIZERS[params["optimizer"]](
+                net.parameters(), lr=float(params["lr"]), weight_decay=float(params["weight_decay"])
+            ),
+            scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
+            dev=dev,
+            amp=amp,
+            data=data,
+            seed=seed,
+            sampling=str(params["sampling"]),
+            batch_size=int(params["batch_size"]),
+            fingerprint=fingerprint,
+            ckpt_path=out_dir / "checkpoint.pt",
         )
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-        state: dict[str, Any] = {
-            "epoch": 0,
-            "best_epoch": 0,
-            "best_metric": math.inf,
-            "bad_epochs": 0,
-            "stopped": False,
-            "history": [],
-            "best_state": None,
-            "pretrained": False,
-        }
-        if ckpt_path.exists():
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            if ckpt.get("fingerprint") == fingerprint:
-                net.load_state_dict(ckpt["model"])
-                opt.load_state_dict(ckpt["optimizer"])
-                scaler.load_state_dict(ckpt["scaler"])
-                torch.set_rng_state(ckpt["torch_rng"])
-                if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
-                    torch.cuda.set_rng_state(ckpt["cuda_rng"], dev)
-                for key in state:
-                    state[key] = ckpt.get(key, state[key])
-                log.info("resuming from %s after epoch %d", ckpt_path, state["epoch"])
-            else:
-                log.warning(
-                    "%s was written for other data or parameters; starting afresh", ckpt_path
-                )
-
-        epochs, batch_size, patience = (
-            int(params["epochs"]),
-            int(params["batch_size"]),
-            int(params["patience"]),
-        )
-        sampling = str(params["sampling"])
-
-        def run_epoch(epoch: int, loss_fn: Any, desc: str) -> float:
-            net.train()
-            order = _epoch_order(
-                np.random.default_rng([seed, epoch]), train, sampling, len(classes)
-            )
-            total = 0.0
-            starts = range(0, n_train, batch_size)
-            bar = tqdm(starts, desc=desc, leave=False, disable=not progress_enabled())
-            for start in bar:
-                rows = np.sort(order[start : start + batch_size])
-                if len(rows) < 2:  # batch norm and pair miners need two cells
-                    continue
-                batch = train.batch(rows, dev)
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(**amp):
-                    loss = loss_fn(batch)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                total += float(loss.detach()) * len(rows)
-            return total / n_train
-
-        pretrain_epochs = int(params.get("pretrain_epochs", 0) or 0)
-        if pretrain_epochs and not state["pretrained"] and state["epoch"] == 0:
-            for p_epoch in range(1, pretrain_epochs + 1):
-                loss = run_epoch(100_000 + p_epoch, net.pretrain_loss, f"pretrain {p_epoch}")
-                log.info("pretrain epoch %d/%d loss=%.4f", p_epoch, pretrain_epochs, loss)
-            state["pretrained"] = True
-            opt.state.clear()  # the supervised phase starts with fresh optimiser moments
-
+        state = _fresh_state()
+        session.resume(state)
+        epochs, patience = int(params["epochs"]), int(params["patience"])
+        session.pretrain(state, int(params.get("pretrain_epochs", 0) or 0))
         epoch = state["epoch"] + 1
         while epoch <= epochs and not state["stopped"]:
-            t0 = time.perf_counter()
-            train_loss = run_epoch(epoch, net.training_loss, f"epoch {epoch}")
-            train_seconds = time.perf_counter() - t0
-            if val is not None:
-                val_loss, val_acc = _evaluate(net, val, batch_size * 4, dev, amp)
-                metric = val_loss
-            else:
-                val_loss, val_acc, metric = math.nan, math.nan, train_loss
-            seconds = time.perf_counter() - t0
-            state["history"].append(
-                [float(epoch), train_loss, val_loss, val_acc, seconds, n_train / train_seconds]
-            )
-            if metric < state["best_metric"]:
-                state.update(
-                    best_metric=metric,
-                    best_epoch=epoch,
-                    bad_epochs=0,
-                    best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                )
-            else:
-                state["bad_epochs"] += 1
-                if state["bad_epochs"] >= patience:
-                    state["stopped"] = True
-            log.info(
-                "epoch %d/%d train_loss=%.4f val_loss=%.4f val_accuracy=%.4f "
-                "(%.1f s, %.0f cells/s)%s",
-                epoch,
-                epochs,
-                train_loss,
-                val_loss,
-                val_acc,
-                seconds,
-                n_train / train_seconds,
-                " best" if state["best_epoch"] == epoch else "",
-            )
-            state["epoch"] = epoch
-            _save_torch(
-                {
-                    "fingerprint": fingerprint,
-                    "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                    "optimizer": _to_cpu(opt.state_dict()),
-                    "scaler": scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                    **state,
-                },
-                ckpt_path,
-            )
+            session.epoch(state, epoch, epochs, patience)
+            session.checkpoint(state)
             _write_history(out_dir / "history.tsv", state["history"])
             if state["stopped"]:
                 log.info("early stop: no better validation loss for %d epochs", patience)
@@ -540,16 +600,34 @@ def fit(
             path=data.source or None,
             field="params.lr",
         )
+    info = _model_info(model, cls, architecture, genes_hash, data, state, net, params, seed, dev)
+    _save_torch(state["best_state"], out_dir / "encoder.pt")
+    atomic_write_text(out_dir / "model.json", json.dumps(info, indent=1) + "\n")
+    _write_history(out_dir / "history.tsv", state["history"])
+    log.info(
+        "best epoch %d (val_loss=%.4f, val_accuracy=%.4f); wrote %s",
+        info["best_epoch"],
+        state["history"][state["best_epoch"] - 1][2],
+        state["history"][state["best_epoch"] - 1][3],
+        out_dir,
+    )
+    return info
+
+
+def _model_info(
+    model, cls, architecture, genes_hash, data: TrainingData, state, net, params, seed, dev
+) -> dict[str, Any]:
+    """``model.json``: what a loader needs, and how the training went."""
     best = state["history"][state["best_epoch"] - 1]
     speeds = [row[5] for row in state["history"] if len(row) > 5]
-    info: dict[str, Any] = {
+    return {
         "model": model,
         "architecture": architecture,
-        "genes": genes,
+        "genes": data.genes,
         "genes_sha256": genes_hash,
         "normalisation": data.normalisation,
         "metric": cls.metric,
-        "classes": classes,
+        "classes": data.classes,
         "class_labels": data.class_labels,
         "holdout_types": list(data.holdout),
         "embedding_dim": int(net.embedding_dim),
@@ -560,26 +638,15 @@ def fit(
         "seed": int(seed),
         "params": params,
         "device": dev.type,
-        "amp": bool(use_amp),
+        "amp": dev.type == "cuda",
         "torch_version": torch.__version__,
-        "n_train_cells": int(n_train),
-        "n_validation_cells": int(n_val),
+        "n_train_cells": len(data.train),
+        "n_validation_cells": len(data.val) if data.val is not None else 0,
         "train_cells_per_second": float(np.median(speeds)) if speeds else None,
         "peak_gpu_memory_bytes": (
             int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None
         ),
     }
-    _save_torch(state["best_state"], out_dir / "encoder.pt")
-    atomic_write_text(out_dir / "model.json", json.dumps(info, indent=1) + "\n")
-    _write_history(out_dir / "history.tsv", state["history"])
-    log.info(
-        "best epoch %d (val_loss=%.4f, val_accuracy=%.4f); wrote %s",
-        info["best_epoch"],
-        best[2],
-        best[3],
-        out_dir,
-    )
-    return info
 
 
 def _num(x: float) -> float | None:
