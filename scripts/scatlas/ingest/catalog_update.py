@@ -106,6 +106,122 @@ def _discover_fields(qrow: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _study_fields(acc: str, qrow: Mapping[str, str] | None, sj: dict | None) -> dict[str, Any]:
+    """The study row's descriptive columns: study.json over the discovery row."""
+    base = dict(qrow or {})
+    got = sj or {}
+    fields: dict[str, Any] = {
+        "source": base.get("source") or got.get("source") or study_source(acc),
+        "title": got.get("title") or base.get("title", ""),
+        "organism": got.get("organism") or base.get("organism", ""),
+        "kind": got.get("kind") or base.get("kind", ""),
+        **_discover_fields(qrow),
+    }
+    if sj is not None:
+        fields["supplementary"] = join(sj.get("supplementary") or [])
+        if sj.get("updated"):
+            fields["updated"] = sj["updated"]  # the SOFT's last-update date
+    return fields
+
+
+def _read_if(path: Path | None, columns: Sequence[str], schema: str | None = None):
+    return read_rows(path, columns, schema) if path and path.is_file() else None
+
+
+def _study_outcome(
+    acc: str, sj: dict, man: list[dict] | None, aln: list[dict] | None
+) -> tuple[str, str, str, str]:
+    """(status, reason, error file, error field) of an ingested study: its sheet's, unless
+    every download failed; the reason counts downloads and alignments."""
+    status, reason = sj.get("status", "failed"), sj.get("reason") or "no reason recorded"
+    error = sj.get("error") or {}
+    err_file, err_field = str(error.get("file", "")), str(error.get("field", ""))
+    if status == "ok" and man and all(m["status"] == "failed" for m in man):
+        first = man[0]
+        reason = f"{acc}: all {len(man)} downloads failed; first: {first['reason']}"
+        return "failed", reason, first["error_file"], first["error_field"] or WHOLE_FILE
+    if status == "ok" and man is not None:
+        n_ok = sum(m["status"] == "ok" for m in man)
+        reason = f"{reason}; downloads {n_ok} ok, {len(man) - n_ok} failed"
+        if aln:
+            reason += f"; alignment {sum(a['status'] == 'ok' for a in aln)} ok of {len(aln)}"
+    return status, reason, err_file, err_field
+
+
+def _run_outcome(
+    run: str, man_by_run: Mapping[str, dict], aln_by_run: Mapping[str, dict]
+) -> tuple[str, str, float | None, str, str]:
+    """(status, reason, alignment rate, error file, error field) of one run: its alignment
+    when aligned, else its download, else new."""
+    if run in aln_by_run:
+        a = aln_by_run[run]
+        rate = float(a["alignment_rate"]) if a["alignment_rate"] not in ("", "nan") else None
+        return a["status"], a["reason"] or f"alignment {a['status']}", rate, "", ""
+    if run in man_by_run:
+        m = man_by_run[run]
+        reason = m["reason"] or f"download {m['status']}"
+        return m["status"], reason, None, m["error_file"], m["error_field"]
+    return "new", "in the sample sheet; not downloaded yet", None, "", ""
+
+
+def _catalog_runs(
+    cat: Catalog, acc: str, sheet: list[dict], man: list[dict] | None, aln: list[dict] | None
+) -> dict[str, tuple[str, str]]:
+    """Record every run of the sheet; returns run -> (status, reason)."""
+    man_by_run = {r["run"]: r for r in man or []}
+    aln_by_run = {r["run"]: r for r in aln or []}
+    first_run: dict[str, dict[str, str]] = {}
+    for r in sheet:
+        if r["run"]:
+            first_run.setdefault(r["run"], r)
+    run_status: dict[str, tuple[str, str]] = {}
+    for run, r in first_run.items():
+        status, reason, rate, efile, efield = _run_outcome(run, man_by_run, aln_by_run)
+        run_status[run] = (status, reason)
+        cat.upsert_run(
+            run,
+            sample=r["sample"],
+            study=acc,
+            layout=r["library_layout"],
+            alignment_rate=rate,
+            status=status,
+            reason=reason,
+            error_file=efile,
+            error_field=efield,
+        )
+    return run_status
+
+
+def _catalog_samples(
+    cat: Catalog, acc: str, sheet: list[dict], run_status: Mapping, excluded: list[dict]
+) -> None:
+    """Record every sample of the sheet (status from its runs) and the excluded ones."""
+    first_row: dict[str, dict[str, str]] = {}
+    runs_of: dict[str, list[str]] = {}
+    for r in sheet:
+        first_row.setdefault(r["sample"], r)
+        if r["run"] and r["run"] not in runs_of.setdefault(r["sample"], []):
+            runs_of[r["sample"]].append(r["run"])
+    for row in first_row.values():
+        runs = runs_of.get(row["sample"], [])
+        status, reason = _sample_status(row["technology"], [run_status[r] for r in runs])
+        cat.upsert_sample(
+            acc,
+            row["sample"],
+            title=row["title"],
+            organism=row["organism"],
+            status=status,
+            reason=reason,
+        )
+    for ex in excluded:
+        cat.upsert_sample(
+            acc,
+            str(ex.get("sample", "")),
+            status="skipped",
+            reason=str(ex.get("reason") or "excluded"),
+        )
+
+
 def _catalog_study(
     cat: Catalog,
     acc: str,
@@ -116,19 +232,7 @@ def _catalog_study(
 ) -> str:
     sj_path = study_dir / "study.json" if study_dir else None
     sj = json.loads(sj_path.read_text()) if sj_path and sj_path.is_file() else None
-    base = dict(qrow or {})
-    source = base.get("source") or (sj or {}).get("source") or study_source(acc)
-    fields: dict[str, Any] = {
-        "source": source,
-        "title": (sj or {}).get("title") or base.get("title", ""),
-        "organism": (sj or {}).get("organism") or base.get("organism", ""),
-        "kind": (sj or {}).get("kind") or base.get("kind", ""),
-        **_discover_fields(qrow),
-    }
-    if sj is not None:
-        fields["supplementary"] = join(sj.get("supplementary") or [])
-        if sj.get("updated"):
-            fields["updated"] = sj["updated"]  # the SOFT's last-update date
+    fields = _study_fields(acc, qrow, sj)
     samples_path = study_dir / "samples.tsv" if study_dir else None
     sha = sha256_file(samples_path) if samples_path and samples_path.is_file() else ""
     if qrow is not None and qrow["status"] != "ok":
@@ -145,35 +249,13 @@ def _catalog_study(
         return cat.upsert_study(
             acc, **fields, status="new", reason="found by the query; sample sheet not built yet"
         )
-    sheet = (
-        read_rows(samples_path, SAMPLE_COLUMNS, "samples")
-        if samples_path and samples_path.is_file()
-        else []
-    )
-    man = (
-        read_rows(manifest, ["run", "sample", "files", "status", "reason"], "manifest")
-        if manifest and manifest.is_file()
-        else None
-    )
+    sheet = _read_if(samples_path, SAMPLE_COLUMNS, "samples") or []
+    man = _read_if(manifest, ["run", "sample", "files", "status", "reason"], "manifest")
     for m in man or []:
         m.setdefault("error_file", "")
         m.setdefault("error_field", "")
-    aln = read_rows(alignment, ALIGNMENT_COLUMNS) if alignment and alignment.is_file() else None
-    status, reason = sj.get("status", "failed"), sj.get("reason") or "no reason recorded"
-    error = sj.get("error") or {}
-    err_file, err_field = str(error.get("file", "")), str(error.get("field", ""))
-    if status == "ok" and man and all(m["status"] == "failed" for m in man):
-        first = man[0]
-        status, reason = (
-            "failed",
-            f"{acc}: all {len(man)} downloads failed; first: {first['reason']}",
-        )
-        err_file, err_field = first["error_file"], first["error_field"] or WHOLE_FILE
-    elif status == "ok" and man is not None:
-        n_ok = sum(m["status"] == "ok" for m in man)
-        reason = f"{reason}; downloads {n_ok} ok, {len(man) - n_ok} failed"
-        if aln:
-            reason += f"; alignment {sum(a['status'] == 'ok' for a in aln)} ok of {len(aln)}"
+    aln = _read_if(alignment, ALIGNMENT_COLUMNS)
+    status, reason, err_file, err_field = _study_outcome(acc, sj, man, aln)
     result = cat.upsert_study(
         acc,
         **fields,
@@ -183,59 +265,6 @@ def _catalog_study(
         error_file=err_file,
         error_field=err_field,
     )
-    man_by_run = {r["run"]: r for r in man or []}
-    aln_by_run = {r["run"]: r for r in aln or []}
-    run_status: dict[str, tuple[str, str]] = {}
-    runs_of: dict[str, list[str]] = {}
-    first_row: dict[str, dict[str, str]] = {}
-    first_run: dict[str, dict[str, str]] = {}
-    for r in sheet:
-        first_row.setdefault(r["sample"], r)
-        if r["run"]:
-            first_run.setdefault(r["run"], r)
-            if r["run"] not in runs_of.setdefault(r["sample"], []):
-                runs_of[r["sample"]].append(r["run"])
-    for r in first_run.values():
-        rate: float | None = None
-        efile = efield = ""
-        if r["run"] in aln_by_run:
-            a = aln_by_run[r["run"]]
-            rstatus, rreason = a["status"], a["reason"] or f"alignment {a['status']}"
-            rate = float(a["alignment_rate"]) if a["alignment_rate"] not in ("", "nan") else None
-        elif r["run"] in man_by_run:
-            m = man_by_run[r["run"]]
-            rstatus, rreason = m["status"], m["reason"] or f"download {m['status']}"
-            efile, efield = m["error_file"], m["error_field"]
-        else:
-            rstatus, rreason = "new", "in the sample sheet; not downloaded yet"
-        run_status[r["run"]] = (rstatus, rreason)
-        cat.upsert_run(
-            r["run"],
-            sample=r["sample"],
-            study=acc,
-            layout=r["library_layout"],
-            alignment_rate=rate,
-            status=rstatus,
-            reason=rreason,
-            error_file=efile,
-            error_field=efield,
-        )
-    for row in first_row.values():
-        runs = runs_of.get(row["sample"], [])
-        sstatus, sreason = _sample_status(row["technology"], [run_status[r] for r in runs])
-        cat.upsert_sample(
-            acc,
-            row["sample"],
-            title=row["title"],
-            organism=row["organism"],
-            status=sstatus,
-            reason=sreason,
-        )
-    for ex in sj.get("excluded") or []:
-        cat.upsert_sample(
-            acc,
-            str(ex.get("sample", "")),
-            status="skipped",
-            reason=str(ex.get("reason") or "excluded"),
-        )
+    run_status = _catalog_runs(cat, acc, sheet, man, aln)
+    _catalog_samples(cat, acc, sheet, run_status, sj.get("excluded") or [])
     return result
