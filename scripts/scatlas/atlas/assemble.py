@@ -286,47 +286,14 @@ def assemble_atlas(
         raise InputError(
             f"{len(expression_paths)} expression files but {len(cell_type_paths)} cell-type files"
         )
-    loaded: dict[str, _Study] = {}
-    skipped: dict[str, str] = {}
-    qc: dict[str, dict[str, int]] = {}
-    for expr, ct in zip(expression_paths, cell_type_paths, strict=True):
-        study, data, reason = _load_study(Path(expr), Path(ct), ontology, min_genes, min_counts)
-        if study in loaded or study in skipped:
-            raise InputError(f"study {study} given twice", path=str(expr), field="study")
-        if data is None:
-            log.warning("%s skipped: %s", study, reason)
-            skipped[study] = reason
-        else:
-            loaded[study] = data
-            qc[study] = data.qc
-    if len(loaded) < 2:
-        raise AtlasError(
-            f"an atlas needs at least 2 usable studies, got {len(loaded)} "
-            f"({', '.join(loaded) or 'none'}); skipped: "
-            + ("; ".join(f"{s}: {r}" for s, r in sorted(skipped.items())) or "none")
-        )
-    for name, given in (
-        ("query_studies", query_studies),
-        ("validation_studies", validation_studies),
-    ):
-        unknown = [s for s in given if s not in loaded and s not in skipped]
-        if unknown:
-            raise InputError(f"unknown studies {unknown}", field=name)
-        for s in given:
-            if s in skipped:
-                log.warning("%s is in %s but was skipped (%s)", s, name, skipped[s])
+    loaded, skipped = _load_studies(
+        expression_paths, cell_type_paths, ontology, min_genes, min_counts
+    )
+    _check_named_studies(loaded, skipped, query_studies, validation_studies)
     studies = [loaded[s] for s in sorted(loaded)]
     var, X = _merge_genes(studies)
-    obs = pd.concat([s.obs for s in studies], ignore_index=True)
-    obs.index = pd.Index(obs["study"] + ":" + obs["cell"], name="cell_id")
-    if not obs.index.is_unique:
-        dup = obs.index[obs.index.duplicated()][:3].tolist()
-        raise InputError(f"duplicate cell ids within a study: {dup}", field="obs_names")
-
-    counted = (obs["cl_id"] != "") & ~obs["normalised"]
-    type_counts = obs.loc[counted, "cl_id"].value_counts()
-    trainable_types = set(type_counts.index[type_counts >= min_cells_per_type])
-    obs["trainable"] = obs["cl_id"].isin(trainable_types) & ~obs["normalised"]
+    obs = _merged_obs(studies)
+    trainable_types = _mark_trainable(obs, min_cells_per_type)
     study_types = {
         s.study: set(obs.loc[(obs["study"] == s.study) & obs["trainable"], "cl_id"])
         for s in studies
@@ -340,17 +307,12 @@ def assemble_atlas(
         seed=seed,
     )
     obs["split"] = obs["study"].map(split_of)
-    in_train = set().union(*(t for s, t in study_types.items() if split_of[s] == "train"))
-    held_out = set().union(*(t for s, t in study_types.items() if split_of[s] != "train"))
-    novel = sorted(held_out - in_train)
-    if novel:
-        log.warning("types in held-out studies but not in train (novel): %s", novel)
+    novel = _novel_types(study_types, split_of)
     obs = obs[OBS_COLUMNS]
-
     adata = anndata.AnnData(X=X, obs=obs, var=var)
     adata.uns["scatlas"] = {
         "splits": split_of,
-        "qc": qc,
+        "qc": {s: loaded[s].qc for s in loaded},
         "skipped": skipped,
         "n_genes": int(adata.n_vars),
         "n_cells": int(adata.n_obs),
@@ -365,18 +327,7 @@ def assemble_atlas(
         },
         "ontology_version": ontology.version,
     }
-    splits = pd.DataFrame(
-        [
-            (
-                s,
-                split_of[s],
-                int((obs["study"] == s).sum()),
-                int(((obs["study"] == s) & (obs["cl_id"] != "")).sum()),
-            )
-            for s in sorted(split_of)
-        ],
-        columns=SPLIT_COLUMNS,
-    )
+    splits = _splits_table(obs, split_of)
     with atomic_path(out_h5ad, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp)
     with atomic_path(out_splits, suffix=".tsv") as tmp:
@@ -391,3 +342,84 @@ def assemble_atlas(
         len(trainable_types),
     )
     return adata
+
+
+def _load_studies(
+    expression_paths, cell_type_paths, ontology: CellOntology, min_genes: int, min_counts: int
+) -> tuple[dict[str, _Study], dict[str, str]]:
+    """Each study that passes QC, and why the others were skipped; fewer than 2: AtlasError."""
+    loaded: dict[str, _Study] = {}
+    skipped: dict[str, str] = {}
+    for expr, ct in zip(expression_paths, cell_type_paths, strict=True):
+        study, data, reason = _load_study(Path(expr), Path(ct), ontology, min_genes, min_counts)
+        if study in loaded or study in skipped:
+            raise InputError(f"study {study} given twice", path=str(expr), field="study")
+        if data is None:
+            log.warning("%s skipped: %s", study, reason)
+            skipped[study] = reason
+        else:
+            loaded[study] = data
+    if len(loaded) < 2:
+        raise AtlasError(
+            f"an atlas needs at least 2 usable studies, got {len(loaded)} "
+            f"({', '.join(loaded) or 'none'}); skipped: "
+            + ("; ".join(f"{s}: {r}" for s, r in sorted(skipped.items())) or "none")
+        )
+    return loaded, skipped
+
+
+def _check_named_studies(loaded, skipped, query_studies, validation_studies) -> None:
+    """Studies named for a split must exist; a skipped one is only warned about."""
+    for name, given in (
+        ("query_studies", query_studies),
+        ("validation_studies", validation_studies),
+    ):
+        unknown = [s for s in given if s not in loaded and s not in skipped]
+        if unknown:
+            raise InputError(f"unknown studies {unknown}", field=name)
+        for s in given:
+            if s in skipped:
+                log.warning("%s is in %s but was skipped (%s)", s, name, skipped[s])
+
+
+def _merged_obs(studies: list[_Study]) -> pd.DataFrame:
+    obs = pd.concat([s.obs for s in studies], ignore_index=True)
+    obs.index = pd.Index(obs["study"] + ":" + obs["cell"], name="cell_id")
+    if not obs.index.is_unique:
+        dup = obs.index[obs.index.duplicated()][:3].tolist()
+        raise InputError(f"duplicate cell ids within a study: {dup}", field="obs_names")
+    return obs
+
+
+def _mark_trainable(obs: pd.DataFrame, min_cells_per_type: int) -> set[str]:
+    """Set ``obs["trainable"]``: counted cells of types with enough counted cells."""
+    counted = (obs["cl_id"] != "") & ~obs["normalised"]
+    type_counts = obs.loc[counted, "cl_id"].value_counts()
+    trainable_types = set(type_counts.index[type_counts >= min_cells_per_type])
+    obs["trainable"] = obs["cl_id"].isin(trainable_types) & ~obs["normalised"]
+    return trainable_types
+
+
+def _novel_types(study_types: dict[str, set[str]], split_of: dict[str, str]) -> list[str]:
+    """Types of held-out studies that no training study has."""
+    in_train = set().union(*(t for s, t in study_types.items() if split_of[s] == "train"))
+    held_out = set().union(*(t for s, t in study_types.items() if split_of[s] != "train"))
+    novel = sorted(held_out - in_train)
+    if novel:
+        log.warning("types in held-out studies but not in train (novel): %s", novel)
+    return novel
+
+
+def _splits_table(obs: pd.DataFrame, split_of: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            (
+                s,
+                split_of[s],
+                int((obs["study"] == s).sum()),
+                int(((obs["study"] == s) & (obs["cl_id"] != "")).sum()),
+            )
+            for s in sorted(split_of)
+        ],
+        columns=SPLIT_COLUMNS,
+    )
