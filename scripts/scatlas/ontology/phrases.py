@@ -1,0 +1,256 @@
+"""Phrase windows: every window of a value's words looked up among names, synonyms and
+tables, with abbreviations expanded, glued words split, list heads shared, and the
+context (negation, clauses) that stops a phrase from naming the cell."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from scatlas.ontology.evidence import (
+    _BLOCK_AFTER,
+    _CLAUSE,
+    _LEVELS,
+    _LINEAGE,
+    _NEG_BEFORE,
+    _STOP,
+    _TERSE_COMPANIONS,
+    WEIGHTS,
+    _Entry,
+    _Span,
+)
+from scatlas.ontology.text import is_marker
+
+log = logging.getLogger(__name__)
+
+
+class PhraseWindows:
+    """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
+
+    def _windows(
+        self,
+        words: Sequence[str],
+        hard: Sequence[bool],
+        coord: Sequence[bool],
+        tissue: str | None,
+        origin: Sequence[int] | None = None,
+    ) -> list[tuple[int, int, list[_Entry], bool]]:
+        """Every window of ``words`` that is a key (or a reordered key): (start, end,
+        entries, reordered). ``hard[k]``/``coord[k]``: a hard separator / a separator or
+        "and"/"or" lies before word k; with ``origin`` (expanded words), windows never cut
+        through an expansion. Reordered windows never span a list nor start with a
+        marker's level word."""
+        out = []
+        n = len(words)
+        for i in range(n):
+            if words[i] not in self._vocab or words[i] in _STOP:
+                continue
+            if origin is not None and i > 0 and origin[i - 1] == origin[i]:
+                continue
+            stop = i + 1
+            while stop < n and stop - i < self._max_window and not hard[stop]:
+                stop += 1
+            for j in range(stop, i, -1):
+                if words[j - 1] in _STOP:
+                    continue
+                if origin is not None and j < n and origin[j - 1] == origin[j]:
+                    continue
+                window = words[i:j]
+                entries = self._lookup(" ".join(window), tissue) if words[i] in self._firsts else []
+                if entries:
+                    out.append((i, j, entries, False))
+                    continue
+                if (
+                    j - i >= 2
+                    and window[0] not in _LEVELS
+                    and not any(coord[k] for k in range(i + 1, j))
+                    and all(w in self._vocab or w in _STOP for w in window)
+                ):
+                    bag = " ".join(sorted(set(window) - _STOP))
+                    found = [
+                        e for e in self._bags.get(bag, []) if not e.tissue or e.tissue == tissue
+                    ]
+                    if found:
+                        out.append((i, j, found, True))
+        return out
+
+    def _expand(
+        self, words: Sequence[str], hard: Sequence[bool], coord: Sequence[bool], tissue: str | None
+    ) -> tuple[list[str], list[bool], list[bool], list[int], list[str]] | None:
+        """``words`` with single-word abbreviations spelt out as their term's name, the
+        position each new word came from, and the abbreviations used; None if none."""
+        out: list[str] = []
+        hard_out: list[bool] = []
+        coord_out: list[bool] = []
+        origin: list[int] = []
+        used: list[str] = []
+        for k, w in enumerate(words):
+            entries = [e for e in self._expansions.get(w, []) if not e.tissue or e.tissue == tissue]
+            if len(entries) == 1:
+                name = list(self._names[entries[0].cl_id])
+                nxt = words[k + 1] if k + 1 < len(words) else ""
+                if name[-1] == nxt and len(name) > 1:  # "NK cell", "DN4 thymocyte"
+                    name = name[:-1]
+                used.append(f"{entries[0].text} = {self.ontology.label(entries[0].cl_id)}")
+                out.extend(name)
+                hard_out.extend([hard[k]] + [False] * (len(name) - 1))
+                coord_out.extend([coord[k]] + [False] * (len(name) - 1))
+                origin.extend([k] * len(name))
+            else:
+                out.append(w)
+                hard_out.append(hard[k])
+                coord_out.append(coord[k])
+                origin.append(k)
+        return (out, hard_out, coord_out, origin, used) if used else None
+
+    def _spans(
+        self, words: list[str], hard: list[bool], coord: list[bool], tissue: str | None
+    ) -> list[_Span]:
+        cands = [_Span(i, j, e, r) for i, j, e, r in self._windows(words, hard, coord, tissue)]
+        expanded = self._expand(words, hard, coord, tissue)
+        if expanded is not None:
+            ex_words, ex_hard, ex_coord, origin, used = expanded
+            windows = self._windows(ex_words, ex_hard, ex_coord, tissue, origin)
+            for i, j, entries, reordered in windows:
+                s, e = origin[i], origin[j - 1] + 1
+                abbr = [
+                    _Entry(
+                        x.cl_id,
+                        "abbreviation" if WEIGHTS[x.scope] > 0.9 else x.scope,
+                        x.text,
+                        x.tissue,
+                        x.source,
+                    )
+                    for x in entries
+                ]
+                cands.append(_Span(s, e, abbr, reordered, tuple(used)))
+        # a reading whose terms all belong to another tissue than the sample's loses to
+        # another reading of the same words ("alpha cell" is a retinal ganglion cell type;
+        # in the pancreas, "alpha" is the A cell); text that names a term in full stays
+        misfit = {id(c) for c in cands if self._tissue_filter(c, tissue)}
+        fits = {(c.start, c.end) for c in cands if id(c) not in misfit}
+        cands.sort(
+            key=lambda c: (
+                id(c) in misfit and (c.start, c.end) in fits,
+                -c.length,
+                -c.weight,
+                c.reordered,
+                c.start,
+            )
+        )
+        chosen: list[_Span] = []
+        for c in cands:
+            if all(c.end <= o.start or o.end <= c.start for o in chosen):
+                chosen.append(c)
+        return sorted(chosen, key=lambda c: c.start)
+
+    def _split_glued(
+        self, words: list[str], hard: list[bool], coord: list[bool]
+    ) -> tuple[list[str], list[bool], list[bool]]:
+        """Singular short plurals ("DCs"); split words missing from the vocabulary into two
+        known words, as in labels glued together ("naivecytotoxic", "memoryT", "Thelper", "CD4T"); a lone lineage
+        letter (T, B, NK) gets its "cell"."""
+        out_w: list[str] = []
+        out_h: list[bool] = []
+        out_c: list[bool] = []
+        for k, w in enumerate(words):
+            if len(w) <= 6 and w.endswith("s") and w not in self._index and w[:-1] in self._index:
+                w = w[:-1]  # plurals of short abbreviations: "DCs", "ECs", "NKs"
+            parts = [w]
+            if w not in self._vocab and 4 <= len(w) <= 30 and not w.isdigit():
+                parts = self._split_word(w, words[k + 1] if k + 1 < len(words) else "")
+            out_w.extend(parts)
+            out_h.extend([hard[k]] + [False] * (len(parts) - 1))
+            out_c.extend([coord[k]] + [False] * (len(parts) - 1))
+        return out_w, out_h, out_c
+
+    def _split_word(self, w: str, nxt: str) -> list[str]:
+        """Two known words glued together, when they (with "cell" after a lone lineage
+        letter) form a name or synonym: "memoryt" -> "memory t cell", "thelper" ->
+        "t helper cell"; else ``[w]`` ("doublet" is not "double t")."""
+        for cut in range(len(w) - 1, 0, -1):
+            a, b = w[:cut], w[cut:]
+            if a not in self._vocab or b not in self._vocab or a in _STOP or b in _STOP:
+                continue
+            if min(len(a), len(b)) < 3 and not (a in _LINEAGE or b in _LINEAGE):
+                continue
+            parts = [a, b]
+            if (a in _LINEAGE or b in _LINEAGE) and nxt != "cell":
+                parts.append("cell")
+            if " ".join(parts) in self._index or f"{a} {b} cell" in self._index:
+                return parts
+        return [w]
+
+    def _terse_ok(self, span: _Span, words: list[str]) -> bool:
+        """A terse CL synonym ("PE", "LC", "ARC": 3 letters or fewer) counts only when
+        the rest of the value is cell/marker words: elsewhere it is likely a gene, a dye
+        or an assay. Curated abbreviations are exempt."""
+        key = words[span.start]
+        if span.length != 1 or len(key) > 3 or span.shared_head:
+            return True
+        if any(e.scope in ("abbreviation", "tissue term") for e in span.entries):
+            return True
+        for k, w in enumerate(words):
+            if span.start <= k < span.end or w in _TERSE_COMPANIONS or w in _STOP:
+                continue
+            # a marker counts only with its level: "CD14+ X", not "CD4-PE" (a conjugate)
+            if not (is_marker(w) and k + 1 < len(words) and words[k + 1] in _TERSE_COMPANIONS):
+                return False
+        return True
+
+    def _distribute_heads(
+        self, spans: list[_Span], words: list[str], coord: list[bool], tissue: str | None
+    ) -> list[_Span]:
+        """Share a head noun across a list: in "B and T lymphocytes" or "CD4+/CD8+ T cells"
+        the item before the list's last item also takes its head ("B lymphocyte",
+        "CD4+ T cell"). An item is one word, or a marker with its level ("cd4 positive")."""
+
+        def unit(start: int, end: int) -> int:  # length of the item at start (or ending at end)
+            a, b = (start, start + 1) if end < 0 else (end - 2, end - 1)
+            if a >= 0 and b < len(words) and is_marker(words[a]) and words[b] in _LEVELS:
+                return 2
+            return 1
+
+        out = list(spans)
+        for s in spans:
+            first = unit(s.start, -1)
+            if s.length <= first:
+                continue
+            if s.start >= 2 and words[s.start - 1] in ("and", "or"):
+                end = s.start - 1
+            elif s.start >= 1 and coord[s.start]:
+                end = s.start
+            else:
+                continue
+            x = end - unit(-1, end)
+            if x < 0 or any(o.start < end and x < o.end for o in out):
+                continue
+            head = words[s.start + first : s.end]
+            entries = self._lookup(" ".join([*words[x:end], *head]), tissue)
+            if entries:
+                out.append(_Span(x, end, entries, shared_head=" ".join(head)))
+        return sorted(out, key=lambda c: c.start)
+
+    def _context_filter(self, spans: list[_Span], words: list[str]) -> tuple[list[_Span], str]:
+        kept: list[_Span] = []
+        notes: list[str] = []
+        for s in spans:
+            before = words[s.start - 1] if s.start > 0 else ""
+            after = words[s.end] if s.end < len(words) else ""
+            after2 = words[s.end + 1] if s.end + 1 < len(words) else ""
+            phrase = " ".join(words[s.start : s.end])
+            if not self._terse_ok(s, words):
+                notes.append(f'"{phrase}" is too terse to count here')
+            elif before in _NEG_BEFORE:
+                notes.append(f'"{before} {phrase}" negated')
+            elif after in _BLOCK_AFTER or (after == "derived" and after2 != "from"):
+                notes.append(f'"{phrase} {after}" does not name a cell')
+            else:
+                kept.append(s)
+        clause = next((k for k, w in enumerate(words) if w in _CLAUSE), None)
+        if clause is not None and any(s.end <= clause for s in kept):
+            late = [s for s in kept if s.start > clause]
+            if late:
+                notes.append(f'ignored after "{words[clause]}"')
+                kept = [s for s in kept if s.start <= clause]
+        return kept, "; ".join(notes)

@@ -1,0 +1,225 @@
+"""Tissue context: which tissues a text names, the tissue-specific sense of a term, and
+"<anatomy> <cell type>" composed into CL's term for that type in that anatomy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+from scatlas.ontology.evidence import (
+    _COMPOSED,
+    _KIND,
+    _POSITION,
+    _STOP,
+    MAX_TEXT_CHARS,
+    _Hit,
+    _Span,
+)
+from scatlas.ontology.fields import FieldText
+from scatlas.ontology.text import normalise_text, tokenise
+
+log = logging.getLogger(__name__)
+
+
+class TissueContext:
+    """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
+
+    def _tissues_in(self, words: Sequence[str]) -> set[str]:
+        """Tissues named by phrases in ``words`` (longest phrases first; "!" phrases
+        such as "blood vessel" name none)."""
+        found: set[str] = set()
+        k = 0
+        n = len(words)
+        while k < n:
+            for size in range(min(self._tissue_window, n - k), 0, -1):
+                phrase = " ".join(words[k : k + size])
+                if phrase in self._tissue_phrases:
+                    name = self._tissue_phrases[phrase]
+                    if name:
+                        found.add(name)
+                    k += size
+                    break
+            else:
+                k += 1
+        return found
+
+    def tissue_of_text(self, text: str) -> str | None:
+        """The one tissue named in ``text`` ("pancreatic islet" -> "pancreas"), else None."""
+        found = self._tissues_in(tokenise(text).words)
+        return next(iter(found)) if len(found) == 1 else None
+
+    def term_tissues(self, cl_id: str) -> frozenset[str]:
+        """Tissues a term belongs to: from its name, and from its ``part_of`` anatomy
+        (UBERON ids) where the ontology file has such links."""
+        hit = self._term_tissues.get(cl_id)
+        if hit is None:
+            info = self.ontology.info(cl_id)
+            found = self._tissues_in(normalise_text(info.name).split())
+            by_uberon = {t.uberon: t.name for t in self.tissues.values() if t.uberon}
+            found.update(by_uberon[u] for u in info.anatomy if u in by_uberon)
+            hit = frozenset(found)
+            self._term_tissues[cl_id] = hit
+        return hit
+
+    def _decide_by_tissue(self, terms: list[str], tissue: str | None) -> list[str]:
+        """Of competing terms, those that fit ``tissue``: terms placed in that tissue if
+        any, else the terms not placed in another tissue."""
+        if not tissue or len(terms) < 2:
+            return terms
+        placed = [t for t in terms if tissue in self.term_tissues(t)]
+        if placed:
+            return placed
+        return [t for t in terms if not self.term_tissues(t)] or terms
+
+    def _specialise(self, cl_id: str, tissue: str | None) -> str | None:
+        """The single descendant named "<term> of <tissue>" or "<tissue> <term>"."""
+        if not tissue or tissue not in self.tissues:
+            return None
+        base = set(normalise_text(self.ontology.label(cl_id)).split())
+        named = [
+            (d, set(normalise_text(self.ontology.label(d)).split()) - {"of", "the"})
+            for d in self.ontology.descendants(cl_id)
+            if not self.ontology.info(d).obsolete
+        ]
+        for phrase in self.tissues[tissue].phrases:  # the tissue's own name first
+            found = [d for d, words in named if words == base | set(phrase.split())]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                return None
+        return None
+
+    def _tissue_filter(self, span: _Span, tissue: str | None) -> bool:
+        """Drop the span's terms placed in another tissue than ``tissue`` when others
+        remain; True when all of them are (the span then ranks last)."""
+        if not tissue:
+            return False
+        fits = [
+            e
+            for e in span.entries
+            if not self.term_tissues(e.cl_id) or tissue in self.term_tissues(e.cl_id)
+        ]
+        if not fits:
+            return True
+        span.entries = fits
+        return False
+
+    def _context_tissue(self, fields: Sequence[FieldText], tissue: str | None) -> str | None:
+        if tissue:
+            if tissue in self.tissues:
+                return tissue
+            named = self.tissue_of_text(tissue)
+            if named:
+                return named
+        for kinds in (("tissue",), ("source name", "title", "characteristic")):
+            found: set[str] = set()
+            for f in fields:
+                if f.kind in kinds:
+                    found |= self._field_tissues(f.text)
+            if len(found) == 1:
+                return found.pop()
+        return None
+
+    def _field_tissues(self, text: str) -> frozenset[str]:
+        hit = self._text_tissues.get(text)
+        if hit is None:
+            hit = frozenset(self._tissues_in(tokenise(text[:MAX_TEXT_CHARS]).words))
+            if len(self._text_tissues) < 200_000:
+                self._text_tissues[text] = hit
+        return hit
+
+    def _anatomy_spans(self, words: Sequence[str]) -> list[tuple[int, int, str]]:
+        """(start, end, tissue) of the phrases in ``words`` that name a tissue (longest
+        first; "!" phrases such as "blood vessel" name none and are skipped)."""
+        out: list[tuple[int, int, str]] = []
+        k, n = 0, len(words)
+        while k < n:
+            for size in range(min(self._tissue_window, n - k), 0, -1):
+                name = self._tissue_phrases.get(" ".join(words[k : k + size]))
+                if name is not None:
+                    if name:
+                        out.append((k, k + size, name))
+                    k += size
+                    break
+            else:
+                k += 1
+        return out
+
+    def _compose(
+        self,
+        hit: _Hit,
+        span: _Span,
+        spans: list[_Span],
+        words: list[str],
+        hard: list[bool],
+        coord: list[bool],
+    ) -> _Hit:
+        """ "<anatomy> <cell type>" ("bladder epithelial cell", "fibroblasts of the lung"):
+        the hit specialised to CL's term for that type in that anatomy (`_intersection`),
+        when the value names one anatomy that modifies the phrase: before it within the
+        same list item, or after it as "of/from/in [the] <anatomy>". A term that already
+        belongs to a tissue is kept. The anatomy is the author's, not the sample's tissue
+        (that is the opt-in ``specialise_by_tissue``)."""
+        if self.term_tissues(hit.cl_id):
+            return hit
+        named: set[str] = set()
+        phrase = ""
+        for a, b, name in self._anatomy_spans(words):
+            if any(o.start < b and a < o.end for o in spans):
+                continue  # part of a matched phrase
+            before = b <= span.start and not any(
+                hard[k] or coord[k] for k in range(b, span.start + 1)
+            )
+            gap = words[span.end : a]
+            after = a >= span.end and gap[:1] and gap[0] in _POSITION and gap[1:] in ([], ["the"])
+            if before or after:
+                named.add(name)
+                phrase = " ".join(words[a:b])
+        if len(named) != 1:
+            return hit
+        tissue = named.pop()
+        special = self._intersection(hit.cl_id, tissue, phrase)
+        if special is None:
+            return hit
+        return replace(
+            hit,
+            cl_id=special,
+            scope=hit.scope,
+            confidence=round(hit.confidence * _COMPOSED, 4),
+            notes=(
+                *hit.notes,
+                f'with anatomy "{phrase}": {self.ontology.label(hit.cl_id)} of {tissue}',
+            ),
+        )
+
+    def _intersection(self, cl_id: str, tissue: str, phrase: str) -> str | None:
+        """CL's term for ``cl_id`` in ``tissue``: the one most general descendant placed in
+        the tissue (`term_tissues`) whose name holds nothing but the type's name and the
+        tissue's ("<tissue> <type>", "<type> of <tissue>": "renal" + "epithelial cell" ->
+        "kidney epithelial cell", "pulmonary" + "epithelial cell" -> "epithelial cell of
+        lung", not "bronchial epithelial cell"). None otherwise: naming a more qualified
+        term ("bladder" + "epithelial cell" -> "bladder urothelial cell"; "splenic" + "B
+        cell" -> "marginal zone B cell of spleen", the only B cell CL places in the
+        spleen) would add specificity the author did not state."""
+        key = (cl_id, tissue, phrase)
+        if key in self._composed:
+            return self._composed[key]
+        onto = self.ontology
+        known = (
+            set(normalise_text(onto.label(cl_id)).split())
+            | set(normalise_text(tissue).split())
+            | set(phrase.split())
+            | _STOP
+        )
+        plain = {
+            d
+            for d in onto.descendants(cl_id, _KIND)
+            if tissue in self.term_tissues(d)
+            and onto.is_informative(d)
+            and set(normalise_text(onto.label(d)).split()) <= known
+        }
+        minimal = [d for d in plain if not (onto.ancestors(d, _KIND) & plain)]
+        best = minimal[0] if len(minimal) == 1 else None
+        self._composed[key] = best
+        return best
