@@ -36,7 +36,7 @@ SMALL_EXONS = (
     "chr1\t4\t19\t+\nchrA\t99\t199\t+\nchrA\t299\t499\t+\nchrA\t799\t899\t+\nchrB\t9\t49\t-\n"
 )
 
-# hisat2_extract_splice_sites.py / hisat2_extract_exons.py (HISAT2 2.2.1) on dm6.small.gtf
+# hisat2_extract_splice_sites.py / hisat2_extract_exons.py (HISAT2 2.2.3, git 0d24432) on dm6.small.gtf
 DM6_SS = (557, "11f219119001292bb6a6b0adcbd40d50e8019992e30a76bb0b8cd63abd991937")
 DM6_EXONS = (546, "2aebe10d24fda92d20703cc0bd25403e84ac551569d36dacfe603d6a79b3dcf9")
 
