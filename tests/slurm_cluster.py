@@ -123,7 +123,6 @@ class SlurmCluster:
         key.write_bytes(secrets.token_bytes(1024))
         key.chmod(0o400)
         ctld_port, d_port = _free_ports(2)
-        self.ctld_port = ctld_port
         r = self.root
         self.conf.write_text(
             "\n".join(

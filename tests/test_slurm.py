@@ -22,7 +22,7 @@ from slurm_cluster import SlurmCluster
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # rules that run on the submit host (network-bound or bookkeeping), never as SLURM jobs
-LOCAL_RULES = {"query", "sample_sheet", "download", "ingest", "catalog", "publish"}
+LOCAL_RULES = {"discover", "sample_sheet", "download", "ingest", "catalog", "publish"}
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: ([^)]*)\)")
 
 

@@ -36,15 +36,20 @@ def _fill_defaults(schema: Mapping[str, Any], data: dict[str, Any]) -> None:
             _fill_defaults(prop, data[key])
 
 
-def schema_defaults() -> dict[str, Any]:
-    """The config an empty config file becomes: every default of the schema."""
+@functools.cache
+def _defaults() -> dict[str, Any]:
     data: dict[str, Any] = {}
     _fill_defaults(config_schema(), data)
     return data
 
 
+def schema_defaults() -> dict[str, Any]:
+    """The config an empty config file becomes: every default of the schema (a copy)."""
+    return copy.deepcopy(_defaults())
+
+
 def _default(section: str, key: str) -> Any:
-    value = schema_defaults()[section][key]
+    value = _defaults()[section][key]
     if isinstance(value, list | dict):
         return field(default_factory=lambda: copy.deepcopy(value))
     return value
@@ -276,7 +281,7 @@ class Settings:
             except jsonschema.ValidationError as exc:
                 where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
                 raise InputError(f"config {where}: {_message(exc)}", field=where) from None
-        defaults = schema_defaults()
+        defaults = _defaults()
         return cls(
             publish_dir=data.get("publish_dir", defaults["publish_dir"]),
             models=list(data.get("models", defaults["models"])),

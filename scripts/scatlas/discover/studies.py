@@ -1,7 +1,7 @@
-"""The query stage: which studies exist upstream, and which of them changed.
+"""The discover stage: which studies exist upstream, and which of them changed.
 
 :func:`discover_studies` writes ``discover/studies.tsv``: every study scatlas knows, one row each,
-with the status the query gives it and a ``fingerprint`` of its upstream record.
+with the status discovery gives it and a ``fingerprint`` of its upstream record.
 
 * The date window (``discover.date_from``/``date_to``, set per run by ``scatlas refresh``) is
   searched in GEO (esearch over ``gds`` with the configured term, GEO series of the configured
@@ -390,7 +390,7 @@ def _log_changes(
         and r["fingerprint"] != known[r["study"]]["fingerprint"]
     ]
     log.info(
-        "query: %d studies (%s); %d new, %d changed upstream%s -> %s",
+        "discover: %d studies (%s); %d new, %d changed upstream%s -> %s",
         len(df),
         ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
         len(new),

@@ -8,6 +8,10 @@ A release ``{publish_dir}/{version}/`` holds :data:`REQUIRED_FILES` (plus ``de/`
 one listed in ``manifest.json`` with its size and sha256; ``{publish_dir}/current`` links to
 the newest. ``FORMAT_VERSION`` changes whenever a reader of an older format could not read
 the new one.
+
+Format history: 1 — the first layout; 2 — adds ``novelty.tsv`` (per-type novelty
+thresholds), ``metric``/``normalisation`` in the manifest, and requires ``metrics.json`` and
+``ontology.obo``.
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ Before anything is built, the quality gate (:mod:`scatlas.release.gate`) compare
 evaluation with the current release's ``metrics.json``; a drop beyond the margin raises
 :class:`~scatlas.release.gate.QualityGateError` and nothing is published.
 
-Format history: 1 — the first layout; 2 — adds ``novelty.tsv`` (per-type novelty
-thresholds), ``metric``/``normalisation`` in the manifest, and requires ``metrics.json`` and
-``ontology.obo``.
+The layout and the manifest are :mod:`scatlas.release.format`'s.
 """
 
 from __future__ import annotations

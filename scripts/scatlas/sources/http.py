@@ -35,6 +35,7 @@ import urllib3
 
 from scatlas.errors import ServiceError
 from scatlas.fileio import md5_file
+from scatlas.settings import ServicesSettings
 
 log = logging.getLogger(__name__)
 
@@ -504,13 +505,8 @@ class _RetryStatus(Exception):
 # -- the configured services ------------------------------------------------------------------
 
 SERVICE_NAMES = ("eutils", "geo", "ena_portal", "ena_files", "biostudies")
-DEFAULT_BASES = {
-    "eutils": "https://eutils.ncbi.nlm.nih.gov/entrez/eutils",
-    "geo": "https://ftp.ncbi.nlm.nih.gov/geo",
-    "ena_portal": "https://www.ebi.ac.uk/ena/portal/api",
-    "ena_files": "https://ftp.sra.ebi.ac.uk",
-    "biostudies": "https://www.ebi.ac.uk/biostudies",
-}
+# the schema's defaults (config services.*), for a Services built from a partial mapping
+DEFAULT_BASES = {name: getattr(ServicesSettings, name) for name in SERVICE_NAMES}
 _NCBI = ("eutils", "geo")
 NCBI_LIMIT = 3.0
 NCBI_LIMIT_WITH_KEY = 10.0
@@ -548,14 +544,16 @@ class Services:
         self.bases = {
             name: str(cfg.get(name) or DEFAULT_BASES[name]).rstrip("/") for name in SERVICE_NAMES
         }
-        self.timeout = float(cfg.get("timeout_s", 60))
-        self.retries = int(cfg.get("retries", 5))
-        self.backoff = float(cfg.get("backoff_s", 1.0))
+        self.timeout = float(cfg.get("timeout_s", ServicesSettings.timeout_s))
+        self.retries = int(cfg.get("retries", ServicesSettings.retries))
+        self.backoff = float(cfg.get("backoff_s", ServicesSettings.backoff_s))
         self.api_key = (env.get("NCBI_API_KEY") or "").strip() or None
         limit = NCBI_LIMIT_WITH_KEY if self.api_key else NCBI_LIMIT
         wanted = cfg.get("ncbi_requests_per_s")
         self.ncbi_rate = limit if wanted is None else min(float(wanted), limit)
-        self.other_rate = float(cfg.get("other_requests_per_s", 10))
+        self.other_rate = float(
+            cfg.get("other_requests_per_s", ServicesSettings.other_requests_per_s)
+        )
         self._session = session
         self._ncbi_limiter = RateLimiter(self.ncbi_rate)
         self._clients: dict[str, HttpClient] = {}
