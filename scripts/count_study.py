@@ -19,5 +19,5 @@ count_study(
     strandedness=settings.quant.strandedness,
     umi_h5ad=Path(snakemake.output.umi),
     chemistries=chemistries({"barcoded": settings.barcoded.kwargs("chemistries")}),
-    **settings.barcoded.kwargs("cell_calling", "min_reads_per_cell"),
+    barcoded=settings.barcoded,
 )

@@ -23,6 +23,7 @@ from scatlas.reads.align import align_study
 from scatlas.reads.barcodes import chemistries
 from scatlas.reads.droplets import read_droplets
 from scatlas.reads.quant import count_study, read_featurecounts
+from scatlas.settings import BarcodedSettings
 
 pytestmark = pytest.mark.tools
 
@@ -124,7 +125,7 @@ def counted(dm6: DM6, simulated):
         technologies=tech,
         chemistries=chems,
         umi_h5ad=work / "umi.h5ad",
-        min_reads_per_cell=20,
+        barcoded=BarcodedSettings(min_reads_per_cell=20),
     )
     return {"table": table, "counts": counts, "umi": read_droplets(work / "umi.h5ad")}
 

@@ -165,8 +165,144 @@ def mate_files(fastqs: list[Path]) -> list[Path]:
     )
 
 
-def _plain(batches: list, first: int) -> list[bytes]:
-    return [format_records(b) for b in batches]
+class _ReadSource:
+    """What is fed to HISAT2 for one run: the input files, the number of pipes and the
+    transform of each batch; for barcoded runs it also counts reads per raw barcode."""
+
+    def __init__(self, fastqs: list[Path], chemistry: Chemistry | None):
+        self.chemistry = chemistry
+        self.barcodes: Counter[bytes] = Counter()
+        self.short = 0
+        files = mate_files(fastqs) if chemistry is None else fastqs
+        for fq in files:
+            if not fq.is_file():
+                raise InputError("FASTQ file not found", path=str(fq))
+        if chemistry is None:
+            self.inputs: list[Path] = files
+            self.n_pipes = len(files)
+        else:
+            self.inputs = list(barcode_and_cdna(files, chemistry))
+            self.n_pipes = 1
+
+    def transform(self, batches: list, first: int) -> list[bytes]:
+        chem = self.chemistry
+        if chem is None:
+            return [format_records(b) for b in batches]
+        r1, r2 = batches
+        cb_len = chem.barcode_length
+        self.barcodes.update(rec[1][:cb_len] for rec in r1 if len(rec[1]) >= chem.r1_length)
+        text, n_short = tag_reads(r1, r2, chem, first)
+        self.short += n_short
+        return [text]
+
+
+class _Pipeline:
+    """HISAT2 reading named pipes in ``work``, its SAM piped into ``samtools view -1``."""
+
+    def __init__(
+        self, index_prefix: Path, source: _ReadSource, work: Path, bam: Path, threads: int
+    ):
+        self.source = source
+        self.pipes = [work / f"reads_{k + 1}.fq" for k in range(source.n_pipes)]
+        reads = (
+            ["-U", self.pipes[0]]
+            if len(self.pipes) == 1
+            else ["-1", self.pipes[0], "-2", self.pipes[1]]
+        )
+        self.summary_file = work / "summary.txt"
+        self.hisat_cmd = [
+            hisat2_binary(index_prefix),
+            "--wrapper",
+            "basic-0",
+            "-p",
+            str(max(1, threads)),
+            "-x",
+            str(index_prefix),
+            *map(str, reads),
+            "--summary-file",
+            str(self.summary_file),
+        ]
+        self.sam_cmd = [which("samtools"), "view", "-1", "-o", str(bam), "-"]
+        self.hisat_err_path, self.sam_err_path = work / "hisat2.err", work / "samtools.err"
+        self.hisat_rc = self.sam_rc = -1
+        self.feed: Feed | None = None
+
+    def run(self) -> _Pipeline:
+        """Start both programs, feed the reads, wait for both (HISAT2 is stopped if the
+        feed or the wait is interrupted)."""
+        for pipe in self.pipes:
+            os.mkfifo(pipe, 0o600)
+        with open(self.hisat_err_path, "wb") as h_err, open(self.sam_err_path, "wb") as s_err:
+            hisat = subprocess.Popen(
+                self.hisat_cmd, stdout=subprocess.PIPE, stderr=h_err, start_new_session=True
+            )
+            assert hisat.stdout is not None
+            sam = subprocess.Popen(self.sam_cmd, stdin=hisat.stdout, stderr=s_err)
+            hisat.stdout.close()  # samtools holds the only reader: HISAT2 sees SIGPIPE if it dies
+            self.feed = feed = Feed(
+                read_mates(self.source.inputs), self.pipes, hisat, self.source.transform
+            ).start()
+            try:
+                self.hisat_rc = hisat.wait()
+            finally:
+                if hisat.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(hisat.pid, signal.SIGTERM)
+                    hisat.wait()
+                feed.finish()
+            try:
+                self.sam_rc = sam.wait(timeout=None if self.hisat_rc == 0 else 30)
+            except subprocess.TimeoutExpired:
+                sam.kill()
+                self.sam_rc = sam.wait()
+        return self
+
+    def texts(self) -> tuple[str, str, str]:
+        """HISAT2's stderr, samtools' stderr and HISAT2's summary."""
+        summary = self.summary_file
+        return (
+            self.hisat_err_path.read_text(errors="replace"),
+            self.sam_err_path.read_text(errors="replace"),
+            summary.read_text(errors="replace") if summary.exists() else "",
+        )
+
+    def write_log(self, log_path: Path) -> None:
+        hisat_err, sam_err, summary = self.texts()
+        feed = self.feed
+        assert feed is not None
+        atomic_write_text(
+            log_path,
+            f"$ {' '.join(self.hisat_cmd)} | {' '.join(self.sam_cmd)}\n"
+            f"--- reads fed: {feed.n_records} from {', '.join(map(str, self.source.inputs))}"
+            f"{f' (error: {feed.error})' if feed.error else ''}\n"
+            f"--- hisat2 (exit {self.hisat_rc})\n{hisat_err}\n--- summary\n{summary}\n"
+            f"--- samtools (exit {self.sam_rc})\n{sam_err}\n",
+        )
+
+    def result(self) -> dict:
+        """The parsed summary, or the error that stopped the run (bad input first)."""
+        hisat_err, sam_err, summary = self.texts()
+        feed = self.feed
+        assert feed is not None
+        if isinstance(feed.error, ScatlasError) and not isinstance(feed.error, ReaderGone):
+            raise feed.error
+        if self.hisat_rc != 0:
+            raise ToolError("hisat2", self.hisat_rc, tail(hisat_err))
+        if feed.error is not None:
+            raise ToolError("hisat2", 0, f"{feed.error}; stderr: {tail(hisat_err)}")
+        if self.sam_rc != 0:
+            raise ToolError("samtools", self.sam_rc, tail(sam_err))
+        try:
+            result = parse_hisat2_summary(summary or hisat_err)
+        except InputError as exc:
+            raise ToolError("hisat2", 0, f"{exc}; stderr: {tail(hisat_err)}") from exc
+        if result["total_reads"] + self.source.short != feed.n_records:
+            raise ToolError(
+                "hisat2",
+                0,
+                f"HISAT2 reports {result['total_reads']} reads but {feed.n_records} were fed",
+            )
+        return result
 
 
 def align_run(
@@ -193,107 +329,21 @@ def align_run(
     barcoded runs). Bad input raises InputError naming the file and record; a failure of
     HISAT2 or samtools ToolError.
     """
-    fastqs = [Path(f) for f in fastqs]
-    if chemistry is None:
-        fastqs = mate_files(fastqs)
-    for fq in fastqs:
-        if not fq.is_file():
-            raise InputError("FASTQ file not found", path=str(fq))
-    barcodes: Counter[bytes] = Counter()
-    short = [0]
-    if chemistry is not None:
-        inputs = list(barcode_and_cdna(fastqs, chemistry))
-        n_pipes = 1
-        cb_len = chemistry.barcode_length
-
-        def transform(batches: list, first: int) -> list[bytes]:
-            r1, r2 = batches
-            barcodes.update(rec[1][:cb_len] for rec in r1 if len(rec[1]) >= chemistry.r1_length)
-            text, n_short = tag_reads(r1, r2, chemistry, first)
-            short[0] += n_short
-            return [text]
-    else:
-        inputs, n_pipes, transform = fastqs, len(fastqs), _plain
+    source = _ReadSource([Path(f) for f in fastqs], chemistry)
     out_bam = Path(out_bam)
     out_bam.parent.mkdir(parents=True, exist_ok=True)
     with (
         atomic_path(out_bam, suffix=".bam") as tmp_bam,
         tempfile.TemporaryDirectory(prefix=".align.", dir=out_bam.parent) as work,
     ):
-        pipes = [Path(work) / f"reads_{k + 1}.fq" for k in range(n_pipes)]
-        for pipe in pipes:
-            os.mkfifo(pipe, 0o600)
-        reads = ["-U", pipes[0]] if n_pipes == 1 else ["-1", pipes[0], "-2", pipes[1]]
-        summary_file = Path(work) / "summary.txt"
-        hisat_cmd = [
-            hisat2_binary(index_prefix),
-            "--wrapper",
-            "basic-0",
-            "-p",
-            str(max(1, threads)),
-            "-x",
-            str(index_prefix),
-            *map(str, reads),
-            "--summary-file",
-            str(summary_file),
-        ]
-        sam_cmd = [which("samtools"), "view", "-1", "-o", str(tmp_bam), "-"]
-        hisat_err_path, sam_err_path = Path(work) / "hisat2.err", Path(work) / "samtools.err"
-        with open(hisat_err_path, "wb") as h_err, open(sam_err_path, "wb") as s_err:
-            hisat = subprocess.Popen(
-                hisat_cmd, stdout=subprocess.PIPE, stderr=h_err, start_new_session=True
-            )
-            assert hisat.stdout is not None
-            sam = subprocess.Popen(sam_cmd, stdin=hisat.stdout, stderr=s_err)
-            hisat.stdout.close()  # samtools holds the only reader: HISAT2 sees SIGPIPE if it dies
-            feed = Feed(read_mates(inputs), pipes, hisat, transform).start()
-            try:
-                hisat_rc = hisat.wait()
-            finally:
-                if hisat.poll() is None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(hisat.pid, signal.SIGTERM)
-                    hisat.wait()
-                feed.finish()
-            try:
-                sam_rc = sam.wait(timeout=None if hisat_rc == 0 else 30)
-            except subprocess.TimeoutExpired:
-                sam.kill()
-                sam_rc = sam.wait()
-        hisat_err = hisat_err_path.read_text(errors="replace")
-        sam_err = sam_err_path.read_text(errors="replace")
-        summary = summary_file.read_text(errors="replace") if summary_file.exists() else ""
+        pipeline = _Pipeline(index_prefix, source, Path(work), tmp_bam, threads).run()
         if log_path is not None:
-            atomic_write_text(
-                log_path,
-                f"$ {' '.join(hisat_cmd)} | {' '.join(sam_cmd)}\n"
-                f"--- reads fed: {feed.n_records} from {', '.join(map(str, inputs))}"
-                f"{f' (error: {feed.error})' if feed.error else ''}\n"
-                f"--- hisat2 (exit {hisat_rc})\n{hisat_err}\n--- summary\n{summary}\n"
-                f"--- samtools (exit {sam_rc})\n{sam_err}\n",
-            )
-        if isinstance(feed.error, ScatlasError) and not isinstance(feed.error, ReaderGone):
-            raise feed.error
-        if hisat_rc != 0:
-            raise ToolError("hisat2", hisat_rc, tail(hisat_err))
-        if feed.error is not None:
-            raise ToolError("hisat2", 0, f"{feed.error}; stderr: {tail(hisat_err)}")
-        if sam_rc != 0:
-            raise ToolError("samtools", sam_rc, tail(sam_err))
-        try:
-            result = parse_hisat2_summary(summary or hisat_err)
-        except InputError as exc:
-            raise ToolError("hisat2", 0, f"{exc}; stderr: {tail(hisat_err)}") from exc
-        if result["total_reads"] + short[0] != feed.n_records:
-            raise ToolError(
-                "hisat2",
-                0,
-                f"HISAT2 reports {result['total_reads']} reads but {feed.n_records} were fed",
-            )
+            pipeline.write_log(log_path)
+        result = pipeline.result()
     if chemistry is not None:
-        result["short_barcode_reads"] = short[0]
+        result["short_barcode_reads"] = source.short
         if barcode_counts is not None:
-            write_barcode_counts(barcodes, barcode_counts)
+            write_barcode_counts(source.barcodes, barcode_counts)
     return result
 
 
@@ -377,91 +427,115 @@ def align_study(
     (reads per raw barcode); its total/aligned reads are cDNA reads. Manifest rows without
     a run (author matrices) are not runs and are left out of the table.
     """
-    chems = dict(chemistries or DEFAULT_CHEMISTRIES)
-    technologies = technologies or {}
+    aligner = _StudyAligner(
+        Path(index_prefix),
+        Path(bam_dir),
+        threads=threads,
+        min_alignment_rate=min_alignment_rate,
+        log_dir=Path(log_dir) if log_dir else None,
+        technologies=technologies or {},
+        chemistries=dict(chemistries or DEFAULT_CHEMISTRIES),
+    )
     manifest = read_manifest(Path(manifest_tsv))
-    bam_dir = Path(bam_dir)
-    bam_dir.mkdir(parents=True, exist_ok=True)
     todo = int((manifest["status"] == "ok").sum())
     rows: list[dict] = []
-    done = 0
     for rec in manifest.to_dict("records"):
-        row = {c: "" for c in ALIGNMENT_COLUMNS}
-        row.update(run=rec["run"], sample=rec["sample"])
         if not rec["run"] and not rec["invalid"]:
             log.info(
                 "manifest row of sample %r has no run (a matrix file): not aligned", rec["sample"]
             )
             continue
+        row = {c: "" for c in ALIGNMENT_COLUMNS}
+        row.update(run=rec["run"], sample=rec["sample"])
         if rec["invalid"]:
             row.update(status="failed", reason=rec["invalid"])
-            rows.append(row)
             log.warning("%s", rec["invalid"])
-            continue
-        if rec["status"] != "ok":
+        elif rec["status"] != "ok":
             row.update(status="failed", reason=rec["reason"] or f"download status {rec['status']}")
-            rows.append(row)
-            continue
-        done += 1
-        try:
-            run = validate(rec["run"], "run", context=f"manifest {manifest_tsv}")
-        except AccessionError as exc:
-            row.update(status="failed", reason=str(exc))
-            rows.append(row)
-            log.warning("run %r: %s", rec["run"], exc)
-            continue
-        bam = bam_dir / f"{run}.bam"
-        barcode_counts = bam_dir / f"{run}.barcodes.tsv.gz"
-        fastqs = [_resolve(f, base_dir) for f in rec["files"].split(";") if f.strip()]
-        tech = technologies.get(run, "")
-        try:
-            chem = None
-            if tech in BARCODED_TECHNOLOGIES:
-                if tech not in chems:
-                    raise InputError(f"no chemistry configured for {tech}", field="technology")
-                chem = chems[tech]
-            summary = align_run(
-                index_prefix,
-                fastqs,
-                bam,
-                threads=threads,
-                log_path=(Path(log_dir) / f"{run}.log") if log_dir else None,
-                chemistry=chem,
-                barcode_counts=barcode_counts if chem else None,
-            )
-        except ScatlasError as exc:
-            for path in (bam, barcode_counts):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            row.update(status="failed", reason=str(exc).replace("\n", " ").replace("\t", " "))
-            rows.append(row)
-            log.warning("run %s failed: %s", run, row["reason"])
-            log.info("aligned %d/%d runs", done, todo)
-            continue
-        rate = summary["alignment_rate"]
-        row.update(
-            total_reads=summary["total_reads"],
-            aligned_reads=summary["aligned_reads"],
-            alignment_rate=round(rate, 6),
-        )
-        if rate < min_alignment_rate:
-            bam.unlink()
-            barcode_counts.unlink(missing_ok=True)
-            row.update(
-                status="skipped",
-                reason=f"alignment rate {_format_rate(rate)} < {min_alignment_rate * 100:g}%",
-            )
-            log.warning("run %s skipped: %s", run, row["reason"])
         else:
-            row.update(status="ok", bam=str(bam))
+            aligner.done += 1
+            files = [_resolve(f, base_dir) for f in rec["files"].split(";") if f.strip()]
+            row.update(aligner.align(rec["run"], files, context=f"manifest {manifest_tsv}"))
+            log.info("aligned %d/%d runs", aligner.done, todo)
         rows.append(row)
-        log.info("aligned %d/%d runs (%s: %s)", done, todo, run, _format_rate(rate))
     table = pd.DataFrame(rows, columns=ALIGNMENT_COLUMNS)
     with atomic_path(alignment_tsv, suffix=".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     n_ok = int((table["status"] == "ok").sum())
     log.info("%s: %d of %d runs aligned ok", alignment_tsv, n_ok, len(table))
     return table
+
+
+class _StudyAligner:
+    """Aligns the runs of one study, one at a time, into alignment-table fields."""
+
+    def __init__(
+        self,
+        index_prefix: Path,
+        bam_dir: Path,
+        *,
+        threads: int,
+        min_alignment_rate: float,
+        log_dir: Path | None,
+        technologies: Mapping[str, str],
+        chemistries: Mapping[str, Chemistry],
+    ):
+        self.index_prefix, self.bam_dir, self.log_dir = index_prefix, bam_dir, log_dir
+        self.threads, self.min_alignment_rate = threads, min_alignment_rate
+        self.technologies, self.chemistries = technologies, chemistries
+        self.done = 0
+        bam_dir.mkdir(parents=True, exist_ok=True)
+
+    def _chemistry(self, run: str) -> Chemistry | None:
+        tech = self.technologies.get(run, "")
+        if tech not in BARCODED_TECHNOLOGIES:
+            return None
+        if tech not in self.chemistries:
+            raise InputError(f"no chemistry configured for {tech}", field="technology")
+        return self.chemistries[tech]
+
+    def align(self, run: str, fastqs: list[Path], context: str) -> dict:
+        """``status``/``reason`` and, once aligned, the read counts and ``bam`` of one run."""
+        try:
+            run = validate(run, "run", context=context)
+        except AccessionError as exc:
+            log.warning("run %r: %s", run, exc)
+            return {"status": "failed", "reason": str(exc)}
+        bam = self.bam_dir / f"{run}.bam"
+        barcode_counts = self.bam_dir / f"{run}.barcodes.tsv.gz"
+        try:
+            chem = self._chemistry(run)
+            summary = align_run(
+                self.index_prefix,
+                fastqs,
+                bam,
+                threads=self.threads,
+                log_path=(self.log_dir / f"{run}.log") if self.log_dir else None,
+                chemistry=chem,
+                barcode_counts=barcode_counts if chem else None,
+            )
+        except ScatlasError as exc:
+            for path in (bam, barcode_counts):
+                path.unlink(missing_ok=True)
+            reason = str(exc).replace("\n", " ").replace("\t", " ")
+            log.warning("run %s failed: %s", run, reason)
+            return {"status": "failed", "reason": reason}
+        rate = summary["alignment_rate"]
+        row = {
+            "total_reads": summary["total_reads"],
+            "aligned_reads": summary["aligned_reads"],
+            "alignment_rate": round(rate, 6),
+        }
+        if rate < self.min_alignment_rate:
+            bam.unlink()
+            barcode_counts.unlink(missing_ok=True)
+            floor = self.min_alignment_rate * 100
+            row.update(status="skipped", reason=f"alignment rate {_format_rate(rate)} < {floor:g}%")
+            log.warning("run %s skipped: %s", run, row["reason"])
+        else:
+            row.update(status="ok", bam=str(bam))
+            log.info("run %s aligned: %s", run, _format_rate(rate))
+        return row
 
 
 def run_technologies(samples_tsv: Path) -> dict[str, str]:

@@ -202,12 +202,10 @@ def count_study(
     layout: str | dict[str, str] | None = None,
     samples_tsv: Path | None = None,
     bam_dir: Path | None = None,
-    base_dir: Path | None = None,
     umi_h5ad: Path | None = None,
     technologies: Mapping[str, str] | None = None,
     chemistries: Mapping[str, Chemistry] | None = None,
-    cell_calling: str = BarcodedSettings.cell_calling,
-    min_reads_per_cell: int = BarcodedSettings.min_reads_per_cell,
+    barcoded: BarcodedSettings | None = None,
 ) -> Path:
     """Count the ``ok`` runs of ``alignment_tsv`` with featureCounts into ``counts_tsv``.
 
@@ -218,11 +216,11 @@ def count_study(
     (``technologies``, from ``samples_tsv`` when not given: single-end cDNA reads, the
     chemistry's strandedness, with the per-read report); several calls are merged into one
     table (same annotation columns, run columns in alignment-table order). A run's BAM is
-    the table's ``bam`` column, else ``bam_dir/{run}.bam``; relative paths are taken
-    relative to ``base_dir``.
+    the table's ``bam`` column, else ``bam_dir/{run}.bam``.
 
     ``umi_h5ad``: where the barcoded runs' molecule counts go (cells x genes,
-    :func:`scatlas.reads.droplets.count_droplets`; 0 cells when the study has no barcoded run).
+    :func:`scatlas.reads.droplets.count_droplets`; 0 cells when the study has no barcoded run),
+    with ``barcoded``'s cell calling (default: the schema's).
     """
     if layout is None:
         if samples_tsv is None:
@@ -233,45 +231,23 @@ def count_study(
     if technologies is None:
         technologies = run_technologies(Path(samples_tsv)) if samples_tsv is not None else {}
     chems = dict(chemistries or DEFAULT_CHEMISTRIES)
-    alignment = read_alignment_table(Path(alignment_tsv))
-    ok = alignment[alignment["status"] == "ok"]
-    where = str(alignment_tsv)
-    groups: dict[str, list[Path]] = {}
-    order: list[str] = []
-    sample_of: dict[str, str] = {}
-    for rec in ok.to_dict("records"):
-        run, bam = rec["run"], rec.get("bam", "")
-        if not bam and bam_dir is not None:
-            bam = str(Path(bam_dir) / f"{run}.bam")
-        if not bam:
-            raise InputError(f"ok run {run} has no BAM", path=where, field="bam")
-        path = Path(bam)
-        if base_dir is not None and not path.is_absolute():
-            path = Path(base_dir) / path
-        tech = technologies.get(run, "")
-        if tech in BARCODED_TECHNOLOGIES:
-            if tech not in chems:
-                raise InputError(f"no chemistry configured for {tech}", path=where)
-            key = tech
-        else:
-            key = _layout_of(layout, run, where)
-        groups.setdefault(key, []).append(path)
-        order.append(bam_run(path))
-        sample_of[bam_run(path)] = rec["sample"] or bam_run(path)
+    groups, order, sample_of = _group_runs(
+        Path(alignment_tsv), layout, technologies, chems, Path(bam_dir) if bam_dir else None
+    )
     counts_tsv = Path(counts_tsv)
     counts_tsv.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{counts_tsv.name}.", dir=counts_tsv.parent) as work:
         parts: dict[str, Path] = {}
         for key, paths in groups.items():
-            barcoded = key in BARCODED_TECHNOLOGIES
+            droplet = key in BARCODED_TECHNOLOGIES
             parts[key] = run_featurecounts(
                 paths,
                 gtf,
                 Path(work) / f"{key}.tsv",
                 paired=key == "PAIRED",
                 threads=threads,
-                strandedness=chems[key].strandedness if barcoded else strandedness,
-                read_report_dir=Path(work) / "reads" if barcoded else None,
+                strandedness=chems[key].strandedness if droplet else strandedness,
+                read_report_dir=Path(work) / "reads" if droplet else None,
             )
         if not parts:
             _write_empty(counts_tsv, "no BAM files to count")
@@ -283,29 +259,78 @@ def count_study(
             log.info("%s holds several kinds of runs: counted separately", alignment_tsv)
             _merge_tables(list(parts.values()), order, counts_tsv, gtf, list(parts))
         if umi_h5ad is not None:
-            runs = {
-                key: [
-                    DropletRun(
-                        bam_run(p),
-                        sample_of[bam_run(p)],
-                        Path(work) / "reads" / f"{p.name}.featureCounts",
-                        p.parent / f"{bam_run(p)}.barcodes.tsv.gz",
-                    )
-                    for p in paths
-                ]
-                for key, paths in groups.items()
-                if key in BARCODED_TECHNOLOGIES
-            }
-            genes = _annotation_genes(counts_tsv)
-            count_droplets(
-                runs,
-                chems,
-                genes,
-                Path(umi_h5ad),
-                cell_calling=cell_calling,
-                min_reads=min_reads_per_cell,
+            _count_molecules(
+                groups, sample_of, Path(work), chems, counts_tsv, Path(umi_h5ad), barcoded
             )
     return counts_tsv
+
+
+def _count_molecules(
+    groups: dict[str, list[Path]],
+    sample_of: dict[str, str],
+    work: Path,
+    chems: Mapping[str, Chemistry],
+    counts_tsv: Path,
+    umi_h5ad: Path,
+    barcoded: BarcodedSettings | None,
+) -> None:
+    """Molecules per cell and gene of the barcoded runs, from featureCounts' per-read reports."""
+    runs = {
+        key: [
+            DropletRun(
+                bam_run(p),
+                sample_of[bam_run(p)],
+                work / "reads" / f"{p.name}.featureCounts",
+                p.parent / f"{bam_run(p)}.barcodes.tsv.gz",
+            )
+            for p in paths
+        ]
+        for key, paths in groups.items()
+        if key in BARCODED_TECHNOLOGIES
+    }
+    barcoded = barcoded or BarcodedSettings()
+    count_droplets(
+        runs,
+        chems,
+        _annotation_genes(counts_tsv),
+        umi_h5ad,
+        cell_calling=barcoded.cell_calling,
+        min_reads=barcoded.min_reads_per_cell,
+    )
+
+
+def _group_runs(
+    alignment_tsv: Path,
+    layout: str | dict[str, str],
+    technologies: Mapping[str, str],
+    chems: Mapping[str, Chemistry],
+    bam_dir: Path | None,
+) -> tuple[dict[str, list[Path]], list[str], dict[str, str]]:
+    """The BAMs of the ``ok`` runs by kind (layout or chemistry), the runs in table order and
+    each run's sample."""
+    alignment = read_alignment_table(alignment_tsv)
+    where = str(alignment_tsv)
+    groups: dict[str, list[Path]] = {}
+    order: list[str] = []
+    sample_of: dict[str, str] = {}
+    for rec in alignment[alignment["status"] == "ok"].to_dict("records"):
+        run, bam = rec["run"], rec.get("bam", "")
+        if not bam and bam_dir is not None:
+            bam = str(bam_dir / f"{run}.bam")
+        if not bam:
+            raise InputError(f"ok run {run} has no BAM", path=where, field="bam")
+        path = Path(bam)
+        tech = technologies.get(run, "")
+        if tech in BARCODED_TECHNOLOGIES:
+            if tech not in chems:
+                raise InputError(f"no chemistry configured for {tech}", path=where)
+            key = tech
+        else:
+            key = _layout_of(layout, run, where)
+        groups.setdefault(key, []).append(path)
+        order.append(bam_run(path))
+        sample_of[bam_run(path)] = rec["sample"] or bam_run(path)
+    return groups, order, sample_of
 
 
 def _annotation_genes(counts_tsv: Path) -> list[str]:
