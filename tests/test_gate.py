@@ -10,6 +10,7 @@ from scatlas.evaluate.metrics import evaluate
 from scatlas.release.gate import QualityGateError, check_gate
 from scatlas.release.publish import list_versions, publish_release
 from scatlas.release.record import publish_from_workflow
+from scatlas.settings import PublishSettings
 
 torch.set_num_threads(1)
 
@@ -62,17 +63,25 @@ def test_release_below_previous_is_not_published(inputs, tmp_path):
         evaluation_dir=root / "evaluation",
         publish_dir=pub,
         version="v1",
-        gate_margin=0.05,
+        settings=PublishSettings(gate={"margin": 0.05}),
     )
     with pytest.raises(QualityGateError, match="accuracy .* margin 0.05.*current stays at v1"):
         publish_release(
-            **common, evaluation_dir=worse, publish_dir=pub, version="v2", gate_margin=0.05
+            **common,
+            evaluation_dir=worse,
+            publish_dir=pub,
+            version="v2",
+            settings=PublishSettings(gate={"margin": 0.05}),
         )
     assert list_versions(pub) == ["v1"] and (pub / "current").resolve().name == "v1"
     assert not list(pub.glob(".v2*"))
     # a wide enough margin lets it through; the manifest records the gate
     rel = publish_release(
-        **common, evaluation_dir=worse, publish_dir=pub, version="v3", gate_margin=0.5
+        **common,
+        evaluation_dir=worse,
+        publish_dir=pub,
+        version="v3",
+        settings=PublishSettings(gate={"margin": 0.5}),
     )
     gate = json.loads((rel / "manifest.json").read_text())["quality_gate"]
     assert gate["passed"] and gate["margin"] == 0.5

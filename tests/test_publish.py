@@ -16,6 +16,7 @@ from scatlas.evaluate.metrics import evaluate
 from scatlas.fileio import sha256_file
 from scatlas.release.format import ReleaseError, validate_version
 from scatlas.release.publish import list_versions, publish_release
+from scatlas.settings import PublishSettings
 
 torch.set_num_threads(1)
 
@@ -37,7 +38,8 @@ def inputs(tmp_path_factory):
 
 
 def _publish(inputs, publish_dir, version, **kw):
-    return publish_release(**inputs, publish_dir=publish_dir, version=version, **kw)
+    settings = PublishSettings(**{"gate": {"margin": None}, **kw})  # the gate: test_gate.py
+    return publish_release(**inputs, publish_dir=publish_dir, version=version, settings=settings)
 
 
 def test_publish_layout_manifest_and_load(inputs, tmp_path):

@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,38 +189,27 @@ def prune_versions(publish_dir: Path, keep: int) -> list[str]:
     return removed
 
 
-def publish_release(
-    *,
-    atlas_h5ad: Path,
-    model_dir: Path,
-    evaluation_dir: Path,
-    de_dir: Path,
-    ontology_obo: Path,
-    publish_dir: Path,
-    version: str,
-    keep: int = PublishSettings.keep,
-    flat_max: int = PublishSettings.flat_max,
-    index: str = PublishSettings.index,
-    large_index: str = PublishSettings.large_index,
-    novelty_quantile: float = PublishSettings.novelty_quantile,
-    gate_margin: float | None = None,
-    gate_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
-    inputs: dict[str, Any] | None = None,
-    batch_size: int = 4096,
-    device: str = "auto",
-) -> Path:
-    """Build and publish release ``version``; returns ``publish_dir/version``.
+@dataclass
+class _Built:
+    """What a release holds beyond copied files: the index, tables and manifest fields."""
 
-    ``index``/``large_index``/``flat_max`` choose the faiss index (:func:`build_index`);
-    ``novelty_quantile`` calibrates the novelty thresholds; ``gate_margin`` (None: off)
-    refuses a release that evaluates worse than the current one (QualityGateError).
-    """
-    validate_version(version)
-    atlas_h5ad, model_dir, evaluation_dir = Path(atlas_h5ad), Path(model_dir), Path(evaluation_dir)
-    de_dir, ontology_obo, publish_dir = Path(de_dir), Path(ontology_obo), Path(publish_dir)
-    final = publish_dir / version
+    info: dict[str, Any]
+    metrics: dict[str, Any]
+    gate: GateResult
+    adata: ad.AnnData
+    index: Any
+    cells: pd.DataFrame
+    thresholds: pd.DataFrame
+    normalisation: str
+
+
+def _check_files(
+    atlas_h5ad: Path, evaluation_dir: Path, de_dir: Path, ontology_obo: Path, final: Path
+) -> None:
     if final.exists() or final.is_symlink():
-        raise InputError(f"release {version} already exists; choose a new version", path=str(final))
+        raise InputError(
+            f"release {final.name} already exists; choose a new version", path=str(final)
+        )
     for path, what in ((ontology_obo, "ontology"), (atlas_h5ad, "atlas")):
         if not path.is_file():
             raise InputError(f"{what} file is missing", path=str(path))
@@ -227,10 +217,24 @@ def publish_release(
         if not path.is_dir():
             raise InputError(f"{what} is missing", path=str(path))
 
+
+def _build(
+    atlas_h5ad: Path,
+    model_dir: Path,
+    evaluation_dir: Path,
+    publish_dir: Path,
+    settings: PublishSettings,
+    batch_size: int,
+    device: str,
+) -> _Built:
+    """Gate the candidate, embed the atlas, build the index and calibrate novelty."""
     net, info = load_model(model_dir, device=select_device(device))
     metric = check_metric(info)
     metrics = _metrics(evaluation_dir, info["model"])
-    gate = quality_gate(metrics, publish_dir, margin=gate_margin, metrics=gate_metrics)
+    gate_metrics = tuple(settings.gate.get("metrics") or DEFAULT_METRICS)
+    gate = quality_gate(
+        metrics, publish_dir, margin=settings.gate.get("margin"), metrics=gate_metrics
+    )
     if not gate.passed:
         raise QualityGateError(gate)
     adata = read_atlas(atlas_h5ad, required=())
@@ -248,18 +252,117 @@ def publish_release(
     emb = embed(net, X, batch_size)
     if metric == "cosine":
         emb = unit_rows(emb)
-    faiss_index = build_index(emb, flat_max=flat_max, kind=index, large=large_index)
-    kind = index_kind(faiss_index)
+    index = build_index(
+        emb, flat_max=settings.flat_max, kind=settings.index, large=settings.large_index
+    )
     cells = _cells_table(adata)
     thresholds = calibrate_novelty(
-        faiss_index,
+        index,
         emb,
         cells["cl_id"].to_numpy(),
         cells["study"].to_numpy(),
-        quantile=novelty_quantile,
+        quantile=settings.novelty_quantile,
         metric=metric,
     )
+    return _Built(info, metrics, gate, adata, index, cells, thresholds, normalisation)
 
+
+def _write(
+    tmp: Path,
+    built: _Built,
+    sources: dict[str, Path],
+    version: str,
+    settings: PublishSettings,
+    inputs: dict[str, Any],
+) -> None:
+    """Every file of the release into ``tmp``, the manifest last."""
+    info = built.info
+    save_index(built.index, tmp / "index.faiss")
+    built.cells.to_parquet(tmp / "cells.parquet", index=False)
+    built.thresholds.to_csv(tmp / "novelty.tsv", sep="\t", index=False)
+    shutil.copyfile(sources["model_dir"] / "encoder.pt", tmp / "encoder.pt")
+    shutil.copyfile(sources["model_dir"] / "model.json", tmp / "model.json")
+    _genes_table(built.adata, info["genes"]).to_csv(tmp / "genes.tsv", sep="\t", index=False)
+    shutil.copyfile(sources["ontology_obo"], tmp / "ontology.obo")
+    shutil.copytree(sources["de_dir"], tmp / "de")
+    metrics_text = json.dumps(built.metrics, indent=1) + "\n"
+    (tmp / METRICS_FILE).write_text(metrics_text, encoding="utf-8")
+    gate = built.gate
+    manifest = Manifest(
+        scatlas_version=__version__,
+        version=version,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        model=info["model"],
+        n_cells=int(built.adata.n_obs),
+        n_genes=len(info["genes"]),
+        embedding_dim=int(info["embedding_dim"]),
+        index_kind=index_kind(built.index),
+        metric=check_metric(info),
+        normalisation=built.normalisation,
+        novelty_quantile=float(settings.novelty_quantile),
+        quality_gate={
+            "passed": gate.passed,
+            "reason": gate.reason,
+            "margin": settings.gate.get("margin"),
+        },
+        inputs=inputs,
+        files=file_entries(tmp),
+    ).to_dict()
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+def publish_release(
+    *,
+    atlas_h5ad: Path,
+    model_dir: Path,
+    evaluation_dir: Path,
+    de_dir: Path,
+    ontology_obo: Path,
+    publish_dir: Path,
+    version: str,
+    settings: PublishSettings | None = None,
+    inputs: dict[str, Any] | None = None,
+    batch_size: int = 4096,
+    device: str = "auto",
+) -> Path:
+    """Build and publish release ``version``; returns ``publish_dir/version``.
+
+    ``settings`` (default: the schema's ``publish:``) choose the faiss index
+    (``index``/``large_index``/``flat_max``, :func:`build_index`), the novelty quantile, the
+    quality gate (``gate: {margin, metrics}``; margin None: off; a release that evaluates
+    worse than the current one raises QualityGateError) and how many versions to ``keep``.
+    """
+    settings = settings or PublishSettings()
+    validate_version(version)
+    sources = {
+        "atlas_h5ad": Path(atlas_h5ad),
+        "model_dir": Path(model_dir),
+        "evaluation_dir": Path(evaluation_dir),
+        "de_dir": Path(de_dir),
+        "ontology_obo": Path(ontology_obo),
+    }
+    publish_dir = Path(publish_dir)
+    final = publish_dir / version
+    _check_files(
+        sources["atlas_h5ad"],
+        sources["evaluation_dir"],
+        sources["de_dir"],
+        sources["ontology_obo"],
+        final,
+    )
+    built = _build(
+        sources["atlas_h5ad"],
+        sources["model_dir"],
+        sources["evaluation_dir"],
+        publish_dir,
+        settings,
+        batch_size,
+        device,
+    )
+    if inputs is None:
+        inputs = _default_inputs(
+            sources["atlas_h5ad"], sources["model_dir"], sources["ontology_obo"]
+        )
     publish_dir.mkdir(parents=True, exist_ok=True)
     tmp = publish_dir / f".{version}.tmp"
     if tmp.exists():
@@ -267,34 +370,7 @@ def publish_release(
         _remove_tree(tmp)
     tmp.mkdir()
     try:
-        save_index(faiss_index, tmp / "index.faiss")
-        cells.to_parquet(tmp / "cells.parquet", index=False)
-        thresholds.to_csv(tmp / "novelty.tsv", sep="\t", index=False)
-        shutil.copyfile(model_dir / "encoder.pt", tmp / "encoder.pt")
-        shutil.copyfile(model_dir / "model.json", tmp / "model.json")
-        _genes_table(adata, info["genes"]).to_csv(tmp / "genes.tsv", sep="\t", index=False)
-        shutil.copyfile(ontology_obo, tmp / "ontology.obo")
-        shutil.copytree(de_dir, tmp / "de")
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-        manifest = Manifest(
-            scatlas_version=__version__,
-            version=version,
-            created=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-            model=info["model"],
-            n_cells=int(adata.n_obs),
-            n_genes=len(info["genes"]),
-            embedding_dim=int(info["embedding_dim"]),
-            index_kind=kind,
-            metric=metric,
-            normalisation=normalisation,
-            novelty_quantile=float(novelty_quantile),
-            quality_gate={"passed": gate.passed, "reason": gate.reason, "margin": gate_margin},
-            inputs=inputs
-            if inputs is not None
-            else _default_inputs(atlas_h5ad, model_dir, ontology_obo),
-            files=file_entries(tmp),
-        ).to_dict()
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        _write(tmp, built, sources, version, settings, inputs)
         _make_read_only(tmp)
         if final.exists():  # published concurrently meanwhile
             raise InputError(f"release {version} already exists", path=str(final))
@@ -304,6 +380,12 @@ def publish_release(
             _remove_tree(tmp)
         raise
     swap_current(publish_dir, version)
-    log.info("published %s (%d cells, %s index); current -> %s", final, adata.n_obs, kind, version)
-    prune_versions(publish_dir, keep)
+    log.info(
+        "published %s (%d cells, %s index); current -> %s",
+        final,
+        built.adata.n_obs,
+        index_kind(built.index),
+        version,
+    )
+    prune_versions(publish_dir, settings.keep)
     return final

@@ -17,7 +17,7 @@ from typing import Any
 
 from scatlas.fileio import atomic_write_text, sha256_file
 from scatlas.release.format import current_release
-from scatlas.release.gate import DEFAULT_METRICS, QualityGateError
+from scatlas.release.gate import QualityGateError
 from scatlas.release.publish import publish_release
 from scatlas.settings import PublishSettings
 
@@ -62,7 +62,6 @@ def publish_from_workflow(
     if not isinstance(settings, PublishSettings):
         settings = PublishSettings.from_config({"publish": settings})
     version = settings.version or next_version(publish_dir)
-    gate = dict(settings.gate)
     inputs = {
         "atlas": _input_record(atlas),
         "model": _input_record(model_dir / "model.json"),
@@ -70,17 +69,16 @@ def publish_from_workflow(
         "ontology": _input_record(obo),
     }
     try:
-        path = _publish(
-            atlas,
-            model_dir,
-            evaluation_dir,
-            de_dir,
-            obo,
-            publish_dir,
-            version,
-            settings,
-            gate,
-            inputs,
+        path = publish_release(
+            atlas_h5ad=atlas,
+            model_dir=model_dir,
+            evaluation_dir=evaluation_dir,
+            de_dir=de_dir,
+            ontology_obo=obo,
+            publish_dir=publish_dir,
+            version=version,
+            settings=settings,
+            inputs=inputs,
         )
     except QualityGateError as exc:
         previous = current_release(publish_dir)
@@ -110,25 +108,3 @@ def publish_from_workflow(
     atomic_write_text(record, json.dumps(summary, indent=2) + "\n")
     log.info("published release %s at %s", version, path)
     return path
-
-
-def _publish(
-    atlas, model_dir, evaluation_dir, de_dir, obo, publish_dir, version, settings, gate, inputs
-) -> Path:
-    return publish_release(
-        atlas_h5ad=atlas,
-        model_dir=model_dir,
-        evaluation_dir=evaluation_dir,
-        de_dir=de_dir,
-        ontology_obo=obo,
-        publish_dir=publish_dir,
-        version=version,
-        keep=settings.keep,
-        flat_max=settings.flat_max,
-        index=settings.index,
-        large_index=settings.large_index,
-        novelty_quantile=settings.novelty_quantile,
-        gate_margin=gate.get("margin"),
-        gate_metrics=tuple(gate.get("metrics") or DEFAULT_METRICS),
-        inputs=inputs,
-    )
