@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from scatlas.de import run_de, term_file_name  # noqa: E402
 from scatlas.ontology import cached_ontology  # noqa: E402
 from scatlas.package_data import snapshot_obo  # noqa: E402
+from scatlas.settings import DESettings  # noqa: E402
 
 OBO = snapshot_obo()
 N_PLANTED = 20
@@ -139,9 +140,9 @@ def main() -> None:
                 atlas,
                 OBO,
                 tmp / method,
-                min_cells=min(5, args.cells),
-                method=method,
-                siblings=args.siblings,
+                settings=DESettings(
+                    min_cells=min(5, args.cells), method=method, siblings=args.siblings
+                ),
             )
             wall = time.perf_counter() - t0
             st = pd.read_csv(tmp / method / "studies.tsv", sep="\t")

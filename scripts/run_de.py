@@ -12,6 +12,6 @@ run_de(
     Path(snakemake.input.atlas),
     Path(snakemake.input.obo),
     Path(snakemake.output[0]),
+    settings=settings.de,
     organism=settings.atlas.organism,
-    **settings.de.kwargs(),
 )

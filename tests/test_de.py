@@ -28,6 +28,7 @@ from scatlas.de import (
 )
 from scatlas.errors import InputError
 from scatlas.package_data import snapshot_obo
+from scatlas.settings import DESettings
 
 B, NAIVE_B, T, NK, PDC = "CL:0000236", "CL:0000788", "CL:0000084", "CL:0000623", "CL:0000784"
 
@@ -210,7 +211,10 @@ def _planted_atlas(path):
 def test_planted_genes_recovered_artefact_rejected(tmp_path, obo, method):
     atlas = _planted_atlas(tmp_path / "atlas.h5ad")
     summary = run_de(
-        atlas, obo, tmp_path / "de", min_cells=5, fdr=0.05, min_studies=2, method=method
+        atlas,
+        obo,
+        tmp_path / "de",
+        settings=DESettings(min_cells=5, fdr=0.05, min_studies=2, method=method),
     )
     assert list(summary.columns) == SUMMARY_COLUMNS
     s = summary[summary["contrast"] == "rest"].set_index("cl_id")
@@ -278,7 +282,12 @@ def test_normalised_studies_left_out(tmp_path, obo):
     adata = anndata.read_h5ad(atlas)
     adata.obs["normalised"] = (adata.obs["study"] == "GSE3").to_numpy()
     adata.write_h5ad(atlas)
-    s = run_de(atlas, obo, tmp_path / "de", min_cells=5, min_studies=2, method="wilcoxon")
+    s = run_de(
+        atlas,
+        obo,
+        tmp_path / "de",
+        settings=DESettings(min_cells=5, min_studies=2, method="wilcoxon"),
+    )
     s = s[s["contrast"] == "rest"].set_index("cl_id")
     assert s.loc[B, "n_studies"] == 2 and s.loc[B, "n_cells"] == 30 + 10 + 25
     table = pd.read_csv(tmp_path / "de" / "CL_0000236.tsv", sep="\t")

@@ -25,6 +25,7 @@ from scatlas.de import (
 from scatlas.de.rbridge import RUnavailable
 from scatlas.ontology import cached_ontology
 from scatlas.package_data import snapshot_obo
+from scatlas.settings import DESettings
 
 
 @pytest.fixture(scope="module")
@@ -177,13 +178,18 @@ def test_r_missing_falls_back_or_marks_not_tested(tmp_path, obo, monkeypatch):
         raise RUnavailable(f"R package {name!r} is not installed (simulated)")
 
     monkeypatch.setattr("scatlas.de.run.r_package", missing)
-    s = run_de(atlas, obo, tmp_path / "fb", min_cells=5, method="edger")
+    s = run_de(atlas, obo, tmp_path / "fb", settings=DESettings(min_cells=5, method="edger"))
     tested = s[s["status"] == "tested"]
     assert len(tested) >= 3
     assert tested["method"].str.startswith("wilcoxon (fallback from edger: R package").all()
     assert "log2 fold change of expm1(mean log1p CP10k)" in tested["reason"].iloc[0]
     assert (tmp_path / "fb" / "CL_0000236.tsv").exists()
-    s = run_de(atlas, obo, tmp_path / "nofb", min_cells=5, method="edger", fallback=False)
+    s = run_de(
+        atlas,
+        obo,
+        tmp_path / "nofb",
+        settings=DESettings(min_cells=5, method="edger", fallback=False),
+    )
     assert (s["status"] == "not tested").all()
     rest = s[s["contrast"] == "rest"].set_index("cl_id")
     assert "R unavailable for edger" in rest.loc[B, "reason"]
@@ -206,7 +212,7 @@ def test_r_error_in_one_term_rest_goes_on(tmp_path, obo, monkeypatch):
     )
     monkeypatch.setattr(edger, "EDGER_QL", failing)
     atlas = _planted_atlas(tmp_path / "atlas.h5ad")  # GSE1 alone has 40 B cells
-    s = run_de(atlas, obo, tmp_path / "de", min_cells=5, method="edger")
+    s = run_de(atlas, obo, tmp_path / "de", settings=DESettings(min_cells=5, method="edger"))
     rest = s[s["contrast"] == "rest"].set_index("cl_id")
     assert rest.loc[B, "status"] == "not tested"
     assert "R error in study GSE1" in rest.loc[B, "reason"]
@@ -236,7 +242,13 @@ def test_zero_gene_set_zero_cells_and_mouse_go(tmp_path, obo):
     X[b2[:6]] = 0
     adata.X = sp.csr_matrix(X)
     adata.write_h5ad(atlas)
-    s = run_de(atlas, obo, tmp_path / "de", min_cells=5, go=True, organism="Mus musculus")
+    s = run_de(
+        atlas,
+        obo,
+        tmp_path / "de",
+        organism="Mus musculus",
+        settings=DESettings(min_cells=5, go=True),
+    )
     rest = s[s["contrast"] == "rest"].set_index("cl_id")
     assert rest.loc[B, "status"] == "tested" and rest.loc[B, "n_studies"] == 3
     assert "org.Mm.eg.db" in rest.loc[B, "go"] and rest.loc[B, "go"].startswith("failed")

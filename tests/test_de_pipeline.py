@@ -20,6 +20,7 @@ from scatlas.atlas.assemble import assemble_atlas
 from scatlas.de import run_de
 from scatlas.ontology import cached_ontology, map_study, read_cell_types
 from scatlas.package_data import snapshot_obo
+from scatlas.settings import DESettings
 
 # sorted population -> description (Zheng 2017), shared with the real-data evaluation
 POPULATIONS = PBMC_DESCRIPTIONS
@@ -107,7 +108,10 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
     assert atlas.n_obs > 2000 and atlas.obs["trainable"].all()
 
     summary = run_de(
-        tmp_path / "atlas" / "atlas.h5ad", obo, tmp_path / "de", min_cells=10, method="wilcoxon"
+        tmp_path / "atlas" / "atlas.h5ad",
+        obo,
+        tmp_path / "de",
+        settings=DESettings(min_cells=10, method="wilcoxon"),
     )
     s = summary[summary["contrast"] == "rest"].set_index("cl_id")
     assert len(s) == 9 and (s["status"] == "tested").all() and (s["n_studies"] == 2).all()
@@ -165,10 +169,8 @@ def test_zheng_sorted_pbmc_edger_markers(tmp_path, shared_data, repo_root):
         tmp_path / "atlas" / "atlas.h5ad",
         obo,
         tmp_path / "de",
-        min_cells=10,
-        method="edger",
-        siblings=False,
         terms=[CD19_B],
+        settings=DESettings(min_cells=10, method="edger", siblings=False),
     )
     assert list(summary["cl_id"]) == [CD19_B] and summary["status"].iloc[0] == "tested"
     assert summary["method"].iloc[0] == "edger"

@@ -228,31 +228,26 @@ def run_de(
     obo: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    min_cells: int = DESettings.min_cells,
-    fdr: float = DESettings.fdr,
-    min_studies: int = DESettings.min_studies,
-    method: str = DESettings.method,
-    fallback: bool = DESettings.fallback,
-    gene_filter: str = DESettings.gene_filter,
-    siblings: bool = DESettings.siblings,
-    go: bool = DESettings.go,
+    settings: DESettings | None = None,
     organism: str = AtlasSettings.organism,
     terms: list[str] | None = None,
 ) -> pd.DataFrame:
     """Write the per-term tables, ``summary.tsv`` and ``studies.tsv`` to ``out_dir``
-    (see the module docstring). Returns the summary. ``terms`` restricts the terms;
-    ``gene_filter`` is passed to `study_de`; ``organism`` picks the GO annotation."""
+    (see the module docstring). Returns the summary. ``settings``: the ``de:`` section
+    (default: the schema's; its ``gene_filter`` is passed to `study_de`); ``terms``
+    restricts the terms; ``organism`` picks the GO annotation."""
     out_dir = Path(out_dir)
     atlas = _read_atlas(atlas_h5ad)
+    de = settings or DESettings()
     plan = _resolve_plan(
-        method,
-        fallback,
-        min_cells=min_cells,
-        fdr=fdr,
-        min_studies=min_studies,
-        gene_filter=gene_filter,
-        siblings=siblings,
-        go=go,
+        de.method,
+        de.fallback,
+        min_cells=de.min_cells,
+        fdr=de.fdr,
+        min_studies=de.min_studies,
+        gene_filter=de.gene_filter,
+        siblings=de.siblings,
+        go=de.go,
         organism=organism,
     )
     onto = cached_ontology(obo)
