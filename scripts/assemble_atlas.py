@@ -15,5 +15,5 @@ assemble_atlas(
     Path(snakemake.output.atlas),
     Path(snakemake.output.splits),
     ontology=cached_ontology(Path(snakemake.input.obo)),
-    **settings.atlas.kwargs(exclude=("organism",)),
+    settings=settings.atlas,
 )

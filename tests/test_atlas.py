@@ -12,6 +12,7 @@ from scatlas.atlas.assemble import AtlasError, assemble_atlas, choose_splits
 from scatlas.errors import InputError
 from scatlas.ontology import cached_ontology
 from scatlas.package_data import snapshot_obo
+from scatlas.settings import AtlasSettings
 
 B, T, NK, HEP = "CL:0000236", "CL:0000084", "CL:0000623", "CL:0000182"
 OBSOLETE_OSTEO, OSTEO = "CL:0000375", "CL:0007010"
@@ -100,7 +101,7 @@ def _assemble(tmp_path, studies, onto, **kw):
         tmp_path / "atlas" / "atlas.h5ad",
         tmp_path / "atlas" / "splits.tsv",
         ontology=onto,
-        **kw,
+        settings=AtlasSettings(**kw),
     )
 
 
@@ -245,7 +246,7 @@ def test_failed_studies_skipped_and_too_few_studies(tmp_path, onto, caplog):
             bad / "atlas.h5ad",
             bad / "splits.tsv",
             ontology=onto,
-            **{**SMALL, "min_genes": 20, "min_counts": 100},
+            settings=AtlasSettings(**{**SMALL, "min_genes": 20, "min_counts": 100}),
         )
     assert "GSE12: study failed upstream: no runs aligned" in str(err.value)
     assert not (bad / "atlas.h5ad").exists() and not (bad / "splits.tsv").exists()

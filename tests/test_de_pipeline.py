@@ -20,7 +20,7 @@ from scatlas.atlas.assemble import assemble_atlas
 from scatlas.de import run_de
 from scatlas.ontology import cached_ontology, map_study, read_cell_types
 from scatlas.package_data import snapshot_obo
-from scatlas.settings import DESettings
+from scatlas.settings import AtlasSettings, DESettings
 
 # sorted population -> description (Zheng 2017), shared with the real-data evaluation
 POPULATIONS = PBMC_DESCRIPTIONS
@@ -99,10 +99,9 @@ def test_zheng_sorted_pbmc_end_to_end(tmp_path, shared_data, repo_root):
         tmp_path / "atlas" / "atlas.h5ad",
         tmp_path / "atlas" / "splits.tsv",
         ontology=onto,
-        min_genes=200,
-        min_counts=500,
-        min_cells_per_type=10,
-        n_query_studies=1,
+        settings=AtlasSettings(
+            min_genes=200, min_counts=500, min_cells_per_type=10, n_query_studies=1
+        ),
     )
     assert sorted(atlas.uns["scatlas"]["splits"].values()) == ["query", "train"]
     assert atlas.n_obs > 2000 and atlas.obs["trainable"].all()
@@ -160,10 +159,9 @@ def test_zheng_sorted_pbmc_edger_markers(tmp_path, shared_data, repo_root):
         tmp_path / "atlas" / "atlas.h5ad",
         tmp_path / "atlas" / "splits.tsv",
         ontology=cached_ontology(obo),
-        min_genes=200,
-        min_counts=500,
-        min_cells_per_type=10,
-        n_query_studies=1,
+        settings=AtlasSettings(
+            min_genes=200, min_counts=500, min_cells_per_type=10, n_query_studies=1
+        ),
     )
     summary = run_de(
         tmp_path / "atlas" / "atlas.h5ad",

@@ -269,19 +269,17 @@ def assemble_atlas(
     out_splits: str | os.PathLike,
     *,
     ontology: CellOntology,
-    min_genes: int = AtlasSettings.min_genes,
-    min_counts: int = AtlasSettings.min_counts,
-    min_cells_per_type: int = AtlasSettings.min_cells_per_type,
-    n_query_studies: int = AtlasSettings.n_query_studies,
-    n_validation_studies: int = AtlasSettings.n_validation_studies,
-    query_studies: Sequence[str] = (),
-    validation_studies: Sequence[str] = (),
-    seed: int = AtlasSettings.seed,
+    settings: AtlasSettings | None = None,
 ) -> anndata.AnnData:
     """Concatenate, QC, label and split the studies; write atlas.h5ad and splits.tsv.
 
     ``expression_paths[i]`` and ``cell_type_paths[i]`` belong to the same study.
+    ``settings``: the ``atlas:`` section (QC thresholds, split sizes, named studies, seed;
+    default: the schema's).
     """
+    cfg = settings or AtlasSettings()
+    min_genes, min_counts, seed = cfg.min_genes, cfg.min_counts, cfg.seed
+    query_studies, validation_studies = cfg.query_studies, cfg.validation_studies
     if len(expression_paths) != len(cell_type_paths):
         raise InputError(
             f"{len(expression_paths)} expression files but {len(cell_type_paths)} cell-type files"
@@ -293,15 +291,15 @@ def assemble_atlas(
     studies = [loaded[s] for s in sorted(loaded)]
     var, X = _merge_genes(studies)
     obs = _merged_obs(studies)
-    trainable_types = _mark_trainable(obs, min_cells_per_type)
+    trainable_types = _mark_trainable(obs, cfg.min_cells_per_type)
     study_types = {
         s.study: set(obs.loc[(obs["study"] == s.study) & obs["trainable"], "cl_id"])
         for s in studies
     }
     split_of = choose_splits(
         study_types,
-        n_query_studies=n_query_studies,
-        n_validation_studies=n_validation_studies,
+        n_query_studies=cfg.n_query_studies,
+        n_validation_studies=cfg.n_validation_studies,
         query_studies=[s for s in query_studies if s in loaded],
         validation_studies=[s for s in validation_studies if s in loaded],
         seed=seed,
@@ -322,7 +320,7 @@ def assemble_atlas(
         "params": {
             "min_genes": min_genes,
             "min_counts": min_counts,
-            "min_cells_per_type": min_cells_per_type,
+            "min_cells_per_type": cfg.min_cells_per_type,
             "seed": seed,
         },
         "ontology_version": ontology.version,
