@@ -132,10 +132,10 @@ def measured_rate(url: str, env: dict, n: int) -> float:
 DAG_CHILD = """
 import json, resource, time
 from pathlib import Path
-from scatlas.runner import run_workflow
+from scatlas.runner import Rerun, run_workflow
 t0 = time.perf_counter()
 ok = run_workflow(Path({work!r}), snakefile=Path({snakefile!r}), configfiles=[Path({cfg!r})],
-                  cores=2, dryrun=True, rerun_triggers=("mtime", "params", "input"))
+                  cores=2, dryrun=True, rerun=Rerun(("mtime", "params", "input")))
 print(json.dumps({{"ok": ok, "seconds": time.perf_counter() - t0,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
 """

@@ -27,11 +27,11 @@ from scatlas.discover.refresh import (
     RERUN_TRIGGERS,
     plan_window,
     refresh,
-    refresh_lock,
     retry_failed,
 )
 from scatlas.errors import InputError
 from scatlas.ingest.catalog import Catalog
+from scatlas.locks import LockedError, workflow_lock
 
 D = dt.date
 
@@ -86,7 +86,7 @@ def outputs(work: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(res)): p.read_bytes()
         for p in sorted(res.rglob("*"))
-        if p.is_file() and p.name != ".refresh.lock" and not p.name.startswith("catalog")
+        if p.is_file() and p.name != ".workflow.lock" and not p.name.startswith("catalog")
     }
 
 
@@ -108,20 +108,38 @@ def catalog_rows(work: Path) -> dict[str, list[tuple]]:
 # -- fast tests ------------------------------------------------------------------------------
 
 
-def test_overlapping_refresh_exits_zero_with_a_message(tmp_path, capsys):
-    with refresh_lock(tmp_path / "results" / ".refresh.lock") as held:
-        assert held.acquired
+HOLD_LOCK = """
+import sys, time
+from scatlas.locks import workflow_lock
+with workflow_lock(sys.argv[1], "demo"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_overlapping_refresh_exits_zero_with_a_message(tmp_path, capsys, repo_root):
+    """Another scatlas run (here a child process) holds the folder: the refresh exits 0 at
+    once naming it; the lock is free again once that process is gone."""
+    env = {**os.environ, "PYTHONPATH": str(repo_root / "scripts")}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"held"
         result = refresh(tmp_path, configfiles=[write_config(tmp_path)])
         assert result.status == "locked"
-        assert (
-            f"pid {os.getpid()}" in result.message and "another scatlas refresh" in result.message
-        )
+        assert f"pid {holder.pid}" in result.message and "another scatlas run" in result.message
         assert cli.main(["refresh", "--workdir", str(tmp_path), "--configfile",
                          str(tmp_path / "refresh.yaml")]) == 0  # fmt: skip
-        assert "another scatlas refresh is running" in capsys.readouterr().out
+        assert "another scatlas run is using" in capsys.readouterr().out
+        with pytest.raises(LockedError, match=f"pid {holder.pid}"), workflow_lock(tmp_path):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops its lock
+        holder.wait()
     assert not (tmp_path / "results" / "catalog.sqlite").exists()  # nothing was recorded
-    with refresh_lock(tmp_path / "results" / ".refresh.lock") as again:  # released
-        assert again.acquired
+    with workflow_lock(tmp_path) as again, workflow_lock(tmp_path):  # free; re-entrant
+        assert again.name == ".workflow.lock"
 
 
 def test_window_planning(tmp_path):
@@ -280,3 +298,34 @@ def test_killed_refresh_resumes_to_the_same_result(tmp_path, repo_root):
         statuses = [r["status"] for r in cat.rows("refreshes")]
         assert statuses == ["failed", "ok"]
         assert cat.rows("refreshes")[0]["reason"].startswith("interrupted")
+
+
+@pytest.mark.slow
+def test_refresh_killed_after_cataloguing_keeps_its_new_studies(tmp_path, repo_root, monkeypatch):
+    """A refresh stopped after the workflow catalogued its studies, before it recorded
+    itself: the resumed refresh still reports those studies as new."""
+    import scatlas.discover.refresh as refresh_module
+
+    world = tmp_path / "world"
+    write_metadata_world(world, world_series())
+    recorder = refresh_module._record
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a SIGINT right after the workflow ends
+
+    with MirrorServer(world) as mirror:
+        monkeypatch.setattr(refresh_module, "_record", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path, mirror, repo_root, until="2024-01-10")
+        with Catalog(tmp_path / "results" / "catalog.sqlite") as cat:
+            assert len(cat.rows("studies")) == 3  # already catalogued
+        monkeypatch.setattr(refresh_module, "_record", recorder)
+        resumed = run(tmp_path, mirror, repo_root, until="2024-01-10")
+        assert resumed.status == "ok", resumed.message
+        assert resumed.new == ["GSE910001", "GSE910002", "GSE910003"]
+        again = run(tmp_path, mirror, repo_root, until="2024-01-10")
+        assert again.new == [] and again.changed == []  # recorded once, then known
+    assert not (tmp_path / refresh_module.BEFORE_FILE).exists()
+    with Catalog(tmp_path / "results" / "catalog.sqlite") as cat:
+        rows = cat.rows("refreshes")
+    assert [(r["status"], r["n_new"]) for r in rows] == [("failed", None), ("ok", 3), ("ok", 0)]

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "refresh",
         help="incremental refresh for cron: discover the new date window, re-run what changed",
-        description="Take the refresh lock (an overlapping refresh exits 0), search GEO and "
+        description="Take the folder's workflow lock (a refresh overlapping another scatlas "
+        "run exits 0), search GEO and "
         "ArrayExpress from the last successful refresh (or --since) to today (or --until), "
         "run the workflow re-running only new or changed studies, record the refresh in "
         "results/catalog.sqlite. Exit status 1 when the workflow failed.",

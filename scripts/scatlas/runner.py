@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scatlas.errors import ScatlasError
+from scatlas.locks import stale_snakemake_lock, workflow_lock
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,21 @@ def repo_root(start: Path | None = None) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """When jobs run again. ``triggers``: Snakemake's rerun triggers. ``forcerun``: rules or
+    output files to run again (and what depends on them). ``incomplete``: outputs of jobs a
+    killed run left unfinished are made again (safe: no other run is alive, see
+    :mod:`scatlas.locks`). ``max_checksum_file_size``: inputs up to this size that are newer
+    than their outputs but have the same content (sha256) do not re-run their jobs
+    (Snakemake's default is 1 MB)."""
+
+    triggers: tuple[str, ...] = ("mtime", "params", "input", "code")
+    forcerun: tuple[str, ...] = ()
+    incomplete: bool = True
+    max_checksum_file_size: int | None = None
+
+
 def run_workflow(
     workdir: Path,
     *,
@@ -38,32 +55,24 @@ def run_workflow(
     targets: Sequence[str] = (),
     keep_going: bool = True,
     dryrun: bool = False,
-    rerun_triggers: Sequence[str] = ("mtime", "params", "input", "code"),
-    forcerun: Sequence[str] = (),
-    rerun_incomplete: bool = False,
-    unlock_first: bool = False,
-    max_checksum_file_size: int | None = None,
+    rerun: Rerun | None = None,
     cache: Sequence[str] = (),
 ) -> bool:
     """Run the workflow; True when every job succeeded.
 
     ``workdir`` is where ``results/``, ``logs/`` and relative config paths live;
-    ``snakefile`` defaults to the repository's top-level Snakefile. ``forcerun``: rules or
-    output files to run again (and what depends on them). ``rerun_incomplete``: outputs of
-    jobs a killed run left unfinished are made again. ``unlock_first``: remove a Snakemake
-    lock a killed run left behind (only for a caller that knows no other run is active, as
-    ``scatlas refresh`` does under its own lock). ``max_checksum_file_size``: inputs up to
-    this size that are newer than their outputs but have the same content (sha256) do not
-    re-run their jobs (Snakemake's default is 1 MB). ``cache``: rules whose outputs are
-    taken from / stored in Snakemake's between-workflow cache (``--cache``; the cache
-    folder is ``$SNAKEMAKE_OUTPUT_CACHE``), e.g. ``["hisat2_index"]``.
+    ``snakefile`` defaults to the repository's top-level Snakefile. The run holds the
+    folder's workflow lock (:func:`scatlas.locks.workflow_lock`: LockedError when another
+    scatlas run holds it) and removes a Snakemake lock a killed run left behind. ``rerun``:
+    see :class:`Rerun`. ``cache``: rules whose outputs are taken from / stored in
+    Snakemake's between-workflow cache (``--cache``; the cache folder is
+    ``$SNAKEMAKE_OUTPUT_CACHE``), e.g. ``["hisat2_index"]``.
     """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import RerunTrigger
     from snakemake.settings.types import (
         ConfigSettings,
         DAGSettings,
-        ExecutionSettings,
         OutputSettings,
         ResourceSettings,
         StorageSettings,
@@ -71,18 +80,16 @@ def run_workflow(
     )
 
     snakefile = snakefile or repo_root() / "Snakefile"
+    rerun = rerun or Rerun()
     previous = Path.cwd()
-    # Snakemake prints its own log; keep our root handlers from printing it a second time
-    snakemake_log = logging.getLogger("snakemake")
-    propagate, snakemake_log.propagate = snakemake_log.propagate, False
     dag_settings = {
         "targets": set(targets),
-        "rerun_triggers": frozenset(RerunTrigger.parse_choice(t) for t in rerun_triggers),
-        "forcerun": set(forcerun),
-        "force_incomplete": rerun_incomplete,
+        "rerun_triggers": frozenset(RerunTrigger.parse_choice(t) for t in rerun.triggers),
+        "forcerun": set(rerun.forcerun),
+        "force_incomplete": rerun.incomplete,
     }
-    if max_checksum_file_size is not None:
-        dag_settings["max_checksum_file_size"] = int(max_checksum_file_size)
+    if rerun.max_checksum_file_size is not None:
+        dag_settings["max_checksum_file_size"] = int(rerun.max_checksum_file_size)
 
     def new_workflow(api: SnakemakeApi) -> Any:
         return api.workflow(
@@ -96,23 +103,35 @@ def run_workflow(
             workdir=Path(workdir).resolve(),
         )
 
-    try:
-        if unlock_first and not dryrun:
-            with SnakemakeApi(OutputSettings()) as api:
-                new_workflow(api).dag(DAGSettings(targets=set(targets))).unlock()
+    with workflow_lock(workdir, "workflow run"):
+        stale = not dryrun and stale_snakemake_lock(workdir)  # LockedError: a live run
+        # Snakemake prints its own log; keep our root handlers from printing it a second time
+        snakemake_log = logging.getLogger("snakemake")
+        propagate, snakemake_log.propagate = snakemake_log.propagate, False
+        try:
+            if stale:
+                log.warning("removing the Snakemake lock a killed run left in %s", workdir)
+                with SnakemakeApi(OutputSettings()) as api:
+                    new_workflow(api).dag(DAGSettings(targets=set(targets))).unlock()
+                os.chdir(previous)
+            return _execute(SnakemakeApi, new_workflow, dag_settings, dryrun, keep_going)
+        except Exception as exc:  # snakemake reports the details itself
+            log.error("workflow failed: %s", exc)
+            return False
+        finally:
+            snakemake_log.propagate = propagate
             os.chdir(previous)
-        with SnakemakeApi(
-            OutputSettings(printshellcmds=True, show_failed_logs=True, dryrun=dryrun)
-        ) as api:
-            dag = new_workflow(api).dag(DAGSettings(**dag_settings))
-            dag.execute_workflow(
-                executor="dryrun" if dryrun else "local",
-                execution_settings=ExecutionSettings(keep_going=keep_going),
-            )
-        return True
-    except Exception as exc:  # snakemake reports the details itself
-        log.error("workflow failed: %s", exc)
-        return False
-    finally:
-        snakemake_log.propagate = propagate
-        os.chdir(previous)
+
+
+def _execute(api_class, new_workflow, dag_settings: dict, dryrun: bool, keep_going: bool) -> bool:
+    from snakemake.settings.types import DAGSettings, ExecutionSettings, OutputSettings
+
+    with api_class(
+        OutputSettings(printshellcmds=True, show_failed_logs=True, dryrun=dryrun)
+    ) as api:
+        dag = new_workflow(api).dag(DAGSettings(**dag_settings))
+        dag.execute_workflow(
+            executor="dryrun" if dryrun else "local",
+            execution_settings=ExecutionSettings(keep_going=keep_going),
+        )
+    return True

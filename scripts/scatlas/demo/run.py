@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +79,12 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read_json(path: Path, since_ns: int | None = None) -> dict | None:
+    """The JSON file, or None when absent or (``since_ns``) older than this run: a failed
+    run never reports an earlier run's figures."""
+    if not path.is_file() or (since_ns is not None and path.stat().st_mtime_ns < since_ns):
+        return None
+    return json.loads(path.read_text())
 
 
 def run_demo(
@@ -94,6 +99,7 @@ def run_demo(
 
     root = root or repo_root()
     ensure_world(root / WORLD_DIR, seed, regenerate)
+    started_ns = time.time_ns()
     with MirrorServer(root / WORLD_DIR, port=port) as mirror:
         log.info("demo mirror at %s", mirror.url)
         ok = run_workflow(
@@ -103,9 +109,10 @@ def run_demo(
             cores=cores,
         )
     results = root / "results"
+    since = None if ok else started_ns  # after a success, every output is up to date
     outputs = {
-        "release": _read_json(results / "publish" / "release.json"),
-        "accuracy": _read_json(results / "demo" / "query_accuracy.json"),
-        "catalog": _read_json(results / "catalog" / "update.json"),
+        "release": _read_json(results / "publish" / "release.json", since),
+        "accuracy": _read_json(results / "demo" / "query_accuracy.json", since),
+        "catalog": _read_json(results / "catalog" / "update.json", since),
     }
     return DemoResult(ok=ok, root=root, outputs=outputs)

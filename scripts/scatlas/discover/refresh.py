@@ -1,8 +1,9 @@
 """``scatlas refresh``: one unattended, incremental refresh of the atlas, for cron.
 
-1. **Lock.** An exclusive ``flock`` on ``results/.refresh.lock``; a second refresh that
-   overlaps the first exits 0 at once, saying which process holds the lock. The kernel drops
-   the lock when its holder dies, so a killed refresh never blocks the next one.
+1. **Lock.** The working directory's workflow lock (:mod:`scatlas.locks`, shared by every
+   scatlas command that runs the workflow); a refresh that overlaps another run exits 0 at
+   once, saying which process holds the lock. The kernel drops the lock when its holder
+   dies, so a killed run never blocks the next one.
 2. **Plan the window.** ``--since``/``--until`` when given; otherwise from the end date of
    the last *successful* refresh recorded in the catalog (that boundary day is searched again:
    GEO dates are days, and a study found twice is simply unchanged) to today (UTC); the very
@@ -11,7 +12,7 @@
    ``discover.date_from/date_to`` set to the window. Only what is new or changed re-runs, by
    choice of rerun triggers (:data:`RERUN_TRIGGERS`, see there). A refresh that was killed
    left incomplete outputs (made again: ``--rerun-incomplete``), a stale Snakemake lock
-   (removed: this process holds the refresh lock), ``.part`` downloads (resumed with
+   (removed once no live process holds it), ``.part`` downloads (resumed with
    ``Range``) and a refresh row without an end (closed as failed). Failures worth another
    try (a service that was down: sample sheets failed by the network, downloads cut off)
    are moved aside so that this refresh tries them again; records that were malformed stay
@@ -23,15 +24,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import errno
-import fcntl
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +37,10 @@ from typing import Any
 import yaml
 
 from scatlas.errors import InputError
-from scatlas.ingest.catalog import Catalog, utc_now
-from scatlas.runner import run_workflow
+from scatlas.fileio import atomic_write_text
+from scatlas.ingest.catalog import Catalog
+from scatlas.locks import LockedError, workflow_lock
+from scatlas.runner import Rerun, run_workflow
 from scatlas.stage_io import WHOLE_FILE, config_date, read_tsv
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 #   such a rebuild is started on purpose (snakemake --forcerun RULE), not by a refresh.
 RERUN_TRIGGERS = ("mtime", "params", "input")
 MAX_CHECKSUM_BYTES = 64 << 20  # sample sheets of very large studies are still compared by content
-LOCK_FILE = Path("results") / ".refresh.lock"
 CATALOG = Path("results") / "catalog.sqlite"
+# the catalog's studies as a refresh found them, kept until the refresh is recorded
+BEFORE_FILE = Path("results") / ".refresh.before.json"
 RELEASE_RECORD = Path("results") / "publish" / "release.json"
 
 
@@ -85,39 +86,6 @@ def publish_outcome(work: Path, before: float | None) -> str:
             f"(current stays {info.get('version')})"
         )
     return f"release {info.get('version')} published"
-
-
-@dataclass
-class Lock:
-    acquired: bool
-    holder: str = ""
-
-
-@contextlib.contextmanager
-def refresh_lock(path: str | os.PathLike) -> Iterator[Lock]:
-    """An exclusive, non-blocking ``flock`` on ``path``; yields Lock(acquired=False, holder)
-    when another process holds it. The lock file records the holder's pid and start time."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-            yield Lock(False, holder)
-            return
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, started {utc_now()}\n".encode(), 0)
-        try:
-            yield Lock(True)
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -240,78 +208,103 @@ def refresh(
     """One refresh (see the module docstring). Never raises for a failed workflow: the result
     says what happened; the catalog records it."""
     work = Path(workdir).resolve()
-    with refresh_lock(work / LOCK_FILE) as lock:
-        if not lock.acquired:
-            msg = (
-                f"another scatlas refresh is running in {work} ({lock.holder or 'holder unknown'});"
-                " this one has nothing to do and exits"
+    try:
+        with workflow_lock(work, "refresh"):
+            return _refresh_locked(
+                work, configfiles, config, since, until, cores, targets, snakefile, dryrun, today
             )
-            log.warning(msg)
-            return RefreshResult("locked", msg)
-        cfg = load_config(work, configfiles)
-        _merge(cfg, dict(config or {}))
-        config_from = (cfg.get("discover") or {}).get("date_from")
-        with Catalog(work / CATALOG) as cat:
-            closed = (
-                0
-                if dryrun
-                else cat.close_interrupted_refreshes(
-                    "interrupted: it never finished (killed or crashed); a later refresh covers "
-                    "its window again"
-                )
-            )
-            window = plan_window(
-                cat, since=since, until=until, config_from=config_from, today=today
-            )
-            rid = None
-            # what the catalog knew before: new and changed studies are told apart from it
-            # (not by timestamps, which a quick second refresh could share with the first)
-            before = {r["study"]: r.get("fingerprint", "") for r in cat.rows("studies")}
-            if not dryrun:
-                rid = cat.start_refresh(
-                    window.since, window.until, reason=f"running; window {window.why}"
-                )
-        if closed:
-            log.warning("closed %d refresh(es) that never finished", closed)
-        log.info(
-            "refresh window %s .. %s (%s)",
-            window.since or "the beginning",
-            window.until,
-            window.why,
+    except LockedError as exc:
+        msg = f"{exc}: it has nothing to do and exits"
+        log.warning(msg)
+        return RefreshResult("locked", msg)
+
+
+def _refresh_locked(
+    work: Path,
+    configfiles: Sequence[str | os.PathLike],
+    config: Mapping[str, Any] | None,
+    since: str | None,
+    until: str | None,
+    cores: int,
+    targets: Sequence[str],
+    snakefile: Path | None,
+    dryrun: bool,
+    today: dt.date | None,
+) -> RefreshResult:
+    cfg = load_config(work, configfiles)
+    _merge(cfg, dict(config or {}))
+    config_from = (cfg.get("discover") or {}).get("date_from")
+    window, rid, before = _begin(work, since, until, config_from, dryrun, today)
+    retried = [] if dryrun else retry_failed(work / "results", work / "logs" / "retried")
+    for line in retried:
+        log.info("trying again: %s", line)
+    overrides = dict(config or {})
+    overrides["discover"] = {
+        **dict(overrides.get("discover") or {}),
+        "date_from": window.since,
+        "date_to": window.until,
+    }
+    release_before = _mtime(work / RELEASE_RECORD)
+    ok = run_workflow(
+        work,
+        snakefile=snakefile,
+        configfiles=[Path(f) if Path(f).is_absolute() else work / f for f in configfiles],
+        config=overrides,
+        cores=cores,
+        targets=targets,
+        keep_going=True,
+        dryrun=dryrun,
+        rerun=Rerun(RERUN_TRIGGERS, max_checksum_file_size=MAX_CHECKSUM_BYTES),
+    )
+    if dryrun:
+        return RefreshResult(
+            "planned" if ok else "failed",
+            f"dry run of the window {window.since or 'the beginning'} .. {window.until}",
+            window,
         )
-        retried = [] if dryrun else retry_failed(work / "results", work / "logs" / "retried")
-        for line in retried:
-            log.info("trying again: %s", line)
-        overrides = dict(config or {})
-        overrides["discover"] = {
-            **dict(overrides.get("discover") or {}),
-            "date_from": window.since,
-            "date_to": window.until,
-        }
-        release_before = _mtime(work / RELEASE_RECORD)
-        ok = run_workflow(
-            work,
-            snakefile=snakefile,
-            configfiles=[Path(f) if Path(f).is_absolute() else work / f for f in configfiles],
-            config=overrides,
-            cores=cores,
-            targets=targets,
-            keep_going=True,
-            dryrun=dryrun,
-            rerun_triggers=RERUN_TRIGGERS,
-            rerun_incomplete=True,
-            unlock_first=True,
-            max_checksum_file_size=MAX_CHECKSUM_BYTES,
-        )
-        if dryrun:
-            return RefreshResult(
-                "planned" if ok else "failed",
-                f"dry run of the window {window.since or 'the beginning'} .. {window.until}",
-                window,
+    result = _record(work, rid, before, window, ok, retried, publish_outcome(work, release_before))
+    (work / BEFORE_FILE).unlink(missing_ok=True)
+    return result
+
+
+def _begin(
+    work: Path,
+    since: str | None,
+    until: str | None,
+    config_from: str | None,
+    dryrun: bool,
+    today: dt.date | None,
+) -> tuple[Window, int | None, dict[str, str]]:
+    """Close refreshes that never finished, plan the window, open this refresh's row; and
+    what the catalog knew before (new and changed studies are told apart from it, not by
+    timestamps, which a quick second refresh could share with the first)."""
+    snapshot = work / BEFORE_FILE
+    with Catalog(work / CATALOG) as cat:
+        closed = 0
+        if not dryrun:
+            closed = cat.close_interrupted_refreshes(
+                "interrupted: it never finished (killed or crashed); a later refresh covers "
+                "its window again"
             )
-        return _record(
-            work, rid, before, window, ok, retried, publish_outcome(work, release_before)
-        )
+        window = plan_window(cat, since=since, until=until, config_from=config_from, today=today)
+        before = {r["study"]: r.get("fingerprint", "") for r in cat.rows("studies")}
+        rid = None
+        if not dryrun:
+            rid = cat.start_refresh(
+                window.since, window.until, reason=f"running; window {window.why}"
+            )
+    if closed:
+        log.warning("closed %d refresh(es) that never finished", closed)
+    if snapshot.is_file():
+        # a killed refresh may have catalogued its new studies already: they stay new
+        before = json.loads(snapshot.read_text(encoding="utf-8"))
+        log.info("an interrupted refresh left its view of the catalog: studies new to it stay new")
+    elif not dryrun:
+        atomic_write_text(snapshot, json.dumps(before, sort_keys=True))
+    log.info(
+        "refresh window %s .. %s (%s)", window.since or "the beginning", window.until, window.why
+    )
+    return window, rid, before
 
 
 def _record(
