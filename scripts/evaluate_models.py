@@ -14,7 +14,6 @@ evaluate(
     Path(snakemake.input.atlas),
     {m: Path(p).parent for m, p in zip(settings.models, snakemake.input.models, strict=True)},
     Path(snakemake.output.report).parent,
+    settings=settings.evaluate,
     ontology=load_ontology(Path(snakemake.input.obo)),
-    holdout=settings.evaluate.novelty_holdout,
-    **settings.evaluate.kwargs("k", "celltypist", "plot"),
 )

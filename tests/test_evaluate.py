@@ -18,6 +18,7 @@ from scatlas.evaluate.metrics import (
     knn_vote,
 )
 from scatlas.models.normalize import log1p_cp10k
+from scatlas.settings import EvaluateSettings
 
 torch.set_num_threads(1)
 
@@ -97,7 +98,11 @@ def test_evaluate_end_to_end(setup, tmp_path):
     atlas, root = setup
     out = tmp_path / "evaluation"
     results = evaluate(
-        atlas, {"dense": root / "dense"}, out, k=5, ontology=FakeOntologyCL(), plot="pca"
+        atlas,
+        {"dense": root / "dense"},
+        out,
+        ontology=FakeOntologyCL(),
+        settings=EvaluateSettings(novelty_holdout=None, k=5, plot="pca"),
     )
     assert set(results) == {"dense", "pca", "lognorm", "celltypist"}
     peer = results.pop("celltypist")
@@ -129,9 +134,8 @@ def test_evaluate_end_to_end(setup, tmp_path):
         atlas,
         {"dense": root / "dense"},
         tmp_path / "again",
-        k=5,
         ontology=FakeOntologyCL(),
-        plot="pca",
+        settings=EvaluateSettings(novelty_holdout=None, k=5, plot="pca"),
     )
     assert (out / "metrics.tsv").read_bytes() == (tmp_path / "again" / "metrics.tsv").read_bytes()
     timing = {"fit_seconds", "predict_seconds", "embed_cells_per_second"}
@@ -151,20 +155,34 @@ class FakeOntologyCL:
 
 def test_evaluate_without_ontology_and_errors(setup, tmp_path):
     atlas, root = setup
-    res = evaluate(atlas, {}, tmp_path / "base", k=3, plot="pca", celltypist=False)
+    res = evaluate(
+        atlas,
+        {},
+        tmp_path / "base",
+        settings=EvaluateSettings(novelty_holdout=None, k=3, plot="pca", celltypist=False),
+    )
     assert set(res) == {"pca", "lognorm"} and res["pca"]["mafp_at_k"] is None
     # a lognorm matrix too large for memory falls back to the HVGs (here: all 200 genes)
     small = evaluate(
-        atlas, {}, tmp_path / "small", k=3, lognorm_max_values=1000, plot="pca", celltypist=False
+        atlas,
+        {},
+        tmp_path / "small",
+        lognorm_max_values=1000,
+        settings=EvaluateSettings(novelty_holdout=None, k=3, plot="pca", celltypist=False),
     )
     assert small["lognorm"]["accuracy"] == res["lognorm"]["accuracy"]
     with pytest.raises(InputError, match="clash"):
-        evaluate(atlas, {"pca": root / "dense"}, tmp_path / "x")
+        evaluate(
+            atlas,
+            {"pca": root / "dense"},
+            tmp_path / "x",
+            settings=EvaluateSettings(novelty_holdout=None),
+        )
     adata = ad.read_h5ad(atlas)
     no_query = tmp_path / "noquery.h5ad"
     adata[adata.obs["split"] != "query"].copy().write_h5ad(no_query)
     with pytest.raises(InputError, match="query cells"):
-        evaluate(no_query, {}, tmp_path / "y")
+        evaluate(no_query, {}, tmp_path / "y", settings=EvaluateSettings(novelty_holdout=None))
 
 
 def _celllines_atlas(shared_data, path):
@@ -213,9 +231,7 @@ def test_real_celllines_study_held_out(shared_data, tmp_path):
         atlas,
         {"dense": tmp_path / "dense"},
         tmp_path / "evaluation",
-        k=10,
-        plot="pca",
-        celltypist=False,
+        settings=EvaluateSettings(novelty_holdout=None, k=10, plot="pca", celltypist=False),
     )
     # 240 query singlets of 3 lines, against 156 reference singlets of 5 lines
     assert (res["dense"]["n_query"], res["dense"]["n_reference"]) == (240, 156)
@@ -240,10 +256,8 @@ def test_mafp_with_the_real_cell_ontology(setup, shared_data, tmp_path):
         atlas,
         {"dense": root / "dense"},
         tmp_path / "e",
-        k=10,
         ontology=cl,
-        plot="pca",
-        celltypist=False,
+        settings=EvaluateSettings(novelty_holdout=None, k=10, plot="pca", celltypist=False),
     )
     for r in res.values():
         assert r["map_at_k"] <= r["mafp_at_k"] <= 1.0

@@ -10,7 +10,7 @@ from scatlas.evaluate.metrics import evaluate
 from scatlas.release.gate import QualityGateError, check_gate
 from scatlas.release.publish import list_versions, publish_release
 from scatlas.release.record import publish_from_workflow
-from scatlas.settings import PublishSettings
+from scatlas.settings import EvaluateSettings, PublishSettings
 
 torch.set_num_threads(1)
 
@@ -44,7 +44,12 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
     atlas = write_atlas(root / "atlas.h5ad")
     train_tiny(atlas, root / "dense", epochs=4)
-    evaluate(atlas, {"dense": root / "dense"}, root / "evaluation", k=5)
+    evaluate(
+        atlas,
+        {"dense": root / "dense"},
+        root / "evaluation",
+        settings=EvaluateSettings(novelty_holdout=None, k=5),
+    )
     de, obo = write_release_inputs(root)
     worse = root / "worse"
     shutil.copytree(root / "evaluation", worse)

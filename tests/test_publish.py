@@ -16,7 +16,7 @@ from scatlas.evaluate.metrics import evaluate
 from scatlas.fileio import sha256_file
 from scatlas.release.format import ReleaseError, validate_version
 from scatlas.release.publish import list_versions, publish_release
-from scatlas.settings import PublishSettings
+from scatlas.settings import EvaluateSettings, PublishSettings
 
 torch.set_num_threads(1)
 
@@ -26,7 +26,12 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pub_inputs")
     atlas = write_atlas(root / "atlas.h5ad")
     train_tiny(atlas, root / "dense", epochs=6)
-    evaluate(atlas, {"dense": root / "dense"}, root / "evaluation", k=5)
+    evaluate(
+        atlas,
+        {"dense": root / "dense"},
+        root / "evaluation",
+        settings=EvaluateSettings(novelty_holdout=None, k=5),
+    )
     de, obo = write_release_inputs(root)
     return {
         "atlas_h5ad": atlas,

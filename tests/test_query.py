@@ -17,6 +17,7 @@ from scatlas.evaluate.metrics import evaluate
 from scatlas.models.normalize import log1p_cp10k
 from scatlas.release.format import ReleaseError
 from scatlas.release.publish import publish_release
+from scatlas.settings import EvaluateSettings
 
 torch.set_num_threads(1)
 HELD_OUT = "GSE100004"
@@ -28,7 +29,12 @@ def release(tmp_path_factory):
     root = tmp_path_factory.mktemp("query")
     atlas = write_atlas(root / "atlas.h5ad")
     train_tiny(atlas, root / "dense")
-    evaluate(atlas, {"dense": root / "dense"}, root / "evaluation", k=5)
+    evaluate(
+        atlas,
+        {"dense": root / "dense"},
+        root / "evaluation",
+        settings=EvaluateSettings(novelty_holdout=None, k=5),
+    )
     full = ad.read_h5ad(atlas)
     held = full.obs["study"] == HELD_OUT
     ref_atlas = root / "reference_atlas.h5ad"

@@ -436,33 +436,63 @@ def evaluate(
     model_dirs: dict[str, Path],
     out_dir: Path,
     *,
-    k: int = EvaluateSettings.k,
+    settings: EvaluateSettings | None = None,
     ontology: OntologyDistance | None = None,
     batch_size: int = 4096,
     device: str = "auto",
     lognorm_max_values: int = LOGNORM_MAX_VALUES,
-    holdout: str | list[str] | None = None,
-    celltypist: bool = EvaluateSettings.celltypist,
-    plot: str = EvaluateSettings.plot,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate each model of ``model_dirs``, the baselines and the CellTypist peer; write
     ``{method}.json``, ``metrics.tsv``, ``per_type_f1.tsv`` and ``report.html``.
 
-    ``holdout`` must be what the models were trained with (``choose_holdout``): those types
-    leave the reference, and their query cells (with any other type unseen in training)
-    score novelty. Returns ``{method: result}``.
+    ``settings``: the ``evaluate:`` section (default: the schema's): ``k``, the CellTypist
+    peer, the plot, and ``novelty_holdout``, which must be what the models were trained with
+    (``choose_holdout``): those types leave the reference, and their query cells (with any
+    other type unseen in training) score novelty. Returns ``{method: result}``.
     """
-    from scatlas.models.device import select_device
-    from scatlas.models.io import load_model
-
+    cfg = settings or EvaluateSettings()
     atlas_h5ad, out_dir = Path(atlas_h5ad), Path(out_dir)
     clash = sorted(set(model_dirs) & {*BASELINES, PEER})
     if clash:
         raise InputError(f"model names {clash} clash with the baselines", field="model_dirs")
-    if plot not in PLOT_METHODS:
-        raise InputError(f"unknown plot method {plot!r}; use one of {PLOT_METHODS}", field="plot")
+    if cfg.plot not in PLOT_METHODS:
+        raise InputError(
+            f"unknown plot method {cfg.plot!r}; use one of {PLOT_METHODS}", field="plot"
+        )
     adata = read_atlas(atlas_h5ad)
-    sel = selections(adata, str(atlas_h5ad), holdout)
+    sel = selections(adata, str(atlas_h5ad), cfg.novelty_holdout)
+    data = _eval_set(adata, sel, atlas_h5ad)
+    novel_mask = sel.novel("query")
+    models, notes = _load_models(model_dirs, device, set(sel.cl_id[novel_mask]))
+    if sel.holdout:
+        notes.append(f"held out of training for novelty: {', '.join(sel.holdout)}")
+    log.info(
+        "evaluating %d methods: %d reference cells, %d query cells, %d novel cells, k=%d",
+        len(models) + len(BASELINES),
+        len(data.ref_labels),
+        len(data.query_labels),
+        int(novel_mask.sum()),
+        cfg.k,
+    )
+    results, spaces = compare_methods(
+        data,
+        models,
+        k=cfg.k,
+        ontology=ontology,
+        batch_size=batch_size,
+        lognorm_max_values=lognorm_max_values,
+        celltypist=cfg.celltypist,
+    )
+    if PEER in results and not results[PEER]["available"]:
+        notes.append(f"CellTypist peer unavailable: {results[PEER]['reason']}")
+    label_of = dict(zip(sel.cl_id[::-1], obs_text(adata.obs, "cl_label")[::-1], strict=True))
+    _write_evaluation(out_dir, results, spaces, data, label_of, cfg, notes)
+    return results
+
+
+def _eval_set(adata: ad.AnnData, sel: Any, atlas_h5ad: Path) -> EvalSet:
+    """Reference (trainable train cells), query (held-out cells of training types) and
+    novel cells (query cells of types unseen in training)."""
     ref_mask, q_mask, novel_mask = sel.train, sel.held_out("query"), sel.novel("query")
     if not ref_mask.any() or not q_mask.any():
         raise InputError(
@@ -473,7 +503,7 @@ def evaluate(
         )
     cl_id = sel.cl_id
     X = sp.csr_matrix(adata.X)
-    data = EvalSet(
+    return EvalSet(
         ref_X=X[np.flatnonzero(ref_mask)],
         ref_labels=cl_id[ref_mask],
         query_X=X[np.flatnonzero(q_mask)],
@@ -482,12 +512,20 @@ def evaluate(
         novel_X=X[np.flatnonzero(novel_mask)] if novel_mask.any() else None,
         novel_labels=cl_id[novel_mask] if novel_mask.any() else None,
     )
+
+
+def _load_models(
+    model_dirs: dict[str, Path], device: str, novel_types: set[str]
+) -> tuple[dict[str, tuple[Any, dict]], list[str]]:
+    """The trained models, and notes on any trained with a type this evaluation calls novel."""
+    from scatlas.models.device import select_device
+    from scatlas.models.io import load_model
+
     notes = []
     models = {}
     for name, mdir in model_dirs.items():
         net, info = load_model(mdir, device=select_device(device))
-        trained_on = set(info.get("classes", []))
-        leaked = sorted(trained_on & set(cl_id[novel_mask]))
+        leaked = sorted(set(info.get("classes", [])) & novel_types)
         if leaked:
             notes.append(
                 f"{name} was trained with {', '.join(leaked)}, which this evaluation treats as "
@@ -495,25 +533,19 @@ def evaluate(
             )
             log.warning(notes[-1])
         models[name] = (net, info)
-    if sel.holdout:
-        notes.append(f"held out of training for novelty: {', '.join(sel.holdout)}")
-    log.info(
-        "evaluating %d methods: %d reference cells, %d query cells, %d novel cells, k=%d",
-        len(models) + len(BASELINES),
-        len(data.ref_labels),
-        len(data.query_labels),
-        int(novel_mask.sum()),
-        k,
-    )
-    results, spaces = compare_methods(
-        data,
-        models,
-        k=k,
-        ontology=ontology,
-        batch_size=batch_size,
-        lognorm_max_values=lognorm_max_values,
-        celltypist=celltypist,
-    )
+    return models, notes
+
+
+def _write_evaluation(
+    out_dir: Path,
+    results: dict[str, dict[str, Any]],
+    spaces: dict,
+    data: EvalSet,
+    label_of: dict[str, str],
+    cfg: EvaluateSettings,
+    notes: list[str],
+) -> None:
+    """Per-method JSON, metrics.tsv, timings.tsv, per_type_f1.tsv and report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, res in results.items():
         atomic_write_text(out_dir / f"{name}.json", json.dumps(res, indent=1) + "\n")
@@ -527,29 +559,28 @@ def evaluate(
         out_dir / "timings.tsv",
         timings.to_csv(sep="\t", index=False, float_format="%.6g", na_rep=""),
     )
-    label_of = dict(zip(cl_id[::-1], obs_text(adata.obs, "cl_label")[::-1], strict=True))
     per_type = per_type_table(results, label_of)
     atomic_write_text(out_dir / "per_type_f1.tsv", per_type.to_csv(sep="\t", float_format="%.6g"))
     plots = {
-        name: plot_png(ref, data.ref_labels, q, data.query_labels, name, method=plot, novel=novel)
+        name: plot_png(
+            ref, data.ref_labels, q, data.query_labels, name, method=cfg.plot, novel=novel
+        )
         for name, (ref, q, novel) in spaces.items()
     }
-    if PEER in results and not results[PEER]["available"]:
-        notes.append(f"CellTypist peer unavailable: {results[PEER]['reason']}")
+    n_novel = 0 if data.novel_labels is None else len(data.novel_labels)
     html_text = report_html(
         table.merge(timings, on="method").set_index("method"),
         per_type,
         plots,
         n_ref=len(data.ref_labels),
         n_query=len(data.query_labels),
-        n_novel=int(novel_mask.sum()),
-        novel_types=sorted(set(cl_id[novel_mask])),
-        k=k,
+        n_novel=n_novel,
+        novel_types=sorted(set(data.novel_labels)) if n_novel else [],
+        k=cfg.k,
         notes=notes,
     )
     atomic_write_text(out_dir / "report.html", html_text)
     log.info("wrote %s", os.fspath(out_dir))
-    return results
 
 
 TABLE_COLUMNS = [
