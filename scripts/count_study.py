@@ -1,9 +1,9 @@
 """Rule count: featureCounts over all BAMs of a study in one call; molecules of barcoded runs."""
 
+import dataclasses
 from pathlib import Path
 
 from scatlas.logs import setup_logging
-from scatlas.reads.barcodes import chemistries
 from scatlas.reads.quant import count_study
 from scatlas.settings import Settings
 
@@ -15,9 +15,7 @@ count_study(
     Path(snakemake.output.counts),
     samples_tsv=Path(snakemake.input.samples),
     bam_dir=Path(snakemake.input.bams),
-    threads=snakemake.threads,
-    strandedness=settings.quant.strandedness,
+    quant=dataclasses.replace(settings.quant, threads=snakemake.threads),
     umi_h5ad=Path(snakemake.output.umi),
-    chemistries=chemistries({"barcoded": settings.barcoded.kwargs("chemistries")}),
     barcoded=settings.barcoded,
 )

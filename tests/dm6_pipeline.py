@@ -18,6 +18,7 @@ import pytest
 from scatlas.reads.align import align_study
 from scatlas.reads.quant import count_study
 from scatlas.reads.reference import build_hisat2_index
+from scatlas.settings import QuantSettings
 
 # SRA runs of GSE49587 in the order of the lcdb test data (sample1..4).
 RUNS = ["SRR948304", "SRR948305", "SRR948306", "SRR948307"]
@@ -98,7 +99,7 @@ def dm6_pipeline(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
         alignment_tsv,
         data / "dm6.small.gtf",
         work / "counts" / "counts.tsv",
-        threads=2,
+        quant=QuantSettings(threads=2),
         layout="PAIRED",
     )
     _CACHE["dm6"] = DM6(

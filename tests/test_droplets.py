@@ -30,6 +30,10 @@ pytestmark = pytest.mark.tools
 N_CELLS, PER_CELL, N_AMBIENT = 4, 2000, 300
 
 
+# the chemistry override these tests use: 10x v3 reads counted unstranded
+CHEMISTRIES = {"10x_v3": {"strandedness": 0}}
+
+
 @pytest.fixture(scope="session")
 def dm6(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> DM6:
     return dm6_pipeline(shared_data, tmp_path_factory)
@@ -94,7 +98,7 @@ def simulated(dm6: DM6, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def counted(dm6: DM6, simulated):
     work = simulated["work"]
-    chems = chemistries({"barcoded": {"chemistries": {"10x_v3": {"strandedness": 0}}}})
+    chems = chemistries({"barcoded": {"chemistries": CHEMISTRIES}})
     manifest = write_manifest(
         work / "manifest.tsv",
         [
@@ -123,9 +127,8 @@ def counted(dm6: DM6, simulated):
         work / "counts.tsv",
         layout="PAIRED",
         technologies=tech,
-        chemistries=chems,
         umi_h5ad=work / "umi.h5ad",
-        barcoded=BarcodedSettings(min_reads_per_cell=20),
+        barcoded=BarcodedSettings(chemistries=CHEMISTRIES, min_reads_per_cell=20),
     )
     return {"table": table, "counts": counts, "umi": read_droplets(work / "umi.h5ad")}
 

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, atomic_write_text
 from scatlas.reads.align import read_alignment_table, run_technologies
-from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, DEFAULT_CHEMISTRIES, Chemistry
+from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, Chemistry, chemistries
 from scatlas.reads.droplets import DropletRun, count_droplets
 from scatlas.settings import BarcodedSettings, QuantSettings
 from scatlas.tools import run_tool
@@ -197,14 +197,12 @@ def count_study(
     gtf: Path,
     counts_tsv: Path,
     *,
-    threads: int = QuantSettings.threads,
-    strandedness: int = QuantSettings.strandedness,
+    quant: QuantSettings | None = None,
     layout: str | dict[str, str] | None = None,
     samples_tsv: Path | None = None,
     bam_dir: Path | None = None,
     umi_h5ad: Path | None = None,
     technologies: Mapping[str, str] | None = None,
-    chemistries: Mapping[str, Chemistry] | None = None,
     barcoded: BarcodedSettings | None = None,
 ) -> Path:
     """Count the ``ok`` runs of ``alignment_tsv`` with featureCounts into ``counts_tsv``.
@@ -212,7 +210,8 @@ def count_study(
     ``layout`` is the study's library layout (``SINGLE``/``PAIRED``) or a mapping run →
     layout; without it the layouts come from ``samples_tsv`` (its ``library_layout``, see
     :func:`layouts_from_samples`). Runs are counted with one featureCounts call per kind:
-    per layout for per-cell runs (``-s strandedness``), per chemistry for barcoded runs
+    per layout for per-cell runs (``quant``'s threads and ``-s strandedness``; default: the
+    schema's), per chemistry for barcoded runs
     (``technologies``, from ``samples_tsv`` when not given: single-end cDNA reads, the
     chemistry's strandedness, with the per-read report); several calls are merged into one
     table (same annotation columns, run columns in alignment-table order). A run's BAM is
@@ -220,7 +219,7 @@ def count_study(
 
     ``umi_h5ad``: where the barcoded runs' molecule counts go (cells x genes,
     :func:`scatlas.reads.droplets.count_droplets`; 0 cells when the study has no barcoded run),
-    with ``barcoded``'s cell calling (default: the schema's).
+    with ``barcoded``'s chemistries and cell calling (default: the schema's).
     """
     if layout is None:
         if samples_tsv is None:
@@ -230,7 +229,9 @@ def count_study(
         layout = layouts_from_samples(Path(samples_tsv))
     if technologies is None:
         technologies = run_technologies(Path(samples_tsv)) if samples_tsv is not None else {}
-    chems = dict(chemistries or DEFAULT_CHEMISTRIES)
+    quant = quant or QuantSettings()
+    barcoded = barcoded or BarcodedSettings()
+    chems = chemistries({"barcoded": {"chemistries": barcoded.chemistries}})
     groups, order, sample_of = _group_runs(
         Path(alignment_tsv), layout, technologies, chems, Path(bam_dir) if bam_dir else None
     )
@@ -245,8 +246,8 @@ def count_study(
                 gtf,
                 Path(work) / f"{key}.tsv",
                 paired=key == "PAIRED",
-                threads=threads,
-                strandedness=chems[key].strandedness if droplet else strandedness,
+                threads=quant.threads,
+                strandedness=chems[key].strandedness if droplet else quant.strandedness,
                 read_report_dir=Path(work) / "reads" if droplet else None,
             )
         if not parts:
@@ -272,7 +273,7 @@ def _count_molecules(
     chems: Mapping[str, Chemistry],
     counts_tsv: Path,
     umi_h5ad: Path,
-    barcoded: BarcodedSettings | None,
+    barcoded: BarcodedSettings,
 ) -> None:
     """Molecules per cell and gene of the barcoded runs, from featureCounts' per-read reports."""
     runs = {
@@ -288,7 +289,6 @@ def _count_molecules(
         for key, paths in groups.items()
         if key in BARCODED_TECHNOLOGIES
     }
-    barcoded = barcoded or BarcodedSettings()
     count_droplets(
         runs,
         chems,
