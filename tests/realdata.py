@@ -138,15 +138,14 @@ def _assemble(
     X: sp.csr_matrix,
     labels: np.ndarray,
     study: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    query_idx: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray, np.ndarray],
     genes: list[str],
     holdout: str,
     input_kind: str,
     notes: list[str],
     label_names: dict[str, str],
 ) -> RealSet:
+    train_idx, val_idx, query_idx = split
     held = labels == holdout
     train_idx = train_idx[~held[train_idx]]
     val_idx = val_idx[~held[val_idx]]
@@ -188,9 +187,7 @@ def load_pbmc(data: Path, ontology, holdout: str = "bcells", seed: int = 0) -> R
         X,
         labels,
         np.full(len(labels), "zheng2017", dtype=object),
-        train,
-        val,
-        query,
+        (train, val, query),
         genes,
         to_cl[holdout],
         "raw_counts",
@@ -230,9 +227,7 @@ def load_pancreas(data: Path, ontology, holdout: str = "delta", seed: int = 0) -
         X,
         labels,
         study,
-        wang[tr],
-        wang[va],
-        np.flatnonzero(study == "xin"),
+        (wang[tr], wang[va], np.flatnonzero(study == "xin")),
         shared,
         to_cl[holdout],
         "log_normalised",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from scatlas.demo.records import ENA_FIELDS, gds_uid, geo_date, gse_esummary, gse_folder
+from scatlas.demo.records import ENA_FIELDS, SeriesSummary, gds_uid, geo_date, gse_folder
 from scatlas.fileio import atomic_write_bytes
 
 TAXIDS = {"Homo sapiens": "9606", "Mus musculus": "10090"}
@@ -164,7 +164,7 @@ def _soft(s: Series, samples: Sequence[_Sample], relations: Sequence[str]) -> st
 
 def _esummary(s: Series, samples: Sequence[_Sample], relations: list[dict]) -> dict:
     organisms = sorted({x.organism for x in samples}) or list(s.organisms)
-    doc = gse_esummary(
+    doc = SeriesSummary(
         accession=s.accession,
         title=s.title or f"{s.accession} single-cell RNA-seq",
         summary=(
@@ -183,7 +183,7 @@ def _esummary(s: Series, samples: Sequence[_Sample], relations: list[dict]) -> d
         if s.superseries_of
         else [{"relationtype": "SRA", "targetobject": f"SRP{s.number:06d}", "targetftplink": ""}],
         bioproject="",
-    )
+    ).document()
     if s.updated:
         doc["_mdat"] = s.updated.strftime("%Y/%m/%d")  # the mirror's modification date
     return doc

@@ -234,7 +234,7 @@ def gds_summary(
                 ),
             }
         )
-    return gse_esummary(
+    return SeriesSummary(
         accession=study.accession,
         title=study.title,
         summary=study.summary,
@@ -247,45 +247,53 @@ def gds_summary(
         relations=[],
         extrelations=ext,
         bioproject=bioproject,
-    )
+    ).document()
 
 
-def gse_esummary(
-    *,
-    accession: str,
-    title: str,
-    summary: str,
-    gpl: str,
-    taxon: str,
-    gdstype: str,
-    released: date,
-    suppfile: str,
-    samples: list[tuple[str, str]],
-    relations: list[dict],
-    extrelations: list[dict],
-    bioproject: str,
-) -> dict:
-    """The esummary (db=gds) document of a series, every field in the API's order."""
+@dataclass(frozen=True)
+class SeriesSummary:
+    """What a series' esummary (db=gds) document says."""
+
+    accession: str
+    title: str
+    summary: str
+    gpl: str
+    taxon: str
+    gdstype: str
+    released: date
+    suppfile: str
+    samples: list[tuple[str, str]]
+    relations: list[dict]
+    extrelations: list[dict]
+    bioproject: str
+
+    def document(self) -> dict:
+        """The esummary document, every field in the API's order."""
+        return _esummary(self)
+
+
+def _esummary(s: SeriesSummary) -> dict:
+    accession, samples = s.accession, s.samples
     return {
         "uid": gds_uid(accession),
         "accession": accession,
         "gds": "",
-        "title": title,
-        "summary": summary,
-        "gpl": gpl,
+        "title": s.title,
+        "summary": s.summary,
+        "gpl": s.gpl,
         "gse": accession[3:],
-        "taxon": taxon,
+        "taxon": s.taxon,
         "entrytype": "GSE",
-        "gdstype": gdstype,
+        "gdstype": s.gdstype,
         "ptechtype": "",
         "valtype": "",
         "ssinfo": "",
         "subsetinfo": "",
-        "pdat": released.strftime("%Y/%m/%d"),
-        "suppfile": suppfile,
+        "pdat": s.released.strftime("%Y/%m/%d"),
+        "suppfile": s.suppfile,
         "samples": [{"accession": a, "title": t} for a, t in samples],
-        "relations": relations,
-        "extrelations": extrelations,
+        "relations": s.relations,
+        "extrelations": s.extrelations,
         "n_samples": len(samples),
         "seriestitle": "",
         "platformtitle": "",
@@ -295,7 +303,7 @@ def gse_esummary(
         "projects": [],
         "ftplink": f"{GEO_FTP}/{gse_folder(accession)}/",
         "geo2r": "no",
-        "bioproject": bioproject,
+        "bioproject": s.bioproject,
     }
 
 

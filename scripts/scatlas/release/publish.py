@@ -63,6 +63,8 @@ from scatlas.settings import PublishSettings
 
 log = logging.getLogger(__name__)
 
+EMBED_BATCH = 4096  # cells embedded per forward pass
+
 
 def quality_gate(
     candidate: dict[str, Any],
@@ -224,7 +226,6 @@ def _build(
     evaluation_dir: Path,
     publish_dir: Path,
     settings: PublishSettings,
-    batch_size: int,
     device: str,
 ) -> _Built:
     """Gate the candidate, embed the atlas, build the index and calibrate novelty."""
@@ -249,7 +250,7 @@ def _build(
             field="var_names",
         )
     log.info("embedding %d atlas cells with model %s", adata.n_obs, info["model"])
-    emb = embed(net, X, batch_size)
+    emb = embed(net, X, EMBED_BATCH)
     if metric == "cosine":
         emb = unit_rows(emb)
     index = build_index(
@@ -322,7 +323,6 @@ def publish_release(
     version: str,
     settings: PublishSettings | None = None,
     inputs: dict[str, Any] | None = None,
-    batch_size: int = 4096,
     device: str = "auto",
 ) -> Path:
     """Build and publish release ``version``; returns ``publish_dir/version``.
@@ -356,7 +356,6 @@ def publish_release(
         sources["evaluation_dir"],
         publish_dir,
         settings,
-        batch_size,
         device,
     )
     if inputs is None:
