@@ -82,6 +82,70 @@ from scatlas.ontology.tissue_context import TissueContext
 log = logging.getLogger(__name__)
 
 
+def _words_and_breaks(text: str) -> tuple[list[str], list[bool], list[bool]]:
+    """The words of a value, whether a hard separator precedes each, and whether a
+    coordinating separator or word does."""
+    words: list[str] = []
+    hard: list[bool] = []
+    coord_before: list[bool] = []
+    pending_hard = pending_coord = False
+    for t in tokenise(text).items:
+        if t in SEPARATORS:
+            pending_coord = True
+            pending_hard = pending_hard or t == HARD
+            continue
+        words.append(t)
+        hard.append(pending_hard)
+        coord_before.append(pending_coord or t in _COORD)
+        pending_hard = pending_coord = False
+    return words, hard, coord_before
+
+
+class _Phrase:
+    """A value's words and the spans found in it; builds the hit of one term."""
+
+    def __init__(
+        self,
+        words: list[str],
+        hard: list[bool],
+        coord: list[bool],
+        shown: str,
+        note: str,
+        spans: list[_Span],
+    ):
+        self.words, self.hard, self.coord = words, hard, coord
+        self.shown, self.note, self.spans = shown, note, spans
+        self.content = [w for w in words if w not in _STOP]
+        # the best entry of each term (weight, then span length) and its span
+        self.by_term: dict[str, tuple[_Entry, _Span]] = {}
+        for s in spans:
+            for e in s.entries:
+                old = self.by_term.get(e.cl_id)
+                if old is None or (e.weight, s.length) > (old[0].weight, old[1].length):
+                    self.by_term[e.cl_id] = (e, s)
+
+    def hit(self, cl_id: str, extra: tuple[str, ...] = ()) -> _Hit:
+        e, s = self.by_term[cl_id]
+        conf = e.weight * (_REORDERED if s.reordered else 1.0)
+        notes = list(extra)
+        phrase = self.words[s.start : s.end]
+        if sum(w not in _STOP for w in phrase) < len(self.content):
+            conf *= _PARTIAL
+            notes.append(f'phrase "{" ".join(phrase)}"')
+        if s.reordered:
+            notes.append("words reordered")
+        notes.extend(s.expanded)
+        if e.implied:
+            notes.append(f'"{e.implied}" implied')
+        if s.shared_head:
+            notes.append(f'head "{s.shared_head}" shared')
+        if e.source:
+            notes.append(e.source)
+        if self.note:
+            notes.append(self.note)
+        return _Hit(cl_id, e.scope, e.text, "", self.shown, round(conf, 4), tuple(notes))
+
+
 class TermMatcher(PhraseWindows, TissueContext, Mixtures):
     """Matcher of free text against one Cell Ontology plus the curated tables.
 
@@ -122,6 +186,35 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
             tissue_terms = read_tissue_terms(ontology, self.tissues)
         self.specialise_by_tissue = specialise_by_tissue
         self._index: dict[str, dict[tuple[str, str], _Entry]] = {}
+        self._index_lexicon(abbreviations, tissue_terms)
+        if implied_terms is None:
+            implied_terms = read_implied_terms(ontology, self.tissues)
+        # qualifiers that imply a cell type only when a value names none: not in the index
+        self._implied_terms: dict[tuple[str, str], TableEntry] = {
+            (row.tissue, row.key): row
+            for row in implied_terms
+            if ontology.is_informative(row.cl_id)
+        }
+        self._implied_window = max((len(k.split()) for _, k in self._implied_terms), default=0)
+        self._composed: dict[tuple[str, str, str], str | None] = {}
+        self._index_words()
+        self._max_window = min(_MAX_WINDOW, max((len(k.split()) for k in self._index), default=1))
+        self._tissue_phrases: dict[str, str] = {}
+        for t in self.tissues.values():
+            self._tissue_phrases.update({p: t.name for p in t.phrases})
+        for t in self.tissues.values():
+            self._tissue_phrases.update({p: "" for p in t.not_phrases})
+        self._tissue_window = max((len(p.split()) for p in self._tissue_phrases), default=1)
+        self._text_tissues: dict[str, frozenset[str]] = {}
+        self._term_tissues: dict[str, frozenset[str]] = {}
+        self._cache: dict[tuple[str, str], _ValueResult] = {}
+        self._n_truncated = 0
+
+    def _index_lexicon(
+        self, abbreviations: Iterable[TableEntry], tissue_terms: Iterable[TableEntry]
+    ) -> None:
+        """Names and synonyms of the informative terms, then the curated tables' rows."""
+        ontology = self.ontology
         for cl_id in ontology.term_ids():
             if not ontology.is_informative(cl_id):
                 continue
@@ -135,16 +228,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
             if ontology.is_informative(row.cl_id):
                 self._add(_Entry(row.cl_id, "tissue term", row.text, row.tissue, row.source))
         self._add_implied()
-        if implied_terms is None:
-            implied_terms = read_implied_terms(ontology, self.tissues)
-        # qualifiers that imply a cell type only when a value names none: not in the index
-        self._implied_terms: dict[tuple[str, str], TableEntry] = {
-            (row.tissue, row.key): row
-            for row in implied_terms
-            if ontology.is_informative(row.cl_id)
-        }
-        self._implied_window = max((len(k.split()) for _, k in self._implied_terms), default=0)
-        self._composed: dict[tuple[str, str, str], str | None] = {}
+
+    def _index_words(self) -> None:
+        """Lookups derived from the index: first words, vocabulary, bags of content words
+        and the one-word abbreviations and tissue terms that expand to a name."""
         self._bags: dict[str, list[_Entry]] = {}
         self._firsts: set[str] = set()
         self._vocab: set[str] = set()
@@ -161,21 +248,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
                     if e.scope in ("abbreviation", "tissue term"):
                         self._expansions.setdefault(key, []).append(e)
         self._names = {
-            e.cl_id: tuple(normalise_text(ontology.label(e.cl_id)).split())
+            e.cl_id: tuple(normalise_text(self.ontology.label(e.cl_id)).split())
             for group in self._expansions.values()
             for e in group
         }
-        self._max_window = min(_MAX_WINDOW, max((len(k.split()) for k in self._index), default=1))
-        self._tissue_phrases: dict[str, str] = {}
-        for t in self.tissues.values():
-            self._tissue_phrases.update({p: t.name for p in t.phrases})
-        for t in self.tissues.values():
-            self._tissue_phrases.update({p: "" for p in t.not_phrases})
-        self._tissue_window = max((len(p.split()) for p in self._tissue_phrases), default=1)
-        self._text_tissues: dict[str, frozenset[str]] = {}
-        self._term_tissues: dict[str, frozenset[str]] = {}
-        self._cache: dict[tuple[str, str], _ValueResult] = {}
-        self._n_truncated = 0
 
     # --- index ---------------------------------------------------------------------------
 
@@ -250,20 +326,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
         return result
 
     def _phrase_value(self, text: str, shown: str, tissue: str | None) -> _ValueResult:
-        toks = tokenise(text)
-        words: list[str] = []
-        hard: list[bool] = []
-        coord_before: list[bool] = []
-        pending_hard = pending_coord = False
-        for t in toks.items:
-            if t in SEPARATORS:
-                pending_coord = True
-                pending_hard = pending_hard or t == HARD
-                continue
-            words.append(t)
-            hard.append(pending_hard)
-            coord_before.append(pending_coord or t in _COORD)
-            pending_hard = pending_coord = False
+        words, hard, coord_before = _words_and_breaks(text)
         if not words:
             return _ValueResult("unmatched")
         if " ".join(words) in _NONE_VALUES or _NONE_WORDS & set(words):
@@ -280,57 +343,39 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
             for s in spans:
                 s.entries = [e for e in s.entries if e.scope in _STRONG]
             spans = [s for s in spans if s.entries]
-        content = [w for w in words if w not in _STOP]
-        by_term: dict[str, tuple[_Entry, _Span]] = {}
-        for s in spans:
-            for e in s.entries:
-                old = by_term.get(e.cl_id)
-                if old is None or (e.weight, s.length) > (old[0].weight, old[1].length):
-                    by_term[e.cl_id] = (e, s)
+        phrase = _Phrase(words, hard, coord_before, shown, note, spans)
+        return self._decide(phrase, tissue)
 
-        def as_hit(cl_id: str, extra: tuple[str, ...] = ()) -> _Hit:
-            e, s = by_term[cl_id]
-            conf = e.weight * (_REORDERED if s.reordered else 1.0)
-            notes = list(extra)
-            if sum(w not in _STOP for w in words[s.start : s.end]) < len(content):
-                conf *= _PARTIAL
-                notes.append(f'phrase "{" ".join(words[s.start : s.end])}"')
-            if s.reordered:
-                notes.append("words reordered")
-            notes.extend(s.expanded)
-            if e.implied:
-                notes.append(f'"{e.implied}" implied')
-            if s.shared_head:
-                notes.append(f'head "{s.shared_head}" shared')
-            if e.source:
-                notes.append(e.source)
-            if note:
-                notes.append(note)
-            return _Hit(cl_id, e.scope, e.text, "", shown, round(conf, 4), tuple(notes))
+    def _decide(self, phrase: _Phrase, tissue: str | None) -> _ValueResult:
+        """One term (by specificity, or the tissue), a mixture's common ancestor, or
+        ambiguous."""
+        by_term = phrase.by_term
 
         def composed(h: _Hit) -> _Hit:
-            return self._compose(h, by_term[h.cl_id][1], spans, words, hard, coord_before)
+            return self._compose(
+                h, by_term[h.cl_id][1], phrase.spans, phrase.words, phrase.hard, phrase.coord
+            )
 
         specific = sorted(self.ontology.most_specific(by_term))
         if len(specific) > 1:
             decided = self._decide_by_tissue(specific, tissue)
             if len(decided) == 1:
-                h = as_hit(decided[0], (f"tissue {tissue} decides",))
+                h = phrase.hit(decided[0], (f"tissue {tissue} decides",))
                 h = replace(h, confidence=round(h.confidence * _TISSUE_DECIDED, 4))
                 return _ValueResult("mapped", composed(h))
             specific = decided
         if len(specific) == 1:
-            return _ValueResult("mapped", composed(as_hit(specific[0])))
-        hits = [as_hit(c) for c in specific]
-        mixture = self._mixture(specific, [by_term[c][1] for c in specific], coord_before)
+            return _ValueResult("mapped", composed(phrase.hit(specific[0])))
+        hits = [phrase.hit(c) for c in specific]
+        mixture = self._mixture(specific, [by_term[c][1] for c in specific], phrase.coord)
         if mixture is not None:
             conf = min(h.confidence for h in hits) * _MIXTURE
             labels = ", ".join(self.ontology.label(c) for c in specific)
             hit = _Hit(
-                mixture, "mixture", f"common ancestor of {labels}", "", shown, round(conf, 4)
+                mixture, "mixture", f"common ancestor of {labels}", "", phrase.shown, round(conf, 4)
             )
             return _ValueResult("mapped", hit, hits)
-        return _ValueResult("ambiguous", None, hits, note)
+        return _ValueResult("ambiguous", None, hits, phrase.note)
 
     def _implied_value(
         self, words: list[str], shown: str, tissue: str | None, note: str
