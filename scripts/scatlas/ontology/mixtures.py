@@ -58,25 +58,7 @@ class Mixtures:
     def _combine(
         self, hits: list[_Hit], conflicts: list[_Hit], notes: list[str], tissue: str | None
     ) -> CellMapping:
-        onto = self.ontology
-        best: _Hit | None = None
-        ignored: list[_Hit] = []
-        ambiguous: list[_Hit] = []
-        for h in sorted(hits, key=lambda h: -h.priority):
-            if best is None:
-                best = h
-            elif onto.is_ancestor(best.cl_id, h.cl_id):
-                best = replace(
-                    h,
-                    confidence=max(h.confidence, best.confidence),
-                    notes=(*h.notes, f'refines {best.field}: "{best.text}"'),
-                )
-            elif onto.is_related(best.cl_id, h.cl_id):
-                continue
-            elif h.priority == best.priority:
-                ambiguous.append(h)
-            else:
-                ignored.append(h)
+        best, ignored, ambiguous = self._rank_fields(hits)
         if best is not None and ambiguous:
             group = [best, *ambiguous]
             decided = self._decide_by_tissue(sorted({h.cl_id for h in group}), tissue)
@@ -84,12 +66,7 @@ class Mixtures:
                 best = next(h for h in group if h.cl_id == decided[0])
                 ambiguous = []
         if best is not None and conflicts:
-            # a more trusted field was ambiguous: accept only an answer it allows
-            top = max(c.priority for c in conflicts)
-            if top > best.priority and not any(
-                onto.is_related(c.cl_id, best.cl_id) for c in conflicts if c.priority == top
-            ):
-                ambiguous.extend(c for c in conflicts if c.priority == top)
+            ambiguous.extend(self._overruled_by(conflicts, best))
         if best is None or ambiguous:
             group = ([best] if best is not None else []) + ambiguous + conflicts
             if not group:
@@ -114,14 +91,54 @@ class Mixtures:
                     + ", ".join(f"{h.field} -> {h.cl_id}" for h in ignored),
                 ),
             )
-        evidence = best.evidence
+        return self._accept(best)
+
+    def _rank_fields(self, hits: list[_Hit]) -> tuple[_Hit | None, list[_Hit], list[_Hit]]:
+        """The most trusted field's hit (refined by a descendant from another field), the
+        less trusted ones that disagree (ignored) and the equally trusted ones that do
+        (ambiguous)."""
+        onto = self.ontology
+        best: _Hit | None = None
+        ignored: list[_Hit] = []
+        ambiguous: list[_Hit] = []
+        for h in sorted(hits, key=lambda h: -h.priority):
+            if best is None:
+                best = h
+            elif onto.is_ancestor(best.cl_id, h.cl_id):
+                best = replace(
+                    h,
+                    confidence=max(h.confidence, best.confidence),
+                    notes=(*h.notes, f'refines {best.field}: "{best.text}"'),
+                )
+            elif onto.is_related(best.cl_id, h.cl_id):
+                continue
+            elif h.priority == best.priority:
+                ambiguous.append(h)
+            else:
+                ignored.append(h)
+        return best, ignored, ambiguous
+
+    def _overruled_by(self, conflicts: list[_Hit], best: _Hit) -> list[_Hit]:
+        """A more trusted field was ambiguous: its candidates, unless it allows ``best``."""
+        top = max(c.priority for c in conflicts)
+        leading = [c for c in conflicts if c.priority == top]
+        if top > best.priority and not any(
+            self.ontology.is_related(c.cl_id, best.cl_id) for c in leading
+        ):
+            return leading
+        return []
+
+    def _accept(self, best: _Hit) -> CellMapping:
+        """The mapping, or withheld when its confidence is below the threshold."""
+        onto = self.ontology
         conf = round(best.confidence, 3)
         if conf < self.min_confidence:
             return CellMapping(
                 None,
                 f"withheld: confidence {conf} < {self.min_confidence} for {best.cl_id} "
-                f"{onto.label(best.cl_id)}: {evidence}",
+                f"{onto.label(best.cl_id)}: {best.evidence}",
                 "withheld",
             )
-        match = Match(best.cl_id, onto.label(best.cl_id), evidence, conf)
-        return CellMapping(match, "", "mapped")
+        return CellMapping(
+            Match(best.cl_id, onto.label(best.cl_id), best.evidence, conf), "", "mapped"
+        )

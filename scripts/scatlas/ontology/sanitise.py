@@ -74,9 +74,8 @@ def _fix_iri(iri: str) -> str:
     return quote(unescaped, safe=_IRI_SAFE)
 
 
-def sanitise_obo(data: bytes) -> tuple[bytes, SanitiseReport]:
-    """The repaired OBO text (UTF-8) and what was repaired."""
-    report = SanitiseReport()
+def _clean_text(data: bytes, report: SanitiseReport) -> str:
+    """Decoded text with CR line ends and NUL characters removed."""
     text = _decode(data, report)
     if "\r" in text:
         report.add("carriage returns removed", 1, "")
@@ -84,6 +83,27 @@ def sanitise_obo(data: bytes) -> tuple[bytes, SanitiseReport]:
     if "\x00" in text:
         report.add("NUL characters removed", 1, "")
         text = text.replace("\x00", "")
+    return text
+
+
+def _repair_line(line: str, i: int, report: SanitiseReport) -> str | None:
+    """The line with an escaped IRI repaired; None for an empty clause (dropped)."""
+    if _EMPTY_TAG.match(line):
+        report.add("empty clause dropped", i, line)
+        return None
+    m = _IRI_XREF.match(line)
+    if m:
+        fixed = _fix_iri(m.group(2))
+        if fixed != m.group(2):
+            report.add("escaped IRI in xref repaired", i, line)
+            return f"{m.group(1)}{fixed}{m.group(3)}"
+    return line
+
+
+def sanitise_obo(data: bytes) -> tuple[bytes, SanitiseReport]:
+    """The repaired OBO text (UTF-8) and what was repaired."""
+    report = SanitiseReport()
+    text = _clean_text(data, report)
     out: list[str] = []
     declared: set[tuple[str, str]] = set()
     used: dict[tuple[str, str], int] = {}
@@ -95,17 +115,9 @@ def sanitise_obo(data: bytes) -> tuple[bytes, SanitiseReport]:
             declared.add((d.group(1), d.group(2)))
         elif m := _SYNONYM_TYPE.match(line):
             used.setdefault(("synonymtypedef", m.group(1)), i)
-
-        if _EMPTY_TAG.match(line):
-            report.add("empty clause dropped", i, line)
-            continue
-        m = _IRI_XREF.match(line)
-        if m:
-            fixed = _fix_iri(m.group(2))
-            if fixed != m.group(2):
-                report.add("escaped IRI in xref repaired", i, line)
-                line = f"{m.group(1)}{fixed}{m.group(3)}"
-        out.append(line)
+        repaired = _repair_line(line, i, report)
+        if repaired is not None:
+            out.append(repaired)
     missing = sorted(k for k in used if k not in declared)
     if missing:
         at = len(out) if header_end is None else header_end
