@@ -257,6 +257,31 @@ _COMMENTS = {
 }
 
 
+def _cell(row: list[str], i: int | None) -> str:
+    return row[i].strip() if i is not None and i < len(row) else ""
+
+
+def _characteristics(
+    row: list[str], header: list[str], raw_names: list[str], char_cols: list[tuple[int, str]]
+) -> list[tuple[str, str]]:
+    """A row's characteristics and factor values, ``(key, value unit)``; a factor value
+    repeating a characteristic is left out."""
+    chars: list[tuple[str, str]] = []
+    seen_keys: set[str] = set()
+    for i, h in char_cols:
+        value = _cell(row, i)
+        if not value:
+            continue
+        key = raw_names[i][raw_names[i].index("[") + 1 : raw_names[i].rindex("]")].strip()
+        if i + 1 < len(header) and header[i + 1].startswith("unit[") and _cell(row, i + 1):
+            value = f"{value} {_cell(row, i + 1)}"
+        if h.startswith("factor value[") and key.lower() in seen_keys:
+            continue  # the same fact as a characteristic
+        seen_keys.add(key.lower())
+        chars.append((key, value))
+    return chars
+
+
 def parse_sdrf(text: str, *, where: str = "") -> list[dict[str, Any]]:
     """One record per run from an SDRF: source name, characteristics (with units), library
     comments, ENA run/experiment/sample, and FASTQ URIs in mate order.
@@ -284,24 +309,10 @@ def parse_sdrf(text: str, *, where: str = "") -> list[dict[str, Any]]:
     ]
     raw_names = [c.strip() for c in rows[0]]
 
-    def cell(row: list[str], i: int | None) -> str:
-        return row[i].strip() if i is not None and i < len(row) else ""
-
+    cell = _cell
     records: dict[str, dict[str, Any]] = {}
     for lineno, row in enumerate(rows[1:], start=2):
-        chars: list[tuple[str, str]] = []
-        seen_keys: set[str] = set()
-        for i, h in char_cols:
-            value = cell(row, i)
-            if not value:
-                continue
-            key = raw_names[i][raw_names[i].index("[") + 1 : raw_names[i].rindex("]")].strip()
-            if i + 1 < len(header) and header[i + 1].startswith("unit[") and cell(row, i + 1):
-                value = f"{value} {cell(row, i + 1)}"
-            if h.startswith("factor value[") and key.lower() in seen_keys:
-                continue  # the same fact as a characteristic
-            seen_keys.add(key.lower())
-            chars.append((key, value))
+        chars = _characteristics(row, header, raw_names, char_cols)
         rec: dict[str, Any] = {k: cell(row, idx.get(col)) for k, col in _COMMENTS.items()}
         rec["library_layout"] = rec["library_layout"].upper()
         if rec["run"] and not is_valid(rec["run"], "run"):

@@ -536,73 +536,89 @@ def _scan_soft(path: Path) -> list[tuple[str, str, list[str]]]:
     """
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
-    entity = ""
-    entities: list[tuple[str, str, list[str]]] = []
-    seen: set[str] = set()
-    values: dict[str, str] = {}
-    in_table = False
-    lineno = 0
+    scan = _SoftScan(path)
     try:
-        for lineno, raw in enumerate(_soft_lines(path, gzipped), start=1):
-            if lineno == 1:
-                if looks_like_html(raw):
-                    raise InputError(
-                        "expected a GEO SOFT file but found an HTML page", path=str(path)
-                    )
-                first = raw.decode("utf-8", "replace").lstrip("\ufeff \r\n")
-                if first and not first.startswith(("^", "!", "#")):
-                    raise InputError(
-                        f"not a SOFT file (starts with {first[:40]!r})", path=str(path)
-                    )
-            key = raw.split(b"=", 1)[0].strip().decode("ascii", "replace")
-            try:
-                line = raw.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"line {lineno} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
-                    f"column {exc.start + 1}) in {entity or 'the header'}",
-                    path=str(path),
-                    field=key or "?",
-                ) from exc
-            if in_table:
-                in_table = not key.endswith("_table_end")
-                continue
-            if line.startswith("^"):
-                entity = clean_text(line[1:])
-                if entity in seen:
-                    raise InputError(
-                        f"line {lineno}: entity {entity} appears twice",
-                        path=str(path),
-                        field="^" + entity.split("=", 1)[0].strip(),
-                    )
-                seen.add(entity)
-                kind, _, name = entity.partition("=")
-                entities.append((kind.strip().upper(), name.strip(), []))
-                values = {}
-            elif line.startswith("!"):
-                if key.endswith("_table_begin"):
-                    in_table = True
-                    continue
-                if key in SINGLE_VALUED:
-                    value = clean_text(line.split("=", 1)[1] if "=" in line else "")
-                    if key in values and values[key] != value:
-                        raise InputError(
-                            f"line {lineno}: {key} given twice in {entity} "
-                            f"({values[key]!r} and {value!r})",
-                            path=str(path),
-                            field=key,
-                        )
-                    values[key] = value
-                if entities:
-                    entities[-1][2].append(line)
+        for raw in _soft_lines(path, gzipped):
+            scan.line(raw)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(
-            f"cannot read SOFT file (corrupt or truncated after line {lineno}): {exc}",
+            f"cannot read SOFT file (corrupt or truncated after line {scan.lineno}): {exc}",
             path=str(path),
         ) from exc
-    if lineno == 0:
+    if scan.lineno == 0:
         raise InputError("not a SOFT file: it is empty", path=str(path))
-    return entities
+    return scan.entities
+
+
+class _SoftScan:
+    """The state of :func:`_scan_soft` reading one file line by line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entity = ""
+        self.entities: list[tuple[str, str, list[str]]] = []
+        self.seen: set[str] = set()
+        self.values: dict[str, str] = {}
+        self.in_table = False
+        self.lineno = 0
+
+    def _error(self, message: str, field: str | None = None) -> InputError:
+        return InputError(f"line {self.lineno}: {message}", path=str(self.path), field=field)
+
+    def _check_start(self, raw: bytes) -> None:
+        if looks_like_html(raw):
+            raise InputError("expected a GEO SOFT file but found an HTML page", path=str(self.path))
+        first = raw.decode("utf-8", "replace").lstrip("\ufeff \r\n")
+        if first and not first.startswith(("^", "!", "#")):
+            raise InputError(f"not a SOFT file (starts with {first[:40]!r})", path=str(self.path))
+
+    def line(self, raw: bytes) -> None:
+        self.lineno += 1
+        if self.lineno == 1:
+            self._check_start(raw)
+        key = raw.split(b"=", 1)[0].strip().decode("ascii", "replace")
+        try:
+            line = raw.decode("utf-8").lstrip("\ufeff").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"line {self.lineno} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                f"column {exc.start + 1}) in {self.entity or 'the header'}",
+                path=str(self.path),
+                field=key or "?",
+            ) from exc
+        if self.in_table:
+            self.in_table = not key.endswith("_table_end")
+        elif line.startswith("^"):
+            self._start_entity(line)
+        elif line.startswith("!"):
+            self._metadata(line, key)
+
+    def _start_entity(self, line: str) -> None:
+        entity = clean_text(line[1:])
+        if entity in self.seen:
+            raise self._error(
+                f"entity {entity} appears twice", "^" + entity.split("=", 1)[0].strip()
+            )
+        self.seen.add(entity)
+        self.entity = entity
+        kind, _, name = entity.partition("=")
+        self.entities.append((kind.strip().upper(), name.strip(), []))
+        self.values = {}
+
+    def _metadata(self, line: str, key: str) -> None:
+        if key.endswith("_table_begin"):
+            self.in_table = True
+            return
+        if key in SINGLE_VALUED:
+            value = clean_text(line.split("=", 1)[1] if "=" in line else "")
+            if key in self.values and self.values[key] != value:
+                raise self._error(
+                    f"{key} given twice in {self.entity} ({self.values[key]!r} and {value!r})",
+                    key,
+                )
+            self.values[key] = value
+        if self.entities:
+            self.entities[-1][2].append(line)
 
 
 def parse_family_soft(path: str | os.PathLike, expected: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from scatlas.accessions import PATTERNS, is_valid
@@ -288,63 +288,85 @@ def parse_sra_xml(xml: str | bytes, *, where: str = "") -> list[dict[str, Any]]:
         root = ET.fromstring(xml.encode() if isinstance(xml, str) else xml)
     except ET.ParseError as exc:
         raise InputError(f"invalid SRA XML: {exc}", path=where or None) from exc
-    records: list[dict[str, Any]] = []
-    if root.tag == "EXPERIMENT_PACKAGE_SET":
-        for pkg in root.findall("EXPERIMENT_PACKAGE"):
-            exp = pkg.find("EXPERIMENT")
-            sample = pkg.find("SAMPLE")
-            base = {**_experiment_fields(exp), **_sample_fields(sample)}
-            base["gsm"] = _geo_sample(exp, sample)
-            for run in pkg.findall("RUN_SET/RUN"):
-                stats = run.find("Statistics")
-                bases = run.find("Bases")
-                fields = dict(base)
-                fields["read_count"] = (
-                    stats.get("nspots", "") if stats is not None else ""
-                ) or run.get("total_spots", "")
-                fields["base_count"] = (
-                    bases.get("count", "") if bases is not None else ""
-                ) or run.get("total_bases", "")
-                records.append(_record(run.get("accession", ""), fields, where))
-    elif root.tag == "EXPERIMENT_SET":
-        for exp in root.findall("EXPERIMENT"):
-            fields = _experiment_fields(exp)
-            sd = exp.find("DESIGN/SAMPLE_DESCRIPTOR")
-            fields["secondary_sample_accession"] = sd.get("accession", "") if sd is not None else ""
-            fields["sample_accession"] = (
-                _external_id(sd, "BioSample") or fields["secondary_sample_accession"]
-            )
-            fields["gsm"] = _geo_sample(exp, sd)
-            for run in _links(exp, "ENA-RUN"):
-                records.append(_record(run, fields, where))
-    elif root.tag == "RUN_SET":
-        for run in root.findall("RUN"):
-            ref = run.find("EXPERIMENT_REF")
-            refname = ref.get("refname", "") if ref is not None else ""
-            fields = {
-                "experiment_accession": ref.get("accession", "") if ref is not None else "",
-                "gsm": refname if is_valid(refname, "gsm") else "",
-                "study_accession": next(iter(_links(run, "ENA-STUDY")), ""),
-                "secondary_sample_accession": next(iter(_links(run, "ENA-SAMPLE")), ""),
-            }
-            records.append(_record(run.get("accession", ""), fields, where))
-    elif root.tag == "SAMPLE_SET":
-        for sample in root.findall("SAMPLE"):
-            fields = _sample_fields(sample)
-            fields["gsm"] = _external_id(sample, "GEO")
-            fields["study_accession"] = next(iter(_links(sample, "ENA-STUDY")), "")
-            exps = _links(sample, "ENA-EXPERIMENT")
-            fields["experiment_accession"] = exps[0] if len(exps) == 1 else ""
-            for run in _links(sample, "ENA-RUN"):
-                records.append(_record(run, fields, where))
-    elif root.tag == "STUDY_SET":
-        for study in root.findall("STUDY"):
-            fields = {"study_accession": study.get("accession", "")}
-            for run in _links(study, "ENA-RUN"):
-                records.append(_record(run, fields, where))
-    else:
+    reader = _XML_READERS.get(root.tag)
+    if reader is None:
         raise InputError(f"unsupported SRA XML document <{root.tag}>", path=where or None)
-    return records
+    return [_record(run, fields, where) for run, fields in reader(root)]
+
+
+_Runs = Iterator[tuple[str, dict[str, Any]]]  # (run accession, its fields)
+
+
+def _package_runs(root: ET.Element) -> _Runs:
+    for pkg in root.findall("EXPERIMENT_PACKAGE"):
+        exp = pkg.find("EXPERIMENT")
+        sample = pkg.find("SAMPLE")
+        base = {**_experiment_fields(exp), **_sample_fields(sample)}
+        base["gsm"] = _geo_sample(exp, sample)
+        for run in pkg.findall("RUN_SET/RUN"):
+            stats = run.find("Statistics")
+            bases = run.find("Bases")
+            fields = dict(base)
+            fields["read_count"] = (
+                stats.get("nspots", "") if stats is not None else ""
+            ) or run.get("total_spots", "")
+            fields["base_count"] = (bases.get("count", "") if bases is not None else "") or run.get(
+                "total_bases", ""
+            )
+            yield run.get("accession", ""), fields
+
+
+def _experiment_runs(root: ET.Element) -> _Runs:
+    for exp in root.findall("EXPERIMENT"):
+        fields = _experiment_fields(exp)
+        sd = exp.find("DESIGN/SAMPLE_DESCRIPTOR")
+        fields["secondary_sample_accession"] = sd.get("accession", "") if sd is not None else ""
+        fields["sample_accession"] = (
+            _external_id(sd, "BioSample") or fields["secondary_sample_accession"]
+        )
+        fields["gsm"] = _geo_sample(exp, sd)
+        for run in _links(exp, "ENA-RUN"):
+            yield run, fields
+
+
+def _run_set_runs(root: ET.Element) -> _Runs:
+    for run in root.findall("RUN"):
+        ref = run.find("EXPERIMENT_REF")
+        refname = ref.get("refname", "") if ref is not None else ""
+        fields = {
+            "experiment_accession": ref.get("accession", "") if ref is not None else "",
+            "gsm": refname if is_valid(refname, "gsm") else "",
+            "study_accession": next(iter(_links(run, "ENA-STUDY")), ""),
+            "secondary_sample_accession": next(iter(_links(run, "ENA-SAMPLE")), ""),
+        }
+        yield run.get("accession", ""), fields
+
+
+def _sample_runs(root: ET.Element) -> _Runs:
+    for sample in root.findall("SAMPLE"):
+        fields = _sample_fields(sample)
+        fields["gsm"] = _external_id(sample, "GEO")
+        fields["study_accession"] = next(iter(_links(sample, "ENA-STUDY")), "")
+        exps = _links(sample, "ENA-EXPERIMENT")
+        fields["experiment_accession"] = exps[0] if len(exps) == 1 else ""
+        for run in _links(sample, "ENA-RUN"):
+            yield run, fields
+
+
+def _study_runs(root: ET.Element) -> _Runs:
+    for study in root.findall("STUDY"):
+        fields = {"study_accession": study.get("accession", "")}
+        for run in _links(study, "ENA-RUN"):
+            yield run, fields
+
+
+_XML_READERS: dict[str, Callable[[ET.Element], _Runs]] = {
+    "EXPERIMENT_PACKAGE_SET": _package_runs,
+    "EXPERIMENT_SET": _experiment_runs,
+    "RUN_SET": _run_set_runs,
+    "SAMPLE_SET": _sample_runs,
+    "STUDY_SET": _study_runs,
+}
 
 
 parse_sra_experiment_package = parse_sra_xml  # the name the stage contract uses
