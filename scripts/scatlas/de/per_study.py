@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from scatlas.de.pseudobulk import make_units
+from scatlas.de.pseudobulk import Units, make_units
 
 METHODS = ("edger", "limma_voom", "wilcoxon")
 R_METHODS = ("edger", "limma_voom")
@@ -191,6 +191,17 @@ def study_de(
         )
         return StudyDE(table, method, "cells", int(groups.sum()), int((~groups).sum()), note)
     units = make_units(counts[:, detected], groups, samples)
+    res = _r_method(method, units, names[detected], gene_filter)
+    means = pd.DataFrame(
+        {"mean_in": mean_in, "mean_out": mean_out}, index=names[detected].astype(str)
+    )
+    table = res[["gene", "logfc", "pvalue", "padj"]].join(means, on="gene")
+    note = "; ".join(n for n in (note, units.note) if n)
+    return StudyDE(table[RESULT_COLUMNS], method, units.kind, units.n_in, units.n_out, note)
+
+
+def _r_method(method: str, units: Units, names: np.ndarray, gene_filter: str) -> pd.DataFrame:
+    """edgeR QL or limma-voom on the units (cells or pseudobulk), after the gene filter."""
     if units.n_in < 2 or units.n_out < 2:
         raise ValueError(
             f"{method} needs at least 2 {units.kind} per group, got {units.n_in} vs {units.n_out}"
@@ -202,25 +213,19 @@ def study_de(
         raise ValueError(f"unknown gene filter {gene_filter!r}; supported: {GENE_FILTERS}")
     if gene_filter == "auto":
         gene_filter = "filterByExpr" if units.kind == "pseudobulk" else "detected"
-    ucounts, unames = units.counts, names[detected]
+    ucounts, unames = units.counts, names
     if gene_filter == "detected":
         keep = detected_filter(ucounts, units.groups)
         if not keep.any():
             raise ValueError("no gene is detected in enough cells of either group")
         ucounts, unames = ucounts[:, keep], unames[keep]
     fn = edger_ql if method == "edger" else limma_voom
-    res = fn(
+    return fn(
         ucounts.toarray().T,
         units.groups,
         [str(g) for g in unames],
         filter_genes=gene_filter == "filterByExpr",
     )
-    means = pd.DataFrame(
-        {"mean_in": mean_in, "mean_out": mean_out}, index=names[detected].astype(str)
-    )
-    table = res[["gene", "logfc", "pvalue", "padj"]].join(means, on="gene")
-    note = "; ".join(n for n in (note, units.note) if n)
-    return StudyDE(table[RESULT_COLUMNS], method, units.kind, units.n_in, units.n_out, note)
 
 
 def test_study(

@@ -213,6 +213,15 @@ def _ena_row(s: Series, x: _Sample) -> dict[str, str]:
     return row
 
 
+def _write_fastqs(mirror: Path, sample: _Sample) -> int:
+    """A sample's FASTQ files (rewritten only when they differ); how many it has."""
+    for path, data in zip(sample.files, sample.data, strict=True):
+        target = mirror / path
+        if not target.is_file() or target.read_bytes() != data:
+            atomic_write_bytes(target, data)
+    return len(sample.files)
+
+
 def write_metadata_world(
     root: str | Path,
     series: Sequence[Series],
@@ -262,11 +271,7 @@ def write_metadata_world(
         for x in own:
             ena.append(_ena_row(s, x))
             if with_fastq:
-                for path, data in zip(x.files, x.data, strict=True):
-                    target = mirror / path
-                    if not target.is_file() or target.read_bytes() != data:
-                        atomic_write_bytes(target, data)
-                    n_files += 1
+                n_files += _write_fastqs(mirror, x)
     if not with_fastq:
         for row in ena:
             row["fastq_md5"] = row["fastq_bytes"] = ""
