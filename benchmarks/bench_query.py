@@ -139,7 +139,7 @@ def query_cells(path: Path, n_query: int, rng: np.random.Generator) -> ad.AnnDat
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n-ref", type=int, default=1_000_000)
     p.add_argument("--n-query", type=int, default=100_000)
@@ -162,7 +162,65 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-exact", action="store_true", help="skip exact faiss (recall then unknown)")
     p.add_argument("--no-hnswlib", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    return p
+
+
+def _peer_rows(emb: np.ndarray, sample: np.ndarray, approx: np.ndarray, args, mine: list) -> list:
+    """Exact faiss and hnswlib on the same reference and queries: [name, build s, search s,
+    recall]; fills in scatlas' recall (``mine``) against the exact search."""
+    rows = []
+    exact = None
+    if not args.no_exact:
+        t = time.perf_counter()
+        flat = faiss.IndexFlatL2(emb.shape[1])
+        flat.add(emb)
+        flat_build = time.perf_counter() - t
+        t = time.perf_counter()
+        _, exact = flat.search(sample, args.k)
+        rows.append(["exact faiss IndexFlatL2", flat_build, time.perf_counter() - t, 1.0])
+        mine[3] = recall_at_k(approx, exact)
+        del flat
+    try:
+        import hnswlib
+    except ImportError:
+        hnswlib = None
+        print("hnswlib: NOT INSTALLED (pip install '.[bench]' or pip install hnswlib); skipped")
+    if hnswlib is not None and not args.no_hnswlib:
+        t = time.perf_counter()
+        h = hnswlib.Index(space="l2", dim=emb.shape[1])
+        h.init_index(max_elements=len(emb), M=32, ef_construction=80, random_seed=args.seed)
+        h.add_items(emb, num_threads=THREADS)
+        h_build = time.perf_counter() - t
+        h.set_ef(128)
+        t = time.perf_counter()
+        h_idx, _ = h.knn_query(sample, k=args.k, num_threads=THREADS)
+        h_search = time.perf_counter() - t
+        recall = recall_at_k(h_idx.astype(np.int64), exact) if exact is not None else None
+        rows.append(["hnswlib 0.8 (M=32, ef=128)", h_build, h_search, recall])
+        del h
+    return rows
+
+
+def _print_table(rows: list, n_rec: int, dims: int, args) -> None:
+    mine = rows[0]
+    print()
+    print(
+        f"{args.n_ref:,} reference cells x {dims} dims; search figures over "
+        f"{n_rec:,} queries, k={args.k}"
+    )
+    print(
+        f"{'method':28s} {'build s':>9s} {'search s':>9s} {'q/s':>10s} {'recall@k':>9s} "
+        f"{'build ratio':>12s} {'speed ratio':>12s}"
+    )
+    for name, b, s, r in rows:
+        print(
+            f"{name:28s} {b:9.1f} {s:9.2f} {n_rec / s:10,.0f} "
+            f"{'-' if r is None else f'{r:.4f}':>9s} {b / mine[1]:12.2f} {mine[2] / s:12.2f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     faiss.omp_set_num_threads(THREADS)
     torch.set_num_threads(THREADS)
@@ -221,50 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     _, approx = search(index, sample, args.k)
     rows = [[f"scatlas (faiss {kind})", build_s, time.perf_counter() - t, None]]
-    exact = None
-    if not args.no_exact:
-        t = time.perf_counter()
-        flat = faiss.IndexFlatL2(emb.shape[1])
-        flat.add(emb)
-        flat_build = time.perf_counter() - t
-        t = time.perf_counter()
-        _, exact = flat.search(sample, args.k)
-        rows.append(["exact faiss IndexFlatL2", flat_build, time.perf_counter() - t, 1.0])
-        rows[0][3] = recall_at_k(approx, exact)
-        del flat
-    try:
-        import hnswlib
-    except ImportError:
-        hnswlib = None
-        print("hnswlib: NOT INSTALLED (pip install '.[bench]' or pip install hnswlib); skipped")
-    if hnswlib is not None and not args.no_hnswlib:
-        t = time.perf_counter()
-        h = hnswlib.Index(space="l2", dim=emb.shape[1])
-        h.init_index(max_elements=len(emb), M=32, ef_construction=80, random_seed=args.seed)
-        h.add_items(emb, num_threads=THREADS)
-        h_build = time.perf_counter() - t
-        h.set_ef(128)
-        t = time.perf_counter()
-        h_idx, _ = h.knn_query(sample, k=args.k, num_threads=THREADS)
-        h_search = time.perf_counter() - t
-        recall = recall_at_k(h_idx.astype(np.int64), exact) if exact is not None else None
-        rows.append(["hnswlib 0.8 (M=32, ef=128)", h_build, h_search, recall])
-        del h
+    rows += _peer_rows(emb, sample, approx, args, rows[0])
     mine = rows[0]
-    print()
-    print(
-        f"{args.n_ref:,} reference cells x {emb.shape[1]} dims; search figures over "
-        f"{n_rec:,} queries, k={args.k}"
-    )
-    print(
-        f"{'method':28s} {'build s':>9s} {'search s':>9s} {'q/s':>10s} {'recall@k':>9s} "
-        f"{'build ratio':>12s} {'speed ratio':>12s}"
-    )
-    for name, b, s, r in rows:
-        print(
-            f"{name:28s} {b:9.1f} {s:9.2f} {n_rec / s:10,.0f} "
-            f"{'-' if r is None else f'{r:.4f}':>9s} {b / mine[1]:12.2f} {mine[2] / s:12.2f}"
-        )
+    _print_table(rows, n_rec, emb.shape[1], args)
     print("(build ratio: its build time / scatlas'; speed ratio: its search speed / scatlas')")
     print(
         f"\nscatlas end-to-end {e2e_rate:,.0f} cells/s over {args.n_query:,} cells (target "

@@ -163,14 +163,7 @@ def services(cfg) -> Services:
     return Services(cfg["services"], env={})
 
 
-def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    mirror = Mirror(server, soft_text)
-    cfg = make_cfg(server)
-    svc = services(cfg)
-    out = tmp_path / "results" / "studies" / "GSE146540"
-    summary = ingest.build_sample_sheet(cfg, "GSE146540", out, services=svc)
-
+def _check_sheet(summary, out, server, mirror):
     assert summary["status"] == "ok", summary["reason"]
     assert (summary["n_samples"], summary["n_runs"], summary["kind"]) == (5, 5, "reads")
     assert summary["excluded"] == [
@@ -216,6 +209,8 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
     asked = [q["accession"][0] for _, p, q, _ in server.log if p == FILEREPORT]
     assert asked == ["SRP251919", "SRX7866189", "SRX7866190", "SRX7866191"]
 
+
+def _check_downloads(cfg, out, tmp_path, server, mirror, svc):
     fastq_dir = tmp_path / "results" / "fastq" / "GSE146540"
     manifest = download_study(
         cfg, out / "samples.tsv", fastq_dir, fastq_dir / "manifest.tsv", services=svc
@@ -262,6 +257,10 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
         sum(1 for _, p, _, _ in server.log if p.startswith("/vol1/")) == fetched + 2
     )  # only the bad run, retried
 
+    return fastq_dir, bad_url
+
+
+def _write_catalog_inputs(tmp_path):
     # the catalog
     studies_tsv = tmp_path / "results" / "discover" / "studies.tsv"
     stage_io.write_tsv(
@@ -314,6 +313,20 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
         align,
         sheet_columns.ALIGNMENT_COLUMNS,
     )
+    return studies_tsv, align
+
+
+def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mirror = Mirror(server, soft_text)
+    cfg = make_cfg(server)
+    svc = services(cfg)
+    out = tmp_path / "results" / "studies" / "GSE146540"
+    summary = ingest.build_sample_sheet(cfg, "GSE146540", out, services=svc)
+
+    _check_sheet(summary, out, server, mirror)
+    fastq_dir, bad_url = _check_downloads(cfg, out, tmp_path, server, mirror, svc)
+    studies_tsv, align = _write_catalog_inputs(tmp_path)
     db = tmp_path / "results" / "catalog.sqlite"
     s = update_catalog(cfg, db, studies_tsv, [out], [fastq_dir / "manifest.tsv"], [align])
     assert s["studies"]["ok"] == 1 and s["studies"]["skipped"] == 1 and s["studies"]["new"] == 1
