@@ -20,6 +20,7 @@ from scatlas import stage_io
 from scatlas.discover.studies import discover_studies
 from scatlas.errors import InputError
 from scatlas.ingest import sheets as ingest
+from scatlas.ingest.ae_sheet import _ae_sample_ids
 from scatlas.ingest.catalog import Catalog
 from scatlas.ingest.catalog_update import update_catalog
 from scatlas.ingest.download import download_study
@@ -687,6 +688,6 @@ def test_technical_replicates_share_their_sample():
         {"ena_sample": "not-an-accession", "biosample": "", "run": "",
          "technical_replicate_group": "group 2"},
     ]  # fmt: skip
-    assert ingest._ae_sample_ids(recs) == [
+    assert _ae_sample_ids(recs) == [
         "ERS7007749", "ERS7007749", "SAMEA8917001", "ERR6131693", ""
     ]  # fmt: skip
