@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from scatlas import __version__
@@ -97,6 +98,11 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         dryrun=args.dry_run,
     )
     print(result.message)
+    if result.jobs:
+        counts = Counter(j.rule for j in result.jobs)
+        print(f"jobs: {len(result.jobs)} ({', '.join(f'{r} {n}' for r, n in counts.items())})")
+    elif result.status != "locked":
+        print("jobs: none (everything was up to date)")
     return 1 if result.status == "failed" else 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,50 @@ def repo_root(start: Path | None = None) -> Path:
         "cannot find the scatlas workflow (Snakefile + workflow/): run this command inside a "
         "clone of the scatlas repository"
     )
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job Snakemake planned (and, unless a dry run, ran): its rule, wildcards and why."""
+
+    rule: str
+    wildcards: dict[str, str]
+    reason: str
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_workflow` did; true when every job succeeded."""
+
+    ok: bool
+    jobs: list[PlannedJob] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def rules(self) -> list[str]:
+        """The rules of the planned jobs, one entry per job, in plan order."""
+        return [j.rule for j in self.jobs]
+
+
+class _JobRecorder(logging.Handler):
+    """Collects the jobs Snakemake announces (its JOB_INFO log events)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.jobs: list[PlannedJob] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(getattr(record, "event", "")) != "job_info":
+            return
+        wildcards = getattr(record, "wildcards", None) or {}
+        self.jobs.append(
+            PlannedJob(
+                str(getattr(record, "rule_name", "")),
+                {str(k): str(v) for k, v in dict(wildcards).items()},
+                str(getattr(record, "reason", "")),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -57,8 +101,9 @@ def run_workflow(
     dryrun: bool = False,
     rerun: Rerun | None = None,
     cache: Sequence[str] = (),
-) -> bool:
-    """Run the workflow; True when every job succeeded.
+) -> RunResult:
+    """Run the workflow; the result is true when every job succeeded and lists the jobs
+    Snakemake planned (a dry run: would run).
 
     ``workdir`` is where ``results/``, ``logs/`` and relative config paths live;
     ``snakefile`` defaults to the repository's top-level Snakefile. The run holds the
@@ -108,22 +153,26 @@ def run_workflow(
         # Snakemake prints its own log; keep our root handlers from printing it a second time
         snakemake_log = logging.getLogger("snakemake")
         propagate, snakemake_log.propagate = snakemake_log.propagate, False
+        recorder = _JobRecorder()
+        snakemake_log.addHandler(recorder)
         try:
             if stale:
                 log.warning("removing the Snakemake lock a killed run left in %s", workdir)
                 with SnakemakeApi(OutputSettings()) as api:
                     new_workflow(api).dag(DAGSettings(targets=set(targets))).unlock()
                 os.chdir(previous)
-            return _execute(SnakemakeApi, new_workflow, dag_settings, dryrun, keep_going)
+            _execute(SnakemakeApi, new_workflow, dag_settings, dryrun, keep_going)
+            return RunResult(True, recorder.jobs)
         except Exception as exc:  # snakemake reports the details itself
             log.error("workflow failed: %s", exc)
-            return False
+            return RunResult(False, recorder.jobs)
         finally:
+            snakemake_log.removeHandler(recorder)
             snakemake_log.propagate = propagate
             os.chdir(previous)
 
 
-def _execute(api_class, new_workflow, dag_settings: dict, dryrun: bool, keep_going: bool) -> bool:
+def _execute(api_class, new_workflow, dag_settings: dict, dryrun: bool, keep_going: bool) -> None:
     from snakemake.settings.types import DAGSettings, ExecutionSettings, OutputSettings
 
     with api_class(
@@ -134,4 +183,3 @@ def _execute(api_class, new_workflow, dag_settings: dict, dryrun: bool, keep_goi
             executor="dryrun" if dryrun else "local",
             execution_settings=ExecutionSettings(keep_going=keep_going),
         )
-    return True

@@ -3,10 +3,13 @@ shell, and a ToolError carrying the tail of stderr when one fails."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +19,21 @@ from scatlas.errors import ToolError
 log = logging.getLogger(__name__)
 
 STDERR_TAIL = 2000
+
+try:  # Linux: a child can ask to be killed when its parent dies
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of every external program scatlas starts: the kernel sends it SIGKILL
+    when the scatlas process that started it dies (killed, or crashed), so that no HISAT2
+    holding a genome index outlives a killed run. Children stay in the caller's process
+    group too, so a signal to the group reaches them."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def which(tool: str) -> str:
@@ -59,10 +77,22 @@ def run_tool(
     log.debug("running %s", " ".join(args))
     if stdout is not None:
         with open(stdout, "wb") as out:
-            proc = subprocess.run(args, stdout=out, stderr=subprocess.PIPE, cwd=cwd, check=False)
+            proc = subprocess.run(
+                args,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                check=False,
+                preexec_fn=die_with_parent,
+            )
     else:
         proc = subprocess.run(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, check=False
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            check=False,
+            preexec_fn=die_with_parent,
         )
     err = proc.stderr.decode("utf-8", errors="replace")
     if proc.returncode != 0:

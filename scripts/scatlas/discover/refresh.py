@@ -25,12 +25,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from scatlas.errors import InputError
 from scatlas.fileio import atomic_write_text
 from scatlas.ingest.catalog import Catalog
 from scatlas.locks import LockedError, workflow_lock
-from scatlas.runner import Rerun, run_workflow
+from scatlas.runner import PlannedJob, Rerun, run_workflow
 from scatlas.stage_io import WHOLE_FILE, config_date, read_tsv
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 RERUN_TRIGGERS = ("mtime", "params", "input")
 MAX_CHECKSUM_BYTES = 64 << 20  # sample sheets of very large studies are still compared by content
 CATALOG = Path("results") / "catalog.sqlite"
+DISCOVERED = Path("results") / "discover" / "studies.tsv"  # the discover checkpoint's output
 # the catalog's studies as a refresh found them, kept until the refresh is recorded
 BEFORE_FILE = Path("results") / ".refresh.before.json"
 RELEASE_RECORD = Path("results") / "publish" / "release.json"
@@ -190,6 +192,7 @@ class RefreshResult:
     refresh_id: int | None = None
     new: list[str] | None = None
     changed: list[str] | None = None
+    jobs: list[PlannedJob] = field(default_factory=list)  # what Snakemake ran (or planned)
 
 
 def refresh(
@@ -245,24 +248,37 @@ def _refresh_locked(
         "date_to": window.until,
     }
     release_before = _mtime(work / RELEASE_RECORD)
-    ok = run_workflow(
+    run = functools.partial(
+        run_workflow,
         work,
         snakefile=snakefile,
         configfiles=[Path(f) if Path(f).is_absolute() else work / f for f in configfiles],
         config=overrides,
         cores=cores,
-        targets=targets,
         keep_going=True,
         dryrun=dryrun,
         rerun=Rerun(RERUN_TRIGGERS, max_checksum_file_size=MAX_CHECKSUM_BYTES),
     )
+    # Discovery first, on its own: planned together with the rest, the checkpoint leaves
+    # every job after it marked as needing a run ("input updated by another job") even when
+    # discovery found nothing new. Planned after it, only what changed runs.
+    ok, jobs = True, []
+    if not dryrun:
+        discovered = run(targets=[str(DISCOVERED)])
+        ok, jobs = bool(discovered), list(discovered.jobs)
+    if ok:
+        rest = run(targets=targets)
+        ok, jobs = bool(rest), jobs + rest.jobs
     if dryrun:
         return RefreshResult(
             "planned" if ok else "failed",
-            f"dry run of the window {window.since or 'the beginning'} .. {window.until}",
+            f"dry run of the window {window.since or 'the beginning'} .. {window.until} "
+            "(the jobs after discovery are planned as if it found something new)",
             window,
+            jobs=jobs,
         )
     result = _record(work, rid, before, window, ok, retried, publish_outcome(work, release_before))
+    result.jobs = jobs
     (work / BEFORE_FILE).unlink(missing_ok=True)
     return result
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -34,7 +35,7 @@ from scatlas.reads.fastq import format_records, read_mates
 from scatlas.reads.readfeed import Feed, ReaderGone
 from scatlas.settings import AlignSettings
 from scatlas.sheets import ALIGNMENT_COLUMNS, MANIFEST_COLUMNS, row_errors
-from scatlas.tools import tail, which
+from scatlas.tools import die_with_parent, tail, which
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ class _Pipeline:
         ]
         self.sam_cmd = [which("samtools"), "view", "-1", "-o", str(bam), "-"]
         self.hisat_err_path, self.sam_err_path = work / "hisat2.err", work / "samtools.err"
+        self.pid_file = work / PID_FILE
         self.hisat_rc = self.sam_rc = -1
         self.feed: Feed | None = None
 
@@ -233,11 +235,16 @@ class _Pipeline:
         for pipe in self.pipes:
             os.mkfifo(pipe, 0o600)
         with open(self.hisat_err_path, "wb") as h_err, open(self.sam_err_path, "wb") as s_err:
+            # both stay in this process group and die with this process (no orphan HISAT2
+            # blocked on a pipe nobody will write, holding its index, after a kill)
             hisat = subprocess.Popen(
-                self.hisat_cmd, stdout=subprocess.PIPE, stderr=h_err, start_new_session=True
+                self.hisat_cmd, stdout=subprocess.PIPE, stderr=h_err, preexec_fn=die_with_parent
             )
+            atomic_write_text(self.pid_file, f"{hisat.pid}\n{self.hisat_cmd[0]}\n")
             assert hisat.stdout is not None
-            sam = subprocess.Popen(self.sam_cmd, stdin=hisat.stdout, stderr=s_err)
+            sam = subprocess.Popen(
+                self.sam_cmd, stdin=hisat.stdout, stderr=s_err, preexec_fn=die_with_parent
+            )
             hisat.stdout.close()  # samtools holds the only reader: HISAT2 sees SIGPIPE if it dies
             self.feed = feed = Feed(
                 read_mates(self.source.inputs), self.pipes, hisat, self.source.transform
@@ -246,8 +253,7 @@ class _Pipeline:
                 self.hisat_rc = hisat.wait()
             finally:
                 if hisat.poll() is None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(hisat.pid, signal.SIGTERM)
+                    hisat.terminate()
                     hisat.wait()
                 feed.finish()
             try:
@@ -303,6 +309,32 @@ class _Pipeline:
                 f"HISAT2 reports {result['total_reads']} reads but {feed.n_records} were fed",
             )
         return result
+
+
+PID_FILE = "hisat2.pid"  # in the run's work folder: what reap_leftovers looks for
+
+
+def reap_leftovers(bam_dir: Path) -> int:
+    """Clear what a killed alignment left in ``bam_dir``: its work folders (``.align.*``),
+    stopping a HISAT2 still running from one (a kill that outran the parent-death signal,
+    or a run of an older scatlas), and temporary BAMs. Returns the processes stopped."""
+    stopped = 0
+    for work in sorted(Path(bam_dir).glob(".align.*")):
+        try:
+            pid_text, binary = (work / PID_FILE).read_text().split("\n")[:2]
+            pid = int(pid_text)
+            alive = Path(f"/proc/{pid}/exe").resolve().name == Path(binary).name
+        except (OSError, ValueError):
+            alive = False
+        if alive and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                stopped += 1
+                log.warning("stopped HISAT2 (pid %d) left running by a killed alignment", pid)
+        shutil.rmtree(work, ignore_errors=True)
+    for tmp in Path(bam_dir).glob(".*.tmp"):  # atomic_path's temporary files
+        tmp.unlink(missing_ok=True)
+    return stopped
 
 
 def align_run(
@@ -485,6 +517,7 @@ class _StudyAligner:
         self.technologies, self.chemistries = technologies, chemistries
         self.done = 0
         bam_dir.mkdir(parents=True, exist_ok=True)
+        reap_leftovers(bam_dir)
 
     def _chemistry(self, run: str) -> Chemistry | None:
         tech = self.technologies.get(run, "")

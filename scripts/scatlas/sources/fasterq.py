@@ -23,6 +23,7 @@ from pathlib import Path
 from scatlas.accessions import validate
 from scatlas.errors import InputError, ToolError
 from scatlas.fileio import atomic_path, md5_file
+from scatlas.tools import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,12 @@ def fasterq_dump(
         log.info("%s (attempt %d of %d)", " ".join(cmd), attempt + 1, retries + 1)
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s
+                cmd,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout_s,
+                preexec_fn=die_with_parent,
             )
         except FileNotFoundError as exc:  # not installed: no point in trying again
             shutil.rmtree(work, ignore_errors=True)
