@@ -97,22 +97,38 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
     ref = Reference.load(pub / "current")
     assert ref.version == "2026.01" and ref.index.ntotal == 430
     with pytest.raises(InputError, match="already exists"):
-        _publish(inputs, pub, "2026.01")
+        _publish(_variant(inputs, tmp_path, "b"), pub, "2026.01")
+    assert _publish(inputs, pub, "2026.02") == rel  # the same inputs: that release, no copy
+
+
+def _variant(inputs, tmp_path, name):
+    """The inputs with one more DE table: a different release."""
+    de = tmp_path / f"de-{name}"
+    shutil.copytree(inputs["de_dir"], de)
+    (de / f"{name}.tsv").write_text("gene\tlogfc\n")
+    return dict(inputs, de_dir=de)
+
+
+def _point_current(pub, version):
+    os.replace(pub / "current", pub / "old")
+    os.symlink(version, pub / "current")
+    (pub / "old").unlink()
 
 
 def test_versions_current_and_pruning(inputs, tmp_path):
     pub = tmp_path / "published"
     for v in ("v1", "v2", "v3"):
-        _publish(inputs, pub, v, keep=2)
+        _publish(_variant(inputs, tmp_path, v), pub, v, keep=2)
         assert os.readlink(pub / "current") == v
     assert list_versions(pub) == ["v2", "v3"]
     assert sorted(p.name for p in pub.iterdir()) == ["current", "v2", "v3"]
-    # the current release survives pruning even when it is not the newest
-    os.replace(pub / "current", pub / "old")
-    os.symlink("v2", pub / "current")
-    (pub / "old").unlink()
-    _publish(inputs, pub, "v4", keep=1)
-    assert list_versions(pub) == ["v4"]
+    # the current release survives pruning even when it is not the newest; as the release
+    # that was current before the publish, it stays after it too
+    _point_current(pub, "v2")
+    _publish(_variant(inputs, tmp_path, "v4"), pub, "v4", keep=1)
+    assert list_versions(pub) == ["v2", "v4"] and os.readlink(pub / "current") == "v4"
+    _publish(_variant(inputs, tmp_path, "v5"), pub, "v5", keep=1)
+    assert list_versions(pub) == ["v4", "v5"]
 
 
 def test_hnsw_above_flat_max(inputs, tmp_path):
@@ -215,3 +231,22 @@ def test_annotating_loads_no_training_code(inputs, tmp_path):
     loaded = set(eval(out.stdout.strip().splitlines()[-1]))
     assert "scatlas.release.format" in loaded and "scatlas.models.dense" in loaded
     assert not loaded & {"scatlas.models.trainer", "scatlas.release.publish", "scatlas.evaluate"}
+
+
+def test_resumed_publish_completes_the_swap_and_makes_no_copy(inputs, tmp_path):
+    """A publish killed after its release folder appeared, before 'current' moved to it, is
+    resumed by publishing again: that release becomes current, no second copy is made, and
+    the release that was current before is not pruned."""
+    pub = tmp_path / "published"
+    _publish(inputs, pub, "v1", keep=1)
+    other = _variant(inputs, tmp_path, "b")
+    second = _publish(other, pub, "v2", keep=5)
+    _point_current(pub, "v1")  # as if killed between the rename and the swap
+    again = _publish(other, pub, "v3", keep=1)
+    assert again == second and (pub / "current").resolve().name == "v2"
+    assert list_versions(pub) == ["v1", "v2"]  # keep=1, but v1 was current before: spared
+    # killed after the swap: nothing to do but prune (v1 is no longer the current before)
+    assert _publish(other, pub, "v4", keep=1) == second
+    assert list_versions(pub) == ["v2"]
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert len(manifest["inputs_sha256"]) == 64

@@ -95,6 +95,9 @@ class Manifest:
     novelty_quantile: float = 0.99
     quality_gate: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
+    # sha256 of everything the release is built from (inputs, evaluation, DE, settings):
+    # publishing the same again finds this release instead of making a copy
+    inputs_sha256: str = ""
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,11 +16,13 @@ The layout and the manifest are :mod:`scatlas.release.format`'s.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import secrets
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +43,18 @@ from scatlas.models.normalize import align_to_genes
 from scatlas.release.format import (
     CELL_COLUMNS,
     CURRENT,
+    FORMAT_VERSION,
     MANIFEST,
     METRICS_FILE,
     VERSION_RE,
     Manifest,
+    ReleaseError,
     check_metric,
     current_release,
     file_entries,
+    read_manifest,
     validate_version,
+    verify_files,
 )
 from scatlas.release.gate import (
     DEFAULT_METRICS,
@@ -118,6 +124,14 @@ def _metrics(evaluation_dir: Path, model: str) -> dict[str, Any]:
     return {"model": model, "methods": methods}
 
 
+def _model_name(model_dir: Path) -> str:
+    path = model_dir / "model.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["model"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read the model's name: {exc}", path=str(path)) from exc
+
+
 def _default_inputs(atlas_h5ad: Path, model_dir: Path, ontology_obo: Path) -> dict[str, Any]:
     paths = {
         "atlas": atlas_h5ad,
@@ -126,6 +140,46 @@ def _default_inputs(atlas_h5ad: Path, model_dir: Path, ontology_obo: Path) -> di
         "ontology": ontology_obo,
     }
     return {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()}
+
+
+def inputs_key(
+    inputs: dict[str, Any], metrics: dict[str, Any], de_dir: Path, settings: PublishSettings
+) -> str:
+    """sha256 of what a release is built from: the input files' checksums, the evaluation,
+    the DE tables and the settings that shape its content (not its version or keep)."""
+    de_files = sorted(p for p in de_dir.rglob("*") if p.is_file())
+    content = {
+        "format": FORMAT_VERSION,
+        "inputs": {k: v.get("sha256") if isinstance(v, dict) else v for k, v in inputs.items()},
+        "metrics": metrics,
+        "de": {str(p.relative_to(de_dir)): sha256_file(p) for p in de_files},
+        "settings": {
+            k: getattr(settings, k)
+            for k in ("flat_max", "index", "large_index", "novelty_quantile")
+        },
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def release_with_key(publish_dir: Path, key: str) -> str | None:
+    """The published version built from the same inputs (its manifest's ``inputs_sha256``)
+    whose files are intact; a damaged one is passed over (a new release replaces it)."""
+    if not publish_dir.is_dir():
+        return None
+    for name in reversed(list_versions(publish_dir)):
+        try:
+            manifest = read_manifest(publish_dir / name)
+        except ReleaseError:
+            continue
+        if manifest.inputs_sha256 != key:
+            continue
+        try:
+            verify_files(publish_dir / name, manifest)
+        except ReleaseError as exc:
+            log.warning("release %s was built from these inputs but is damaged: %s", name, exc)
+            continue
+        return name
+    return None
 
 
 def _make_read_only(root: Path) -> None:
@@ -171,18 +225,22 @@ def list_versions(publish_dir: Path) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
-def prune_versions(publish_dir: Path, keep: int) -> list[str]:
-    """Delete the oldest versions so that ``keep`` remain; never the current one."""
-    current = (
-        (publish_dir / CURRENT).resolve().name if (publish_dir / CURRENT).is_symlink() else None
-    )
+def _current_name(publish_dir: Path) -> str | None:
+    link = publish_dir / CURRENT
+    return link.resolve().name if link.is_symlink() else None
+
+
+def prune_versions(publish_dir: Path, keep: int, protect: Iterable[str | None] = ()) -> list[str]:
+    """Delete the oldest versions so that ``keep`` remain; never the current one, nor those
+    in ``protect`` (the release that was current before a publish)."""
+    spared = {_current_name(publish_dir), *protect}
     versions = list_versions(publish_dir)
     removed = []
     excess = len(versions) - max(int(keep), 1)
     for name in versions:
         if excess <= 0:
             break
-        if name == current:
+        if name in spared:
             continue
         _remove_tree(publish_dir / name)
         removed.append(name)
@@ -205,13 +263,7 @@ class _Built:
     normalisation: str
 
 
-def _check_files(
-    atlas_h5ad: Path, evaluation_dir: Path, de_dir: Path, ontology_obo: Path, final: Path
-) -> None:
-    if final.exists() or final.is_symlink():
-        raise InputError(
-            f"release {final.name} already exists; choose a new version", path=str(final)
-        )
+def _check_files(atlas_h5ad: Path, evaluation_dir: Path, de_dir: Path, ontology_obo: Path) -> None:
     for path, what in ((ontology_obo, "ontology"), (atlas_h5ad, "atlas")):
         if not path.is_file():
             raise InputError(f"{what} file is missing", path=str(path))
@@ -274,9 +326,10 @@ def _write(
     sources: dict[str, Path],
     version: str,
     settings: PublishSettings,
-    inputs: dict[str, Any],
+    provenance: dict[str, Any],
 ) -> None:
-    """Every file of the release into ``tmp``, the manifest last."""
+    """Every file of the release into ``tmp``, the manifest last (``provenance``: its
+    ``inputs`` and ``inputs_sha256``)."""
     info = built.info
     save_index(built.index, tmp / "index.faiss")
     built.cells.to_parquet(tmp / "cells.parquet", index=False)
@@ -306,7 +359,7 @@ def _write(
             "reason": gate.reason,
             "margin": settings.gate.get("margin"),
         },
-        inputs=inputs,
+        **provenance,
         files=file_entries(tmp),
     ).to_dict()
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -331,6 +384,11 @@ def publish_release(
     (``index``/``large_index``/``flat_max``, :func:`build_index`), the novelty quantile, the
     quality gate (``gate: {margin, metrics}``; margin None: off; a release that evaluates
     worse than the current one raises QualityGateError) and how many versions to ``keep``.
+
+    Idempotent: when a published release was built from the same inputs, evaluation, DE
+    and settings (its manifest's ``inputs_sha256``), that release is made current (a publish
+    killed between its rename and the ``current`` swap is completed) and returned; no copy
+    is made. Pruning never removes the release that was current before.
     """
     settings = settings or PublishSettings()
     validate_version(version)
@@ -344,12 +402,24 @@ def publish_release(
     publish_dir = Path(publish_dir)
     final = publish_dir / version
     _check_files(
-        sources["atlas_h5ad"],
-        sources["evaluation_dir"],
-        sources["de_dir"],
-        sources["ontology_obo"],
-        final,
+        sources["atlas_h5ad"], sources["evaluation_dir"], sources["de_dir"], sources["ontology_obo"]
     )
+    if inputs is None:
+        inputs = _default_inputs(
+            sources["atlas_h5ad"], sources["model_dir"], sources["ontology_obo"]
+        )
+    metrics = _metrics(sources["evaluation_dir"], _model_name(sources["model_dir"]))
+    key = inputs_key(inputs, metrics, sources["de_dir"], settings)
+    previous = _current_name(publish_dir)
+    same = release_with_key(publish_dir, key)
+    if same is not None:
+        if same != previous:
+            swap_current(publish_dir, same)
+        log.info("release %s was built from these inputs already; current -> %s", same, same)
+        prune_versions(publish_dir, settings.keep, protect=(previous,))
+        return publish_dir / same
+    if final.exists() or final.is_symlink():
+        raise InputError(f"release {version} already exists; choose a new version", path=str(final))
     built = _build(
         sources["atlas_h5ad"],
         sources["model_dir"],
@@ -358,10 +428,6 @@ def publish_release(
         settings,
         device,
     )
-    if inputs is None:
-        inputs = _default_inputs(
-            sources["atlas_h5ad"], sources["model_dir"], sources["ontology_obo"]
-        )
     publish_dir.mkdir(parents=True, exist_ok=True)
     tmp = publish_dir / f".{version}.tmp"
     if tmp.exists():
@@ -369,7 +435,7 @@ def publish_release(
         _remove_tree(tmp)
     tmp.mkdir()
     try:
-        _write(tmp, built, sources, version, settings, inputs)
+        _write(tmp, built, sources, version, settings, {"inputs": inputs, "inputs_sha256": key})
         _make_read_only(tmp)
         if final.exists():  # published concurrently meanwhile
             raise InputError(f"release {version} already exists", path=str(final))
@@ -386,5 +452,5 @@ def publish_release(
         index_kind(built.index),
         version,
     )
-    prune_versions(publish_dir, settings.keep)
+    prune_versions(publish_dir, settings.keep, protect=(previous,))
     return final

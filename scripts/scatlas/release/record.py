@@ -95,8 +95,8 @@ def publish_from_workflow(
         log.error("release %s not published: %s", version, exc)
         return previous
     manifest = path / "manifest.json"
-    summary = {
-        "version": version,
+    summary = {  # version: the release published, or the one already built from these inputs
+        "version": path.name,
         "published": True,
         "reason": json.loads(manifest.read_text(encoding="utf-8"))["quality_gate"]["reason"],
         "path": str(path),
@@ -106,5 +106,5 @@ def publish_from_workflow(
         "decided": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     atomic_write_text(record, json.dumps(summary, indent=2) + "\n")
-    log.info("published release %s at %s", version, path)
+    log.info("release %s at %s is current", path.name, path)
     return path
