@@ -173,6 +173,7 @@ def test_query_file_writes_h5ad_and_csv(release, tmp_path):
         "scatlas_score",
         "scatlas_novel",
         "scatlas_min_dist",
+        "scatlas_reason",
     ]
     assert list(table.index) == list(new.obs_names)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.csv", "out.h5ad"]
@@ -311,3 +312,89 @@ def test_cli_min_overlap_and_summary(release, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "genes matched 150/200 by gene_id" in printed and "novel cells:" in printed
     assert "GSE10000" in printed  # most similar studies named
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "-1"], "--batch-size: must be a whole number >= 1, not '-1'"),
+        (["--batch-size", "0"], "--batch-size: must be a whole number >= 1"),
+        (["--k", "0"], "--k: must be a whole number >= 1, not '0'"),
+        (["--k", "-3"], "--k: must be a whole number >= 1"),
+        (["--k", "2.5"], "--k: must be a whole number >= 1"),
+        (["--min-overlap", "0"], "--min-overlap: must be a number in (0, 1]"),
+    ],
+)
+def test_cli_query_refuses_bad_arguments(release, tmp_path, capsys, args, message):
+    """Each ends with a usage error naming the argument (exit 2), never a traceback or a
+    run that labels every cell."""
+    from scatlas.cli import main
+
+    path, new = release
+    query = tmp_path / "cells.h5ad"
+    new.write_h5ad(query)
+    out = tmp_path / "out.h5ad"
+    argv = ["query", "--reference", str(path), "--input", str(query), "--output", str(out)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [({"k": 0}, "k"), ({"batch_size": -1}, "batch_size"), ({"min_genes": 0}, "min_genes")],
+)
+def test_api_refuses_bad_arguments(release, kw, field):
+    path, new = release
+    with pytest.raises(InputError, match=field):
+        Reference.load(path).annotate(new.copy(), **kw)
+
+
+def test_cells_that_cannot_be_embedded_get_no_call(release):
+    """All-zero cells and cells whose values overflow normalisation get no label, no score
+    and a reason; the other cells are annotated as before."""
+    path, new = release
+    adata = new.copy()
+    X = sp.csr_matrix(adata.X, dtype=np.float64).tolil()
+    X[0, :] = 0  # no counts at all
+    X[1, :] = 1e300  # finite, but its total overflows
+    adata.X = X.tocsr()
+    ref = Reference.load(path)
+    out = ref.annotate(adata, k=5)
+    obs = out.obs
+    assert obs["scatlas_reason"].iloc[0] == "no expression in the reference's genes"
+    assert "too large" in obs["scatlas_reason"].iloc[1]
+    for i in (0, 1):
+        assert obs["scatlas_cell_type"].iloc[i] == "" and obs["scatlas_cell_type_id"].iloc[i] == ""
+        assert np.isnan(obs["scatlas_score"].iloc[i]) and not obs["scatlas_novel"].iloc[i]
+        assert np.isnan(out.obsm["X_scatlas"][i]).all()
+    rest = obs.iloc[2:]
+    assert (rest["scatlas_reason"] == "").all() and rest["scatlas_cell_type_id"].str.startswith(
+        "CL:"
+    ).all()
+    assert np.isfinite(out.obsm["X_scatlas"][2:]).all()
+    assert out.uns["scatlas"]["n_no_call"] == 2
+    plain = ref.annotate(new.copy(), k=5)
+    np.testing.assert_array_equal(
+        rest["scatlas_cell_type_id"].to_numpy(), plain.obs["scatlas_cell_type_id"].iloc[2:]
+    )
+
+
+def test_folder_input_and_existing_annotation_refused(release, tmp_path):
+    path, new = release
+    folder = tmp_path / "x.h5ad"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a folder, not an h5ad file"):
+        query_file(path, folder, tmp_path / "out.h5ad")
+    first = tmp_path / "first.h5ad"
+    query_file(path, _write(new, tmp_path / "in.h5ad"), first, k=5)
+    with pytest.raises(InputError, match="already holds a scatlas annotation .*--overwrite"):
+        query_file(path, first, tmp_path / "second.h5ad", k=5)
+    again = query_file(path, first, tmp_path / "second.h5ad", k=5, overwrite=True)
+    assert again.obs["scatlas_cell_type_id"].str.startswith("CL:").all()
+
+
+def _write(adata, path):
+    adata.write_h5ad(path)
+    return path

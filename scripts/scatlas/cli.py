@@ -39,6 +39,26 @@ def _cmd_mirror_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != text.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], not {text!r}")
+    return value
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     from scatlas.annotate.reference import query_file
 
@@ -51,6 +71,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         csv=Path(args.csv) if args.csv else None,
         min_overlap=args.min_overlap,
         orthologs=not args.no_orthologs,
+        overwrite=args.overwrite,
     )
     info = adata.uns.get("scatlas", {})
     overlap = info.get("gene_overlap", {})
@@ -70,6 +91,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         f"{overlap.get('n_matched', '?')}/{overlap.get('n_reference_genes', '?')} by "
         f"{overlap.get('key', '?')} ({overlap.get('matched_by', '?')}, translation "
         f"{overlap.get('translation', 'none')}); novel cells: {info.get('n_novel', '?')}; "
+        f"cells without a call: {info.get('n_no_call', 0)}; "
         f"most similar studies: {top}"
     )
     return 0
@@ -169,11 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="query cells (.h5ad)")
     p.add_argument("--output", required=True, help="annotated cells (.h5ad)")
     p.add_argument("--csv", help="also write the per-cell annotation as CSV")
-    p.add_argument("--k", type=int, default=10, help="neighbours per cell (default 10)")
-    p.add_argument("--batch-size", type=int, default=4096, help="cells per batch (default 4096)")
+    p.add_argument("--k", type=_positive_int, default=10, help="neighbours per cell (default 10)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=4096, help="cells per batch (default 4096)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a scatlas annotation the input already holds (default: refuse)",
+    )
     p.add_argument(
         "--min-overlap",
-        type=float,
+        type=_fraction,
         default=0.5,
         help="least share of the reference's genes the input must have (default 0.5)",
     )

@@ -54,7 +54,55 @@ OBS_COLUMNS = [
     "scatlas_score",
     "scatlas_novel",
     "scatlas_min_dist",
+    "scatlas_reason",
 ]
+# why a cell gets no call (obs["scatlas_reason"]); called cells have ""
+UNEMBEDDABLE = {
+    "empty": "no expression in the reference's genes",
+    "overflow": "expression values too large to normalise",
+    "embedding": "embedding is not finite (expression values too large?)",
+    "no_neighbour": "no labelled reference neighbour",
+}
+
+
+def check_arguments(
+    *, k: int, batch_size: int, min_overlap: float = 0.5, min_genes: int | None = None
+) -> None:
+    """InputError naming the argument for a value annotation cannot use."""
+    checks = [
+        ("k", k, isinstance(k, int | np.integer) and k >= 1, "a whole number >= 1"),
+        (
+            "batch_size",
+            batch_size,
+            isinstance(batch_size, int | np.integer) and batch_size >= 1,
+            "a whole number >= 1",
+        ),
+        ("min_overlap", min_overlap, 0 < float(min_overlap) <= 1, "in (0, 1]"),
+        (
+            "min_genes",
+            min_genes,
+            min_genes is None or (isinstance(min_genes, int | np.integer) and min_genes >= 1),
+            "a whole number >= 1",
+        ),
+    ]
+    for name, value, ok, want in checks:
+        if not ok:
+            raise InputError(f"{name} must be {want}, not {value!r}", field=name)
+
+
+def _check_existing(adata: ad.AnnData, overwrite: bool, source: str | None) -> None:
+    present = [c for c in OBS_COLUMNS if c in adata.obs.columns]
+    if "X_scatlas" in adata.obsm:
+        present.append("obsm['X_scatlas']")
+    if present and not overwrite:
+        raise InputError(
+            f"the input already holds a scatlas annotation ({', '.join(present)}); "
+            "annotate a copy without them, or replace them with --overwrite",
+            path=source,
+            field=present[0],
+        )
+    if present:
+        log.warning("replacing the input's earlier scatlas annotation: %s", ", ".join(present))
 
 
 class Reference:
@@ -149,14 +197,35 @@ class Reference:
 
     def embed_expression(
         self, X, mapping: GeneMapping, detected: str, batch_size: int
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Input rows (as ``detected``, input genes) → normalised as the model was trained,
         over all input genes, then put in the reference gene order → embeddings (unit rows
-        for a cosine model)."""
-        normalised = to_model_input(X, detected, self.normalisation)
-        aligned, _ = align_to_genes(normalised, mapping.names, self.model_info["genes"])
-        emb = embed(self.model, aligned, batch_size)
-        return unit_rows(emb) if self.metric == "cosine" else emb
+        for a cosine model), and for each row why it cannot be embedded ("" when it can):
+        such rows get NaN embeddings and no call."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            normalised = to_model_input(X, detected, self.normalisation)
+            aligned, _ = align_to_genes(normalised, mapping.names, self.model_info["genes"])
+        aligned = sp.csr_matrix(aligned)
+        reasons = np.full(aligned.shape[0], "", dtype=object)
+        finite = np.ones(aligned.shape[0], dtype=bool)
+        bad = ~np.isfinite(aligned.data)
+        if bad.any():
+            rows = np.repeat(np.arange(aligned.shape[0]), np.diff(aligned.indptr))
+            finite[np.unique(rows[bad])] = False
+            reasons[~finite] = UNEMBEDDABLE["overflow"]
+            aligned.data[bad] = 0
+        empty = np.diff(aligned.indptr) == 0
+        empty |= np.asarray(abs(aligned).sum(axis=1)).ravel() == 0
+        reasons[finite & empty] = UNEMBEDDABLE["empty"]
+        emb = np.full((aligned.shape[0], self.model.embedding_dim), np.nan, dtype=np.float32)
+        ok = reasons == ""
+        if ok.any():
+            e = embed(self.model, aligned[np.flatnonzero(ok)], batch_size)
+            emb[ok] = unit_rows(e) if self.metric == "cosine" else e
+        nonfinite = ok & ~np.isfinite(emb).all(axis=1)
+        reasons[nonfinite] = UNEMBEDDABLE["embedding"]
+        emb[nonfinite] = np.nan
+        return emb, reasons
 
     def annotate(
         self,
@@ -168,17 +237,22 @@ class Reference:
         min_genes: int | None = None,
         orthologs: bool = True,
         source: str | None = None,
+        overwrite: bool = False,
     ) -> ad.AnnData:
         """Annotate ``adata`` in place (and return it).
 
         Writes ``obsm["X_scatlas"]``, ``obs`` columns ``scatlas_cell_type`` (label),
         ``scatlas_cell_type_id``, ``scatlas_score`` (winner's share of the similarity),
-        ``scatlas_novel``, ``scatlas_min_dist`` and ``uns["scatlas"]`` (release version,
-        input normalisation, gene overlap, the most similar studies). At least ``min_genes``
+        ``scatlas_novel``, ``scatlas_min_dist``, ``scatlas_reason`` (why a cell has no call:
+        no expression in the reference's genes, values too large to normalise, no labelled
+        neighbour; "" for called cells) and ``uns["scatlas"]`` (release version, input
+        normalisation, gene overlap, the most similar studies). At least ``min_genes``
         (default: ``min_overlap`` x the reference genes) must be found in the input.
-        ``source`` names the input in error messages.
+        ``source`` names the input in error messages; existing scatlas columns are replaced
+        only with ``overwrite``.
         """
-        model_genes = self.model_info["genes"]
+        check_arguments(k=k, batch_size=batch_size, min_overlap=min_overlap, min_genes=min_genes)
+        _check_existing(adata, overwrite, source)
         X = adata.layers.get("counts", adata.X)
         check_matrix(X, adata.var_names, source=source)
         detected = detect_normalisation(X)
@@ -188,6 +262,34 @@ class Reference:
             "from layers['counts']" if "counts" in adata.layers else "from X",
             self.normalisation,
         )
+        mapping = self._map_genes(adata, min_overlap, min_genes, orthologs, source)
+        X = X if sp.issparse(X) else sp.csr_matrix(np.asarray(X))
+        emb, dist, idx, reasons = self._search(X.tocsr(), mapping, detected, k, batch_size)
+        type_id, type_label, score = self.vote(dist, idx)
+        called = reasons == ""
+        reasons[called & (type_id == "")] = UNEMBEDDABLE["no_neighbour"]
+        novel, _ = flag_novel(dist[:, 0], type_id, self.thresholds)
+        novel &= called
+        adata.obsm["X_scatlas"] = emb
+        adata.obs["scatlas_cell_type"] = type_label
+        adata.obs["scatlas_cell_type_id"] = type_id
+        adata.obs["scatlas_score"] = np.where(called, score, np.nan).astype(np.float32)
+        adata.obs["scatlas_novel"] = novel
+        adata.obs["scatlas_min_dist"] = np.where(called, dist[:, 0], np.nan).astype(np.float32)
+        adata.obs["scatlas_reason"] = reasons.astype(str)
+        self._summarise(adata, detected, mapping, idx[called], novel, reasons)
+        return adata
+
+    def _map_genes(
+        self,
+        adata: ad.AnnData,
+        min_overlap: float,
+        min_genes: int | None,
+        orthologs: bool,
+        source: str | None,
+    ) -> GeneMapping:
+        """The input's genes matched to the model's; InputError below the minimum overlap."""
+        model_genes = self.model_info["genes"]
         mapping = map_genes(
             adata.var, model_genes, self.genes["gene_symbol"].tolist(), orthologs=orthologs
         )
@@ -218,49 +320,64 @@ class Reference:
                 mapping.source,
                 f", {mapping.translation}" if mapping.translation else "",
             )
-        n = adata.n_obs
+        return mapping
+
+    def _search(
+        self, X: sp.csr_matrix, mapping: GeneMapping, detected: str, k: int, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Embeddings, neighbour distances and rows (+inf / -1 for cells without an
+        embedding) and the reasons of cells that cannot be embedded, batch by batch."""
+        n = X.shape[0]
         k_eff = min(int(k), int(self.index.ntotal))
-        emb = np.zeros((n, self.model.embedding_dim), dtype=np.float32)
-        dist = np.zeros((n, k_eff), dtype=np.float32)
-        idx = np.zeros((n, k_eff), dtype=np.int64)
-        X = X if sp.issparse(X) else sp.csr_matrix(np.asarray(X))
-        X = X.tocsr()
+        emb = np.full((n, self.model.embedding_dim), np.nan, dtype=np.float32)
+        dist = np.full((n, k_eff), np.inf, dtype=np.float32)
+        idx = np.full((n, k_eff), -1, dtype=np.int64)
+        reasons = np.full(n, "", dtype=object)
         for start in range(0, n, batch_size):
-            chunk = X[start : start + batch_size]
-            e = self.embed_expression(chunk, mapping, detected, batch_size)
-            d, i = search(self.index, e, k_eff, self.metric)
-            stop = start + len(e)
-            emb[start:stop], dist[start:stop], idx[start:stop] = e, d, i
+            stop = min(start + batch_size, n)
+            e, why = self.embed_expression(X[start:stop], mapping, detected, batch_size)
+            emb[start:stop], reasons[start:stop] = e, why
+            rows = start + np.flatnonzero(why == "")
+            if len(rows):
+                dist[rows], idx[rows] = search(self.index, emb[rows], k_eff, self.metric)
             log.info("annotated %d/%d cells", stop, n)
-        type_id, type_label, score = self.vote(dist, idx)
-        novel, _ = flag_novel(dist[:, 0], type_id, self.thresholds)
-        adata.obsm["X_scatlas"] = emb
-        adata.obs["scatlas_cell_type"] = type_label
-        adata.obs["scatlas_cell_type_id"] = type_id
-        adata.obs["scatlas_score"] = score
-        adata.obs["scatlas_novel"] = novel
-        adata.obs["scatlas_min_dist"] = dist[:, 0]
+        if (reasons != "").any():
+            log.warning(
+                "%d cells could not be embedded and get no call (see obs['scatlas_reason'])",
+                int((reasons != "").sum()),
+            )
+        return emb, dist, idx, reasons
+
+    def _summarise(
+        self,
+        adata: ad.AnnData,
+        detected: str,
+        mapping: GeneMapping,
+        called_idx: np.ndarray,
+        novel: np.ndarray,
+        reasons: np.ndarray,
+    ) -> None:
         adata.uns["scatlas"] = {
             "reference_version": self.version,
             "reference_path": str(self.root) if self.root else "",
             "model": str(self.model_info["model"]),
             "metric": self.metric,
-            "k": k_eff,
+            "k": int(called_idx.shape[1]) if called_idx.ndim == 2 else 0,
             "input_normalisation": detected,
             "model_normalisation": self.normalisation,
             "gene_overlap": mapping.describe(),
             "n_novel": int(novel.sum()),
-            "similar_studies": self.similar_studies(idx),
+            "n_no_call": int((reasons != "").sum()),
+            "similar_studies": self.similar_studies(called_idx),
         }
+        studies = adata.uns["scatlas"]["similar_studies"]
         log.info(
-            "%d cells annotated; %d flagged novel; most similar study %s",
-            n,
+            "%d cells annotated; %d flagged novel; %d without a call; most similar study %s",
+            adata.n_obs,
             int(novel.sum()),
-            adata.uns["scatlas"]["similar_studies"]["study"].iloc[0]
-            if len(adata.uns["scatlas"]["similar_studies"])
-            else "-",
+            int((reasons != "").sum()),
+            studies["study"].iloc[0] if len(studies) else "-",
         )
-        return adata
 
     def vote(
         self, dist: np.ndarray, idx: np.ndarray, chunk: int = 8192
@@ -321,6 +438,12 @@ class Reference:
 def read_query(path: Path) -> ad.AnnData:
     """Read a query h5ad, refusing missing, empty and unreadable files with a clear error."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            "the query is a folder, not an h5ad file (a 10x folder? read it with "
+            "scanpy.read_10x_mtx and write_h5ad first)",
+            path=str(path),
+        )
     if not path.is_file():
         raise InputError("the query file does not exist", path=str(path))
     if path.stat().st_size == 0:
@@ -355,8 +478,11 @@ def query_file(
     min_overlap: float = 0.5,
     min_genes: int | None = None,
     orthologs: bool = True,
+    overwrite: bool = False,
 ) -> ad.AnnData:
-    """Annotate ``input_h5ad`` against ``reference``; write the h5ad (and a CSV) atomically."""
+    """Annotate ``input_h5ad`` against ``reference``; write the h5ad (and a CSV) atomically.
+    Arguments are checked before the reference is loaded."""
+    check_arguments(k=k, batch_size=batch_size, min_overlap=min_overlap, min_genes=min_genes)
     input_h5ad = Path(input_h5ad)
     ref = Reference.load(reference)
     adata = read_query(input_h5ad)
@@ -368,6 +494,7 @@ def query_file(
         min_genes=min_genes,
         orthologs=orthologs,
         source=str(input_h5ad),
+        overwrite=overwrite,
     )
     with atomic_path(output, ".h5ad") as tmp:
         adata.write_h5ad(tmp)
