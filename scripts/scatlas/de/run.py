@@ -80,7 +80,7 @@ STUDY_COLUMNS = [
     "note",
 ]
 CONTRASTS = ("rest", "siblings")
-_CL_ID = re.compile(r"^CL:\d{7}$")
+_CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
 
 def term_file_name(cl_id: str, kind: str = "") -> str:

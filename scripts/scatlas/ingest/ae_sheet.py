@@ -29,7 +29,9 @@ from scatlas.sources.http import Services
 log = logging.getLogger(__name__)
 
 # a study file's path inside BioStudies: plain names in plain folders, no ".." segments
-_SAFE_REL_PATH = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._+-]*/)*[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_SAFE_REL_PATH = re.compile(
+    r"^(?:[A-Za-z0-9][A-Za-z0-9._+-]*/)*[A-Za-z0-9][A-Za-z0-9._+-]*\Z", re.ASCII
+)
 
 
 class ArrayExpressSheet:

@@ -56,7 +56,7 @@ METHODS = ("http", "fasterq-dump", "auto")
 # Supplementary files that can hold a count matrix, and archives that may bundle one.
 MATRIX_FILE = re.compile(r"\.(h5|h5ad|loom|mtx|csv|tsv|txt|rds)(\.gz)?$", re.I)
 ARCHIVE_FILE = re.compile(r"\.(tar|tar\.gz|tgz|zip)$", re.I)
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\Z", re.ASCII)
 
 
 def verify_gzip(path: Path) -> None:

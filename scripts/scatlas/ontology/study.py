@@ -28,7 +28,7 @@ from scatlas.sheets import validate_sheet
 log = logging.getLogger(__name__)
 
 CELL_TYPE_COLUMNS = ["cl_id", "cl_label", "evidence", "confidence"]
-_CL_ID = re.compile(r"^CL:\d{7}$")
+_CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
 _matchers: dict[tuple[int, bool, float], TermMatcher] = {}
 _lock = threading.Lock()

@@ -39,7 +39,7 @@ TISSUE_TERMS = RESOURCES / "tissue_terms.tsv"
 TISSUES = RESOURCES / "tissues.tsv"
 IMPLIED_TERMS = RESOURCES / "implied_terms.tsv"
 
-_CL_ID = re.compile(r"^CL:\d{7}$")
+_CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ REQUIRED_FILES = (
 CELL_COLUMNS = ["cell_id", "study", "sample", "cl_id", "cl_label", "split", "n_counts", "n_genes"]
 METRICS = ("euclidean", "cosine", "hamming")
 CURRENT = "current"
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", re.ASCII)
 
 
 class ReleaseError(InputError):

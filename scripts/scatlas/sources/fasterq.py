@@ -28,7 +28,7 @@ from scatlas.tools import die_with_parent
 log = logging.getLogger(__name__)
 
 TOOL = "fasterq-dump"
-_OUTPUT = re.compile(r"^(?P<run>[SED]RR\d+)(?:_(?P<mate>[0-9]))?\.fastq$")
+_OUTPUT = re.compile(r"^(?P<run>[SED]RR\d+)(?:_(?P<mate>[0-9]))?\.fastq\Z", re.ASCII)
 
 
 @dataclass

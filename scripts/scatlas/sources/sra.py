@@ -43,7 +43,7 @@ FILEREPORT_FIELDS = (
 )
 _INT_FIELDS = ("read_count", "base_count")
 _NA = {"", "<na>", "nan", "none", "null", "n/a"}
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}\Z", re.ASCII)
 _MATE = re.compile(r"_R?([12])(?:_\d+)?\.f(?:ast)?q(?:\.gz|\.bz2)?$", re.I)
 # accessions the ENA portal's filereport accepts
 _FILEREPORT_KINDS = ("run", "experiment", "sample", "sra_study", "bioproject", "biosample")
