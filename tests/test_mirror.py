@@ -381,3 +381,13 @@ def test_port_and_restart(world):
         m.stop()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(m.url + "/biostudies/api/v1/studies/E-MTAB-99002", timeout=2)
+
+
+def test_mirror_serve_on_a_busy_port_says_so(mirror, world, capsys):
+    """`scatlas mirror serve` on a port in use: exit 2 (as every scatlas error) with what to do, no traceback."""
+    from scatlas.cli import main
+
+    assert main(["mirror", "serve", str(world), "--port", str(mirror.port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{mirror.port}" in err and "--port" in err
+    assert "Traceback" not in err

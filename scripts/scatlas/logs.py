@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
+from types import TracebackType
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -19,7 +21,30 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        sys.excepthook = log_uncaught  # the error that stops a rule goes into its log too
     logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
+
+
+def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None):
+    """``sys.excepthook`` of rule scripts: the exception, its traceback and, for a full disk
+    or a read-only folder, what to do, logged to the rule's log (and stderr)."""
+    hint = ""
+    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        hint = f"; {_OS_HINTS[exc.errno]}{where}"
+    logging.getLogger("scatlas").critical(
+        "stopped by %s: %s%s", exc_type.__name__, exc, hint, exc_info=(exc_type, exc, tb)
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space there (or move that folder) and run again",
+    errno.EDQUOT: "the disk quota is used up: free space (or move that folder) and run again",
+    errno.EROFS: "the folder is on a read-only file system: point the output elsewhere",
+    errno.EACCES: "no permission to write there: fix the folder's permissions or move it",
+}
 
 
 def progress_enabled() -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import logging
 import re
@@ -35,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from scatlas.errors import InputError
+from scatlas.errors import InputError, ScatlasError
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,16 @@ class MirrorServer:
         self._lock = threading.Lock()
         self._faults: list[tuple[str, deque[Fault]]] = []
         self._thread: threading.Thread | None = None
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as exc:
+            hint = (
+                "another program (an earlier mirror?) uses it: stop it, or choose another "
+                "--port (0: any free port)"
+                if exc.errno == errno.EADDRINUSE
+                else "choose another --host/--port"
+            )
+            raise ScatlasError(f"cannot serve on {host}:{port}: {exc.strerror}; {hint}") from exc
         self._httpd.daemon_threads = True
         self.host = host
         self.port = int(self._httpd.server_address[1])
