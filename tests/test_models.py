@@ -1,5 +1,6 @@
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -177,8 +178,23 @@ def test_load_model_refuses_mismatched_genes(trained, tmp_path):
 def test_load_model_refuses_pickled_objects(trained, tmp_path):
     out, _ = trained
     (tmp_path / "model.json").write_text((out / "model.json").read_text())
-    torch.save({"x": object()}, tmp_path / "encoder.pt")  # needs unpickling of arbitrary code
+    # needs unpickling of arbitrary code (padded to the size the architecture declares)
+    torch.save({"x": object(), "pad": bytes(1 << 20)}, tmp_path / "encoder.pt")
     with pytest.raises(InputError, match="cannot load model weights"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("units", [2_000_000_000, 100_000])
+def test_oversized_architecture_refused_before_allocation(trained, tmp_path, units):
+    """A model.json edited to a 2e9-unit layer (or merely larger than its weights) is
+    refused from its declared size, without allocating terabytes."""
+    out, _ = trained
+    info = json.loads((out / "model.json").read_text())
+    arch = info["architecture"]
+    arch["hidden"] = [units] * len(arch["hidden"])
+    (tmp_path / "model.json").write_text(json.dumps(info))
+    shutil.copyfile(out / "encoder.pt", tmp_path / "encoder.pt")
+    with pytest.raises(InputError, match="declares .* bytes of weights but encoder.pt|overflow"):
         load_model(tmp_path)
 
 

@@ -50,6 +50,30 @@ def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
+def _check_declared_size(architecture: dict[str, Any], encoder_path: Path, json_path: Path):
+    """Refuse an architecture whose weights could not be in ``encoder.pt`` before allocating
+    it (a model.json edited to a 2e9-unit layer would otherwise ask for terabytes): the
+    network is first built on PyTorch's "meta" device, which allocates nothing."""
+    if not encoder_path.is_file():
+        raise InputError("model weights are missing", path=str(encoder_path))
+    try:
+        with torch.device("meta"):
+            shadow = build_model(architecture)
+    except InputError:
+        raise
+    except Exception as exc:  # a value the model classes cannot build from
+        raise InputError(f"invalid architecture: {exc}", path=str(json_path)) from exc
+    declared = sum(t.numel() * t.element_size() for t in shadow.state_dict().values())
+    stored = encoder_path.stat().st_size
+    if declared > stored:
+        raise InputError(
+            f"model.json declares {declared:,} bytes of weights but encoder.pt holds "
+            f"{stored:,} bytes (edited or mismatched model files)",
+            path=str(json_path),
+            field="architecture",
+        )
+
+
 def load_model(
     source: ModelSource,
     *,
@@ -74,6 +98,7 @@ def load_model(
             path=str(json_path),
             field="genes_sha256",
         )
+    _check_declared_size(info["architecture"], encoder_path, json_path)
     net = build_model(info["architecture"])
     try:
         state = torch.load(encoder_path, map_location="cpu", weights_only=True)
