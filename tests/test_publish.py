@@ -250,3 +250,67 @@ def test_resumed_publish_completes_the_swap_and_makes_no_copy(inputs, tmp_path):
     assert list_versions(pub) == ["v2"]
     manifest = json.loads((second / "manifest.json").read_text())
     assert len(manifest["inputs_sha256"]) == 64
+
+
+def _writable(rel):
+    for p in [rel, *rel.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_edited_manifest_unlisted_and_delisted_files_refused(inputs, tmp_path):
+    """Integrity covers the release as a whole: an edited manifest, a file added beside the
+    listed ones, and a file removed from the listing (still present) are all refused."""
+    pub = tmp_path / "published"
+    rel = _publish(inputs, pub, "r1")
+    _writable(rel)
+    manifest = json.loads((rel / "manifest.json").read_text())
+    (rel / "manifest.json").write_text(json.dumps({**manifest, "version": "evil"}))
+    with pytest.raises(ReleaseError, match="says version 'evil' but the release folder is 'r1'"):
+        Reference.load(rel)
+    (rel / "manifest.json").write_text(json.dumps(manifest))
+    Reference.load(rel)  # restored: fine
+    (rel / "de" / "planted.tsv").write_text("x\n")
+    with pytest.raises(ReleaseError, match="does not list .*de/planted.tsv"):
+        Reference.load(rel)
+    (rel / "de" / "planted.tsv").unlink()
+    files = dict(manifest["files"])
+    del files["de/summary.tsv"]
+    (rel / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+    with pytest.raises(ReleaseError, match="does not list .*de/summary.tsv"):
+        Reference.load(rel)
+
+
+def test_pinned_and_signed_releases(inputs, tmp_path, capsys):
+    """A release is pinned by its manifest's sha256 and signed with Ed25519; a wrong pin, a
+    missing or bad signature, and a manifest altered after signing are refused."""
+    from scatlas.cli import main
+    from scatlas.release.signing import manifest_sha256
+
+    pub = tmp_path / "published"
+    rel = _publish(inputs, pub, "r1")
+    key, public = tmp_path / "release.key", tmp_path / "release.pub"
+    assert main(["release", "keygen", str(key), str(public)]) == 0
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    pin = manifest_sha256(rel)
+    assert Reference.load(pub / "current", expect_sha256=pin).version == "r1"
+    with pytest.raises(ReleaseError, match="not the pinned"):
+        Reference.load(rel, expect_sha256="0" * 64)
+    with pytest.raises(ReleaseError, match="not signed"):
+        Reference.load(rel, public_key=public)
+    assert main(["release", "sign", str(rel), "--key", str(key)]) == 0
+    assert Reference.load(rel, public_key=public, expect_sha256=pin).version == "r1"
+    verify = ["release", "verify", str(pub / "current"), "--public-key", str(public)]
+    assert main([*verify, "--expect-sha256", pin]) == 0
+    assert "verified (every file, the pin, the signature)" in capsys.readouterr().out
+    other_key, other_public = tmp_path / "other.key", tmp_path / "other.pub"
+    main(["release", "keygen", str(other_key), str(other_public)])
+    with pytest.raises(ReleaseError, match="bad signature"):
+        Reference.load(rel, public_key=other_public)
+    # the manifest edited after signing (consistently with a swapped file): refused
+    _writable(rel)
+    manifest = json.loads((rel / "manifest.json").read_text())
+    manifest["novelty_quantile"] = 0.5
+    (rel / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ReleaseError, match="bad signature"):
+        Reference.load(rel, public_key=public)
+    assert main(["release", "verify", str(rel), "--public-key", str(public)]) == 2

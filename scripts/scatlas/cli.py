@@ -39,6 +39,52 @@ def _cmd_mirror_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trust_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-sha256",
+        help="refuse the release unless its manifest.json has this sha256 (pin a release)",
+    )
+    p.add_argument(
+        "--public-key",
+        help="refuse the release unless its manifest is signed by this Ed25519 key (PEM)",
+    )
+
+
+def _cmd_release_keygen(args: argparse.Namespace) -> int:
+    from scatlas.release.signing import generate_keypair
+
+    generate_keypair(Path(args.private_key), Path(args.public_key))
+    print(f"private key: {args.private_key} (keep it secret)\npublic key: {args.public_key}")
+    return 0
+
+
+def _cmd_release_sign(args: argparse.Namespace) -> int:
+    from scatlas.release.format import read_manifest, verify_files
+    from scatlas.release.signing import manifest_sha256, sign_release
+
+    root = Path(args.release).resolve()
+    verify_files(root, read_manifest(root))  # never sign a damaged release
+    out = sign_release(root, Path(args.key))
+    print(f"signed {root.name}: {out}\nmanifest sha256 {manifest_sha256(root)}")
+    return 0
+
+
+def _cmd_release_verify(args: argparse.Namespace) -> int:
+    from scatlas.annotate.reference import Reference
+    from scatlas.release.signing import manifest_sha256
+
+    ref = Reference.load(
+        Path(args.release), expect_sha256=args.expect_sha256, public_key=args.public_key
+    )
+    checks = ["every file", *(["the pin"] if args.expect_sha256 else [])]
+    checks += ["the signature"] if args.public_key else []
+    print(
+        f"release {ref.version} verified ({', '.join(checks)}); "
+        f"manifest sha256 {manifest_sha256(ref.root)}"
+    )
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -60,10 +106,14 @@ def _fraction(text: str) -> float:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from scatlas.annotate.reference import query_file
+    from scatlas.annotate.reference import Reference, check_arguments, query_file
 
+    check_arguments(k=args.k, batch_size=args.batch_size, min_overlap=args.min_overlap)
+    reference = Reference.load(
+        Path(args.reference), expect_sha256=args.expect_sha256, public_key=args.public_key
+    )
     adata = query_file(
-        Path(args.reference),
+        reference,
         Path(args.input),
         Path(args.output),
         k=args.k,
@@ -211,7 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not translate mouse <-> human gene symbols (or human ids to symbols)",
     )
+    _trust_arguments(p)
     p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser("release", help="sign and verify published releases")
+    rsub = p.add_subparsers(dest="release_command", required=True)
+    r = rsub.add_parser("keygen", help="a new Ed25519 key pair (PEM) for signing releases")
+    r.add_argument("private_key", help="where the private key goes (kept secret, mode 600)")
+    r.add_argument("public_key", help="where the public key goes (give it to your users)")
+    r.set_defaults(func=_cmd_release_keygen)
+    r = rsub.add_parser("sign", help="sign a release's manifest (writes manifest.json.sig)")
+    r.add_argument("release", help="a release folder")
+    r.add_argument("--key", required=True, help="the Ed25519 private key (PEM)")
+    r.set_defaults(func=_cmd_release_sign)
+    r = rsub.add_parser(
+        "verify", help="verify a release: every file, and the pin and signature when given"
+    )
+    r.add_argument("release", help="a release folder or published/current")
+    _trust_arguments(r)
+    r.set_defaults(func=_cmd_release_verify)
     return parser
 
 

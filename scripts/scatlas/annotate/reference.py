@@ -45,6 +45,7 @@ from scatlas.models.normalize import align_to_genes
 from scatlas.release.format import Manifest, ReleaseError, check_metric, read_manifest, verify_files
 from scatlas.release.index import load_index, search, unit_rows
 from scatlas.release.novelty import NOVELTY_COLUMNS, flag_novel
+from scatlas.release.signing import check_pin, verify_signature
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +154,36 @@ class Reference:
         return self.manifest.version or "unpublished"
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "auto") -> Reference:
-        """Load a release folder (or the ``current`` link), verifying every file first."""
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str = "auto",
+        expect_sha256: str | None = None,
+        public_key: str | os.PathLike | None = None,
+    ) -> Reference:
+        """Load a release folder (or the ``current`` link), verifying every file first: the
+        pinned manifest sha256 and the signature when given (see
+        :mod:`scatlas.release.signing`), then the manifest's version against the folder's
+        name, every listed file's size and sha256, and no unlisted file."""
         from scatlas.models.device import select_device
 
         root = Path(path).resolve()
         if not root.is_dir():
             raise ReleaseError("reference folder does not exist", path=str(path))
+        if expect_sha256:
+            check_pin(root, expect_sha256)
+        if public_key is not None:
+            verify_signature(root, Path(public_key))
         manifest = read_manifest(root)
+        if manifest.version != root.name:
+            raise ReleaseError(
+                f"the manifest says version {manifest.version!r} but the release folder is "
+                f"{root.name!r} (an edited manifest, or a renamed folder: give it its version's "
+                "name)",
+                path=str(root / "manifest.json"),
+                field="version",
+            )
         verify_files(root, manifest)
         net, info = load_model(root, device=select_device(device))
         check_metric(info)
@@ -468,7 +491,7 @@ def write_csv(adata: ad.AnnData, path: Path) -> None:
 
 
 def query_file(
-    reference: Path,
+    reference: Path | Reference,
     input_h5ad: Path,
     output: Path,
     *,
@@ -480,11 +503,12 @@ def query_file(
     orthologs: bool = True,
     overwrite: bool = False,
 ) -> ad.AnnData:
-    """Annotate ``input_h5ad`` against ``reference``; write the h5ad (and a CSV) atomically.
-    Arguments are checked before the reference is loaded."""
+    """Annotate ``input_h5ad`` against ``reference`` (a release folder, or a Reference
+    loaded with pin or signature checks); write the h5ad (and a CSV) atomically. Arguments
+    are checked before the reference is loaded."""
     check_arguments(k=k, batch_size=batch_size, min_overlap=min_overlap, min_genes=min_genes)
     input_h5ad = Path(input_h5ad)
-    ref = Reference.load(reference)
+    ref = reference if isinstance(reference, Reference) else Reference.load(reference)
     adata = read_query(input_h5ad)
     ref.annotate(
         adata,

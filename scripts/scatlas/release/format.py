@@ -161,9 +161,27 @@ def file_entries(folder: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+# files a release holds beside those its manifest lists: the manifest and its signature
+UNLISTED = (MANIFEST, MANIFEST + ".sig")
+
+
 def verify_files(root: Path, manifest: Manifest) -> None:
-    """Check size and sha256 of every file the manifest lists; ReleaseError on the first bad one."""
+    """Check size and sha256 of every file the manifest lists, and that the release holds no
+    file it does not list; ReleaseError on the first bad one."""
     listing = str(Path(root) / MANIFEST)
+    extra = sorted(
+        str(p.relative_to(root))
+        for p in Path(root).rglob("*")
+        if not p.is_dir()
+        and str(p.relative_to(root)) not in manifest.files
+        and str(p.relative_to(root)) not in UNLISTED
+    )
+    if extra:
+        raise ReleaseError(
+            f"the release holds {len(extra)} file(s) its manifest does not list (added or "
+            f"de-listed: {', '.join(extra[:5])}); download the release again",
+            path=str(Path(root) / extra[0]),
+        )
     for name in REQUIRED_FILES:
         if name not in manifest.files:
             raise ReleaseError("manifest does not list a required file", path=listing, field=name)
