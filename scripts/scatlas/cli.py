@@ -187,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_run_commands(sub)
+    _add_query_command(sub)
+    _add_release_commands(sub)
+    return parser
+
+
+def _add_run_commands(sub) -> None:
+    """demo, demo-world, mirror serve, refresh."""
     p = sub.add_parser("demo", help="generate the demo world, serve it, run the whole workflow")
     p.add_argument("--seed", type=int, default=1, help="demo world seed (default 1)")
     p.add_argument("--port", type=int, default=0, help="mirror port (default: a free one)")
@@ -236,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="plan and show the jobs; record nothing")
     p.set_defaults(func=_cmd_refresh)
 
+
+def _add_query_command(sub) -> None:
     p = sub.add_parser("query", help="annotate cells with a published reference")
     p.add_argument("--reference", required=True, help="a release folder or published/current")
     p.add_argument("--input", required=True, help="query cells (.h5ad)")
@@ -264,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arguments(p)
     p.set_defaults(func=_cmd_query)
 
+
+def _add_release_commands(sub) -> None:
     p = sub.add_parser("release", help="sign and verify published releases")
     rsub = p.add_subparsers(dest="release_command", required=True)
     r = rsub.add_parser("keygen", help="a new Ed25519 key pair (PEM) for signing releases")
@@ -280,7 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("release", help="a release folder or published/current")
     _trust_arguments(r)
     r.set_defaults(func=_cmd_release_verify)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -581,18 +581,7 @@ def fit(
             fingerprint=fingerprint,
             ckpt_path=out_dir / "checkpoint.pt",
         )
-        state = _fresh_state()
-        session.resume(state)
-        epochs, patience = int(params["epochs"]), int(params["patience"])
-        session.pretrain(state, int(params.get("pretrain_epochs", 0) or 0))
-        epoch = state["epoch"] + 1
-        while epoch <= epochs and not state["stopped"]:
-            session.epoch(state, epoch, epochs, patience)
-            session.checkpoint(state)
-            _write_history(out_dir / "history.tsv", state["history"])
-            if state["stopped"]:
-                log.info("early stop: no better validation loss for %d epochs", patience)
-            epoch += 1
+        state = _train_epochs(session, params, out_dir / "history.tsv")
 
     if state["best_state"] is None:  # every epoch's loss was NaN/inf
         raise InputError(
@@ -612,6 +601,24 @@ def fit(
         out_dir,
     )
     return info
+
+
+def _train_epochs(session: _Session, params: dict[str, Any], history: Path) -> dict[str, Any]:
+    """Resume from the checkpoint (if any), pre-train, then train epoch by epoch with early
+    stopping, checkpointing and writing the history after each epoch; the final state."""
+    state = _fresh_state()
+    session.resume(state)
+    epochs, patience = int(params["epochs"]), int(params["patience"])
+    session.pretrain(state, int(params.get("pretrain_epochs", 0) or 0))
+    epoch = state["epoch"] + 1
+    while epoch <= epochs and not state["stopped"]:
+        session.epoch(state, epoch, epochs, patience)
+        session.checkpoint(state)
+        _write_history(history, state["history"])
+        if state["stopped"]:
+            log.info("early stop: no better validation loss for %d epochs", patience)
+        epoch += 1
+    return state
 
 
 def _model_info(

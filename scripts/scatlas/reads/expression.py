@@ -365,59 +365,15 @@ def _matrix_study(
     blocks, obs_parts, normalised = [], [], False
     seen: set[str] = set()
     for k, rec in enumerate(ok.to_dict("records")):
-        files = [f.strip() for f in rec["files"].split(";") if f.strip()]
-        if not files:
-            raise InputError("manifest row has no files", path=str(manifest_path), field="files")
-        # a 10x HDF5 or Matrix Market file first: other files of the row are its companions
-        # or alternatives (a dense table of the same counts)
-        preferred = [f for f in files if re.search(r"\.h5$", f)] or [
-            f for f in files if re.search(r"\.mtx(\.gz)?$", f)
-        ]
-        path = Path(preferred[0] if preferred else files[0])
-        if base_dir is not None and not path.is_absolute():
-            path = Path(base_dir) / path
+        path = _matrix_file(rec, manifest_path, base_dir)
         x, cells, labels, names = read_matrix_named(path, known_genes=known)
-        where = gene_index(labels, gene_table, names)
-        matched = int((where >= 0).sum())
-        log.info(
-            "%s: %d of %d genes match the gene table (%d dropped)",
-            path,
-            matched,
-            len(labels),
-            len(labels) - matched,
-        )
-        if matched == 0:
-            raise InputError(
-                "no gene of the matrix matches the reference gene table",
-                path=str(path),
-                field="genes",
-            )
+        where = _matched_genes(path, labels, names, gene_table)
         normalised = normalised or not is_integer_matrix(x)
         blocks.append(_project(sp.csr_matrix(x, dtype=np.float64), where, len(gene_table)))
         prefix = rec["sample"] or str(k)
         ids = [f"{prefix}_{c}" if c in seen else c for c in cells]
         seen.update(ids)
-        metas = _matrix_cells_meta(cells, rec["sample"], samples)
-        obs_parts.append(
-            pd.DataFrame(
-                {
-                    "study": study,
-                    "sample": [m.get("sample", "") for m in metas],
-                    "run": rec["run"],
-                    "source_text": [source_text(m) or fallback_text for m in metas],
-                    "organism": [m.get("organism", "") for m in metas],
-                },
-                index=pd.Index(ids),
-            )
-        )
-        n_meta = sum(bool(m) for m in metas)
-        if n_meta < len(cells):
-            log.warning(
-                "%s: %d of %d cells matched no sample of samples.tsv",
-                path,
-                len(cells) - n_meta,
-                len(cells),
-            )
+        obs_parts.append(_matrix_obs(study, rec, cells, ids, samples, fallback_text, path))
     x = sp.vstack(blocks, format="csr")
     obs = pd.concat(obs_parts)
     uns = _uns(
@@ -436,6 +392,70 @@ def _matrix_study(
     x_int = _to_int32(x, str(manifest_path))
     layer = rpkm(x_int, gene_table["length"].to_numpy(), axis=1).astype(np.float32)
     return _anndata(x_int, sp.csr_matrix(layer), obs, gene_table, uns)
+
+
+def _matrix_file(rec: dict, manifest_path: Path, base_dir: Path | None) -> Path:
+    """The matrix file of a manifest row: a 10x HDF5 or Matrix Market file first (other
+    files of the row are its companions, or alternatives such as a dense table)."""
+    files = [f.strip() for f in rec["files"].split(";") if f.strip()]
+    if not files:
+        raise InputError("manifest row has no files", path=str(manifest_path), field="files")
+    preferred = [f for f in files if re.search(r"\.h5$", f)] or [
+        f for f in files if re.search(r"\.mtx(\.gz)?$", f)
+    ]
+    path = Path(preferred[0] if preferred else files[0])
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    return path
+
+
+def _matched_genes(path: Path, labels, names, gene_table: pd.DataFrame) -> np.ndarray:
+    """Each matrix gene's row in the gene table (-1: none); InputError when none match."""
+    where = gene_index(labels, gene_table, names)
+    matched = int((where >= 0).sum())
+    log.info(
+        "%s: %d of %d genes match the gene table (%d dropped)",
+        path,
+        matched,
+        len(labels),
+        len(labels) - matched,
+    )
+    if matched == 0:
+        raise InputError(
+            "no gene of the matrix matches the reference gene table", path=str(path), field="genes"
+        )
+    return where
+
+
+def _matrix_obs(
+    study: str,
+    rec: dict,
+    cells: list[str],
+    ids: list[str],
+    samples: pd.DataFrame,
+    fallback_text: str,
+    path: Path,
+) -> pd.DataFrame:
+    """The cells of one matrix: sample, run, source text and organism from samples.tsv."""
+    metas = _matrix_cells_meta(cells, rec["sample"], samples)
+    n_meta = sum(bool(m) for m in metas)
+    if n_meta < len(cells):
+        log.warning(
+            "%s: %d of %d cells matched no sample of samples.tsv",
+            path,
+            len(cells) - n_meta,
+            len(cells),
+        )
+    return pd.DataFrame(
+        {
+            "study": study,
+            "sample": [m.get("sample", "") for m in metas],
+            "run": rec["run"],
+            "source_text": [source_text(m) or fallback_text for m in metas],
+            "organism": [m.get("organism", "") for m in metas],
+        },
+        index=pd.Index(ids),
+    )
 
 
 def _has_matrix_rows(manifest: Path | None) -> bool:
