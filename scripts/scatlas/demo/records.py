@@ -645,37 +645,25 @@ def _attr(name: str, value: str, **valqual: str) -> dict:
     return out
 
 
-def biostudies_study(
-    study: StudySpec,
-    samples: list[SampleRecord],
-    secondary_study: str,
-    mage_tab_sizes: dict[str, int],
-) -> dict:
-    """A BioStudies PageTab study document (``/biostudies/api/v1/studies/{acc}``)."""
-    acc = study.accession
-    stype = AE_STUDY_TYPE[study.kind]
+def _protocol_sections(study: StudySpec) -> list[dict]:
+    return [
+        {
+            "accno": name,
+            "type": "Protocols",
+            "attributes": [
+                _attr("Name", name),
+                _attr("Type", ptype, Ontology="EFO"),
+                _attr("Description", desc),
+            ],
+        }
+        for name, ptype, desc in _protocols(study)
+    ]
+
+
+def _contact_sections(study: StudySpec) -> list[dict]:
     contact, institute = contact_of(study)
     first, _, last = contact.split(",")
-    chars: dict[str, list[str]] = {}
-    for s in samples:
-        for k, v in [("organism", spec.ORGANISM)] + s.characteristics:
-            if v not in chars.setdefault(k, []):
-                chars[k].append(v)
-    source_chars = [_attr(k[0].upper() + k[1:], v) for k, vals in chars.items() for v in vals]
-    factor = "cell type" if study.kind == "reads" else "stimulus"
-    subsections: list = [
-        [
-            {
-                "accno": name,
-                "type": "Protocols",
-                "attributes": [
-                    _attr("Name", name),
-                    _attr("Type", ptype, Ontology="EFO"),
-                    _attr("Description", desc),
-                ],
-            }
-            for name, ptype, desc in _protocols(study)
-        ],
+    return [
         {
             "type": "Author",
             "attributes": [
@@ -686,54 +674,84 @@ def biostudies_study(
             ],
         },
         {"accno": "o1", "type": "Organization", "attributes": [_attr("Name", institute)]},
-        {
-            "accno": f"s-samples-factors-{acc}",
-            "type": "Samples",
-            "attributes": [
-                _attr("Sample count", str(len(samples))),
-                _attr("Experimental Factors", factor, TermName=factor),
-            ],
-            "subsections": [
-                {
-                    "accno": f"source_chars-{acc}",
-                    "type": "Source Characteristics",
-                    "attributes": source_chars,
-                }
-            ],
-        },
-        {
-            "accno": f"s-assays-data-{acc}",
-            "type": "Assays and Data",
-            "attributes": [
-                _attr("Assay count", str(len(samples))),
-                _attr("Technology", "Sequencing assay" if study.kind == "reads" else "Array assay"),
-                _attr("Assay by Molecule", "RNA assay"),
-            ],
-            "subsections": [
-                {
-                    "accno": f"mt-{acc}",
-                    "type": "MAGE-TAB Files",
-                    "files": [
-                        [
-                            {
-                                "path": f"{acc}.idf.txt",
-                                "size": mage_tab_sizes[f"{acc}.idf.txt"],
-                                "attributes": [_attr("Description", "Investigation Design Format")],
-                                "type": "file",
-                            },
-                            {
-                                "path": f"{acc}.sdrf.txt",
-                                "size": mage_tab_sizes[f"{acc}.sdrf.txt"],
-                                "attributes": [
-                                    _attr("Description", "Sample and Data Relationship Format")
-                                ],
-                                "type": "file",
-                            },
-                        ]
-                    ],
-                }
-            ],
-        },
+    ]
+
+
+def _samples_section(study: StudySpec, samples: list, source_chars: list[dict]) -> dict:
+    acc = study.accession
+    factor = "cell type" if study.kind == "reads" else "stimulus"
+    return {
+        "accno": f"s-samples-factors-{acc}",
+        "type": "Samples",
+        "attributes": [
+            _attr("Sample count", str(len(samples))),
+            _attr("Experimental Factors", factor, TermName=factor),
+        ],
+        "subsections": [
+            {
+                "accno": f"source_chars-{acc}",
+                "type": "Source Characteristics",
+                "attributes": source_chars,
+            }
+        ],
+    }
+
+
+def _assays_section(study: StudySpec, samples: list, mage_tab_sizes: dict[str, int]) -> dict:
+    acc = study.accession
+
+    def mage_tab(suffix: str, description: str) -> dict:
+        name = f"{acc}.{suffix}"
+        return {
+            "path": name,
+            "size": mage_tab_sizes[name],
+            "attributes": [_attr("Description", description)],
+            "type": "file",
+        }
+
+    return {
+        "accno": f"s-assays-data-{acc}",
+        "type": "Assays and Data",
+        "attributes": [
+            _attr("Assay count", str(len(samples))),
+            _attr("Technology", "Sequencing assay" if study.kind == "reads" else "Array assay"),
+            _attr("Assay by Molecule", "RNA assay"),
+        ],
+        "subsections": [
+            {
+                "accno": f"mt-{acc}",
+                "type": "MAGE-TAB Files",
+                "files": [
+                    [
+                        mage_tab("idf.txt", "Investigation Design Format"),
+                        mage_tab("sdrf.txt", "Sample and Data Relationship Format"),
+                    ]
+                ],
+            }
+        ],
+    }
+
+
+def biostudies_study(
+    study: StudySpec,
+    samples: list[SampleRecord],
+    secondary_study: str,
+    mage_tab_sizes: dict[str, int],
+) -> dict:
+    """A BioStudies PageTab study document (``/biostudies/api/v1/studies/{acc}``)."""
+    acc = study.accession
+    stype = AE_STUDY_TYPE[study.kind]
+    chars: dict[str, list[str]] = {}
+    for s in samples:
+        for k, v in [("organism", spec.ORGANISM)] + s.characteristics:
+            if v not in chars.setdefault(k, []):
+                chars[k].append(v)
+    source_chars = [_attr(k[0].upper() + k[1:], v) for k, vals in chars.items() for v in vals]
+    subsections: list = [
+        _protocol_sections(study),
+        *_contact_sections(study),
+        _samples_section(study, samples, source_chars),
+        _assays_section(study, samples, mage_tab_sizes),
     ]
     section: dict = {
         "accno": f"s-{acc}",
