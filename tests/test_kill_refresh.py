@@ -61,13 +61,16 @@ def _tree(root: int) -> dict[int, int]:
 
 
 def _hisat2_pids(work: Path) -> list[int]:
+    """Live HISAT2 processes working in ``work`` (Snakemake runs jobs there, with paths
+    relative to it)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cmd = (entry / "cmdline").read_bytes()
+            cwd = Path(os.readlink(entry / "cwd"))
         except OSError:
             continue
-        if b"hisat2-align" in cmd and str(work).encode() in cmd and _pstat(int(entry.name)):
+        if b"hisat2-align" in cmd and cwd == work and _pstat(int(entry.name)):
             found.append(int(entry.name))
     return found
 
