@@ -327,7 +327,12 @@ def main() -> None:
         else:
             results[kind].append(run_snakemake(work, config, args.threads))
         print(f"pass {k + 1}: {kind} {results[kind][-1]['wall_s']:.1f} s; {load()}")
-    after = load()
+    _report(results, runs, n_reads, args, before)
+    print(f"after: {load()}")
+
+
+def _report(results: dict[str, list[dict]], runs: list, n_reads: int, args, before) -> None:
+    """The medians side by side as ratios; SystemExit when the counts differ."""
 
     def median(kind: str) -> dict:
         out = {
@@ -367,7 +372,6 @@ def main() -> None:
     )
     overhead = flow["wall_s"] / direct["wall_s"] - 1
     print(f"\nworkflow overhead: {overhead:+.1%} (target <= +15%); counts identical: {identical}")
-    print(f"after: {after}")
     if not identical:
         raise SystemExit("the workflow's counts differ from the direct run's")
 

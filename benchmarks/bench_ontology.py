@@ -369,6 +369,58 @@ def report_other(data: Path, matcher: TermMatcher, naive: NaiveLookup) -> None:
 # --- speed -------------------------------------------------------------------------------
 
 
+# the pieces the synthetic source texts are recombined from
+MARKERS = [
+    "CD4+",
+    "CD8+",
+    "CD14hi",
+    "CD16lo",
+    "CD45RA+ CCR7-",
+    "Ly6Chi",
+    "Lin- Sca1+ cKit+",
+    "CD4-CD8-",
+    "CD56bright",
+    "CD19+",
+    "EpCAM+",
+    "CD31+",
+    "GFP+",
+    "Lgr5-high",
+    "",
+]
+FRAMES = [
+    "{}",
+    "{}",
+    "{}",
+    "sorted {}",
+    "{} from donor {d}",
+    "Drop-seq of {} rep {d}",
+    "{} (batch {d})",
+    "{} and {}",
+    "{}/{}",
+    "non-{}",
+    "{}-like cells",
+    "{} treated with LPS",
+    "activated {}",
+    "resting {}",
+    "{} cluster {d}",
+]
+TISSUES = [
+    "lung",
+    "liver",
+    "peripheral blood",
+    "pancreatic islet",
+    "bone marrow",
+    "skin",
+    "kidney",
+    "brain cortex",
+    "thymus",
+    "spleen",
+    "Limb_Muscle",
+    "tumour",
+    "",
+]
+
+
 def synthetic_texts(onto: CellOntology, n: int, seed: int = 0) -> list[str]:
     """``n`` distinct source texts recombined from real vocabulary (fixed seed)."""
     rng = random.Random(seed)
@@ -379,65 +431,16 @@ def synthetic_texts(onto: CellOntology, n: int, seed: int = 0) -> list[str]:
         names.extend(s for s, scope in info.synonyms if scope in ("EXACT", "RELATED"))
     names += [r.text for r in read_abbreviations(onto)]
     names += ["cells", "unknown", "doublets", "proliferating", "sorted population 3", "mixed"]
-    markers = [
-        "CD4+",
-        "CD8+",
-        "CD14hi",
-        "CD16lo",
-        "CD45RA+ CCR7-",
-        "Ly6Chi",
-        "Lin- Sca1+ cKit+",
-        "CD4-CD8-",
-        "CD56bright",
-        "CD19+",
-        "EpCAM+",
-        "CD31+",
-        "GFP+",
-        "Lgr5-high",
-        "",
-    ]
-    frames = [
-        "{}",
-        "{}",
-        "{}",
-        "sorted {}",
-        "{} from donor {d}",
-        "Drop-seq of {} rep {d}",
-        "{} (batch {d})",
-        "{} and {}",
-        "{}/{}",
-        "non-{}",
-        "{}-like cells",
-        "{} treated with LPS",
-        "activated {}",
-        "resting {}",
-        "{} cluster {d}",
-    ]
-    tissues = [
-        "lung",
-        "liver",
-        "peripheral blood",
-        "pancreatic islet",
-        "bone marrow",
-        "skin",
-        "kidney",
-        "brain cortex",
-        "thymus",
-        "spleen",
-        "Limb_Muscle",
-        "tumour",
-        "",
-    ]
     out: set[str] = set()
     k = 0
     while len(out) < n:
         k += 1
-        frame = rng.choice(frames)
+        frame = rng.choice(FRAMES)
         words = [
-            f"{rng.choice(markers)} {rng.choice(names)}".strip() for _ in range(frame.count("{}"))
+            f"{rng.choice(MARKERS)} {rng.choice(names)}".strip() for _ in range(frame.count("{}"))
         ]
         value = frame.replace("{d}", str(rng.randint(1, 40))).format(*words)
-        tissue = rng.choice(tissues)
+        tissue = rng.choice(TISSUES)
         title = rng.choice(
             [f"GSM{1000000 + k}", f"{tissue[:3].upper()}_{rng.randint(1, 9)}_{k}", f"sample {k}"]
         )
