@@ -44,8 +44,8 @@ def _pstat(pid: int) -> tuple[str, int, int] | None:
     return None if fields[0] in "ZX" else (fields[0], int(fields[1]), int(fields[19]))
 
 
-def _tree(root: int) -> dict[int, int]:
-    """The live descendants of ``root`` (and ``root``): pid -> start time."""
+def _tree(root: int) -> dict[int, tuple[int, str]]:
+    """The live descendants of ``root`` (and ``root``): pid -> (start time, command)."""
     parents: dict[int, int] = {}
     starts: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -55,9 +55,16 @@ def _tree(root: int) -> dict[int, int]:
     while todo:
         pid = todo.pop()
         if pid in starts:
-            tree[pid] = starts[pid]
+            tree[pid] = (starts[pid], _command(pid))
             todo.extend(p for p, parent in parents.items() if parent == pid)
     return tree
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+    except OSError:
+        return ""
 
 
 def _hisat2_pids(work: Path) -> list[int]:
@@ -142,7 +149,7 @@ def test_killed_refresh_leaves_no_process_and_resumes_to_a_clean_run(demo_run, t
             finally:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        assert any(_hisat2_pids_in(tree)), "the killed tree held a HISAT2"
+        assert any("hisat2-align" in cmd for _, cmd in tree.values()), tree
         deadline = time.monotonic() + 10
         while (alive := _survivors(tree, work)) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -174,29 +181,9 @@ def test_killed_refresh_leaves_no_process_and_resumes_to_a_clean_run(demo_run, t
     _same_release(_release_content(work), _release_content(clean))
 
 
-def _hisat2_pids_in(tree: dict[int, int]) -> list[int]:
-    out = []
-    for pid in tree:
-        try:
-            if b"hisat2-align" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                out.append(pid)
-        except OSError:
-            pass
-    return out
-
-
-def _survivors(tree: dict[int, int], work: Path) -> list[str]:
+def _survivors(tree: dict[int, tuple[int, str]], work: Path) -> list[str]:
     """Processes of the killed tree still alive (the same pid and start time), and any
-    HISAT2 working on this run's files."""
-    alive = [
-        pid for pid, start in tree.items() if (st := _pstat(pid)) is not None and st[2] == start
-    ]
+    HISAT2 working in this run's folder."""
+    alive = [pid for pid, (start, _) in tree.items() if (st := _pstat(pid)) and st[2] == start]
     alive += [p for p in _hisat2_pids(work) if p not in alive]
-    out = []
-    for pid in alive:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        out.append(f"{pid}: {cmd[:120]}")
-    return out
+    return [f"{pid}: {_command(pid)}" for pid in alive]
