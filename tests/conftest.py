@@ -55,7 +55,7 @@ def demo_run(tmp_path_factory, repo_root):
             cores=2,
         )
         requests = list(mirror.requests)
-    return {"ok": ok, "work": work, "world": summary, "requests": requests}
+    return {"ok": ok, "work": work, "world": summary, "requests": requests, "url": mirror.url}
 
 
 # Under CI a skip is a failure: every tool and data set the tests use is one the Makefile

@@ -32,10 +32,10 @@ def study(cat: Catalog, **kw) -> str:
 def test_migrations_apply_in_order_once(tmp_path):
     db = tmp_path / "catalog.sqlite"
     with Catalog(db) as cat:
-        assert cat.version == SCHEMA_VERSION == len(MIGRATIONS) == 3
+        assert cat.version == SCHEMA_VERSION == len(MIGRATIONS) == 4
         study(cat)
     with Catalog(db) as cat:  # reopening applies nothing and keeps the data
-        assert cat.version == 3 and len(cat.rows("studies")) == 1
+        assert cat.version == 4 and len(cat.rows("studies")) == 1
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = {
@@ -63,10 +63,33 @@ def test_old_schema_is_upgraded_keeping_data(tmp_path):
     assert "runs_by_study" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     with Catalog(db) as cat:
-        assert cat.version == 3
+        assert cat.version == 4
         assert cat.rows("studies")[0]["organism"] == "Mus musculus"
     with pytest.raises(InputError, match="newer than this scatlas"):
         Catalog(db, migrations=MIGRATIONS[:1])
+
+
+def test_migration_4_renames_the_query_columns_discover(tmp_path):
+    """A schema-3 catalog's query_status/query_reason (and their history) become
+    discover_status/discover_reason, values kept."""
+    db = tmp_path / "catalog.sqlite"
+    with Catalog(db, migrations=MIGRATIONS[:3], now=clock()) as cat:
+        cat.upsert_study("GSE1", source="geo", status="ok", reason="r")
+    conn = sqlite3.connect(db)  # as scatlas 0.1 wrote them
+    conn.execute("UPDATE studies SET query_status = 'skipped', query_reason = 'series type'")
+    conn.execute(
+        "INSERT INTO history (table_name, key, field, old, new, changed_at) "
+        "VALUES ('studies', 'GSE1', 'query_status', 'ok', 'skipped', '2024-01-01')"
+    )
+    conn.commit()
+    conn.close()
+    with Catalog(db) as cat:
+        row = cat.rows("studies")[0]
+        assert (row["discover_status"], row["discover_reason"]) == ("skipped", "series type")
+        assert "query_status" not in row
+        assert [k["status"] for k in cat.known_studies()] == ["skipped"]
+        fields = {r["field"] for r in cat.rows("history")}
+        assert "discover_status" in fields and "query_status" not in fields
 
 
 def test_migration_3_keeps_v2_rows_and_backfills_their_query_rows(tmp_path):
@@ -88,11 +111,11 @@ def test_migration_3_keeps_v2_rows_and_backfills_their_query_rows(tmp_path):
         with pytest.raises(sqlite3.OperationalError):
             cat.upsert_study("GSE1", source="geo", status="ok", reason="r", fingerprint="ab")
     with Catalog(db, now=clock("2024-02-01")) as cat:
-        assert cat.version == 3
+        assert cat.version == 4
         rows = {r["study"]: r for r in cat.rows("studies")}
         assert rows["GSE93374"]["title"].startswith("A Molecular Census")
-        assert (rows["GSE93374"]["query_status"], rows["GSE93374"]["fingerprint"]) == ("ok", "")
-        assert rows["GSE100750"]["query_reason"] == "series type is ChIP-Seq"
+        assert (rows["GSE93374"]["discover_status"], rows["GSE93374"]["fingerprint"]) == ("ok", "")
+        assert rows["GSE100750"]["discover_reason"] == "series type is ChIP-Seq"
         assert cat.rows("runs")[0]["error_file"] == ""
         assert [k["study"] for k in cat.known_studies()] == ["GSE100750", "GSE93374"]
         assert cat.last_refresh()["n_changed"] is None and cat.last_refresh()["n_new"] == 2
@@ -162,7 +185,7 @@ def test_upserts_record_history_and_never_delete(tmp_path):
         assert fields == ["status", "alignment_rate", "status", "reason"]
         s = cat.summary()
         assert s["studies"] == {"total": 1, "new": 0, "ok": 0, "skipped": 0, "failed": 1}
-        assert s["samples"]["ok"] == 1 and s["runs"]["ok"] == 1 and s["schema_version"] == 3
+        assert s["samples"]["ok"] == 1 and s["runs"]["ok"] == 1 and s["schema_version"] == 4
 
 
 def test_status_and_reason_are_required(tmp_path):

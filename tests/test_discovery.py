@@ -233,8 +233,8 @@ def test_known_arrayexpress_study_gone_or_unreachable(tmp_path, status, withdraw
             status="ok",
             reason="ok",
             **{k: known[k] for k in ("n_samples", "submitted", "updated", "fingerprint")},
-            query_status="ok",
-            query_reason="single-cell candidate",
+            discover_status="ok",
+            discover_reason="single-cell candidate",
         )
     with Loopback() as server:
         server.routes["/biostudies/" + ae.SEARCH_PATH] = json.dumps(

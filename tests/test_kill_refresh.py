@@ -127,7 +127,8 @@ def test_killed_refresh_leaves_no_process_and_resumes_to_a_clean_run(demo_run, t
         (work / "config" / f.name).symlink_to(f)
     world = work / "resources" / "demo-world"
     generate_world(world, seed=1)
-    with MirrorServer(world) as mirror:
+    # the clean run's port: URLs recorded in the catalog and study files are then the same
+    with MirrorServer(world, port=int(demo_run["url"].rsplit(":", 1)[1])) as mirror:
         (work / "config" / "services.yaml").write_text(
             json.dumps({"services": service_urls(mirror.url)})
         )

@@ -110,6 +110,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX refreshes_by_status ON refreshes(status, id);
         """,
     ),
+    (
+        "the GEO/ArrayExpress search is 'discover' (as the rule and config): its columns too",
+        """
+        ALTER TABLE studies RENAME COLUMN query_status TO discover_status;
+        ALTER TABLE studies RENAME COLUMN query_reason TO discover_reason;
+        UPDATE history SET field = 'discover_status'
+            WHERE table_name = 'studies' AND field = 'query_status';
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -126,7 +135,7 @@ _TRACKED = {
         "n_samples",
         "updated",
         "fingerprint",
-        "query_status",
+        "discover_status",
         "supplementary",
         "error_file",
         "error_field",
@@ -143,9 +152,16 @@ _TRACKED = {
         "error_field",
     ),
 }
-# The query row of a study as studies.tsv holds it; the catalog keeps it so that a refresh
+# The discover row of a study as studies.tsv holds it; the catalog keeps it so that a refresh
 # that searches only a new date window still lists every study known before.
-QUERY_FIELDS = ("n_samples", "submitted", "updated", "fingerprint", "query_status", "query_reason")
+DISCOVER_FIELDS = (
+    "n_samples",
+    "submitted",
+    "updated",
+    "fingerprint",
+    "discover_status",
+    "discover_reason",
+)
 
 
 def utc_now() -> str:
@@ -311,11 +327,11 @@ class Catalog:
         metadata_sha256: str = "",
         **extra: Any,
     ) -> str:
-        """Insert or update a study. ``extra`` may set the schema-3 columns (the query row:
-        n_samples, submitted, updated, fingerprint, query_status, query_reason; and
+        """Insert or update a study. ``extra`` may set the schema-3 columns (the discover row:
+        n_samples, submitted, updated, fingerprint, discover_status, discover_reason; and
         supplementary, error_file, error_field); those not given are left as they are."""
         self._check(status, reason, f"study {study}")
-        allowed = set(QUERY_FIELDS) | {"supplementary", "error_file", "error_field"}
+        allowed = set(DISCOVER_FIELDS) | {"supplementary", "error_file", "error_field"}
         unknown = sorted(set(extra) - allowed)
         if unknown:
             raise InputError(f"study {study}: unknown column(s) {unknown}", field=unknown[0])
@@ -441,13 +457,13 @@ class Catalog:
         return dict(row) if row else None
 
     def known_studies(self) -> list[dict[str, Any]]:
-        """Every study's last query row, in the studies.tsv shape (status = the query's)."""
+        """Every study's last discover row, in the studies.tsv shape (status = discover's)."""
         if self.version < 3:
             return []
         rows = self._conn.execute(
             "SELECT study, source, title, organism, kind, n_samples, submitted, updated, "
-            "query_status AS status, query_reason AS reason, fingerprint FROM studies "
-            "WHERE query_status <> '' ORDER BY study"
+            "discover_status AS status, discover_reason AS reason, fingerprint FROM studies "
+            "WHERE discover_status <> '' ORDER BY study"
         )
         return [dict(r) for r in rows]
 

@@ -101,8 +101,8 @@ def _discover_fields(qrow: Mapping[str, Any] | None) -> dict[str, Any]:
         "submitted": qrow.get("submitted", ""),
         "updated": qrow.get("updated", ""),
         "fingerprint": qrow.get("fingerprint", ""),
-        "query_status": qrow.get("status", ""),
-        "query_reason": qrow.get("reason", "") or qrow.get("status", ""),
+        "discover_status": qrow.get("status", ""),
+        "discover_reason": qrow.get("reason", "") or qrow.get("status", ""),
     }
 
 
