@@ -345,7 +345,7 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
             bad_url,
             "fastq_md5",
         )
-        # the query row is kept, so that a later refresh still lists this study
+        # the discover row is kept, so that a later refresh still lists this study
         known = {r["study"]: r for r in cat.known_studies()}
         assert known["GSE100750"]["status"] == "skipped"
         assert known["GSE100750"]["reason"] == "series type"
@@ -355,7 +355,7 @@ def test_reads_study_sheet_download_and_catalog(server, soft_text, tmp_path, mon
         assert failed_sample["reason"] == failed_run["reason"]
         assert (
             cat.rows("studies", study="GSE93374")[0]["reason"]
-            == "found by the query; sample sheet not built yet"
+            == "found by discovery; sample sheet not built yet"
         )
         assert cat.rows("samples", sample="GSM4391939")[0]["status"] == "skipped"
     # a second refresh with nothing new changes no rows and adds no history

@@ -6,7 +6,7 @@ with the status discovery gives it and a ``fingerprint`` of its upstream record.
 * The date window (``discover.date_from``/``date_to``, set per run by ``scatlas refresh``) is
   searched in GEO (esearch over ``gds`` with the configured term, GEO series of the configured
   organisms, paged) and ArrayExpress (BioStudies search, paged).
-* Studies known from earlier refreshes (the catalog keeps each one's query row) stay in the
+* Studies known from earlier refreshes (the catalog keeps each one's discover row) stay in the
   table, so a refresh that searches only the new window still lists the whole atlas; with
   ``discover.recheck_known`` their records are fetched again (GEO: esummary, 200 per request;
   ArrayExpress: the study JSON) and a changed fingerprint re-ingests that study alone
@@ -204,7 +204,7 @@ def _expand_superseries(
 
 
 def _known_rows(catalog: str | os.PathLike | None) -> dict[str, dict[str, Any]]:
-    """The query rows of every study an earlier run recorded in the catalog."""
+    """The discover rows of every study an earlier run recorded in the catalog."""
     if not catalog or not Path(catalog).is_file():
         return {}
     with Catalog(catalog) as cat:

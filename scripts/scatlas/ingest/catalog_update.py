@@ -46,7 +46,7 @@ def update_catalog(
     fastq_manifests: Sequence[str | os.PathLike] = (),
     alignment_tables: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
-    """Record every study of ``studies.tsv`` (its query row and fingerprint), the samples and
+    """Record every study of ``studies.tsv`` (its discover row and fingerprint), the samples and
     runs of each study directory, and download and alignment outcomes, in one transaction.
     Returns ``Catalog.summary()``. (Refreshes are recorded by ``scatlas refresh``.)
 
@@ -93,7 +93,7 @@ def _sample_status(technology: str, runs: list[tuple[str, str]]) -> tuple[str, s
 
 
 def _discover_fields(qrow: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The query row's columns the catalog keeps (a later refresh rebuilds studies.tsv)."""
+    """The discover row's columns the catalog keeps (a later refresh rebuilds studies.tsv)."""
     if qrow is None:
         return {}
     return {
@@ -247,7 +247,7 @@ def _catalog_study(
         )
     if sj is None:
         return cat.upsert_study(
-            acc, **fields, status="new", reason="found by the query; sample sheet not built yet"
+            acc, **fields, status="new", reason="found by discovery; sample sheet not built yet"
         )
     sheet = _read_if(samples_path, SAMPLE_COLUMNS, "samples") or []
     man = _read_if(manifest, ["run", "sample", "files", "status", "reason"], "manifest")

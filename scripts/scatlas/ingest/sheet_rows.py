@@ -104,7 +104,7 @@ def _studies_table(
 
 
 def study_organism(ctx: StudyContext, sample_organisms: Iterable[str]) -> str:
-    """The organism the study is ingested for: the query's choice, else the first configured
+    """The organism the study is ingested for: discovery's choice, else the first configured
     organism among its samples."""
     if ctx.organism and ctx.organism.lower() in {o.lower() for o in ctx.organisms}:
         return ctx.organism

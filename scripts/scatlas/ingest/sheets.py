@@ -58,7 +58,7 @@ def build_sample_sheet(
     """Write ``samples.tsv`` (one row per run; matrix samples one row with empty run) and
     ``study.json`` for one study; return the study.json content.
 
-    ``studies_tsv`` (the query's table) gives the study's organism and the other kept
+    ``studies_tsv`` (discovery's table) gives the study's organism and the other kept
     studies (a sample listed by several series is ingested once). Never raises for a
     study-level failure (network error after retries, malformed SOFT or SDRF, bad
     accession, HTML instead of JSON...): the outputs then hold a header-only samples.tsv and
