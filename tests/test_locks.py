@@ -88,3 +88,33 @@ def test_a_failed_demo_never_reports_an_earlier_runs_figures(tmp_path):
     time.sleep(0.01)
     old.write_text('{"accuracy": 0.5}')
     assert _read_json(old, since_ns=started) == {"accuracy": 0.5}
+
+
+TINY = """
+rule all:
+    input:
+        "out.txt",
+
+
+rule make:
+    output:
+        "out.txt",
+    log:
+        "make.log",
+    shell:
+        "echo made > {output} 2> {log}"
+"""
+
+
+def test_a_killed_runs_snakemake_lock_is_cleared_and_the_run_goes_on(tmp_path):
+    """What a SIGKILLed `scatlas demo` leaves (a Snakemake lock, no live holder) no longer
+    stops the next run (it used to fail, pointing at an --unlock flag scatlas lacks)."""
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(TINY)
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.output.lock").write_text(str(tmp_path / "out.txt") + "\n")
+    result = run_workflow(tmp_path, snakefile=snakefile, cores=1)
+    assert result and result.rules() == ["make", "all"]
+    assert (tmp_path / "out.txt").read_text() == "made\n"
+    assert not locks.exists() or not any(locks.iterdir())
