@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_refresh import catalog_rows
 
 from scatlas.demo.mirror import MirrorServer
 from scatlas.demo.run import service_urls
@@ -32,7 +32,6 @@ from scatlas.release.publish import list_versions
 UNTIL = "2026-12-01"
 # every rule but these is heavy: a refresh with nothing new runs none of them
 LIGHT = {"discover"}
-STAMPS = {"studies": {"first_seen", "last_seen"}, "samples": set(), "runs": {"updated"}}
 
 
 def _pstat(pid: int) -> tuple[str, int, int] | None:
@@ -80,19 +79,6 @@ def _hisat2_pids(work: Path) -> list[int]:
         if b"hisat2-align" in cmd and cwd == work and _pstat(int(entry.name)):
             found.append(int(entry.name))
     return found
-
-
-def _catalog_rows(work: Path) -> dict[str, list[tuple]]:
-    db = sqlite3.connect(work / "results" / "catalog.sqlite")
-    out = {}
-    for table, drop in STAMPS.items():
-        cur = db.execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cur.description]
-        out[table] = sorted(
-            tuple(v for n, v in zip(names, row, strict=True) if n not in drop) for row in cur
-        )
-    db.close()
-    return out
 
 
 def _release_content(work: Path) -> dict[str, object]:
@@ -173,8 +159,8 @@ def test_killed_refresh_leaves_no_process_and_resumes_to_a_clean_run(demo_run, t
     assert (work / "results" / "publish" / "release.json").read_bytes() == release_record
 
     # the resumed run equals the uninterrupted one
-    assert resumed.new == sorted(r[0] for r in _catalog_rows(clean)["studies"])
-    assert _catalog_rows(work) == _catalog_rows(clean)
+    assert resumed.new == sorted(r[0] for r in catalog_rows(clean)["studies"])
+    assert catalog_rows(work) == catalog_rows(clean)
     a, b = (ad.read_h5ad(w / "results" / "atlas" / "atlas.h5ad") for w in (work, clean))
     assert (a.obs_names == b.obs_names).all() and (a.var_names == b.var_names).all()
     np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
