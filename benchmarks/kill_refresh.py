@@ -108,16 +108,31 @@ def _kill_at(stage: str, work: Path, log: Path) -> tuple[int, int]:
 
 
 def _release_digest(work: Path) -> str:
-    """What the current release holds, less its dates, paths and timings."""
-    rel = (work / "published" / "current").resolve()
-    parts = []
-    for p in sorted(rel.rglob("*")):
-        if p.is_file() and p.name not in ("manifest.json", "metrics.json", "index.faiss"):
-            parts.append(f"{p.relative_to(rel)} {p.stat().st_size}")
-            parts.append(p.read_bytes().hex() if p.suffix in (".tsv", ".obo") else "")
+    """What the current release holds, less what depends on when it was made: the manifest
+    (dates, paths), the evaluation's and training's timings, torch.save's container bytes
+    (the weights themselves are compared)."""
     import hashlib
+    import re
 
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    import torch
+
+    rel = (work / "published" / "current").resolve()
+    digest = hashlib.sha256()
+    for p in sorted(rel.rglob("*")):
+        if not p.is_file() or p.name in ("manifest.json", "metrics.json"):
+            continue
+        digest.update(str(p.relative_to(rel)).encode())
+        if p.name == "encoder.pt":
+            weights = torch.load(p, weights_only=True)
+            for k in sorted(weights):
+                digest.update(k.encode() + weights[k].cpu().numpy().tobytes())
+        elif p.name == "model.json":
+            info = json.loads(p.read_text())
+            kept = {k: v for k, v in info.items() if not re.search(r"second|time|device", k)}
+            digest.update(json.dumps(kept, sort_keys=True).encode())
+        else:
+            digest.update(p.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def main() -> int:
