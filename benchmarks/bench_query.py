@@ -248,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     kind = index_kind(index)
     print(f"scatlas index: {kind} (flat_max {args.flat_max:,}), built in {build_s:.1f}s")
     t = time.perf_counter()
-    thresholds = calibrate_novelty(index, emb, cells["cl_id"].to_numpy(), cells["study"].to_numpy())
+    thresholds, _ = calibrate_novelty(
+        index, emb, cells["cl_id"].to_numpy(), cells["study"].to_numpy()
+    )
     calib_s = time.perf_counter() - t
     print(f"novelty calibration: {calib_s:.1f}s; peak RSS {peak_rss_mib():,.0f} MiB")
 

@@ -115,6 +115,17 @@ def test_published_release_and_demo_query(demo_run):
     accuracy = json.loads((_results(demo_run) / "demo" / "query_accuracy.json").read_text())
     assert accuracy["n_scored"] > 30
     assert accuracy["accuracy"] > 0.7
+    # the cells of the type no reference study has are flagged, the known ones are not
+    novelty = accuracy["novelty"]
+    assert novelty["n_unseen"] >= 5 and novelty["unseen_flagged_share"] >= 0.8
+    assert novelty["known_flagged_share"] <= 0.05
+    calibration = manifest["novelty_calibration"]
+    assert calibration["cells"] == "held_out" and calibration["neighbours"] == "other_study"
+    # the published model knows every type, although the evaluation held one out
+    choice = json.loads((_results(demo_run) / "models" / "release" / "choice.json").read_text())
+    assert choice["chosen_by"] == "evaluation" and choice["retrained_without_holdout"]
+    published = json.loads((folder / "model.json").read_text())
+    assert published["holdout_types"] == [] and manifest["model"] == choice["model"]
     annotated = ad.read_h5ad(_results(demo_run) / "demo" / "query_annotated.h5ad")
     assert "X_scatlas" in annotated.obsm
     assert annotated.obs["scatlas_cell_type_id"].str.startswith("CL:").all()

@@ -215,6 +215,7 @@ class DESettings(_Section):
 class PublishSettings(_Section):
     SECTION = "publish"
     model: str = _default("publish", "model")
+    select_by: str = _default("publish", "select_by")
     version: str | None = _default("publish", "version")
     keep: int = _default("publish", "keep")
     flat_max: int = _default("publish", "flat_max")

@@ -15,6 +15,12 @@ if "query" in config:
     )
 validate(config, schema="../schemas/config.schema.yaml")
 
+if config["publish"]["model"] not in ("auto", *config["models"]):
+    raise ValueError(
+        f"config: publish.model is {config['publish']['model']!r}, which is not among models "
+        f"({', '.join(config['models'])}); add it to models, or use auto"
+    )
+
 # the checkout this workflow runs from (workflow/rules/ -> the repository)
 REPO_DIR = Path(str(workflow.current_basedir)).parents[1].resolve()
 # the pinned Cell Ontology snapshot: package data of scatlas (scatlas.package_data)
@@ -37,7 +43,7 @@ PUBLISH_DIR = config["publish_dir"]
 
 wildcard_constraints:
     study=r"GSE\d+|E-[A-Z]{4}-\d+",
-    model=r"[a-z]+",
+    model="|".join(config["models"]),
     genome=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 

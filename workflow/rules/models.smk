@@ -26,3 +26,31 @@ rule train:
         holdout=config["evaluate"]["novelty_holdout"],
     script:
         "../../scripts/train_model.py"
+
+
+# The published model: the best by publish.select_by (or publish.model), trained again on
+# every type when the evaluation held one out (scatlas.models.release_model).
+rule release_model:
+    input:
+        atlas=f"{RESULTS}/atlas/atlas.h5ad",
+        obo=config["ontology"]["obo"],
+        metrics=f"{RESULTS}/evaluation/metrics.tsv",
+        models=expand(f"{RESULTS}/models/{{model}}/model.json", model=config["models"]),
+    output:
+        encoder=f"{RESULTS}/models/release/encoder.pt",
+        meta=f"{RESULTS}/models/release/model.json",
+        history=f"{RESULTS}/models/release/history.tsv",
+        choice=f"{RESULTS}/models/release/choice.json",
+    log:
+        f"{LOGS}/train/release.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus"],
+    params:
+        publish=config["publish"],
+        train=config["train"],
+        models=config["models"],
+    script:
+        "../../scripts/release_model.py"

@@ -4,7 +4,7 @@
 rule publish:
     input:
         atlas=f"{RESULTS}/atlas/atlas.h5ad",
-        model=f"{RESULTS}/models/{config['publish']['model']}/model.json",
+        model=f"{RESULTS}/models/release/model.json",
         evaluation=f"{RESULTS}/evaluation/metrics.tsv",
         de=f"{RESULTS}/de",
         obo=config["ontology"]["obo"],

@@ -65,6 +65,13 @@ class DemoResult:
                 f"query accuracy      : {acc['accuracy']:.3f} over {acc['n_scored']} cells "
                 "of the held-out study, against the demo world's truth"
             )
+            nov = acc.get("novelty")
+            if nov:
+                lines.append(
+                    f"flagged novel       : {nov['n_unseen_flagged']} of {nov['n_unseen']} cells "
+                    f"of types the reference never saw; {nov['n_known_flagged']} of "
+                    f"{acc['n_scored']} of known types"
+                )
         catalog = self.outputs.get("catalog")
         if catalog:
             lines.append(f"catalog             : {self.root / 'results' / 'catalog.sqlite'}")

@@ -93,6 +93,8 @@ class Manifest:
     metric: str = "euclidean"
     normalisation: str = "log1p_cp10k"
     novelty_quantile: float = 0.99
+    # what the novelty threshold was calibrated on (scatlas.release.novelty.Calibration)
+    novelty_calibration: dict[str, Any] = field(default_factory=dict)
     quality_gate: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     # sha256 of everything the release is built from (inputs, evaluation, DE, settings):

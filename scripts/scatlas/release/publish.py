@@ -64,7 +64,7 @@ from scatlas.release.gate import (
     read_release_metrics,
 )
 from scatlas.release.index import build_index, index_kind, save_index, unit_rows
-from scatlas.release.novelty import calibrate_novelty
+from scatlas.release.novelty import Calibration, calibrate_novelty
 from scatlas.settings import PublishSettings
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,19 @@ def _cells_table(adata: ad.AnnData) -> pd.DataFrame:
     return frame[CELL_COLUMNS]
 
 
-def _genes_table(adata: ad.AnnData, genes: list[str]) -> pd.DataFrame:
+def _genes_table(adata: ad.AnnData, genes: list[str], means: np.ndarray) -> pd.DataFrame:
+    """``genes.tsv``: the model's genes in order, their symbols and mean (normalised)
+    expression over the atlas (which weighs missing genes in a query's confidence)."""
     symbols = dict(
         zip(adata.var_names.astype(str), obs_text(adata.var, "gene_symbol"), strict=True)
     )
-    return pd.DataFrame({"gene_id": genes, "gene_symbol": [symbols.get(g, "") for g in genes]})
+    return pd.DataFrame(
+        {
+            "gene_id": genes,
+            "gene_symbol": [symbols.get(g, "") for g in genes],
+            "mean_expression": np.round(np.asarray(means, dtype=np.float64), 6),
+        }
+    )
 
 
 def _metrics(evaluation_dir: Path, model: str) -> dict[str, Any]:
@@ -260,6 +268,8 @@ class _Built:
     index: Any
     cells: pd.DataFrame
     thresholds: pd.DataFrame
+    calibration: Calibration
+    gene_means: np.ndarray
     normalisation: str
 
 
@@ -309,15 +319,23 @@ def _build(
         emb, flat_max=settings.flat_max, kind=settings.index, large=settings.large_index
     )
     cells = _cells_table(adata)
-    thresholds = calibrate_novelty(
+    # calibrate on cells the model did not train on, of types it knows
+    held_out = (cells["split"].to_numpy() != "train") & cells["cl_id"].isin(
+        info.get("classes", [])
+    ).to_numpy()
+    thresholds, calibration = calibrate_novelty(
         index,
         emb,
         cells["cl_id"].to_numpy(),
         cells["study"].to_numpy(),
+        held_out=held_out,
         quantile=settings.novelty_quantile,
         metric=metric,
     )
-    return _Built(info, metrics, gate, adata, index, cells, thresholds, normalisation)
+    means = np.asarray(sp.csr_matrix(X).mean(axis=0)).ravel()
+    return _Built(
+        info, metrics, gate, adata, index, cells, thresholds, calibration, means, normalisation
+    )
 
 
 def _write(
@@ -336,7 +354,9 @@ def _write(
     built.thresholds.to_csv(tmp / "novelty.tsv", sep="\t", index=False)
     shutil.copyfile(sources["model_dir"] / "encoder.pt", tmp / "encoder.pt")
     shutil.copyfile(sources["model_dir"] / "model.json", tmp / "model.json")
-    _genes_table(built.adata, info["genes"]).to_csv(tmp / "genes.tsv", sep="\t", index=False)
+    _genes_table(built.adata, info["genes"], built.gene_means).to_csv(
+        tmp / "genes.tsv", sep="\t", index=False
+    )
     shutil.copyfile(sources["ontology_obo"], tmp / "ontology.obo")
     shutil.copytree(sources["de_dir"], tmp / "de")
     metrics_text = json.dumps(built.metrics, indent=1) + "\n"
@@ -354,6 +374,7 @@ def _write(
         metric=check_metric(info),
         normalisation=built.normalisation,
         novelty_quantile=float(settings.novelty_quantile),
+        novelty_calibration=built.calibration.to_dict(),
         quality_gate={
             "passed": gate.passed,
             "reason": gate.reason,
