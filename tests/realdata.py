@@ -84,6 +84,7 @@ class RealSet:
     holdout: str
     notes: list[str]
     label_names: dict[str, str]
+    val_study: np.ndarray | None = None
 
 
 def map_labels(
@@ -168,6 +169,7 @@ def _assemble(
         holdout=holdout,
         notes=notes,
         label_names=label_names,
+        val_study=study[val_idx],
     )
 
 
@@ -263,9 +265,7 @@ def load_celllines(data: Path, ontology=None, holdout: str = "HCC827", seed: int
         X,
         labels,
         study,
-        train_plates[tr],
-        train_plates[va],
-        np.flatnonzero(study == "p3"),
+        (train_plates[tr], train_plates[va], np.flatnonzero(study == "p3")),
         genes,
         holdout,
         "raw_counts",
@@ -341,3 +341,69 @@ def eval_set(rs: RealSet, k: int = 10):
         novel_labels=rs.novel_labels,
         input_kind=rs.input_kind,
     )
+
+
+def release_novelty(
+    rs: RealSet, model_dir: Path, quantile: float = 0.99, k: int = 10, ontology=None
+) -> dict:
+    """Novelty as a release flags it: the set's training and validation cells are the
+    reference (indexed), the validation cells (not trained on) calibrate the threshold as
+    ``publish`` does, and ``Reference.annotate`` flags the query's known and novel cells.
+    Returns the AUROC of the nearest distance (novel against known) and the flagged shares."""
+    import anndata as ad
+
+    from scatlas.annotate.reference import Reference
+    from scatlas.evaluate.metrics import model_input, novelty_auroc
+    from scatlas.models.io import embed, load_model
+    from scatlas.models.normalize import align_to_genes
+    from scatlas.release.format import Manifest
+    from scatlas.release.index import build_index, unit_rows
+    from scatlas.release.novelty import calibrate_novelty
+
+    net, info = load_model(model_dir)
+    ref_X = sp.vstack([rs.train_X, rs.val_X]).tocsr()
+    X, _ = align_to_genes(
+        model_input(ref_X, rs.input_kind, info["normalisation"]), rs.genes, info["genes"]
+    )
+    emb = embed(net, X, 4096)
+    emb = unit_rows(emb) if info.get("metric") == "cosine" else emb
+    index = build_index(emb, kind="flat", use_gpu=False)
+    n_train = rs.train_X.shape[0]
+    labels = np.r_[rs.train_labels, rs.val_labels].astype(str)
+    studies = np.r_[rs.train_study, rs.val_study].astype(str)
+    held = np.arange(len(labels)) >= n_train
+    thresholds, calibration = calibrate_novelty(
+        index,
+        emb,
+        labels,
+        studies,
+        held_out=held,
+        quantile=quantile,
+        metric=info.get("metric", "euclidean"),
+    )
+    cells = pd.DataFrame(
+        {"cl_id": labels, "cl_label": [rs.label_names.get(t, t) for t in labels], "study": studies}
+    )
+    genes = pd.DataFrame({"gene_id": info["genes"], "gene_symbol": info["genes"]})
+    ref = Reference(
+        None, Manifest(version="realdata"), net, info, cells, index, genes, thresholds, ontology
+    )
+    query = ad.AnnData(
+        sp.vstack([rs.query_X, rs.novel_X]).tocsr(),
+        var=pd.DataFrame(index=pd.Index(rs.genes, dtype=str)),
+    )
+    out = ref.annotate(query, k=k, orthologs=False)
+    n_known = rs.query_X.shape[0]
+    dist = out.obs["scatlas_min_dist"].to_numpy(dtype=np.float64)
+    novel = out.obs["scatlas_novel"].to_numpy(dtype=bool)
+    return {
+        "novelty_auroc": novelty_auroc(dist[:n_known], dist[n_known:]),
+        "known_flagged": float(novel[:n_known].mean()),
+        "novel_flagged": float(novel[n_known:].mean()),
+        "threshold": calibration.threshold,
+        "calibration": calibration.to_dict(),
+        "accuracy": float(
+            (out.obs["scatlas_cell_type_id"].to_numpy()[:n_known] == rs.query_labels).mean()
+        ),
+        "annotated": out,
+    }

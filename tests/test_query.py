@@ -171,6 +171,11 @@ def test_query_file_writes_h5ad_and_csv(release, tmp_path):
         "scatlas_cell_type",
         "scatlas_cell_type_id",
         "scatlas_score",
+        "scatlas_margin",
+        "scatlas_confidence",
+        "scatlas_answer",
+        "scatlas_answer_id",
+        "scatlas_answer_level",
         "scatlas_novel",
         "scatlas_min_dist",
         "scatlas_reason",
@@ -262,7 +267,7 @@ def test_duplicated_genes_and_empty_inputs_refused(release, tmp_path):
         query_file(path, empty, tmp_path / "out.h5ad")
     junk = tmp_path / "junk.h5ad"
     junk.write_text("not hdf5")
-    with pytest.raises(InputError, match="cannot read the query as h5ad"):
+    with pytest.raises(InputError, match="cannot read the query .*give an h5ad file"):
         query_file(path, junk, tmp_path / "out.h5ad")
     assert not (tmp_path / "out.h5ad").exists()
 
@@ -385,7 +390,7 @@ def test_folder_input_and_existing_annotation_refused(release, tmp_path):
     path, new = release
     folder = tmp_path / "x.h5ad"
     folder.mkdir()
-    with pytest.raises(InputError, match="is a folder, not an h5ad file"):
+    with pytest.raises(InputError, match="folder without matrix.mtx"):
         query_file(path, folder, tmp_path / "out.h5ad")
     first = tmp_path / "first.h5ad"
     query_file(path, _write(new, tmp_path / "in.h5ad"), first, k=5)

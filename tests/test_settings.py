@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from scatlas import settings as S
-from scatlas.annotate.reference import query_file
+from scatlas.annotate.reference import QueryOptions
 from scatlas.atlas.assemble import assemble_atlas, choose_splits
 from scatlas.de.run import run_de
 from scatlas.errors import InputError
@@ -30,7 +30,7 @@ API = [
     (count_study, ["quant", "barcoded"]),
     (map_study, ["ontology"]),
     (train_model, ["train"]),
-    (query_file, ["evaluate"]),
+    (QueryOptions, ["evaluate"]),  # query_file and annotate take these options
 ]
 # parameters that take a parsed object rather than the config value of the same name
 PARSED = {("count_study", "chemistries"), ("align_study", "chemistries")}

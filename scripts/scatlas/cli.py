@@ -105,10 +105,28 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _cmd_query(args: argparse.Namespace) -> int:
-    from scatlas.annotate.reference import Reference, check_arguments, query_file
+def _margin(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], not {text!r}")
+    return value
 
-    check_arguments(k=args.k, batch_size=args.batch_size, min_overlap=args.min_overlap)
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from scatlas.annotate.reference import QueryOptions, Reference, query_file
+
+    options = QueryOptions(  # checked before the reference is loaded
+        k=args.k,
+        batch_size=args.batch_size,
+        layer=args.layer,
+        min_overlap=args.min_overlap,
+        min_margin=args.min_margin,
+        majority_voting=args.majority_voting,
+        orthologs=not args.no_orthologs,
+    )
     reference = Reference.load(
         Path(args.reference), expect_sha256=args.expect_sha256, public_key=args.public_key
     )
@@ -116,11 +134,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         reference,
         Path(args.input),
         Path(args.output),
-        k=args.k,
-        batch_size=args.batch_size,
+        options,
         csv=Path(args.csv) if args.csv else None,
-        min_overlap=args.min_overlap,
-        orthologs=not args.no_orthologs,
         overwrite=args.overwrite,
     )
     info = adata.uns.get("scatlas", {})
@@ -137,14 +152,20 @@ def _cmd_query(args: argparse.Namespace) -> int:
     print(
         f"annotated {adata.n_obs} cells with reference {info.get('reference_version', '?')}: "
         f"{args.output}\n"
-        f"input: {info.get('input_normalisation', '?')}; genes matched "
+        f"input: {info.get('input_matrix', '?')}, {info.get('input_normalisation', '?')}; "
+        f"genes matched "
         f"{overlap.get('n_matched', '?')}/{overlap.get('n_reference_genes', '?')} by "
         f"{overlap.get('key', '?')} ({overlap.get('matched_by', '?')}, translation "
         f"{overlap.get('translation', 'none')}); novel cells: {info.get('n_novel', '?')}; "
         f"cells without a call: {info.get('n_no_call', 0)}; "
+        f"answered at a common ancestor: {_count(adata, 'scatlas_answer_level', 'ancestor')}; "
         f"most similar studies: {top}"
     )
     return 0
+
+
+def _count(adata, column: str, value: str) -> int:
+    return int((adata.obs[column] == value).sum()) if column in adata.obs else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -246,14 +267,31 @@ def _add_run_commands(sub) -> None:
 
 
 def _add_query_command(sub) -> None:
-    p = sub.add_parser("query", help="annotate cells with a published reference")
+    p = sub.add_parser(
+        "query",
+        help="annotate cells with a published reference",
+        description="Annotate query cells with a published reference: per cell the winning "
+        "type, its score and margin, an answer that backs off to the common ancestor of "
+        "competing types, a confidence, the per-type scores and the k nearest reference "
+        "cells (obsm), a novelty flag; optionally majority voting over clusters.",
+    )
     p.add_argument("--reference", required=True, help="a release folder or published/current")
-    p.add_argument("--input", required=True, help="query cells (.h5ad)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="query cells: .h5ad, a 10x HDF5 file (.h5) or a 10x Matrix Market folder",
+    )
     p.add_argument("--output", required=True, help="annotated cells (.h5ad)")
     p.add_argument("--csv", help="also write the per-cell annotation as CSV")
     p.add_argument("--k", type=_positive_int, default=10, help="neighbours per cell (default 10)")
     p.add_argument(
         "--batch-size", type=_positive_int, default=4096, help="cells per batch (default 4096)"
+    )
+    p.add_argument(
+        "--layer",
+        default="auto",
+        help="the expression to read: auto (default: layers['counts'], else .raw, else .X; "
+        "the first that is not scaled), X, raw, or a layer's name",
     )
     p.add_argument(
         "--overwrite",
@@ -263,8 +301,21 @@ def _add_query_command(sub) -> None:
     p.add_argument(
         "--min-overlap",
         type=_fraction,
-        default=0.5,
-        help="least share of the reference's genes the input must have (default 0.5)",
+        default=0.1,
+        help="refuse an input with less than this share of the reference's genes (default "
+        "0.1; below 0.5 it is warned about and the confidence falls)",
+    )
+    p.add_argument(
+        "--min-margin",
+        type=_margin,
+        default=0.2,
+        help="a winner leading the runner-up by less than this backs off to their common "
+        "ancestor (default 0.2; 0: never)",
+    )
+    p.add_argument(
+        "--majority-voting",
+        action="store_true",
+        help="also over-cluster the cells and give each cluster its majority type",
     )
     p.add_argument(
         "--no-orthologs",

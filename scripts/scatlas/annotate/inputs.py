@@ -193,3 +193,71 @@ def map_genes(
             log.warning("gene names not translated: %s", exc)
     assert best is not None
     return best
+
+
+@dataclass
+class QueryMatrix:
+    """The expression the query is annotated from, its genes, and where it came from."""
+
+    X: object  # cells x genes, sparse or dense
+    var: pd.DataFrame
+    where: str  # "X", "raw" or "layers['<name>']"
+
+
+def _has_negative(X) -> bool:
+    values = _values(X)
+    return bool(values.size) and float(np.nanmin(values)) < 0
+
+
+def _candidates(adata, layer: str) -> list[QueryMatrix]:
+    """The matrices ``layer`` allows, in order of preference."""
+    raw = [QueryMatrix(adata.raw.X, adata.raw.var, "raw")] if adata.raw is not None else []
+    counts = (
+        [QueryMatrix(adata.layers["counts"], adata.var, "layers['counts']")]
+        if "counts" in adata.layers
+        else []
+    )
+    x = [QueryMatrix(adata.X, adata.var, "X")] if adata.X is not None else []
+    if layer == "auto":
+        return counts + raw + x
+    if layer == "X":
+        return x
+    if layer == "raw":
+        return raw
+    return (
+        [QueryMatrix(adata.layers[layer], adata.var, f"layers[{layer!r}]")]
+        if layer in adata.layers
+        else []
+    )
+
+
+def choose_matrix(adata, layer: str = "auto", *, source: str | None = None) -> QueryMatrix:
+    """The query's expression: ``layer`` ``X``, ``raw`` or a layer's name, or ``auto``:
+    ``layers['counts']``, else ``.raw`` (all genes, before a scanpy workflow's HVG subset),
+    else ``.X`` — skipping scaled matrices (negative values, as after ``sc.pp.scale``)."""
+    found = _candidates(adata, layer)
+    if not found:
+        have = ["X"] + (["raw"] if adata.raw is not None else []) + list(adata.layers)
+        raise InputError(
+            f"the input has no {layer!r} expression (it has: {', '.join(have)})",
+            path=source,
+            field="layer",
+        )
+    usable = [m for m in found if layer != "auto" or not _has_negative(m.X)]
+    if not usable:
+        raise InputError(
+            "every expression matrix of the input has negative values (scaled data, as after "
+            "scanpy.pp.scale); keep raw counts in layers['counts'] or log-normalised values in "
+            ".raw (adata.raw = adata before scaling) and query again",
+            path=source,
+            field="X",
+        )
+    chosen = usable[0]
+    skipped = [m.where for m in found[: found.index(chosen)]]
+    log.info(
+        "annotating from %s (%d genes)%s",
+        chosen.where,
+        chosen.var.shape[0],
+        f"; skipped scaled {', '.join(skipped)}" if skipped else "",
+    )
+    return chosen

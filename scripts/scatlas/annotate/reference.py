@@ -6,20 +6,26 @@ listed file (a tampered or partial release is refused, naming the file). Nothing
 unpickled: weights via ``torch.load(weights_only=True)``, tables via parquet/TSV, the index
 via faiss.
 
-``Reference.annotate`` takes raw counts or log-normalised values (detected and stated), maps
-genes by stable id or symbol — through the mouse ↔ human ortholog table when that overlaps
-more — zero-fills missing genes (with a warning; below the minimum overlap it refuses),
-normalises as the model was trained (``model.json`` ``normalisation``), embeds, finds the k
-nearest reference cells and scores types as scQuery does: ``s = 1/(1 + d)`` per neighbour,
-summed per type over labelled neighbours, normalised over types; the winner and its share
-are reported. A cell whose nearest reference cell is farther than its type's threshold
-(calibrated on the reference, :mod:`scatlas.release.novelty`) is flagged novel.
+``Reference.annotate`` reads the query's expression from ``layers['counts']``, ``.raw`` or
+``.X`` (the first that is not scaled, or the one asked for; stated in the log and in
+``uns``), takes raw counts or log-normalised values (detected and stated), maps genes by
+stable id or symbol — through the mouse ↔ human ortholog table when that overlaps more —
+zero-fills missing genes (a warning below ``WARN_OVERLAP`` of the reference's genes, and a
+lower confidence; below ``min_overlap`` it refuses), normalises as the model was trained
+(``model.json`` ``normalisation``), embeds, finds the k nearest reference cells and scores
+types as scQuery does (:mod:`scatlas.annotate.scores`). Beside the winner it writes the
+per-type scores, the neighbours, the margin over the runner-up, an answer that backs off to
+the common ancestor when the winner is not clear (:mod:`scatlas.annotate.backoff`), a
+confidence, optional majority voting over over-clustered cells
+(:mod:`scatlas.annotate.voting`), and the novelty flag: a cell whose nearest reference cell
+is farther than the release's threshold (:mod:`scatlas.release.novelty`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +35,22 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scatlas.annotate.backoff import backoff_answers
 from scatlas.annotate.inputs import (
     NORMALISATIONS,
     GeneMapping,
+    QueryMatrix,
     check_matrix,
+    choose_matrix,
     detect_normalisation,
     map_genes,
     to_model_input,
 )
+from scatlas.annotate.query_io import read_query, write_csv
+from scatlas.annotate.scores import TypeScores, type_scores
+from scatlas.annotate.voting import majority_vote, over_cluster
 from scatlas.errors import InputError
-from scatlas.fileio import atomic_path, atomic_write_text
+from scatlas.fileio import atomic_path
 from scatlas.models.base import EmbeddingModel
 from scatlas.models.io import embed, load_model
 from scatlas.models.normalize import align_to_genes
@@ -53,10 +65,30 @@ OBS_COLUMNS = [
     "scatlas_cell_type",
     "scatlas_cell_type_id",
     "scatlas_score",
+    "scatlas_margin",
+    "scatlas_confidence",
+    "scatlas_answer",
+    "scatlas_answer_id",
+    "scatlas_answer_level",
     "scatlas_novel",
     "scatlas_min_dist",
     "scatlas_reason",
 ]
+#: with majority voting
+VOTING_COLUMNS = [
+    "scatlas_over_cluster",
+    "scatlas_majority_voting",
+    "scatlas_majority_voting_id",
+    "scatlas_majority_share",
+]
+OBSM_KEYS = ["X_scatlas", "scatlas_scores", "scatlas_neighbours", "scatlas_distances"]
+#: below this share of the reference's genes a query is warned about (and its confidence
+#: falls with the share); below ``min_overlap`` (default ``MIN_OVERLAP``) it is refused
+WARN_OVERLAP = 0.5
+MIN_OVERLAP = 0.1
+#: a winner whose score leads the runner-up's by less than this is not clear (backoff)
+MIN_MARGIN = 0.2
+LAYERS_HELP = "auto (layers['counts'], else .raw, else .X: the first not scaled), X, raw or a layer"
 # why a cell gets no call (obs["scatlas_reason"]); called cells have ""
 UNEMBEDDABLE = {
     "empty": "no expression in the reference's genes",
@@ -67,7 +99,12 @@ UNEMBEDDABLE = {
 
 
 def check_arguments(
-    *, k: int, batch_size: int, min_overlap: float = 0.5, min_genes: int | None = None
+    *,
+    k: int,
+    batch_size: int,
+    min_overlap: float = MIN_OVERLAP,
+    min_genes: int | None = None,
+    min_margin: float = MIN_MARGIN,
 ) -> None:
     """InputError naming the argument for a value annotation cannot use."""
     checks = [
@@ -85,16 +122,39 @@ def check_arguments(
             min_genes is None or (isinstance(min_genes, int | np.integer) and min_genes >= 1),
             "a whole number >= 1",
         ),
+        ("min_margin", min_margin, 0 <= float(min_margin) <= 1, "in [0, 1]"),
     ]
     for name, value, ok, want in checks:
         if not ok:
             raise InputError(f"{name} must be {want}, not {value!r}", field=name)
 
 
+@dataclass(frozen=True)
+class QueryOptions:
+    """How ``scatlas query`` annotates (checked on creation: ``check_arguments``)."""
+
+    k: int = 10
+    batch_size: int = 4096
+    layer: str = "auto"  # LAYERS_HELP
+    min_overlap: float = MIN_OVERLAP
+    min_genes: int | None = None
+    min_margin: float = MIN_MARGIN
+    majority_voting: bool = False
+    orthologs: bool = True
+
+    def __post_init__(self) -> None:
+        check_arguments(
+            k=self.k,
+            batch_size=self.batch_size,
+            min_overlap=self.min_overlap,
+            min_genes=self.min_genes,
+            min_margin=self.min_margin,
+        )
+
+
 def _check_existing(adata: ad.AnnData, overwrite: bool, source: str | None) -> None:
-    present = [c for c in OBS_COLUMNS if c in adata.obs.columns]
-    if "X_scatlas" in adata.obsm:
-        present.append("obsm['X_scatlas']")
+    present = [c for c in OBS_COLUMNS + VOTING_COLUMNS if c in adata.obs.columns]
+    present += [f"obsm[{key!r}]" for key in OBSM_KEYS if key in adata.obsm]
     if present and not overwrite:
         raise InputError(
             f"the input already holds a scatlas annotation ({', '.join(present)}); "
@@ -119,6 +179,7 @@ class Reference:
         index: faiss.Index,
         genes: pd.DataFrame,
         thresholds: pd.DataFrame | None = None,
+        ontology: Any | None = None,
     ):
         self.root, self.manifest, self.model, self.model_info = root, manifest, model, model_info
         self.cells, self.index, self.genes = cells, index, genes
@@ -148,6 +209,7 @@ class Reference:
             .to_numpy(dtype=object)
         )
         self._study_codes, self._studies = pd.factorize(cells["study"].astype(str))
+        self._ontology = ontology  # the release's ontology.obo is loaded when first needed
 
     @property
     def version(self) -> str:
@@ -253,73 +315,135 @@ class Reference:
     def annotate(
         self,
         adata: ad.AnnData,
+        options: QueryOptions | None = None,
         *,
-        k: int = 10,
-        batch_size: int = 4096,
-        min_overlap: float = 0.5,
-        min_genes: int | None = None,
-        orthologs: bool = True,
         source: str | None = None,
         overwrite: bool = False,
+        **changes: Any,
     ) -> ad.AnnData:
-        """Annotate ``adata`` in place (and return it).
+        """Annotate ``adata`` in place (and return it), as ``options`` (a
+        :class:`QueryOptions`; ``changes`` override its fields, e.g. ``k=20``) say.
 
-        Writes ``obsm["X_scatlas"]``, ``obs`` columns ``scatlas_cell_type`` (label),
-        ``scatlas_cell_type_id``, ``scatlas_score`` (winner's share of the similarity),
-        ``scatlas_novel``, ``scatlas_min_dist``, ``scatlas_reason`` (why a cell has no call:
-        no expression in the reference's genes, values too large to normalise, no labelled
-        neighbour; "" for called cells) and ``uns["scatlas"]`` (release version, input
-        normalisation, gene overlap, the most similar studies). At least ``min_genes``
+        ``obs``: ``scatlas_cell_type`` (label) and ``_id`` of the winner, ``scatlas_score``
+        (its share of the neighbours' similarity), ``scatlas_margin`` (over the runner-up),
+        ``scatlas_confidence`` (score x the share of the reference's expression the input's
+        genes cover), ``scatlas_answer``/``_id``/``_level`` (the winner, or the common
+        ancestor of the competing types when the margin is below ``min_margin``),
+        ``scatlas_novel``, ``scatlas_min_dist``, ``scatlas_reason`` (why a cell has no call;
+        "" for called cells); with ``majority_voting`` also ``VOTING_COLUMNS``. ``obsm``:
+        ``X_scatlas`` (embedding), ``scatlas_scores`` (cells x types, sparse; columns in
+        ``uns['scatlas']['score_types']``), ``scatlas_neighbours`` (rows of the release's
+        ``cells.parquet``, -1: none) and ``scatlas_distances``. ``uns['scatlas']``: release,
+        input matrix and normalisation, gene overlap, the most similar studies.
+
+        ``layer`` chooses the input matrix (``LAYERS_HELP``). At least ``min_genes``
         (default: ``min_overlap`` x the reference genes) must be found in the input.
         ``source`` names the input in error messages; existing scatlas columns are replaced
         only with ``overwrite``.
         """
-        check_arguments(k=k, batch_size=batch_size, min_overlap=min_overlap, min_genes=min_genes)
+        opts = replace(options or QueryOptions(), **changes)
         _check_existing(adata, overwrite, source)
-        X = adata.layers.get("counts", adata.X)
-        check_matrix(X, adata.var_names, source=source)
-        detected = detect_normalisation(X)
+        query = choose_matrix(adata, opts.layer, source=source)
+        check_matrix(query.X, query.var.index, source=source)
+        detected = detect_normalisation(query.X)
         log.info(
-            "input expression detected as %s (%s); the model expects %s",
+            "input expression (%s) detected as %s; the model expects %s",
+            query.where,
             detected,
-            "from layers['counts']" if "counts" in adata.layers else "from X",
             self.normalisation,
         )
-        mapping = self._map_genes(adata, min_overlap, min_genes, orthologs, source)
-        X = X if sp.issparse(X) else sp.csr_matrix(np.asarray(X))
-        emb, dist, idx, reasons = self._search(X.tocsr(), mapping, detected, k, batch_size)
-        type_id, type_label, score = self.vote(dist, idx)
+        mapping = self._map_genes(query.var, opts, source)
+        X = query.X if sp.issparse(query.X) else sp.csr_matrix(np.asarray(query.X))
+        emb, dist, idx, reasons = self._search(
+            X.tocsr(), mapping, detected, opts.k, opts.batch_size
+        )
+        scores = type_scores(dist, idx, self._codes, len(self._types))
         called = reasons == ""
-        reasons[called & (type_id == "")] = UNEMBEDDABLE["no_neighbour"]
-        novel, _ = flag_novel(dist[:, 0], type_id, self.thresholds)
+        reasons[called & (scores.winner < 0)] = UNEMBEDDABLE["no_neighbour"]
+        called &= scores.winner >= 0
+        self._write_calls(adata, scores, called, opts.min_margin, self.coverage(mapping))
+        novel, _ = flag_novel(dist[:, 0], adata.obs["scatlas_cell_type_id"], self.thresholds)
         novel &= called
         adata.obsm["X_scatlas"] = emb
-        adata.obs["scatlas_cell_type"] = type_label
-        adata.obs["scatlas_cell_type_id"] = type_id
-        adata.obs["scatlas_score"] = np.where(called, score, np.nan).astype(np.float32)
+        adata.obsm["scatlas_scores"] = scores.matrix
+        adata.obsm["scatlas_neighbours"] = idx
+        adata.obsm["scatlas_distances"] = dist
         adata.obs["scatlas_novel"] = novel
         adata.obs["scatlas_min_dist"] = np.where(called, dist[:, 0], np.nan).astype(np.float32)
         adata.obs["scatlas_reason"] = reasons.astype(str)
-        self._summarise(adata, detected, mapping, idx[called], novel, reasons)
+        if opts.majority_voting:
+            self._majority_voting(adata, emb, np.where(called, scores.winner, -1))
+        self._summarise(adata, query, detected, mapping, idx[called], novel, reasons)
         return adata
 
-    def _map_genes(
+    def coverage(self, mapping: GeneMapping) -> float:
+        """The share of the reference's expression in the genes the input has (by the mean
+        expression in ``genes.tsv``; by gene count for releases without it)."""
+        found = np.isin(np.asarray(self.model_info["genes"], dtype=object), mapping.names)
+        if "mean_expression" in self.genes:
+            weight = pd.to_numeric(self.genes["mean_expression"], errors="coerce").fillna(0)
+            weight = weight.to_numpy(dtype=np.float64)
+            if weight.sum() > 0:
+                return float(weight[found].sum() / weight.sum())
+        return float(found.mean()) if len(found) else 0.0
+
+    def _write_calls(
         self,
         adata: ad.AnnData,
-        min_overlap: float,
-        min_genes: int | None,
-        orthologs: bool,
-        source: str | None,
-    ) -> GeneMapping:
-        """The input's genes matched to the model's; InputError below the minimum overlap."""
+        scores: TypeScores,
+        called: np.ndarray,
+        min_margin: float,
+        coverage: float,
+    ) -> None:
+        win = np.where(called, scores.winner, 0)
+        none = np.array("", dtype=object)
+        adata.obs["scatlas_cell_type"] = np.where(called, self._labels[win], none)
+        adata.obs["scatlas_cell_type_id"] = np.where(called, self._types[win], none)
+        adata.obs["scatlas_score"] = np.where(called, scores.share, np.nan).astype(np.float32)
+        adata.obs["scatlas_margin"] = np.where(called, scores.margin, np.nan).astype(np.float32)
+        confidence = np.where(called, scores.share * coverage, np.nan).astype(np.float32)
+        adata.obs["scatlas_confidence"] = confidence
+        answer_id, answer, level = backoff_answers(
+            scores, self._types, self._labels, min_margin, self.ontology
+        )
+        adata.obs["scatlas_answer"] = np.where(called, answer, none)
+        adata.obs["scatlas_answer_id"] = np.where(called, answer_id, none)
+        adata.obs["scatlas_answer_level"] = np.where(called, level, none)
+
+    def ontology(self):
+        """The release's Cell Ontology (loaded on first use), or None without one."""
+        if self._ontology is None and self.root is not None:
+            obo = self.root / "ontology.obo"
+            if obo.is_file():
+                from scatlas.ontology import load_ontology
+
+                self._ontology = load_ontology(obo)
+        return self._ontology
+
+    def _majority_voting(self, adata: ad.AnnData, emb: np.ndarray, winner: np.ndarray) -> None:
+        clusters = over_cluster(emb)
+        code, share = majority_vote(clusters, winner)
+        has = code >= 0
+        safe = np.where(has, code, 0)
+        none = np.array("", dtype=object)
+        adata.obs["scatlas_over_cluster"] = pd.Categorical(
+            np.where(clusters >= 0, clusters.astype(str), none)
+        )
+        adata.obs["scatlas_majority_voting"] = np.where(has, self._labels[safe], none)
+        adata.obs["scatlas_majority_voting_id"] = np.where(has, self._types[safe], none)
+        adata.obs["scatlas_majority_share"] = share
+
+    def _map_genes(self, var: pd.DataFrame, opts: QueryOptions, source: str | None) -> GeneMapping:
+        """The input's genes matched to the model's; InputError below the minimum overlap,
+        a warning below ``WARN_OVERLAP``."""
         model_genes = self.model_info["genes"]
         mapping = map_genes(
-            adata.var, model_genes, self.genes["gene_symbol"].tolist(), orthologs=orthologs
+            var, model_genes, self.genes["gene_symbol"].tolist(), orthologs=opts.orthologs
         )
         needed = (
-            int(min_genes)
-            if min_genes is not None
-            else int(np.ceil(min_overlap * len(model_genes)))
+            int(opts.min_genes)
+            if opts.min_genes is not None
+            else int(np.ceil(opts.min_overlap * len(model_genes)))
         )
         if mapping.n_matched < max(needed, 1):
             raise InputError(
@@ -336,12 +460,15 @@ class Reference:
         if mapping.n_matched < len(model_genes):
             log.warning(
                 "%d of %d reference genes are missing from the input and set to 0 "
-                "(matched %s by %s%s)",
+                "(matched %s by %s%s)%s",
                 len(model_genes) - mapping.n_matched,
                 len(model_genes),
                 mapping.key,
                 mapping.source,
                 f", {mapping.translation}" if mapping.translation else "",
+                "; fewer than half: calls are less reliable, and the confidence says so"
+                if mapping.fraction < WARN_OVERLAP
+                else "",
             )
         return mapping
 
@@ -374,6 +501,7 @@ class Reference:
     def _summarise(
         self,
         adata: ad.AnnData,
+        query: QueryMatrix,
         detected: str,
         mapping: GeneMapping,
         called_idx: np.ndarray,
@@ -386,53 +514,28 @@ class Reference:
             "model": str(self.model_info["model"]),
             "metric": self.metric,
             "k": int(called_idx.shape[1]) if called_idx.ndim == 2 else 0,
+            "input_matrix": query.where,
             "input_normalisation": detected,
             "model_normalisation": self.normalisation,
             "gene_overlap": mapping.describe(),
+            "coverage": self.coverage(mapping),
+            "score_types": self._types.astype(str).tolist(),
+            "score_labels": self._labels.astype(str).tolist(),
+            "neighbours": "rows of the release's cells.parquet (-1: none)",
             "n_novel": int(novel.sum()),
             "n_no_call": int((reasons != "").sum()),
             "similar_studies": self.similar_studies(called_idx),
         }
         studies = adata.uns["scatlas"]["similar_studies"]
         log.info(
-            "%d cells annotated; %d flagged novel; %d without a call; most similar study %s",
+            "%d cells annotated (from %s); %d flagged novel; %d without a call; most similar "
+            "study %s",
             adata.n_obs,
+            query.where,
             int(novel.sum()),
             int((reasons != "").sum()),
             studies["study"].iloc[0] if len(studies) else "-",
         )
-
-    def vote(
-        self, dist: np.ndarray, idx: np.ndarray, chunk: int = 8192
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """scQuery's vote: per cell, the type with the largest Σ 1/(1+d) over its labelled
-        neighbours, its label, and its share of that sum over all types (0 when none)."""
-        n = len(idx)
-        out_id = np.full(n, "", dtype=object)
-        out_label = np.full(n, "", dtype=object)
-        out_score = np.zeros(n, dtype=np.float32)
-        n_types = len(self._types)
-        if n == 0 or n_types == 0:
-            return out_id, out_label, out_score
-        for start in range(0, n, chunk):
-            i = idx[start : start + chunk]
-            nb = np.where(i >= 0, self._codes[np.where(i >= 0, i, 0)], -1)
-            w = 1.0 / (1.0 + dist[start : start + chunk].astype(np.float64))
-            keep = nb >= 0
-            rows = np.broadcast_to(np.arange(len(nb))[:, None], nb.shape)
-            S = np.bincount(
-                rows[keep] * n_types + nb[keep], weights=w[keep], minlength=len(nb) * n_types
-            ).reshape(len(nb), n_types)
-            total = S.sum(axis=1)
-            win = S.argmax(axis=1)
-            has = total > 0
-            sl = slice(start, start + len(nb))
-            out_id[sl] = np.where(has, self._types[win], "")
-            out_label[sl] = np.where(has, self._labels[win], "")
-            out_score[sl] = np.where(has, S[np.arange(len(nb)), win] / np.where(has, total, 1), 0)
-        if (out_id == "").any():
-            log.warning("%d cells had no labelled reference neighbour", int((out_id == "").sum()))
-        return out_id, out_label, out_score
 
     def similar_studies(self, idx: np.ndarray, top: int = 20) -> pd.DataFrame:
         """The reference studies holding most of the query's neighbours, with their share."""
@@ -458,71 +561,28 @@ class Reference:
         return frame.reset_index(drop=True)
 
 
-def read_query(path: Path) -> ad.AnnData:
-    """Read a query h5ad, refusing missing, empty and unreadable files with a clear error."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(
-            "the query is a folder, not an h5ad file (a 10x folder? read it with "
-            "scanpy.read_10x_mtx and write_h5ad first)",
-            path=str(path),
-        )
-    if not path.is_file():
-        raise InputError("the query file does not exist", path=str(path))
-    if path.stat().st_size == 0:
-        raise InputError(
-            "the query file is empty (0 bytes); write the AnnData again", path=str(path)
-        )
-    try:
-        return ad.read_h5ad(path)
-    except Exception as exc:  # h5py/anndata raise many kinds for a file that is not h5ad
-        raise InputError(
-            f"cannot read the query as h5ad ({type(exc).__name__}: {exc}); give an AnnData "
-            "file written with adata.write_h5ad",
-            path=str(path),
-        ) from exc
-
-
-def write_csv(adata: ad.AnnData, path: Path) -> None:
-    """The per-cell annotation (``OBS_COLUMNS``) as CSV, indexed by cell id, atomically."""
-    table = adata.obs[OBS_COLUMNS].copy()
-    table.index.name = "cell_id"
-    atomic_write_text(path, table.to_csv())
-
-
 def query_file(
     reference: Path | Reference,
-    input_h5ad: Path,
+    input_path: Path,
     output: Path,
+    options: QueryOptions | None = None,
     *,
-    k: int = 10,
-    batch_size: int = 4096,
     csv: Path | None = None,
-    min_overlap: float = 0.5,
-    min_genes: int | None = None,
-    orthologs: bool = True,
     overwrite: bool = False,
+    **changes: Any,
 ) -> ad.AnnData:
-    """Annotate ``input_h5ad`` against ``reference`` (a release folder, or a Reference
-    loaded with pin or signature checks); write the h5ad (and a CSV) atomically. Arguments
-    are checked before the reference is loaded."""
-    check_arguments(k=k, batch_size=batch_size, min_overlap=min_overlap, min_genes=min_genes)
-    input_h5ad = Path(input_h5ad)
+    """Annotate ``input_path`` (h5ad, 10x h5 or 10x mtx folder) against ``reference`` (a
+    release folder, or a Reference loaded with pin or signature checks) as ``options`` (and
+    ``changes`` to them) say; write the h5ad (and a CSV) atomically. Arguments are checked
+    before the reference is loaded."""
+    opts = replace(options or QueryOptions(), **changes)
+    input_path = Path(input_path)
     ref = reference if isinstance(reference, Reference) else Reference.load(reference)
-    adata = read_query(input_h5ad)
-    ref.annotate(
-        adata,
-        k=k,
-        batch_size=batch_size,
-        min_overlap=min_overlap,
-        min_genes=min_genes,
-        orthologs=orthologs,
-        source=str(input_h5ad),
-        overwrite=overwrite,
-    )
+    adata = read_query(input_path)
+    ref.annotate(adata, opts, source=str(input_path), overwrite=overwrite)
     with atomic_path(output, ".h5ad") as tmp:
         adata.write_h5ad(tmp)
     if csv is not None:
-        write_csv(adata, Path(csv))
+        write_csv(adata, Path(csv), OBS_COLUMNS + VOTING_COLUMNS)
     log.info("wrote %s (%d cells)", output, adata.n_obs)
     return adata
