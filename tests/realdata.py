@@ -407,3 +407,51 @@ def release_novelty(
         ),
         "annotated": out,
     }
+
+
+def write_zheng_h5ad(data: Path, path: Path) -> Path:
+    """The Zheng sorted PBMC cells as a user would hold them: raw counts, gene symbols as
+    var_names, the sorted population's description in ``obs['cell_type']``."""
+    import anndata as ad
+
+    stem = Path(data) / "expression" / "pbmc-zheng-sorted" / "zheng_sorted_reference.genes_x_cells"
+    X = _read_mtx(Path(f"{stem}.mtx.gz"))
+    genes = _lines(Path(f"{stem}.genes.txt.gz"))
+    cells = _lines(Path(f"{stem}.cells.txt.gz"))
+    table = pd.read_csv(
+        Path(data) / "expression" / "pbmc-zheng-sorted" / "zheng_sorted_reference.labels.csv"
+    )
+    label = table.set_index("cell").loc[cells, "label"].astype(str)
+    obs = pd.DataFrame({"cell_type": [PBMC_DESCRIPTIONS[x] for x in label]}, index=cells)
+    ad.AnnData(X, obs=obs, var=pd.DataFrame(index=genes)).write_h5ad(path)
+    return Path(path)
+
+
+def write_donor_a_h5ad(data: Path, path: Path) -> Path:
+    """The unlabelled frozen PBMC of donor A (raw counts, symbols)."""
+    import anndata as ad
+
+    stem = Path(data) / "expression" / "pbmc-zheng-sorted" / "frozen_pbmc_donor_a.genes_x_cells"
+    X = _read_mtx(Path(f"{stem}.mtx.gz"))
+    genes = _lines(Path(f"{stem}.genes.txt.gz"))
+    cells = _lines(Path(f"{stem}.cells.txt.gz"))
+    ad.AnnData(X, obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes)).write_h5ad(path)
+    return Path(path)
+
+
+def write_pancreas_h5ads(data: Path, folder: Path) -> list[Path]:
+    """Wang 2016 and Xin 2016 as two files: author log-normalised values, symbols, the
+    authors' type in ``obs['cell_type']``."""
+    import anndata as ad
+
+    src = Path(data) / "expression" / "pancreas-wang-xin"
+    out = []
+    for study in ("wang", "xin"):
+        X = _read_mtx(src / f"{study}.lognorm.genes_x_cells.mtx.gz")
+        obs = pd.read_csv(src / f"{study}.obs.csv").set_index("cell")
+        obs["cell_type"] = obs["cell_type"].astype(str)
+        var = pd.DataFrame(index=_lines(src / f"{study}.genes.txt"))
+        path = Path(folder) / f"{study}.h5ad"
+        ad.AnnData(X, obs=obs, var=var).write_h5ad(path)
+        out.append(path)
+    return out

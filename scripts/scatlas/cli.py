@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from scatlas import __version__
+from scatlas.cli_build import add_build_command
 from scatlas.errors import ScatlasError
 from scatlas.logs import setup_logging
 
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_commands(sub)
     _add_query_command(sub)
+    add_build_command(sub)
     _add_release_commands(sub)
     return parser
 

@@ -511,6 +511,8 @@ def _eval_set(adata: ad.AnnData, sel: Any, atlas_h5ad: Path) -> EvalSet:
         genes=[str(g) for g in adata.var_names],
         novel_X=X[np.flatnonzero(novel_mask)] if novel_mask.any() else None,
         novel_labels=cl_id[novel_mask] if novel_mask.any() else None,
+        # an atlas built from stated log-normalised values (scatlas build-reference) says so
+        input_kind=str((adata.uns.get("scatlas") or {}).get("input_kind", "raw_counts")),
     )
 
 

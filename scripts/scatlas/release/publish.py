@@ -151,16 +151,20 @@ def _default_inputs(atlas_h5ad: Path, model_dir: Path, ontology_obo: Path) -> di
 
 
 def inputs_key(
-    inputs: dict[str, Any], metrics: dict[str, Any], de_dir: Path, settings: PublishSettings
+    inputs: dict[str, Any],
+    metrics: dict[str, Any],
+    de_dir: Path | None,
+    settings: PublishSettings,
 ) -> str:
     """sha256 of what a release is built from: the input files' checksums, the evaluation,
-    the DE tables and the settings that shape its content (not its version or keep)."""
-    de_files = sorted(p for p in de_dir.rglob("*") if p.is_file())
+    the DE tables (None: no DE) and the settings that shape its content (not its version or
+    keep)."""
+    de_files = sorted(p for p in de_dir.rglob("*") if p.is_file()) if de_dir else []
     content = {
         "format": FORMAT_VERSION,
         "inputs": {k: v.get("sha256") if isinstance(v, dict) else v for k, v in inputs.items()},
         "metrics": metrics,
-        "de": {str(p.relative_to(de_dir)): sha256_file(p) for p in de_files},
+        "de": {str(p.relative_to(de_dir)): sha256_file(p) for p in de_files} if de_dir else None,
         "settings": {
             k: getattr(settings, k)
             for k in ("flat_max", "index", "large_index", "novelty_quantile")
@@ -273,11 +277,14 @@ class _Built:
     normalisation: str
 
 
-def _check_files(atlas_h5ad: Path, evaluation_dir: Path, de_dir: Path, ontology_obo: Path) -> None:
+def _check_files(
+    atlas_h5ad: Path, evaluation_dir: Path, de_dir: Path | None, ontology_obo: Path
+) -> None:
     for path, what in ((ontology_obo, "ontology"), (atlas_h5ad, "atlas")):
         if not path.is_file():
             raise InputError(f"{what} file is missing", path=str(path))
-    for path, what in ((de_dir, "DE folder"), (evaluation_dir, "evaluation folder")):
+    folders = [(evaluation_dir, "evaluation folder")] + ([(de_dir, "DE folder")] if de_dir else [])
+    for path, what in folders:
         if not path.is_dir():
             raise InputError(f"{what} is missing", path=str(path))
 
@@ -358,7 +365,8 @@ def _write(
         tmp / "genes.tsv", sep="\t", index=False
     )
     shutil.copyfile(sources["ontology_obo"], tmp / "ontology.obo")
-    shutil.copytree(sources["de_dir"], tmp / "de")
+    if sources["de_dir"] is not None:
+        shutil.copytree(sources["de_dir"], tmp / "de")
     metrics_text = json.dumps(built.metrics, indent=1) + "\n"
     (tmp / METRICS_FILE).write_text(metrics_text, encoding="utf-8")
     gate = built.gate
@@ -391,7 +399,7 @@ def publish_release(
     atlas_h5ad: Path,
     model_dir: Path,
     evaluation_dir: Path,
-    de_dir: Path,
+    de_dir: Path | None,
     ontology_obo: Path,
     publish_dir: Path,
     version: str,
@@ -399,7 +407,8 @@ def publish_release(
     inputs: dict[str, Any] | None = None,
     device: str = "auto",
 ) -> Path:
-    """Build and publish release ``version``; returns ``publish_dir/version``.
+    """Build and publish release ``version``; returns ``publish_dir/version``. ``de_dir``
+    None: a release without DE tables (e.g. built from a user's own cells).
 
     ``settings`` (default: the schema's ``publish:``) choose the faiss index
     (``index``/``large_index``/``flat_max``, :func:`build_index`), the novelty quantile, the
@@ -417,7 +426,7 @@ def publish_release(
         "atlas_h5ad": Path(atlas_h5ad),
         "model_dir": Path(model_dir),
         "evaluation_dir": Path(evaluation_dir),
-        "de_dir": Path(de_dir),
+        "de_dir": Path(de_dir) if de_dir is not None else None,
         "ontology_obo": Path(ontology_obo),
     }
     publish_dir = Path(publish_dir)
