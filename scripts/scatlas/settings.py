@@ -255,6 +255,7 @@ class Settings:
 
     publish_dir: str
     models: list[str]
+    local_studies: list[dict[str, Any]]
     reference: dict[str, Any]
     services: ServicesSettings
     discover: DiscoverSettings
@@ -286,6 +287,7 @@ class Settings:
         return cls(
             publish_dir=data.get("publish_dir", defaults["publish_dir"]),
             models=list(data.get("models", defaults["models"])),
+            local_studies=[dict(e) for e in data.get("local_studies", defaults["local_studies"])],
             reference=dict(data.get("reference", defaults["reference"])),
             **{section.SECTION: section.from_config(data) for section in SECTIONS},
         )

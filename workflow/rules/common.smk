@@ -41,10 +41,15 @@ LOGS = "logs"
 PUBLISH_DIR = config["publish_dir"]
 
 
+# labelled files of one's own: name -> entry (config local_studies)
+LOCAL_STUDIES = {entry["name"]: entry for entry in config["local_studies"]}
+
+
 wildcard_constraints:
     study=r"GSE\d+|E-[A-Z]{4}-\d+",
     model="|".join(config["models"]),
     genome=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    name=r"[A-Za-z0-9_]+",
 
 
 def read_sheet(path, schema):
@@ -137,9 +142,16 @@ def expression_inputs(wildcards):
 
 
 def atlas_studies():
-    """Studies of the atlas organism that have a reference genome."""
+    """Studies of the atlas organism that have a reference genome, and the local ones."""
     df = kept_studies()
-    return sorted(df.loc[df["organism"] == config["atlas"]["organism"], "study"])
+    found = sorted(df.loc[df["organism"] == config["atlas"]["organism"], "study"])
+    return found + [f"local-{name}" for name in LOCAL_STUDIES]
+
+
+def local_genes_table():
+    """The atlas genome's gene table (local studies' symbols become its ids), if any."""
+    spec = config["reference"].get(config["atlas"]["organism"])
+    return [f"{genome_dir(spec['name'])}/genes.tsv"] if spec else []
 
 
 def all_studies():
