@@ -9,6 +9,7 @@ import logging
 import anndata as ad
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
@@ -191,3 +192,26 @@ def test_low_gene_overlap_warns_and_lowers_confidence(release, caplog):  # noqa:
         ref.annotate(new[:, :10].copy(), k=5)  # below the floor (0.1)
     with pytest.raises(InputError, match="min_margin must be in"):
         QueryOptions(min_margin=2)
+
+
+def test_cli_query_options(release, tmp_path, capsys):  # noqa: F811
+    from scatlas.cli import main
+
+    path, new = release
+    src = tmp_path / "in.h5ad"
+    new.write_h5ad(src)
+    out, csv = tmp_path / "out.h5ad", tmp_path / "out.csv"
+    argv = ["query", "--reference", str(path), "--input", str(src), "--output", str(out)]
+    assert main([*argv, "--csv", str(csv), "--majority-voting", "--layer", "X"]) == 0
+    printed = capsys.readouterr().out
+    assert "input: X, raw_counts" in printed and "answered at a common ancestor" in printed
+    table = pd.read_csv(csv, index_col="cell_id")
+    assert {"scatlas_majority_voting", "scatlas_answer_level", "scatlas_confidence"} <= set(
+        table.columns
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--overwrite", "--min-margin", "1.5"])
+    assert exit_.value.code == 2
+    assert "--min-margin: must be a number in [0, 1]" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "--layer", "spliced"]) != 0
+    assert "no 'spliced' expression" in capsys.readouterr().err
