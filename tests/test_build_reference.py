@@ -147,3 +147,22 @@ def test_two_pancreas_studies_to_a_release(shared_data, tmp_path):
     out = query_file(release, tmp_path / f"{other}.h5ad", tmp_path / "annotated.h5ad", k=10)
     assert out.uns["scatlas"]["input_normalisation"] == "log_normalised"
     assert (out.obs["scatlas_reason"] == "").all()
+
+
+def test_cli_plain_labels_without_an_ontology(tmp_path, capsys):
+    """Cell lines: plain labels, no MAFP (no ontology): the summary still prints."""
+    rng = np.random.default_rng(1)
+    n, genes = 160, [f"g{i}" for i in range(30)]
+    lines = np.array(["H1975", "HCC827"] * (n // 2))
+    rates = np.where(lines[:, None] == "H1975", 1.0, 6.0) * np.r_[np.ones(15), 0.2 * np.ones(15)]
+    X = sp.csr_matrix(rng.poisson(rates * 5).astype(np.float32))
+    obs = pd.DataFrame({"line": lines}, index=[f"c{i}" for i in range(n)])
+    src = tmp_path / "lines.h5ad"
+    ad.AnnData(X, obs=obs, var=pd.DataFrame(index=genes)).write_h5ad(src)
+    argv = ["build-reference", "--input", str(src), "--labels", "line", "--no-celltypist"]
+    assert main([*argv, "--output", str(tmp_path / "ref"), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "model dense: accuracy" in printed and "mafp_at_k" not in printed
+    atlas = ad.read_h5ad(tmp_path / "ref-build" / "atlas" / "atlas.h5ad")
+    assert atlas.uns["scatlas"]["label_kind"] == "plain"
+    assert set(atlas.obs["cl_id"]) == {"H1975", "HCC827"}

@@ -39,7 +39,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     metrics = json.loads((release / "metrics.json").read_text(encoding="utf-8"))
     chosen = metrics.get("methods", {}).get(manifest["model"], {})
     figures = ", ".join(
-        f"{k} {chosen[k]:.3f}" for k in ("accuracy", "macro_f1", "mafp_at_k") if k in chosen
+        f"{k} {chosen[k]:.3f}"
+        for k in ("accuracy", "macro_f1", "mafp_at_k")
+        if chosen.get(k) is not None  # mafp_at_k: none for plain labels (no ontology)
     )
     print(
         f"published {release} ({manifest['n_cells']} cells, {manifest['n_genes']} genes, "
