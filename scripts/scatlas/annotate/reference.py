@@ -361,7 +361,8 @@ class Reference:
         called = reasons == ""
         reasons[called & (scores.winner < 0)] = UNEMBEDDABLE["no_neighbour"]
         called &= scores.winner >= 0
-        self._write_calls(adata, scores, called, opts.min_margin, self.coverage(mapping))
+        coverage = self.coverage(mapping)
+        self._write_calls(adata, scores, called, opts.min_margin, coverage)
         novel, _ = flag_novel(dist[:, 0], adata.obs["scatlas_cell_type_id"], self.thresholds)
         novel &= called
         adata.obsm["X_scatlas"] = emb
@@ -373,7 +374,7 @@ class Reference:
         adata.obs["scatlas_reason"] = reasons.astype(str)
         if opts.majority_voting:
             self._majority_voting(adata, emb, np.where(called, scores.winner, -1))
-        self._summarise(adata, query, detected, mapping, idx[called], novel, reasons)
+        self._summarise(adata, query, detected, mapping, coverage, idx[called], novel, reasons)
         return adata
 
     def coverage(self, mapping: GeneMapping) -> float:
@@ -504,6 +505,7 @@ class Reference:
         query: QueryMatrix,
         detected: str,
         mapping: GeneMapping,
+        coverage: float,
         called_idx: np.ndarray,
         novel: np.ndarray,
         reasons: np.ndarray,
@@ -518,7 +520,7 @@ class Reference:
             "input_normalisation": detected,
             "model_normalisation": self.normalisation,
             "gene_overlap": mapping.describe(),
-            "coverage": self.coverage(mapping),
+            "coverage": coverage,
             "score_types": self._types.astype(str).tolist(),
             "score_labels": self._labels.astype(str).tolist(),
             "neighbours": "rows of the release's cells.parquet (-1: none)",

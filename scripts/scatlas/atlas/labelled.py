@@ -238,6 +238,23 @@ def assign_splits(obs: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, str]:
     return split, how
 
 
+def check_stated_normalisation(
+    X, normalised: bool, *, path: str | None = None, field: str = "normalised"
+) -> None:
+    """InputError when the values are not what the user stated (raw counts, or with
+    ``normalised`` log-normalised values)."""
+    detected = detect_normalisation(X)
+    if normalised != (detected != "raw_counts"):
+        raise InputError(
+            f"the expression looks like {detected.replace('_', ' ')} but was stated as "
+            f"{'log-normalised' if normalised else 'raw counts'} (normalised: "
+            f"{str(normalised).lower()}); give raw counts (layers['counts']), or state "
+            "log-normalised values",
+            path=path,
+            field=field,
+        )
+
+
 def labelled_atlas(
     inputs: list[LabelledInput],
     out_h5ad: Path,
@@ -250,14 +267,7 @@ def labelled_atlas(
 ) -> ad.AnnData:
     """Read, label and split the inputs; write the atlas (the workflow's atlas columns)."""
     adata = read_labelled(inputs)
-    detected = detect_normalisation(adata.X)
-    if normalised != (detected != "raw_counts"):
-        raise InputError(
-            f"the expression looks like {detected.replace('_', ' ')} but was stated as "
-            f"{'log-normalised' if normalised else 'raw counts'}; give raw counts (layers"
-            "['counts']), or state log-normalised values (--normalised)",
-            field="X",
-        )
+    check_stated_normalisation(adata.X, normalised, field="X")
     cl_id, cl_label, kind = label_types(
         adata.obs["label"].to_numpy(dtype=object), label_kind, ontology
     )

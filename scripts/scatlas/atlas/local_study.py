@@ -20,8 +20,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scatlas.annotate.inputs import detect_normalisation
-from scatlas.atlas.labelled import LabelledInput, label_types, read_labelled
+from scatlas.atlas.labelled import (
+    LabelledInput,
+    check_stated_normalisation,
+    label_types,
+    read_labelled,
+)
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, atomic_write_text
 
@@ -88,12 +92,7 @@ def local_study(
             field=spec.label_column,
         )
     normalised = bool(entry.get("normalised", False))
-    if normalised != (detect_normalisation(adata.X) != "raw_counts"):
-        raise InputError(
-            "the expression is not what normalised says (raw counts: false; log-normalised: true)",
-            path=str(spec.path),
-            field="normalised",
-        )
+    check_stated_normalisation(adata.X, normalised, path=str(spec.path))
     adata = _to_gene_ids(adata, genes_tsv, str(spec.path))
     obs = pd.DataFrame(
         {"sample": study, "run": "", "source_text": adata.obs["label"].astype(str).to_numpy()},
