@@ -56,6 +56,8 @@ class EmbeddingModel(nn.Module):
     #: ``euclidean``, ``cosine`` (rows are L2-normalised, so Euclidean ranks the same) or
     #: ``hamming`` (0/1 codes, so squared Euclidean equals Hamming)
     metric: ClassVar[str] = "euclidean"
+    #: whether ``embed`` takes ``SparseRows`` (its first layer is an ``InputLinear``)
+    sparse_input: ClassVar[bool] = False
     #: model-specific run parameters and their defaults (merged with the trainer's)
     default_params: ClassVar[dict[str, Any]] = {}
     #: constructor keywords (besides ``n_genes``, ``n_classes``) taken from the run

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
+from scatlas.models.sparse_input import InputLinear
 
 
 def hadamard(k: int) -> np.ndarray:
@@ -61,6 +62,7 @@ def class_balanced_weights(counts: np.ndarray, beta: float) -> np.ndarray:
 
 class DeepHashNetwork(EmbeddingModel):
     kind: ClassVar[str] = "deephash"
+    sparse_input: ClassVar[bool] = True
     metric: ClassVar[str] = "hamming"
     default_params: ClassVar[dict[str, Any]] = {
         "hidden": [1024, 512, 256, 128],
@@ -109,9 +111,9 @@ class DeepHashNetwork(EmbeddingModel):
         layers: list[nn.Module] = []
         width = int(n_genes)
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU()]
+            layers += [(nn.Linear if layers else InputLinear)(width, int(h)), nn.ReLU()]
             width = int(h)
-        layers.append(nn.Linear(width, k))
+        layers.append((nn.Linear if layers else InputLinear)(width, k))
         self.net = nn.Sequential(*layers)
         anchors = (hadamard(k)[: int(n_classes)] > 0).astype(np.float32)
         self.register_buffer("anchors", torch.from_numpy(anchors), False)

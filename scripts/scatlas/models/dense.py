@@ -19,12 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from scatlas.models.base import Batch, EmbeddingModel
+from scatlas.models.sparse_input import InputLinear
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
 class DenseClassifier(EmbeddingModel):
     kind: ClassVar[str] = "dense"
+    sparse_input: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {
         "hidden": [1136, 100],
         "dropout": 0.1,
@@ -70,7 +72,8 @@ class DenseClassifier(EmbeddingModel):
         layers: list[nn.Module] = []
         width = int(n_genes)
         for i, h in enumerate(hidden):
-            layers += [nn.Linear(width, int(h)), _ACTIVATIONS[activation]()]
+            linear = InputLinear if i == 0 else nn.Linear
+            layers += [linear(width, int(h)), _ACTIVATIONS[activation]()]
             if i < len(hidden) - 1:
                 layers.append(nn.Dropout(dropout))
             width = int(h)

@@ -15,6 +15,7 @@ from scatlas.errors import InputError
 from scatlas.models import build_model
 from scatlas.models.base import EmbeddingModel
 from scatlas.models.normalize import genes_sha256
+from scatlas.models.sparse_input import SparseRows
 
 ModelSource = str | os.PathLike | tuple[str | os.PathLike, str | os.PathLike]
 
@@ -117,8 +118,18 @@ def load_model(
     return net, info
 
 
+def model_input(module: EmbeddingModel, chunk, device: torch.device) -> torch.Tensor | SparseRows:
+    """A batch as the model takes it: CSR rows stay sparse for a model whose first layer
+    sums weight columns (``sparse_input``); anything else becomes a dense float32 tensor."""
+    if sp.issparse(chunk) and module.sparse_input:
+        return SparseRows.from_csr(chunk, device)
+    dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+    return torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device)
+
+
 def embed(module: EmbeddingModel, X_norm, batch_size: int = 4096) -> np.ndarray:
-    """Embed normalised rows (CSR or dense, genes in the model's order) in batches."""
+    """Embed normalised rows (CSR or dense, genes in the model's order) in batches; CSR
+    batches are not densified for models that take sparse input."""
     n = X_norm.shape[0]
     device = next(module.parameters()).device
     out = np.empty((n, module.embedding_dim), dtype=np.float32)
@@ -126,9 +137,7 @@ def embed(module: EmbeddingModel, X_norm, batch_size: int = 4096) -> np.ndarray:
     module.eval()
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            chunk = X_norm[start : start + batch_size]
-            dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-            x = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device)
+            x = model_input(module, X_norm[start : start + batch_size], device)
             out[start : start + len(x)] = module.embed(x).float().cpu().numpy()
     module.train(was_training)
     return out
@@ -144,9 +153,7 @@ def annotate(module: EmbeddingModel, X_norm, batch_size: int = 4096) -> np.ndarr
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
-                chunk = X_norm[start : start + batch_size]
-                dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-                x = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device)
+                x = model_input(module, X_norm[start : start + batch_size], device)
                 pred = module.annotate(x)
                 if pred is None:
                     return None

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scatlas.models.base import Batch, EmbeddingModel
+from scatlas.models.sparse_input import InputLinear
 
 
 def draw_partners(
@@ -46,6 +47,7 @@ def draw_partners(
 
 class SiameseNetwork(EmbeddingModel):
     kind: ClassVar[str] = "siamese"
+    sparse_input: ClassVar[bool] = True
     metric: ClassVar[str] = "euclidean"
     default_params: ClassVar[dict[str, Any]] = {
         "hidden": [512, 512],
@@ -97,9 +99,10 @@ class SiameseNetwork(EmbeddingModel):
         layers: list[nn.Module] = []
         width = int(n_genes)
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
+            linear = nn.Linear if layers else InputLinear
+            layers += [linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
             width = int(h)
-        layers.append(nn.Linear(width, int(embedding_dim)))
+        layers.append((nn.Linear if layers else InputLinear)(width, int(embedding_dim)))
         self.encoder = nn.Sequential(*layers)
 
     @property

@@ -30,12 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
+from scatlas.models.sparse_input import InputLinear
 
 log = logging.getLogger(__name__)
 
 
-def _block(n_in: int, n_out: int, dropout: float) -> list[nn.Module]:
-    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.PReLU(), nn.Dropout(dropout)]
+def _block(n_in: int, n_out: int, dropout: float, first: bool = False) -> list[nn.Module]:
+    linear = InputLinear(n_in, n_out) if first else nn.Linear(n_in, n_out)
+    return [linear, nn.BatchNorm1d(n_out), nn.PReLU(), nn.Dropout(dropout)]
 
 
 def semi_hard_triplet_loss(
@@ -75,6 +77,7 @@ def semi_hard_triplet_loss(
 
 class TripletNetwork(EmbeddingModel):
     kind: ClassVar[str] = "triplet"
+    sparse_input: ClassVar[bool] = True
     metric: ClassVar[str] = "cosine"
     default_params: ClassVar[dict[str, Any]] = {
         "hidden": [1024, 1024, 1024],
@@ -126,9 +129,9 @@ class TripletNetwork(EmbeddingModel):
         enc: list[nn.Module] = []
         width = int(n_genes)
         for h in hidden:
-            enc += _block(width, int(h), dropout)
+            enc += _block(width, int(h), dropout, first=not enc)
             width = int(h)
-        enc.append(nn.Linear(width, int(embedding_dim)))
+        enc.append((nn.Linear if enc else InputLinear)(width, int(embedding_dim)))
         self.encoder = nn.Sequential(*enc)
         dec: list[nn.Module] = []
         width = int(embedding_dim)
