@@ -129,7 +129,10 @@ def _cmd_query(args: argparse.Namespace) -> int:
         orthologs=not args.no_orthologs,
     )
     reference = Reference.load(
-        Path(args.reference), expect_sha256=args.expect_sha256, public_key=args.public_key
+        Path(args.reference),
+        expect_sha256=args.expect_sha256,
+        public_key=args.public_key,
+        mmap=args.mmap,
     )
     adata = query_file(
         reference,
@@ -323,6 +326,12 @@ def _add_query_command(sub) -> None:
         "--no-orthologs",
         action="store_true",
         help="do not translate mouse <-> human gene symbols (or human ids to symbols)",
+    )
+    p.add_argument(
+        "--mmap",
+        action="store_true",
+        help="memory-map the index's vectors instead of reading them (less memory, shared "
+        "between processes; the first searches read pages from disk)",
     )
     _trust_arguments(p)
     p.set_defaults(func=_cmd_query)

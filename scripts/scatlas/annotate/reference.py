@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from scatlas.errors import InputError
 from scatlas.fileio import atomic_path
 from scatlas.models.base import EmbeddingModel
 from scatlas.models.io import embed, load_model
-from scatlas.models.normalize import align_to_genes
+from scatlas.models.normalize import align_to_genes, gene_positions
 from scatlas.release.format import Manifest, ReleaseError, check_metric, read_manifest, verify_files
 from scatlas.release.index import load_index, search, unit_rows
 from scatlas.release.novelty import NOVELTY_COLUMNS, flag_novel
@@ -223,11 +224,13 @@ class Reference:
         device: str = "auto",
         expect_sha256: str | None = None,
         public_key: str | os.PathLike | None = None,
+        mmap: bool = False,
     ) -> Reference:
         """Load a release folder (or the ``current`` link), verifying every file first: the
         pinned manifest sha256 and the signature when given (see
         :mod:`scatlas.release.signing`), then the manifest's version against the folder's
-        name, every listed file's size and sha256, and no unlisted file."""
+        name, every listed file's size and sha256, and no unlisted file. ``mmap`` maps the
+        index's vectors from the file instead of reading them (``load_index``)."""
         from scatlas.models.device import select_device
 
         root = Path(path).resolve()
@@ -254,7 +257,8 @@ class Reference:
         thresholds = pd.read_csv(
             root / "novelty.tsv", sep="\t", dtype={"cl_id": str}, keep_default_na=False
         )
-        index = load_index(root / "index.faiss", use_gpu=True)  # flat: on a GPU if faiss has one
+        # flat: on a GPU if faiss has one (unless memory-mapped)
+        index = load_index(root / "index.faiss", use_gpu=not mmap, mmap=mmap)
         if index.ntotal != len(cells):
             raise ReleaseError(
                 f"index holds {index.ntotal} cells, the cell table {len(cells)}",
@@ -281,7 +285,12 @@ class Reference:
         return cls(root, manifest, net, info, cells, index, genes, thresholds)
 
     def embed_expression(
-        self, X, mapping: GeneMapping, detected: str, batch_size: int
+        self,
+        X,
+        mapping: GeneMapping,
+        detected: str,
+        batch_size: int,
+        positions: tuple[np.ndarray, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Input rows (as ``detected``, input genes) → normalised as the model was trained,
         over all input genes, then put in the reference gene order → embeddings (unit rows
@@ -289,7 +298,9 @@ class Reference:
         such rows get NaN embeddings and no call."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             normalised = to_model_input(X, detected, self.normalisation)
-            aligned, _ = align_to_genes(normalised, mapping.names, self.model_info["genes"])
+            aligned, _ = align_to_genes(
+                normalised, mapping.names, self.model_info["genes"], positions=positions
+            )
         aligned = sp.csr_matrix(aligned)
         reasons = np.full(aligned.shape[0], "", dtype=object)
         finite = np.ones(aligned.shape[0], dtype=bool)
@@ -299,8 +310,8 @@ class Reference:
             finite[np.unique(rows[bad])] = False
             reasons[~finite] = UNEMBEDDABLE["overflow"]
             aligned.data[bad] = 0
-        empty = np.diff(aligned.indptr) == 0
-        empty |= np.asarray(abs(aligned).sum(axis=1)).ravel() == 0
+        row_of = np.repeat(np.arange(aligned.shape[0]), np.diff(aligned.indptr))
+        empty = np.bincount(row_of[aligned.data != 0], minlength=aligned.shape[0]) == 0
         reasons[finite & empty] = UNEMBEDDABLE["empty"]
         emb = np.full((aligned.shape[0], self.model.embedding_dim), np.nan, dtype=np.float32)
         ok = reasons == ""
@@ -380,7 +391,8 @@ class Reference:
     def coverage(self, mapping: GeneMapping) -> float:
         """The share of the reference's expression in the genes the input has (by the mean
         expression in ``genes.tsv``; by gene count for releases without it)."""
-        found = np.isin(np.asarray(self.model_info["genes"], dtype=object), mapping.names)
+        names = set(map(str, mapping.names))
+        found = np.array([str(g) in names for g in self.model_info["genes"]], dtype=bool)
         if "mean_expression" in self.genes:
             weight = pd.to_numeric(self.genes["mean_expression"], errors="coerce").fillna(0)
             weight = weight.to_numpy(dtype=np.float64)
@@ -477,21 +489,35 @@ class Reference:
         self, X: sp.csr_matrix, mapping: GeneMapping, detected: str, k: int, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings, neighbour distances and rows (+inf / -1 for cells without an
-        embedding) and the reasons of cells that cannot be embedded, batch by batch."""
+        embedding) and the reasons of cells that cannot be embedded, batch by batch: a
+        batch's index search runs in a second thread while the next batch is normalised and
+        embedded (faiss and torch release the GIL)."""
         n = X.shape[0]
         k_eff = min(int(k), int(self.index.ntotal))
         emb = np.full((n, self.model.embedding_dim), np.nan, dtype=np.float32)
         dist = np.full((n, k_eff), np.inf, dtype=np.float32)
         idx = np.full((n, k_eff), -1, dtype=np.int64)
         reasons = np.full(n, "", dtype=object)
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            e, why = self.embed_expression(X[start:stop], mapping, detected, batch_size)
-            emb[start:stop], reasons[start:stop] = e, why
-            rows = start + np.flatnonzero(why == "")
-            if len(rows):
-                dist[rows], idx[rows] = search(self.index, emb[rows], k_eff, self.metric)
-            log.info("annotated %d/%d cells", stop, n)
+        positions = gene_positions(mapping.names, self.model_info["genes"])
+
+        def find(rows: np.ndarray) -> None:
+            dist[rows], idx[rows] = search(self.index, emb[rows], k_eff, self.metric)
+
+        with ThreadPoolExecutor(max_workers=1) as searcher:
+            pending = None
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                e, why = self.embed_expression(
+                    X[start:stop], mapping, detected, batch_size, positions
+                )
+                emb[start:stop], reasons[start:stop] = e, why
+                if pending is not None:
+                    pending.result()  # one search at a time; re-raises its error
+                rows = start + np.flatnonzero(why == "")
+                pending = searcher.submit(find, rows) if len(rows) else None
+                log.info("annotated %d/%d cells", stop, n)
+            if pending is not None:
+                pending.result()
         if (reasons != "").any():
             log.warning(
                 "%d cells could not be embedded and get no call (see obs['scatlas_reason'])",

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 NORMALISATION = "log1p_cp10k"
@@ -31,14 +32,16 @@ def log1p_cp10k(X, target_sum: float = TARGET_SUM) -> sp.csr_matrix:
     """
     csr = _as_csr(X).astype(np.float32, copy=True)
     csr.sum_duplicates()
-    totals = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
+    totals = np.asarray(csr.sum(axis=1, dtype=np.float64)).ravel()
     scale = np.zeros_like(totals)
     nonzero = totals > 0
     scale[nonzero] = target_sum / totals[nonzero]
-    row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-    data = csr.data.astype(np.float64) * scale[row_of]
-    csr.data = np.log1p(data).astype(np.float32)
-    csr.eliminate_zeros()
+    data = csr.data.astype(np.float64)
+    data *= np.repeat(scale, np.diff(csr.indptr))
+    np.log1p(data, out=data)
+    csr.data = data.astype(np.float32)
+    if not csr.data.all():
+        csr.eliminate_zeros()
     return csr
 
 
@@ -47,35 +50,50 @@ def genes_sha256(genes: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(str(g) for g in genes).encode("utf-8")).hexdigest()
 
 
-def align_to_genes(X, var_names: Sequence[str], genes: Sequence[str]) -> tuple[sp.csr_matrix, int]:
+def gene_positions(var_names: Sequence[str], genes: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Each input column's position in ``genes`` (-1: not there; a name repeated in
+    ``var_names``: its first column only) and how many of ``genes`` are found."""
+    target = pd.Index([str(g) for g in genes])
+    if not target.is_unique:
+        raise ValueError("the target gene list has duplicate ids")
+    names = pd.Index([str(v) for v in var_names])
+    colmap = target.get_indexer(names).astype(np.int64)
+    colmap[names.duplicated(keep="first")] = -1
+    return colmap, int((colmap >= 0).sum())
+
+
+def align_to_genes(
+    X,
+    var_names: Sequence[str],
+    genes: Sequence[str],
+    *,
+    positions: tuple[np.ndarray, int] | None = None,
+) -> tuple[sp.csr_matrix, int]:
     """Reorder the columns of ``X`` (named ``var_names``) to ``genes``; zero-fill missing genes.
 
     Returns the CSR float32 matrix (cells x len(genes)) and how many of ``genes`` were found.
-    When a name occurs twice in ``var_names`` the first column is used.
+    When a name occurs twice in ``var_names`` the first column is used. ``positions``: what
+    ``gene_positions(var_names, genes)`` returned, for batches of the same input.
     """
     csr = _as_csr(X)
     if csr.shape[1] != len(var_names):
         raise ValueError(f"matrix has {csr.shape[1]} columns but {len(var_names)} gene names")
-    target = {str(g): i for i, g in enumerate(genes)}
-    if len(target) != len(genes):
-        raise ValueError("the target gene list has duplicate ids")
-    src_cols: list[int] = []
-    dst_cols: list[int] = []
-    seen: set[int] = set()
-    for j, name in enumerate(var_names):
-        t = target.get(str(name))
-        if t is not None and t not in seen:
-            seen.add(t)
-            src_cols.append(j)
-            dst_cols.append(t)
-    # A 0/1 selection matrix moves each kept column to its target position in one product.
-    select = sp.csr_matrix(
-        (np.ones(len(src_cols), dtype=np.float32), (src_cols, dst_cols)),
-        shape=(csr.shape[1], len(genes)),
+    colmap, n_found = positions if positions is not None else gene_positions(var_names, genes)
+    csr.sum_duplicates()
+    # move the stored values (no product, no dense step): keep those of mapped columns
+    moved = colmap[csr.indices]
+    keep = moved >= 0
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    out = sp.csr_matrix(
+        (csr.data[keep].astype(np.float32), moved[keep].astype(np.int32), kept_before[csr.indptr]),
+        shape=(csr.shape[0], len(genes)),
     )
-    out = (csr.astype(np.float32) @ select).tocsr()
-    out.sort_indices()
-    return out, len(src_cols)
+    # columns keep their input order within a row (valid CSR; sorting is not needed by the
+    # encoders, and cost a tenth of the query's time)
+    out.has_sorted_indices = bool(np.all(np.diff(colmap[colmap >= 0]) > 0)) and bool(
+        getattr(csr, "has_sorted_indices", False)
+    )
+    return out, n_found
 
 
 def looks_like_counts(X, max_check: int = 5_000_000) -> bool:
