@@ -141,6 +141,13 @@ def test_assemble_gene_space_qc_and_labels(tmp_path, four_studies, onto):
     assert set(back.uns["scatlas"]["trainable_types"]) == expected
     assert (back.obs["trainable"] == back.obs["cl_id"].isin(expected)).all()
     assert back.obs.loc["GSE1:AAAC0002-1", "cell"] == "AAAC0002-1"
+    # highly variable genes: chosen on the training studies, recorded
+    selection = back.uns["scatlas"]["gene_selection"]
+    train_studies = sorted(set(back.obs.loc[back.obs["split"] == "train", "study"]))
+    assert list(selection["studies"]) == train_studies
+    assert back.var["highly_variable"].sum() == selection["n_selected"] > 0
+    assert back.var["highly_variable_rank"].notna().sum() == selection["n_selected"]
+    assert (back.var.loc[back.var["highly_variable"], "hvg_studies"] >= 1).all()
 
 
 def test_split_is_study_disjoint_and_types_in_train(tmp_path, four_studies, onto):

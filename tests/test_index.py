@@ -3,12 +3,17 @@ import pytest
 
 from scatlas.errors import InputError
 from scatlas.release.index import (
+    EF_STEPS,
+    NPROBE_STEPS,
+    SAFETY,
     build_index,
     choose_kind,
     index_kind,
     load_index,
+    recall_at_k,
     save_index,
     search,
+    tune_search,
     unit_rows,
 )
 
@@ -32,7 +37,8 @@ def test_flat_index_is_exact():
 
 def test_hnsw_beyond_flat_max_finds_the_points_themselves():
     ref, _ = _data(n=500)
-    index = build_index(ref, flat_max=100)
+    assert index_kind(build_index(ref, flat_max=100)) == "ivf"  # the default large kind
+    index = build_index(ref, flat_max=100, large="hnsw")
     assert index_kind(index) == "hnsw"
     assert (index.hnsw.efConstruction, index.hnsw.efSearch) == (80, 128)
     dist, idx = search(index, ref[:50], 3)
@@ -63,8 +69,8 @@ def test_load_index_errors(tmp_path):
 
 def test_choose_kind_by_size_and_config():
     assert choose_kind(10, flat_max=10) == "flat"
-    assert choose_kind(11, flat_max=10) == "hnsw"
-    assert choose_kind(11, flat_max=10, large="ivf") == "ivf"
+    assert choose_kind(11, flat_max=10) == "ivf"
+    assert choose_kind(11, flat_max=10, large="hnsw") == "hnsw"
     assert choose_kind(5, kind="ivf") == "ivf"
     with pytest.raises(InputError, match="unknown index kind"):
         choose_kind(5, kind="lsh")
@@ -101,3 +107,53 @@ def test_hamming_search_counts_differing_bits():
     bits = (codes[:10, None, :] != codes[None, :, :]).sum(-1)
     np.testing.assert_array_equal(dist, np.take_along_axis(bits, idx, 1).astype(np.float32))
     assert np.all(dist[:, 0] == 0)
+
+
+def _clusters(n=6000, d=16, seed=3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4, size=(40, d))
+    return (centres[rng.integers(0, 40, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_recall_at_k_counts_neighbours_as_near_as_the_exact_kth():
+    emb = np.array([[0.0], [1.0], [2.0], [3.0], [-1.0], [9.0]], dtype=np.float32)
+    q = np.array([[0.0], [0.0]], dtype=np.float32)
+    exact = np.array([[0, 1, 2], [0, 1, 4]])  # row 2: cell 4 ties with cell 1 (distance 1)
+    approx = np.array([[0, 1, 3], [0, 4, -1]])
+    # row 1: 3 is farther than the exact 3rd (2): 2 of 3; row 2: 0 and the tie 4: 2 of 3
+    assert recall_at_k(q, emb, approx, exact) == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw_sq8", "ivf"])
+def test_tune_search_doubles_the_smallest_breadth_reaching_the_target(kind, tmp_path, caplog):
+    ref = _clusters()
+    index = build_index(ref, kind=kind)
+    assert index_kind(index) == kind
+    tuning = tune_search(index, ref, k=10, target=0.9, n_queries=300)
+    assert tuning.recall >= 0.9 and tuning.k == 10 and tuning.queries == 300
+    steps = list(EF_STEPS if kind != "ivf" else NPROBE_STEPS)
+    assert tuning.value == next(s for s in steps if s >= SAFETY * tuning.reached)
+    loaded = load_index(save_index(index, tmp_path / "i.faiss"))
+    stored = loaded.hnsw.efSearch if kind != "ivf" else loaded.nprobe
+    assert stored == tuning.value  # the tuned breadth travels with the file
+    # any recall: the narrowest search reaches it; an unreachable one: the widest, a warning
+    assert tune_search(index, ref, k=10, target=1e-6, n_queries=300).reached == steps[0]
+    with caplog.at_level("WARNING"):
+        widest = tune_search(index, ref, k=10, target=1.01, n_queries=300)
+    last = max(v for v in steps if v <= getattr(index, "nlist", steps[-1]))
+    assert widest.reached == last and widest.value >= last
+    assert "below the target" in caplog.text
+
+
+def test_tune_search_leaves_an_exact_index_alone():
+    assert tune_search(build_index(_clusters(n=500)), _clusters(n=500)) is None
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "hnsw_sq8"])
+def test_memory_mapped_index_answers_as_the_read_one(kind, tmp_path):
+    ref = _clusters(n=2000)
+    path = save_index(build_index(ref, kind=kind), tmp_path / "i.faiss")
+    d1, i1 = search(load_index(path), ref[:50], 5)
+    d2, i2 = search(load_index(path, mmap=True), ref[:50], 5)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(d1, d2)

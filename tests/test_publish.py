@@ -69,6 +69,8 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
     assert manifest["format_version"] == 2 and manifest["version"] == "2026.01"
     assert (manifest["n_cells"], manifest["n_genes"], manifest["embedding_dim"]) == (430, 200, 16)
     assert manifest["index_kind"] == "flat" and manifest["model"] == "dense"
+    assert manifest["gene_selection"]["genes"] == "all"
+    assert manifest["gene_selection"]["n_genes"] == manifest["n_genes"]
     assert set(manifest["files"]) == names - {"manifest.json"}
     for name, entry in manifest["files"].items():
         assert entry == {"sha256": sha256_file(rel / name), "bytes": (rel / name).stat().st_size}
@@ -131,9 +133,22 @@ def test_versions_current_and_pruning(inputs, tmp_path):
     assert list_versions(pub) == ["v4", "v5"]
 
 
-def test_hnsw_above_flat_max(inputs, tmp_path):
-    rel = _publish(inputs, tmp_path / "pub", "small", flat_max=100)
-    assert json.loads((rel / "manifest.json").read_text())["index_kind"] == "hnsw"
+def test_hnsw_above_flat_max_searches_as_tuned(inputs, tmp_path):
+    rel = _publish(
+        inputs, tmp_path / "pub", "small", flat_max=100, large_index="hnsw", target_recall=0.99
+    )
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert manifest["index_kind"] == "hnsw"
+    tuned = manifest["index_search"]
+    assert tuned["param"] == "efSearch" and tuned["target"] == 0.99 and tuned["k"] == 10
+    assert tuned["recall"] >= 0.99 or tuned["reached"] == 512
+    assert tuned["value"] >= 2 * tuned["reached"] or tuned["value"] == 512
+    assert Reference.load(rel).index.hnsw.efSearch == tuned["value"]  # stored in the file
+    assert Reference.load(rel, mmap=True).index.hnsw.efSearch == tuned["value"]
+    flat = json.loads(
+        (_publish(inputs, tmp_path / "p2", "f").joinpath("manifest.json")).read_text()
+    )
+    assert flat["index_kind"] == "flat" and flat["index_search"] == {}
 
 
 @pytest.mark.parametrize("bad", ["", "../x", ".hidden", "a/b", "current", "v 1"])

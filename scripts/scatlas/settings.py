@@ -166,6 +166,7 @@ class AtlasSettings(_Section):
     min_genes: int = _default("atlas", "min_genes")
     min_counts: int = _default("atlas", "min_counts")
     min_cells_per_type: int = _default("atlas", "min_cells_per_type")
+    n_top_genes: int = _default("atlas", "n_top_genes")
     n_query_studies: int = _default("atlas", "n_query_studies")
     n_validation_studies: int = _default("atlas", "n_validation_studies")
     query_studies: list[str] = _default("atlas", "query_studies")
@@ -221,6 +222,7 @@ class PublishSettings(_Section):
     flat_max: int = _default("publish", "flat_max")
     index: str = _default("publish", "index")
     large_index: str = _default("publish", "large_index")
+    target_recall: float = _default("publish", "target_recall")
     novelty_quantile: float = _default("publish", "novelty_quantile")
     gate: dict[str, Any] = _default("publish", "gate")
 

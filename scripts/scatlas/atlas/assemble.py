@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scatlas.atlas.genes import select_genes
 from scatlas.errors import InputError, ScatlasError
 from scatlas.fileio import atomic_path
 from scatlas.ontology import CellOntology, read_cell_types
@@ -307,6 +308,14 @@ def assemble_atlas(
     obs["split"] = obs["study"].map(split_of)
     novel = _novel_types(study_types, split_of)
     obs = obs[OBS_COLUMNS]
+    hvg, gene_selection = select_genes(
+        X,
+        obs["study"].to_numpy(),
+        (obs["split"] == "train").to_numpy(),
+        obs["normalised"].to_numpy(dtype=bool),
+        cfg.n_top_genes,
+    )
+    var = pd.concat([var, hvg.set_axis(var.index)], axis=1)
     adata = anndata.AnnData(X=X, obs=obs, var=var)
     adata.uns["scatlas"] = {
         "splits": split_of,
@@ -321,9 +330,11 @@ def assemble_atlas(
             "min_genes": min_genes,
             "min_counts": min_counts,
             "min_cells_per_type": cfg.min_cells_per_type,
+            "n_top_genes": cfg.n_top_genes,
             "seed": seed,
         },
         "ontology_version": ontology.version,
+        "gene_selection": gene_selection,
     }
     splits = _splits_table(obs, split_of)
     with atomic_path(out_h5ad, suffix=".h5ad") as tmp:

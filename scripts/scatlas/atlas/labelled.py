@@ -39,8 +39,10 @@ from scatlas.annotate.inputs import check_matrix, choose_matrix, detect_normalis
 from scatlas.annotate.query_io import read_query
 from scatlas.atlas import LABEL_KINDS
 from scatlas.atlas.assemble import choose_splits
+from scatlas.atlas.genes import select_genes
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path
+from scatlas.settings import AtlasSettings
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,7 @@ def labelled_atlas(
     ontology=None,
     normalised: bool = False,
     min_cells_per_type: int = 10,
+    n_top_genes: int = AtlasSettings.n_top_genes,
     seed: int = 0,
 ) -> ad.AnnData:
     """Read, label and split the inputs; write the atlas (the workflow's atlas columns)."""
@@ -297,6 +300,11 @@ def labelled_atlas(
         "trainable_types": sorted(keep),
         "sources": [str(s.path) for s in inputs],
     }
+    hvg, adata.uns["scatlas"]["gene_selection"] = select_genes(
+        X, obs["study"].to_numpy(), split == "train", np.full(len(obs), normalised), n_top_genes
+    )
+    for column in hvg:
+        adata.var[column] = hvg[column].to_numpy()
     log.info(
         "atlas of %d cells, %d genes, %d trainable types; split %s",
         adata.n_obs,

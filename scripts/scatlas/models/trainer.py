@@ -57,7 +57,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "sampling": "uniform",
     "normalisation": "log1p_cp10k",
+    "genes": "all",  # or "hvg": the atlas' highly variable genes (scatlas.atlas.genes)
 }
+GENE_CHOICES = ("all", "hvg")
 #: parameters that may change between a checkpoint and a resumed run
 _RESUMABLE_CHANGES = ("epochs", "patience")
 _OPTIMIZERS = {
@@ -99,6 +101,10 @@ def resolve_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
     if merged["sampling"] not in ("uniform", "balanced"):
         raise InputError(
             f"unknown sampling {merged['sampling']!r}; use uniform or balanced", field="sampling"
+        )
+    if merged["genes"] not in GENE_CHOICES:
+        raise InputError(
+            f"unknown genes {merged['genes']!r}; use one of {list(GENE_CHOICES)}", field="genes"
         )
     if merged["normalisation"] not in INPUT_NORMALISATIONS:
         raise InputError(
@@ -234,6 +240,7 @@ class TrainingData:
     class_labels: list[str]
     genes: list[str]
     normalisation: str
+    gene_selection: dict[str, Any] = dc_field(default_factory=lambda: {"genes": "all"})
     related: np.ndarray | None = None
     holdout: list[str] = dc_field(default_factory=list)
     source: str = ""
@@ -260,15 +267,39 @@ def related_matrix(classes: list[str], ontology: Any | None) -> np.ndarray | Non
     return rel
 
 
+def _gene_columns(adata, genes: str, path: str) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The atlas columns a model trains on (None: all) and the record for ``model.json``."""
+    if genes == "all":
+        return None, {"genes": "all", "n_genes": int(adata.n_vars)}
+    if "highly_variable" not in adata.var:
+        raise InputError(
+            "the atlas has no highly variable genes (assembled by an older scatlas): assemble "
+            "it again, or train with genes: all",
+            path=path,
+            field="var.highly_variable",
+        )
+    columns = np.flatnonzero(adata.var["highly_variable"].to_numpy(dtype=bool))
+    if len(columns) < 2:
+        raise InputError(
+            f"the atlas has {len(columns)} highly variable genes", path=path, field="var"
+        )
+    stored = adata.uns.get("scatlas", {}).get("gene_selection", {})
+    record = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in stored.items()}
+    return columns, {**record, "genes": "hvg", "n_genes": len(columns)}
+
+
 def atlas_training_data(
     atlas_h5ad: Path,
     normalisation: str,
     *,
     ontology: Any | None = None,
     holdout: str | list[str] | None = None,
+    genes: str = "all",
 ) -> TrainingData:
-    """Training and validation cells of the atlas, normalised (kept sparse)."""
+    """Training and validation cells of the atlas, normalised over all genes (kept sparse),
+    then restricted to the atlas' highly variable genes with ``genes="hvg"``."""
     adata = read_atlas(atlas_h5ad)
+    columns, gene_selection = _gene_columns(adata, genes, str(atlas_h5ad))
     obs = adata.obs
     sel = selections(adata, str(atlas_h5ad), holdout)
     cl_id = sel.cl_id
@@ -300,6 +331,7 @@ def atlas_training_data(
 
     def make_split(mask: np.ndarray) -> _Split:
         X = normalise_input(X_all[np.flatnonzero(mask)], normalisation)
+        X = X if columns is None else sp.csr_matrix(X)[:, columns]
         y = np.array([class_index[c] for c in cl_id[mask]], dtype=np.int64)
         s = np.array([study_index[v] for v in study_col[mask]], dtype=np.int64)
         return _Split(X, y, s)
@@ -309,8 +341,9 @@ def atlas_training_data(
         val=make_split(val_mask) if val_mask.any() else None,
         classes=classes,
         class_labels=_class_labels(cl_id, obs_text(obs, "cl_label"), classes),
-        genes=[str(g) for g in adata.var_names],
+        genes=[str(g) for g in adata.var_names[columns if columns is not None else slice(None)]],
         normalisation=normalisation,
+        gene_selection=gene_selection,
         related=related_matrix(classes, ontology),
         holdout=list(sel.holdout),
         source=str(atlas_h5ad),
@@ -338,7 +371,11 @@ def train_model(
     """
     params = resolve_params(model, params)
     data = atlas_training_data(
-        Path(atlas_h5ad), str(params["normalisation"]), ontology=ontology, holdout=holdout
+        Path(atlas_h5ad),
+        str(params["normalisation"]),
+        ontology=ontology,
+        holdout=holdout,
+        genes=str(params["genes"]),
     )
     return fit(model, data, Path(out_dir), params=params, seed=seed, device=device, threads=threads)
 
@@ -632,6 +669,7 @@ def _model_info(
         "architecture": architecture,
         "genes": data.genes,
         "genes_sha256": genes_hash,
+        "gene_selection": data.gene_selection,
         "normalisation": data.normalisation,
         "metric": cls.metric,
         "classes": data.classes,

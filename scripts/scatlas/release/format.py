@@ -88,8 +88,12 @@ class Manifest:
     model: str = ""
     n_cells: int = 0
     n_genes: int = 0
+    # the model's genes: all atlas genes or its highly variable ones, and how they were chosen
+    gene_selection: dict[str, Any] = field(default_factory=dict)
     embedding_dim: int = 0
     index_kind: str = ""
+    # approximate index: the search breadth chosen and its measured recall (SearchTuning)
+    index_search: dict[str, Any] = field(default_factory=dict)
     metric: str = "euclidean"
     normalisation: str = "log1p_cp10k"
     novelty_quantile: float = 0.99

@@ -63,7 +63,14 @@ from scatlas.release.gate import (
     check_gate,
     read_release_metrics,
 )
-from scatlas.release.index import build_index, index_kind, save_index, unit_rows
+from scatlas.release.index import (
+    SearchTuning,
+    build_index,
+    index_kind,
+    save_index,
+    tune_search,
+    unit_rows,
+)
 from scatlas.release.novelty import Calibration, calibrate_novelty
 from scatlas.settings import PublishSettings
 
@@ -167,7 +174,7 @@ def inputs_key(
         "de": {str(p.relative_to(de_dir)): sha256_file(p) for p in de_files} if de_dir else None,
         "settings": {
             k: getattr(settings, k)
-            for k in ("flat_max", "index", "large_index", "novelty_quantile")
+            for k in ("flat_max", "index", "large_index", "target_recall", "novelty_quantile")
         },
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
@@ -273,6 +280,7 @@ class _Built:
     cells: pd.DataFrame
     thresholds: pd.DataFrame
     calibration: Calibration
+    search: SearchTuning | None
     gene_means: np.ndarray
     normalisation: str
 
@@ -325,6 +333,7 @@ def _build(
     index = build_index(
         emb, flat_max=settings.flat_max, kind=settings.index, large=settings.large_index
     )
+    tuning = tune_search(index, emb, target=settings.target_recall)
     cells = _cells_table(adata)
     # calibrate on cells the model did not train on, of types it knows
     held_out = (cells["split"].to_numpy() != "train") & cells["cl_id"].isin(
@@ -341,7 +350,17 @@ def _build(
     )
     means = np.asarray(sp.csr_matrix(X).mean(axis=0)).ravel()
     return _Built(
-        info, metrics, gate, adata, index, cells, thresholds, calibration, means, normalisation
+        info,
+        metrics,
+        gate,
+        adata,
+        index,
+        cells,
+        thresholds,
+        calibration,
+        tuning,
+        means,
+        normalisation,
     )
 
 
@@ -377,8 +396,11 @@ def _write(
         model=info["model"],
         n_cells=int(built.adata.n_obs),
         n_genes=len(info["genes"]),
+        gene_selection=info.get("gene_selection")
+        or {"genes": "all", "n_genes": len(info["genes"])},
         embedding_dim=int(info["embedding_dim"]),
         index_kind=index_kind(built.index),
+        index_search=built.search.as_dict() if built.search else {},
         metric=check_metric(info),
         normalisation=built.normalisation,
         novelty_quantile=float(settings.novelty_quantile),
