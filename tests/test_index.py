@@ -13,6 +13,8 @@ from scatlas.release.index import (
     recall_at_k,
     save_index,
     search,
+    set_search_breadth,
+    stored_breadth,
     tune_search,
     unit_rows,
 )
@@ -143,6 +145,23 @@ def test_tune_search_doubles_the_smallest_breadth_reaching_the_target(kind, tmp_
     last = max(v for v in steps if v <= getattr(index, "nlist", steps[-1]))
     assert widest.reached == last and widest.value >= last
     assert "below the target" in caplog.text
+
+
+@pytest.mark.parametrize(("kind", "param"), [("hnsw", "efSearch"), ("ivf", "nprobe")])
+def test_search_breadth_for_one_search_leaves_the_stored_one(kind, param):
+    ref = _clusters(n=3000)
+    index = build_index(ref, kind=kind)
+    stored = stored_breadth(index)
+    _, truth = search(build_index(ref, kind="flat"), ref[:200], 10)
+    _, few = search(index, ref[:200], 10, breadth=1)
+    _, many = search(index, ref[:200], 10, breadth=256)
+    assert stored_breadth(index) == stored  # the override was for those searches only
+    set_search_breadth(index, param, 256)
+    np.testing.assert_array_equal(search(index, ref[:200], 10)[1], many)
+    few_recall = recall_at_k(ref[:200], ref, few, truth)
+    assert few_recall <= recall_at_k(ref[:200], ref, many, truth) == pytest.approx(1.0)
+    if kind == "ivf":  # one list of 219 finds fewer of the exact neighbours
+        assert few_recall < 0.9
 
 
 def test_tune_search_leaves_an_exact_index_alone():

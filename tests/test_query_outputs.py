@@ -215,3 +215,22 @@ def test_cli_query_options(release, tmp_path, capsys):  # noqa: F811
     assert "--min-margin: must be a number in [0, 1]" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--layer", "spliced"]) != 0
     assert "no 'spliced' expression" in capsys.readouterr().err
+
+
+def test_search_breadth_per_query_and_recorded(release):  # noqa: F811
+    from scatlas.release.index import build_index, stored_breadth
+
+    path, new = release
+    with pytest.raises(InputError) as err:
+        QueryOptions(search_breadth=0)
+    assert err.value.field == "search_breadth"
+    ref = Reference.load(path)
+    out = ref.annotate(new.copy(), search_breadth=4)
+    assert out.uns["scatlas"]["index"] == {"kind": "flat", "search_breadth": 0}  # exact
+    ref.index = build_index(ref.index.reconstruct_n(0, ref.index.ntotal), kind="ivf")
+    stored = stored_breadth(ref.index)
+    out = ref.annotate(new.copy())
+    assert out.uns["scatlas"]["index"] == {"kind": "ivf", "search_breadth": stored}
+    out = ref.annotate(new.copy(), search_breadth=1)
+    assert out.uns["scatlas"]["index"]["search_breadth"] == 1
+    assert stored_breadth(ref.index) == stored

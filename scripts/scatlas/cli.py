@@ -127,6 +127,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         min_margin=args.min_margin,
         majority_voting=args.majority_voting,
         orthologs=not args.no_orthologs,
+        search_breadth=args.search_breadth,
     )
     reference = Reference.load(
         Path(args.reference),
@@ -326,6 +327,12 @@ def _add_query_command(sub) -> None:
         "--no-orthologs",
         action="store_true",
         help="do not translate mouse <-> human gene symbols (or human ids to symbols)",
+    )
+    p.add_argument(
+        "--search-breadth",
+        type=_positive_int,
+        help="approximate index: IVF nprobe / HNSW efSearch for this query (default: the "
+        "release's, tuned when it was published: the manifest's index_search)",
     )
     p.add_argument(
         "--mmap",

@@ -56,7 +56,7 @@ from scatlas.models.base import EmbeddingModel
 from scatlas.models.io import embed, load_model
 from scatlas.models.normalize import align_to_genes, gene_positions
 from scatlas.release.format import Manifest, ReleaseError, check_metric, read_manifest, verify_files
-from scatlas.release.index import load_index, search, unit_rows
+from scatlas.release.index import index_kind, load_index, search, stored_breadth, unit_rows
 from scatlas.release.novelty import NOVELTY_COLUMNS, flag_novel
 from scatlas.release.signing import check_pin, verify_signature
 
@@ -106,6 +106,7 @@ def check_arguments(
     min_overlap: float = MIN_OVERLAP,
     min_genes: int | None = None,
     min_margin: float = MIN_MARGIN,
+    search_breadth: int | None = None,
 ) -> None:
     """InputError naming the argument for a value annotation cannot use."""
     checks = [
@@ -124,6 +125,13 @@ def check_arguments(
             "a whole number >= 1",
         ),
         ("min_margin", min_margin, 0 <= float(min_margin) <= 1, "in [0, 1]"),
+        (
+            "search_breadth",
+            search_breadth,
+            search_breadth is None
+            or (isinstance(search_breadth, int | np.integer) and search_breadth >= 1),
+            "a whole number >= 1",
+        ),
     ]
     for name, value, ok, want in checks:
         if not ok:
@@ -142,6 +150,8 @@ class QueryOptions:
     min_margin: float = MIN_MARGIN
     majority_voting: bool = False
     orthologs: bool = True
+    #: IVF nprobe / HNSW efSearch for this query (None: the release's, tuned at publish)
+    search_breadth: int | None = None
 
     def __post_init__(self) -> None:
         check_arguments(
@@ -150,6 +160,7 @@ class QueryOptions:
             min_overlap=self.min_overlap,
             min_genes=self.min_genes,
             min_margin=self.min_margin,
+            search_breadth=self.search_breadth,
         )
 
 
@@ -365,9 +376,7 @@ class Reference:
         )
         mapping = self._map_genes(query.var, opts, source)
         X = query.X if sp.issparse(query.X) else sp.csr_matrix(np.asarray(query.X))
-        emb, dist, idx, reasons = self._search(
-            X.tocsr(), mapping, detected, opts.k, opts.batch_size
-        )
+        emb, dist, idx, reasons = self._search(X.tocsr(), mapping, detected, opts)
         scores = type_scores(dist, idx, self._codes, len(self._types))
         called = reasons == ""
         reasons[called & (scores.winner < 0)] = UNEMBEDDABLE["no_neighbour"]
@@ -386,6 +395,12 @@ class Reference:
         if opts.majority_voting:
             self._majority_voting(adata, emb, np.where(called, scores.winner, -1))
         self._summarise(adata, query, detected, mapping, coverage, idx[called], novel, reasons)
+        breadth = stored_breadth(self.index)
+        adata.uns["scatlas"]["index"] = {
+            "kind": index_kind(self.index),
+            # IVF nprobe / HNSW efSearch searched with; 0: exact search
+            "search_breadth": 0 if breadth is None else opts.search_breadth or breadth,
+        }
         return adata
 
     def coverage(self, mapping: GeneMapping) -> float:
@@ -486,14 +501,14 @@ class Reference:
         return mapping
 
     def _search(
-        self, X: sp.csr_matrix, mapping: GeneMapping, detected: str, k: int, batch_size: int
+        self, X: sp.csr_matrix, mapping: GeneMapping, detected: str, opts: QueryOptions
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings, neighbour distances and rows (+inf / -1 for cells without an
         embedding) and the reasons of cells that cannot be embedded, batch by batch: a
         batch's index search runs in a second thread while the next batch is normalised and
         embedded (faiss and torch release the GIL)."""
-        n = X.shape[0]
-        k_eff = min(int(k), int(self.index.ntotal))
+        n, batch_size = X.shape[0], opts.batch_size
+        k_eff = min(int(opts.k), int(self.index.ntotal))
         emb = np.full((n, self.model.embedding_dim), np.nan, dtype=np.float32)
         dist = np.full((n, k_eff), np.inf, dtype=np.float32)
         idx = np.full((n, k_eff), -1, dtype=np.int64)
@@ -501,7 +516,9 @@ class Reference:
         positions = gene_positions(mapping.names, self.model_info["genes"])
 
         def find(rows: np.ndarray) -> None:
-            dist[rows], idx[rows] = search(self.index, emb[rows], k_eff, self.metric)
+            dist[rows], idx[rows] = search(
+                self.index, emb[rows], k_eff, self.metric, opts.search_breadth
+            )
 
         with ThreadPoolExecutor(max_workers=1) as searcher:
             pending = None

@@ -44,10 +44,12 @@ IVF_NPROBE = 16
 IVF_TRAIN_PER_LIST = 64
 INDEX_KINDS = ("auto", "flat", "hnsw", "hnsw_sq8", "ivf")
 LARGE_KINDS = ("hnsw", "hnsw_sq8", "ivf")
-#: query cells unlike the reference's need a wider search than the reference's own cells for
-#: the same recall: on 1M reference cells and real PBMC queries (benchmarks/bench_query.py),
-#: IVF reached leave-one-out recall@10 0.97 at nprobe 4 but the queries 0.93-0.94, and 0.98
-#: at nprobe 8; so the breadth found leave-one-out is doubled
+#: query cells unlike the reference's may need a wider search than the reference's own cells
+#: for the same recall: on 1M reference cells and real PBMC queries (benchmarks/bench_query.py)
+#: with a 2-layer encoder, IVF reached leave-one-out recall@10 0.96 at nprobe 3 but the
+#: queries 0.93 at 4 and 0.97 at 6; so the breadth found leave-one-out is doubled. The proxy
+#: can also over-widen: with the 3 x 512 triplet encoder (tight type clusters) leave-one-out
+#: needed nprobe 32, the queries 4 (``scatlas query --search-breadth`` overrides)
 SAFETY = 2
 #: search breadths tried by ``tune_search``, smallest first
 EF_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -202,12 +204,18 @@ def load_index(
 
 
 def search(
-    index: faiss.Index, q: np.ndarray, k: int, metric: str = "euclidean"
+    index: faiss.Index,
+    q: np.ndarray,
+    k: int,
+    metric: str = "euclidean",
+    breadth: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest cells of each row of ``q``: distances and row indices.
 
     Distances are Euclidean, or for ``metric="hamming"`` (0/1 codes) the number of differing
-    bits (the squared Euclidean distance).
+    bits (the squared Euclidean distance). ``breadth`` overrides an approximate index's
+    stored search breadth (IVF nprobe, HNSW efSearch) for this search; an exact index
+    ignores it.
 
     ``k`` is capped at the number of indexed cells. An approximate index may return fewer
     than ``k`` hits for a row; the missing ones have index -1 and distance +inf.
@@ -216,7 +224,12 @@ def search(
     k = min(int(k), int(index.ntotal))
     if k < 1:
         raise ValueError("k must be >= 1 and the index must not be empty")
-    dist, idx = index.search(q, k)
+    params = None
+    if breadth is not None and isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=int(breadth))
+    elif breadth is not None and isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=int(breadth))
+    dist, idx = index.search(q, k, params=params)
     dist = np.maximum(dist, 0)
     dist = (np.rint(dist) if metric == "hamming" else np.sqrt(dist)).astype(np.float32)
     missing = idx < 0
@@ -248,6 +261,15 @@ def search_breadth(index: faiss.Index) -> tuple[str, list[int]] | None:
         return "efSearch", list(EF_STEPS)
     if isinstance(index, faiss.IndexIVF):
         return "nprobe", [p for p in NPROBE_STEPS if p <= index.nlist] or [index.nlist]
+    return None
+
+
+def stored_breadth(index: faiss.Index) -> int | None:
+    """The search breadth an approximate index holds (None: exact)."""
+    if isinstance(index, faiss.IndexHNSW):
+        return int(index.hnsw.efSearch)
+    if isinstance(index, faiss.IndexIVF):
+        return int(index.nprobe)
     return None
 
 
