@@ -8,6 +8,7 @@ held-out type; CellTypist (trained on the same cells) for annotation, with its t
 model's figures are also printed as ratios to the better baseline (PCA or lognorm).
 
     .venv/bin/python benchmarks/eval_real.py [--sets pbmc,pancreas,celllines] [--epochs 30]
+    (also celllines-plate: plate 1 trains, the whole of plate 2 validates and calibrates)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_set(
     defaults: bool = False,
 ) -> dict:
     rs = load_set(name, data, cl)
-    ontology = cl if name != "celllines" else None
+    ontology = None if name.startswith("celllines") else cl
     print(
         f"\n## {name}: {rs.train_X.shape[0]} train, {rs.val_X.shape[0]} validation, "
         f"{rs.query_X.shape[0]} query, {rs.novel_X.shape[0]} novel cells, "
