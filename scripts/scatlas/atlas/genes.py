@@ -30,7 +30,9 @@ METHOD = "seurat dispersion, per training study, ranked by studies then mean ran
 
 
 def _per_10k(block, log_normalised: bool) -> sp.csr_matrix:
-    """Counts per 10,000 of each cell (``expm1`` of log-normalised values), float64."""
+    """Counts per 10,000 of each cell (``expm1`` of log-normalised values), float64. Not
+    ``scatlas.models.normalize``: importing the models package needs torch, which the atlas
+    rule's environment does not have, and dispersion wants the unlogged values anyway."""
     E = sp.csr_matrix(block, dtype=np.float64, copy=True)
     if log_normalised:
         E.data = np.expm1(E.data)

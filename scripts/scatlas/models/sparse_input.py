@@ -67,9 +67,11 @@ class InputLinear(nn.Linear):
         """The weight as (genes x outputs), contiguous; cached while the weight is unchanged
         (inference), recomputed after any update or move."""
         w = self.weight
+        if torch.is_grad_enabled():  # training: a view the gradient flows through
+            return w.t()
         key = (w.data_ptr(), w._version, w.device, w.dtype)
         cached = getattr(self, "_columns_cache", None)
         if cached is None or cached[0] != key:
             cached = (key, w.detach().t().contiguous())
             self._columns_cache = cached
-        return cached[1] if not torch.is_grad_enabled() else w.t()
+        return cached[1]

@@ -8,14 +8,15 @@
   with real PBMC queries (``benchmarks/bench_query.py``): IVF builds 4x faster than HNSW and,
   for query cells unlike the reference's, reaches recall@10 0.95 at several times HNSW's
   speed (HNSW needs a much wider search for such cells than for reference cells); SQ8's
-  quantisation caps recall@10 near 0.91 there.
+  quantisation caps recall@10 near 0.93 there.
 
 ``kind`` forces one of ``INDEX_KINDS``; ``auto`` (default) applies the rule above.
 ``tune_search`` then sets the search breadth (HNSW efSearch, IVF nprobe): twice the smallest
 that reaches a target recall@k against exact search, measured leave-one-out on sample cells
-of the index (cells of new studies need the wider search). Search parameters are stored in the index file, so a release answers the same
-way wherever it is loaded; ``load_index(mmap=True)`` maps the stored vectors instead of
-reading them (the release's files are immutable). Distances returned by ``search`` are Euclidean (faiss stores
+of the index (cells of new studies need the wider search). Search parameters are stored in
+the index file, so a release answers the same way wherever it is loaded;
+``load_index(mmap=True)`` maps the stored vectors instead of reading them (the release's
+files are immutable). Distances returned by ``search`` are Euclidean (faiss stores
 squared L2); cosine models are indexed as unit vectors, where L2 is a monotone function of
 the cosine (d² = 2 − 2·cos); Hamming models (scDeepHash) embed into 0/1 codes, whose squared
 L2 distance *is* the Hamming distance, so ``search(metric="hamming")`` returns it as is.
