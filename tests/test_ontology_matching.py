@@ -299,7 +299,7 @@ def test_scopes_give_confidence(matcher):
     assert exact.confidence == 0.95 and "(EXACT)" in exact.evidence
     assert cell_type(matcher, "NK").match.confidence == 0.9  # curated abbreviation
     broad = cell_type(matcher, "mature luminal cell").match  # BROAD synonym only
-    assert broad.cl_id == "CL:0002326" and broad.confidence == 0.5
+    assert broad.cl_id == "CL:0002326" and broad.confidence == 0.6
     hits = {m.cl_id: m for m in matcher.match("beta cell")}
     assert hits[BETA_CELL].evidence.endswith("(BROAD)")
     assert hits[PITUITARY_BASOPHIL].evidence.endswith("(RELATED)")
@@ -392,9 +392,18 @@ def test_conflicts_without_a_list_are_ambiguous(matcher):
     res = matcher.explain("cell type: T cell | sorted: B cell")
     assert res.match is None and res.status == "ambiguous"
     assert B_CELL in res.evidence and T_CELL in res.evidence
-    res = cell_type(matcher, "beta cell")  # two unrelated CL terms, no tissue to decide
+    res = cell_type(matcher, "Bm2 B lymphocyte")  # EXACT synonym of two unrelated terms
     assert res.match is None and res.status == "ambiguous"
-    assert BETA_CELL in res.evidence and PITUITARY_BASOPHIL in res.evidence
+    assert "CL:0000962" in res.evidence and "CL:0000964" in res.evidence
+
+
+def test_synonym_scopes_are_ranked(matcher):
+    # "beta cell": BROAD synonym of the pancreatic beta cell, RELATED synonym of a pituitary
+    # basophil: EXACT > NARROW > BROAD > RELATED decides, the other stays a candidate
+    res = cell_type(matcher, "beta cell")
+    assert res.match.cl_id == BETA_CELL and res.match.confidence == 0.6
+    assert [m.cl_id for m in res.candidates][:2] == [BETA_CELL, PITUITARY_BASOPHIL]
+    assert res.candidates[1].confidence == 0.5
 
 
 def test_more_trusted_field_wins(matcher):
@@ -414,7 +423,10 @@ def test_tissue_decides_between_terms(matcher):
     assert matcher.map_text("beta") is None
     # "alpha cell" is also an EXACT synonym of a retinal ganglion cell type
     assert matcher.map_text("alpha cells", tissue="pancreas").cl_id == "CL:0000171"
-    assert matcher.map_text("alpha cells").cl_id == "CL:0004117"
+    # with no tissue, a word with a tissue-specific sense elsewhere makes it ambiguous
+    res = cell_type(matcher, "alpha cells")
+    assert res.status == "ambiguous" and "CL:0004117" in res.evidence
+    assert {m.cl_id for m in res.candidates} >= {"CL:0004117", "CL:0000171"}
     # a term named in full stays, even if its name places it elsewhere
     assert matcher.map_text("basal cell of epidermis", tissue="tongue").cl_id == "CL:0002187"
     assert matcher.map_text("HSC", tissue="liver").cl_id == "CL:0000632"  # hepatic stellate

@@ -16,9 +16,13 @@ WEIGHTS: dict[str, float] = {
     "tissue term": 0.9,
     "implied": 0.8,
     "NARROW": 0.7,
-    "RELATED": 0.6,
-    "BROAD": 0.5,
+    "BROAD": 0.6,
+    "RELATED": 0.5,
+    "variant": 0.85,  # a name with a conventional word variant ("progenitor" ~ "precursor")
+    "name words": 0.7,  # the words of the text inside names: their common ancestor
 }
+#: synonym scopes in the order they are trusted (OBO: EXACT > NARROW > BROAD > RELATED)
+SCOPE_ORDER = ("name", "EXACT", "NARROW", "BROAD", "RELATED")
 _STRONG = frozenset({"override", "id", "name", "EXACT", "abbreviation", "tissue term"})
 _PARTIAL = 0.9  # the phrase is part of a longer value
 _REORDERED = 0.95  # the words match a name in another order
@@ -28,7 +32,7 @@ _SPECIALISED = 0.95
 _COMPOSED = 0.95  # "<anatomy> <cell type>" read as CL's term for that type in that anatomy
 _KIND = ("is_a",)  # the relation that says what a cell is (mixtures, composition)
 _POSITION = frozenset({"of", "from", "in"})  # "<cell type> of/from/in <anatomy>"
-MAX_MIXTURE_STEPS = 3  # a mixture's common ancestor at most this many steps above each type
+TOP_K = 3  # candidates kept in a mapping's evidence, best first
 MAX_TEXT_CHARS = 2000  # longer text is cut (and the cut logged)
 _MAX_WINDOW = 12
 # CL names conventional T cells "CD4-positive, alpha-beta ..." and "naive thymus-derived
@@ -48,11 +52,15 @@ _BLOCK_AFTER = frozenset(
     }
 )  # fmt: skip
 _CLAUSE = frozenset({"with", "from", "plus", "by", "versus", "vs"})
-_NONE_WORDS = frozenset(
+# words that say a value (or a list item) names no cell type
+_NONE_WORDS = frozenset({"doublet", "multiplet", "contaminant", "contamination"})
+# words that say the type is not known: "unknown cells" names none, but "unknown immune
+# cells" names its class (immune cell), and a list with an unknown member names the class
+# of all its members ("mast cells and unknown immune cells" -> leukocyte)
+_UNKNOWN_WORDS = frozenset(
     {
         "unknown", "unassigned", "unclassified", "undetermined", "unidentified",
-        "unannotated", "doublet", "multiplet", "contaminant", "contamination",
-        "ambiguous", "unresolved",
+        "unannotated", "ambiguous", "unresolved", "other", "unspecified",
     }
 )  # fmt: skip
 _NONE_VALUES = frozenset({"na", "n a", "none", "nan", "null", "not applicable", "not available"})
@@ -80,11 +88,18 @@ class Match:
 class CellMapping:
     """The outcome for one cell: ``status`` is mapped, ambiguous, unmatched, withheld
     (below ``min_confidence``) or empty;
-    for unmapped cells ``evidence`` says why (the competing hits when ambiguous)."""
+    for unmapped cells ``evidence`` says why (the competing hits when ambiguous).
+    ``candidates``: the best `TOP_K` terms considered, with their confidence, best first
+    (the answer, when there is one, among them), so a curator can pick another."""
 
     match: Match | None
     evidence: str
     status: str
+    candidates: tuple[Match, ...] = ()
+
+    def candidates_text(self) -> str:
+        """ "CL:0000236 B cell (0.95); CL:0000785 mature B cell (0.86)" """
+        return "; ".join(f"{m.cl_id} {m.cl_label} ({m.confidence:.2f})" for m in self.candidates)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class _Entry:
     tissue: str = ""  # tissue-specific table rows only
     source: str = ""  # table file:line
     implied: str = ""  # words of the name left out of this key ("alpha beta")
+    variant: str = ""  # the word variant of this key ("progenitor read as precursor")
 
     @property
     def weight(self) -> float:

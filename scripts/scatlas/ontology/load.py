@@ -9,7 +9,9 @@ terms become nodes; relationships are keyed by a readable name ("part_of" for
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import logging
 import os
 import re
@@ -115,12 +117,76 @@ def _anatomy(term: pronto.Term) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+_JSON_SUFFIXES = (".json", ".json.zst", ".json.gz")
+
+
+def _json_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".zst"):
+        try:
+            import zstandard
+        except ImportError as exc:
+            raise InputError(
+                "reading a .json.zst ontology needs the zstandard package (it comes with "
+                "pip install 'scatlas[ontology]')",
+                path=str(path),
+            ) from exc
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
+def _as_ids(value: object) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    return tuple(sorted(i for i in items if isinstance(i, str) and _is_cl(i)))
+
+
+def load_cellxgene_json(path: str | os.PathLike) -> CellOntology:
+    """A CL release as cellxgene-ontology-guide ships it: a JSON object of term id ->
+    label, synonyms, ancestors with their distance, deprecated, replaced_by, consider.
+
+    Its direct parents are the ancestors at distance 1 (read as ``is_a``; the JSON does not
+    name the relation). Its synonyms carry no scope and are read as EXACT; it has no
+    subsets and no ``part_of`` anatomy, so tissue context comes from term names alone."""
+    path = Path(path)
+    try:
+        terms_json = json.loads(_json_bytes(path))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable ontology JSON: {exc}", path=str(path)) from exc
+    if not isinstance(terms_json, dict):
+        raise InputError("not a cellxgene-ontology-guide JSON (no term object)", path=str(path))
+    terms: dict[str, TermInfo] = {}
+    is_a: dict[str, set[str]] = {}
+    for cl_id, meta in terms_json.items():
+        if not _is_cl(cl_id) or not isinstance(meta, dict):
+            continue
+        terms[cl_id] = TermInfo(
+            id=cl_id,
+            name=str(meta.get("label") or ""),
+            synonyms=tuple(sorted((s, "EXACT") for s in meta.get("synonyms") or () if s)),
+            obsolete=bool(meta.get("deprecated")),
+            replaced_by=_as_ids(meta.get("replaced_by")),
+            consider=_as_ids(meta.get("consider")),
+        )
+        ancestors = meta.get("ancestors") or {}
+        is_a[cl_id] = {a for a, d in ancestors.items() if d == 1 and _is_cl(a)}
+    if not terms:
+        raise InputError("no Cell Ontology (CL:) terms in the ontology", path=str(path))
+    m = re.search(r"(v?\d{4}-\d{2}-\d{2})", path.name)
+    version = m.group(1) if m else ""
+    onto = CellOntology(terms, {"is_a": is_a, "part_of": {}}, source=str(path), version=version)
+    log.info("loaded %d CL terms from %s (%s)", len(terms), path, version or "no version")
+    return onto
+
+
 def load_ontology(path: str | os.PathLike) -> CellOntology:
-    """Parse an OBO file (Cell Ontology) with pronto; a file that is not a loadable OBO
-    with CL terms raises `InputError` naming the file."""
+    """Parse a Cell Ontology: an OBO file with pronto, or a cellxgene-ontology-guide JSON
+    (`load_cellxgene_json`); a file that is neither, or has no CL terms, raises
+    `InputError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError("ontology file not found", path=str(path))
+    if path.name.endswith(_JSON_SUFFIXES):
+        return load_cellxgene_json(path)
     ont = _parse(_read_obo(path), path)
 
     terms: dict[str, TermInfo] = {}

@@ -55,7 +55,10 @@ from scatlas.ontology.evidence import (
     _STOP,
     _STRONG,
     _TISSUE_DECIDED,
+    _UNKNOWN_WORDS,
     MAX_TEXT_CHARS,
+    SCOPE_ORDER,
+    TOP_K,
     WEIGHTS,
     CellMapping,
     Match,
@@ -67,6 +70,7 @@ from scatlas.ontology.evidence import (
 from scatlas.ontology.fields import FieldText, parse_source_text
 from scatlas.ontology.graph import CellOntology
 from scatlas.ontology.mixtures import Mixtures
+from scatlas.ontology.name_words import NameWords
 from scatlas.ontology.phrases import PhraseWindows
 from scatlas.ontology.tables import (
     TableEntry,
@@ -76,10 +80,15 @@ from scatlas.ontology.tables import (
     read_tissue_terms,
     read_tissues,
 )
-from scatlas.ontology.text import HARD, SEPARATORS, normalise_text, tokenise
+from scatlas.ontology.text import HARD, SEPARATORS, is_marker, normalise_text, tokenise
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
+
+# a term with this many subtypes is general: a qualifier it does not explain leaves it
+_GENERAL_DESCENDANTS = 20
+# words used for one another in cell-type names
+_VARIANTS = {"progenitor": "precursor", "precursor": "progenitor"}
 
 
 def _words_and_breaks(text: str) -> tuple[list[str], list[bool], list[bool]]:
@@ -137,6 +146,8 @@ class _Phrase:
         notes.extend(s.expanded)
         if e.implied:
             notes.append(f'"{e.implied}" implied')
+        if e.variant:
+            notes.append(e.variant)
         if s.shared_head:
             notes.append(f'head "{s.shared_head}" shared')
         if e.source:
@@ -146,7 +157,7 @@ class _Phrase:
         return _Hit(cl_id, e.scope, e.text, "", self.shown, round(conf, 4), tuple(notes))
 
 
-class TermMatcher(PhraseWindows, TissueContext, Mixtures):
+class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
     """Matcher of free text against one Cell Ontology plus the curated tables.
 
     Only current, informative CL terms are indexed (never CL:0000000 "cell" nor CL's
@@ -228,6 +239,28 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
             if ontology.is_informative(row.cl_id):
                 self._add(_Entry(row.cl_id, "tissue term", row.text, row.tissue, row.source))
         self._add_implied()
+        self._add_variants()
+
+    def _add_variants(self) -> None:
+        """Keys of names and EXACT synonyms with a conventional word variant
+        ("oligodendrocyte progenitor cell" ~ "oligodendrocyte precursor cell"), unless
+        the variant already names something."""
+        derived: dict[str, dict[tuple[str, str], _Entry]] = {}
+        for key, per_term in self._index.items():
+            words = key.split()
+            for i, w in enumerate(words):
+                other = _VARIANTS.get(w)
+                if other is None:
+                    continue
+                vkey = " ".join([*words[:i], other, *words[i + 1 :]])
+                if vkey in self._index:
+                    continue
+                for slot, e in per_term.items():
+                    if e.scope in ("name", "EXACT") and not e.implied:
+                        derived.setdefault(vkey, {})[slot] = replace(
+                            e, scope="variant", variant=f"{other} read as {w}"
+                        )
+        self._index.update(derived)
 
     def _index_words(self) -> None:
         """Lookups derived from the index: first words, vocabulary, bags of content words
@@ -247,6 +280,13 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
                 for e in per_term.values():
                     if e.scope in ("abbreviation", "tissue term"):
                         self._expansions.setdefault(key, []).append(e)
+        self._type_words = {
+            key.split()[0]
+            for key, per_term in self._index.items()
+            if len(key.split()) <= 2
+            and key.split()[-1] in ("cell", key.split()[0])
+            and any(e.scope in ("name", "EXACT") for e in per_term.values())
+        }
         self._names = {
             e.cl_id: tuple(normalise_text(self.ontology.label(e.cl_id)).split())
             for group in self._expansions.values()
@@ -323,7 +363,23 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
                 alt = self._phrase_value(part, text, tissue)
                 if alt.status != "unmatched":
                     return alt
+            result = self._with_cell_noun(main, text, tissue) or result
         return result
+
+    def _with_cell_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann glia")
+        read as "<label> cell", unless it is a tissue's name ("Liver" is where, not what)."""
+        words = normalise_text(main).split()
+        key = " ".join(words)
+        if not words or words[-1] == "cell" or key in self._tissue_phrases:
+            return None
+        if any(e.tissue for e in (self._index.get(key) or {}).values()):
+            return None  # a word with a tissue-specific sense ("beta"): not without it
+        alt = self._phrase_value(f"{main} cells", shown, tissue)
+        if alt.status == "unmatched" or alt.hit is None:
+            return None
+        note = f'read as "{" ".join(words)} cell"'
+        return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
     def _phrase_value(self, text: str, shown: str, tissue: str | None) -> _ValueResult:
         words, hard, coord_before = _words_and_breaks(text)
@@ -331,6 +387,11 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
             return _ValueResult("unmatched")
         if " ".join(words) in _NONE_VALUES or _NONE_WORDS & set(words):
             return _ValueResult("none", note=f'"{shown}" names no known cell type')
+        if _UNKNOWN_WORDS & set(words):
+            kept = _without_unknown(words, hard, coord_before)
+            if kept is None:
+                return _ValueResult("none", note=f'"{shown}" names no known cell type')
+            words, hard, coord_before = kept
         words, hard, coord_before = self._split_glued(words, hard, coord_before)
         spans = self._distribute_heads(
             self._spans(words, hard, coord_before, tissue), words, coord_before, tissue
@@ -338,13 +399,22 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
         spans, note = self._context_filter(spans, words)
         if not spans:
             implied = self._implied_value(words, shown, tissue, note)
-            return implied or _ValueResult("unmatched", note=note)
+            named = implied or self._name_words_value(words, shown)
+            return named or _ValueResult("unmatched", note=note)
+        full = _Phrase(words, hard, coord_before, shown, note, [replace(s) for s in spans])
         if any(e.scope in _STRONG for s in spans for e in s.entries):
             for s in spans:
                 s.entries = [e for e in s.entries if e.scope in _STRONG]
             spans = [s for s in spans if s.entries]
+        else:
+            for s in spans:  # synonym scopes ranked: NARROW > BROAD > RELATED
+                best = min(_scope_rank(e.scope) for e in s.entries)
+                s.entries = [e for e in s.entries if _scope_rank(e.scope) == best]
         phrase = _Phrase(words, hard, coord_before, shown, note, spans)
-        return self._decide(phrase, tissue)
+        result = self._decide(phrase, tissue)
+        # the terms of weaker scopes, filtered out above, stay candidates
+        result = replace(result, candidates=[*result.candidates, *self._others(full)])
+        return self._other_sense(result, words, tissue) if tissue is None else result
 
     def _decide(self, phrase: _Phrase, tissue: str | None) -> _ValueResult:
         """One term (by specificity, or the tissue), a mixture's common ancestor, or
@@ -365,7 +435,15 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
                 return _ValueResult("mapped", composed(h))
             specific = decided
         if len(specific) == 1:
-            return _ValueResult("mapped", composed(phrase.hit(specific[0])))
+            hit = composed(phrase.hit(specific[0]))
+            qualifier = self._unexplained_qualifier(hit, phrase)
+            if qualifier:
+                note = (
+                    f'"{qualifier}" qualifies the general term {self.ontology.label(hit.cl_id)}'
+                    " in a way CL does not name"
+                )
+                return _ValueResult("unmatched", None, self._others(phrase), note)
+            return _ValueResult("mapped", hit, self._others(phrase))
         hits = [phrase.hit(c) for c in specific]
         mixture = self._mixture(specific, [by_term[c][1] for c in specific], phrase.coord)
         if mixture is not None:
@@ -376,6 +454,61 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
             )
             return _ValueResult("mapped", hit, hits)
         return _ValueResult("ambiguous", None, hits, phrase.note)
+
+    def _unexplained_qualifier(self, hit: _Hit, phrase: _Phrase) -> str:
+        """The word before the matched phrase when it names another cell type
+        ("trophoblast" progenitor cells) and the term matched is a general one
+        (`_GENERAL_DESCENDANTS` or more subtypes): the label then names a kind CL files
+        elsewhere, and the general term would be off its lineage. "" when there is none.
+        (An anatomy word is not such a qualifier: "bladder epithelial cell" is an
+        epithelial cell, of the bladder.)"""
+        if hit.cl_id not in phrase.by_term:
+            return ""  # composed with its anatomy
+        _, span = phrase.by_term[hit.cl_id]
+        if len(self.ontology.descendants(hit.cl_id)) < _GENERAL_DESCENDANTS:
+            return ""
+        at = [k for k in range(span.start) if phrase.words[k] not in _STOP]
+        if not at or any(
+            phrase.coord[k] or phrase.hard[k] for k in range(at[-1] + 1, span.start + 1)
+        ):
+            return ""  # nothing before it, or a list ("A and progenitor cells")
+        word = phrase.words[at[-1]]
+        names_type = word in self._type_words and not is_marker(word)
+        return word if names_type and word not in self._tissue_phrases else ""
+
+    def _others(self, phrase: _Phrase) -> list[_Hit]:
+        """Every term the value's phrases matched, best first: the runners-up of a
+        mapping, kept as candidates."""
+        hits = [phrase.hit(c) for c in phrase.by_term]
+        return sorted(hits, key=lambda h: (-h.confidence, h.cl_id))
+
+    def _other_sense(
+        self, result: _ValueResult, words: list[str], tissue: str | None
+    ) -> _ValueResult:
+        """With no tissue known, a word that names different cell types in different
+        tissues ("alpha cells": pancreatic A cells, or retinal ganglion cells A) is
+        ambiguous: a term placed in one tissue is not the answer when a tissue-specific
+        table row gives the word another tissue's sense."""
+        hit = result.hit
+        if result.status != "mapped" or hit is None:
+            return result
+        placed = self.term_tissues(hit.cl_id)
+        if not placed:
+            return result
+        senses = [
+            e
+            for key in {*words, *(" ".join(p) for p in zip(words, words[1:], strict=False))}
+            for e in (self._index.get(key) or {}).values()
+            if e.tissue and e.tissue not in placed and e.cl_id != hit.cl_id
+        ]
+        if not senses:
+            return result
+        others = [
+            _Hit(e.cl_id, e.scope, e.text, "", hit.text, WEIGHTS[e.scope], (f"in {e.tissue}",))
+            for e in senses
+        ]
+        note = f"no tissue given, and the words have a sense in {senses[0].tissue}"
+        return _ValueResult("ambiguous", None, [hit, *others], note)
 
     def _implied_value(
         self, words: list[str], shown: str, tissue: str | None, note: str
@@ -433,6 +566,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
         hits: list[_Hit] = []
         conflicts: list[_Hit] = []
         notes: list[str] = []
+        considered: list[_Hit] = []
         for f in sorted(fields, key=lambda f: -f.priority):
             if f.kind == "ignored" or not f.text.strip():
                 continue
@@ -460,6 +594,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
                 res = _ValueResult("unmatched", note=note)
             if res.note and res.status != "mapped":
                 notes.append(f"{f.field}: {res.note}")
+            considered.extend(([res.hit] if res.hit else []) + res.candidates)
             if res.hit is not None:
                 hits.append(
                     replace(res.hit, field=f.field, priority=max(f.priority, res.hit.priority))
@@ -468,7 +603,21 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
                 conflicts.extend(
                     replace(c, field=f.field, priority=f.priority) for c in res.candidates
                 )
-        return self._combine(hits, conflicts, notes, context)
+        mapping = self._combine(hits, conflicts, notes, context)
+        return replace(mapping, candidates=self._top_candidates(mapping, considered))
+
+    def _top_candidates(self, mapping: CellMapping, considered: list[_Hit]) -> tuple[Match, ...]:
+        """The answer first, then the best other terms considered (`TOP_K` in all)."""
+        out: dict[str, Match] = {}
+        if mapping.match is not None:
+            out[mapping.match.cl_id] = mapping.match
+        for h in sorted(considered, key=lambda h: (-h.confidence, h.cl_id)):
+            if len(out) >= TOP_K:
+                break
+            if h.cl_id not in out:
+                conf = round(h.confidence, 3)
+                out[h.cl_id] = Match(h.cl_id, self.ontology.label(h.cl_id), h.evidence, conf)
+        return tuple(out.values())
 
     def explain(
         self,
@@ -523,6 +672,35 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures):
     def n_truncated(self) -> int:
         """How many texts were cut to `MAX_TEXT_CHARS` so far."""
         return self._n_truncated
+
+
+def _scope_rank(scope: str) -> int:
+    return SCOPE_ORDER.index(scope) if scope in SCOPE_ORDER else len(SCOPE_ORDER)
+
+
+def _without_unknown(
+    words: list[str], hard: list[bool], coord: list[bool]
+) -> tuple[list[str], list[bool], list[bool]] | None:
+    """The value without its "unknown"-like words, or None when a list item is nothing
+    but them ("unknown cells": the item names no type, so neither does the list)."""
+    items: list[list[int]] = []
+    for i in range(len(words)):
+        if i == 0 or coord[i] or hard[i]:
+            items.append([])
+        items[-1].append(i)
+    out_w: list[str] = []
+    out_h: list[bool] = []
+    out_c: list[bool] = []
+    for item in items:
+        content = [words[i] for i in item if words[i] not in _STOP and words[i] != "cell"]
+        if content and all(w in _UNKNOWN_WORDS for w in content):
+            return None
+        kept = [i for i in item if words[i] not in _UNKNOWN_WORDS]
+        for k, i in enumerate(kept):  # the item's first word keeps the item's break
+            out_w.append(words[i])
+            out_h.append(hard[item[0]] if k == 0 else hard[i])
+            out_c.append(coord[item[0]] if k == 0 else coord[i])
+    return out_w, out_h, out_c
 
 
 def _subsets(groups: tuple[tuple[str, ...], ...]) -> list[tuple[tuple[str, ...], ...]]:

@@ -9,7 +9,6 @@ from dataclasses import replace
 from scatlas.ontology.evidence import (
     _KIND,
     _SPECIALISED,
-    MAX_MIXTURE_STEPS,
     CellMapping,
     Match,
     _Hit,
@@ -25,9 +24,9 @@ class Mixtures:
     def _mixture(
         self, terms: list[str], spans: list[_Span], coord_before: list[bool]
     ) -> str | None:
-        """The common ancestor of a list of types ("A/B", "A, B and C"), or None when the
-        terms are not a list, or have no informative common ancestor within
-        `MAX_MIXTURE_STEPS` of each."""
+        """The closest common is_a ancestor of a list of types of any length ("A/B",
+        "A, B and C"), or None when the terms are not a list, or their only common
+        ancestors are too general to be answers ("cell", CL's upper-level terms)."""
         starts = sorted({(s.start, s.end) for s in spans})
         if len(starts) != len(terms):
             return None  # two terms from one phrase: an ambiguous synonym, not a list
@@ -51,9 +50,7 @@ class Mixtures:
             if onto.is_informative(c)
             for steps in [[onto.distance(t, c, rels) for t in terms]]
         )
-        if not ranked or ranked[0][0] > MAX_MIXTURE_STEPS:
-            return None
-        return ranked[0][3]
+        return ranked[0][3] if ranked else None
 
     def _combine(
         self, hits: list[_Hit], conflicts: list[_Hit], notes: list[str], tissue: str | None

@@ -9,7 +9,8 @@ the same function, so "CD4+ T-cells", "CD4-positive T cell" and "cd4 pos T cells
 2. Marker notation after a marker-like word (a gene/antigen name with a digit, e.g. CD4,
    Ly6C, CD45RA, Lgr5; or lin/kit): "+" -> positive, "++"/"hi"/"high"/"bright" -> high,
    "lo"/"low"/"dim" -> low, "int" -> intermediate, "pos"/"neg", and a trailing "-" ->
-   negative ("CD4-CD8-" -> "cd4 negative cd8 negative"; "CD8-positive" keeps its hyphen).
+   negative ("CD4-CD8-" -> "cd4 negative cd8 negative"; "CD8-positive" keeps its hyphen);
+   superscript carets dropped ("Ly6C^hi" = "Ly6Chi"), "±" and "+/-" -> low (dim).
 3. Words glued to "cell(s)" split ("Tcells" -> "t cell"); roman numerals after
    type/class/stage/layer/grade become digits ("type II" -> "type 2").
 4. Punctuation to spaces; ";", "/", "|", "&", "(" and ")" become a hard separator token,
@@ -69,6 +70,9 @@ _GLUED_LEVEL = re.compile(
     r"\b([a-z]{1,6}\d{1,4}[a-z]{0,2}?)(hi|high|bright|lo|low|dim|int|pos|neg)\b"
 )
 _DOUBLE_PLUS = re.compile(r"(?<=[a-z0-9])\s?\+\+")
+# flow-cytometry levels written as superscripts or signs: "Ly6C^hi", "CD11b^+", "CD34±"
+_CARET = re.compile(r"(?<=[a-z0-9])\s?\^\s?(?=hi|high|lo|low|int|dim|bright|\+|-|pos|neg)")
+_PLUS_MINUS = re.compile(r"(?<=[a-z0-9])\s?(?:±|\+/-|\+-(?![a-z0-9]))")
 _PLUS = re.compile(r"(?<=[a-z0-9)])\s?\+")
 # "cd4-cd8-", "cd4-cd8+" (the "+" already spelt out): the first "-" is a sign too
 _CHAINED_MINUS = re.compile(rf"\b({_MARKER})-(?={_MARKER}(?:-|\s?positive\b|\s?high\b))")
@@ -99,7 +103,8 @@ _LEVEL_WORDS = {
     "int": "intermediate",
     "intermediate": "intermediate",
 }
-_IRREGULAR = {"cells": "cell", "nuclei": "nucleus", "mice": "mouse"}
+# "glia" is the cells' collective noun: "Bergmann glia" = "Bergmann glial cell"
+_IRREGULAR = {"cells": "cell", "nuclei": "nucleus", "mice": "mouse", "glia": "glial"}
 _SPELLING = (
     (re.compile(r"^haem"), "hem"),
     (re.compile(r"^oesoph"), "esoph"),
@@ -147,6 +152,10 @@ def _prepare(text: str) -> str:
         text = _GREEK_RE.sub(lambda m: f" {_GREEK[m.group()]} ", text)
     if "alpha" in text or "beta" in text or "gamma" in text or "delta" in text:
         text = _GREEK_PAIR.sub(r"\1 \2", text)
+    if "^" in text:
+        text = _CARET.sub("", text)
+    if "±" in text or "+/-" in text or "+-" in text:
+        text = _PLUS_MINUS.sub(" low ", text)  # partly positive: dim
     if any(c.isdigit() for c in text):
         text = _GLUED_LEVEL.sub(r"\1 \2", text)
     if "+" in text:
