@@ -51,21 +51,21 @@ SPECS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "python": (
         "Expression matrices, ontology mapping, atlas assembly.",
-        ["numpy", "pandas", "scipy", "anndata", "h5py", "pronto", "requests", "tqdm",
-         "PyYAML", "jsonschema"],
+        ["numpy", "pandas", "scipy", "anndata", "h5py", "pronto", "cellxgene-ontology-guide",
+         "requests", "tqdm", "PyYAML", "jsonschema"],
         [],
     ),  # fmt: skip
     "train": (
         "Embedding models (torch), evaluation with CellTypist, faiss index, publish, query.",
         ["torch", "numpy", "pandas", "scipy", "scikit-learn", "anndata", "h5py", "scanpy",
-         "pronto", "faiss-cpu", "pyarrow", "requests", "tqdm", "PyYAML", "jsonschema",
-         "celltypist", "cryptography"],
+         "pronto", "cellxgene-ontology-guide", "faiss-cpu", "pyarrow", "requests", "tqdm",
+         "PyYAML", "jsonschema", "celltypist", "cryptography"],
         [],
     ),  # fmt: skip
     "de": (
         "Differential expression: edgeR/limma in R through rpy2, GO annotation packages.",
-        ["numpy", "pandas", "scipy", "anndata", "h5py", "pronto", "rpy2", "requests", "tqdm",
-         "PyYAML", "jsonschema"],
+        ["numpy", "pandas", "scipy", "anndata", "h5py", "pronto", "cellxgene-ontology-guide",
+         "rpy2", "requests", "tqdm", "PyYAML", "jsonschema"],
         ["r-base", "bioconductor-edger", "bioconductor-limma", "bioconductor-org.hs.eg.db",
          "bioconductor-go.db"],
     ),  # fmt: skip

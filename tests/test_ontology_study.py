@@ -59,8 +59,14 @@ def test_map_study_writes_cell_types(tmp_path, obo):
     overrides.write_text("text\tcl_id\nmy odd cells\tCL:0000623\n")
     out = tmp_path / "cell_types.tsv"
     df = map_study(h5, obo, out, overrides=overrides)
-    assert list(df.columns) == ["cl_id", "cl_label", "evidence", "confidence"]
+    assert list(df.columns) == [
+        "cl_id", "cl_label", "evidence", "confidence", "status", "candidates"
+    ]  # fmt: skip
     back = read_cell_types(out)
+    assert list(back["status"]) == ["mapped", "ambiguous", "mapped", "mapped", "mapped", "empty"]
+    # the competing terms of the ambiguous cell are its candidates, for a curator to pick
+    assert B_CELL in back.loc["GSM2", "candidates"] and "CL:0000084" in back.loc["GSM2", "candidates"]
+    assert back.loc["GSM1", "candidates"].startswith(f"{B_CELL} B cell (1.00)")
     assert list(back.index) == ["GSM1", "GSM2", "GSM3", "GSM4", "GSM5", "GSM6"]
     assert list(back["cl_id"]) == [B_CELL, "", PBMC, B_CELL, NK_CELL, ""]
     assert back.loc["GSM3", "cl_label"] == "peripheral blood mononuclear cell"

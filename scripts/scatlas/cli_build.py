@@ -32,7 +32,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         inputs,
         Path(args.output),
         workdir=Path(args.workdir) if args.workdir else None,
-        ontology_obo=Path(args.ontology) if args.ontology else None,
+        ontology_obo=args.ontology or None,
         settings=settings,
     )
     manifest = json.loads((release / "manifest.json").read_text(encoding="utf-8"))
@@ -92,7 +92,11 @@ def add_build_command(sub) -> None:
     p.add_argument("--output", required=True, help="the publish folder (releases + current)")
     p.add_argument("--workdir", help="intermediate results (default: OUTPUT-build beside it)")
     p.add_argument("--release-version", help="release name (default: the UTC date)")
-    p.add_argument("--ontology", help="a Cell Ontology OBO file (default: the pinned snapshot)")
+    p.add_argument(
+        "--ontology",
+        help="the Cell Ontology: an OBO or cellxgene-ontology-guide JSON file, or "
+        "cellxgene-ontology-guide[:vYYYY-MM-DD] (default: the pinned 2022 snapshot)",
+    )
     p.add_argument("--no-celltypist", action="store_true", help="skip the CellTypist peer")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

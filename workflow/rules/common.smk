@@ -29,6 +29,11 @@ SNAPSHOT_OBO = str(
 )
 if not config["ontology"]["obo"]:
     config["ontology"]["obo"] = SNAPSHOT_OBO
+elif str(config["ontology"]["obo"]).startswith("cellxgene-ontology-guide"):
+    # a CL release shipped by the PyPI package (JSON), e.g. cellxgene-ontology-guide:v2026-03-26
+    from scatlas.ontology.releases import ontology_file
+
+    config["ontology"]["obo"] = str(ontology_file(config["ontology"]["obo"]))
 
 # Rule scripts read the config through one typed layer, scatlas.settings.Settings (defaults:
 # the schema's). A rule's params name the config sections it depends on, so that a change

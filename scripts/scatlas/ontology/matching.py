@@ -76,6 +76,7 @@ from scatlas.ontology.tables import (
     TableEntry,
     Tissue,
     read_abbreviations,
+    read_anatomy_abbreviations,
     read_implied_terms,
     read_tissue_terms,
     read_tissues,
@@ -161,10 +162,11 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
     """Matcher of free text against one Cell Ontology plus the curated tables.
 
     Only current, informative CL terms are indexed (never CL:0000000 "cell" nor CL's
-    upper-level terms). ``specialise_by_tissue`` turns a generic answer into the one
-    tissue-specific descendant named "<answer> of <tissue>" / "<tissue> <answer>" (e.g.
-    "endothelial cell" in lung -> "lung endothelial cell"); off by default, because it adds
-    specificity the author did not state. ``min_confidence`` withholds answers below that
+    upper-level terms). ``specialise_by_tissue`` (on by default: the team's decision that
+    the study's tissue chooses CL's tissue-specific variant) turns a generic answer, and
+    each type of a list before their common ancestor is taken, into the one descendant
+    named "<answer> of <tissue>" / "<tissue> <answer>" (e.g. "endothelial cell" in lung ->
+    "lung endothelial cell", "basal cell" in skin -> "basal cell of epidermis"). ``min_confidence`` withholds answers below that
     confidence (status "withheld", the answer kept in the evidence): fewer wrong answers
     for less coverage (benchmarks/bench_ontology.py prints the trade-off); 0 keeps all.
 
@@ -184,7 +186,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         tissue_terms: Iterable[TableEntry] | None = None,
         implied_terms: Iterable[TableEntry] | None = None,
         tissues: Mapping[str, Tissue] | None = None,
-        specialise_by_tissue: bool = False,
+        anatomy_abbreviations: Mapping[str, tuple[str, str]] | None = None,
+        specialise_by_tissue: bool = True,
         min_confidence: float = 0.0,
     ):
         if not 0.0 <= min_confidence <= 1.0:
@@ -196,6 +199,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         if tissue_terms is None:
             tissue_terms = read_tissue_terms(ontology, self.tissues)
         self.specialise_by_tissue = specialise_by_tissue
+        self._anatomy_abbreviations = dict(
+            read_anatomy_abbreviations() if anatomy_abbreviations is None else anatomy_abbreviations
+        )
         self._index: dict[str, dict[tuple[str, str], _Entry]] = {}
         self._index_lexicon(abbreviations, tissue_terms)
         if implied_terms is None:
@@ -366,6 +372,27 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             result = self._with_cell_noun(main, text, tissue) or result
         return result
 
+    def _expand_anatomy(
+        self, words: list[str], hard: list[bool], coord: list[bool]
+    ) -> tuple[list[str], list[bool], list[bool], str]:
+        """Anatomical abbreviations read in full (`anatomy_abbreviations.tsv`: "ife" ->
+        "interfollicular epidermis"), unless the word is itself a name or table key."""
+        if not any(w in self._anatomy_abbreviations for w in words):
+            return words, hard, coord, ""
+        out_w: list[str] = []
+        out_h: list[bool] = []
+        out_c: list[bool] = []
+        read: list[str] = []
+        for w, h, c in zip(words, hard, coord, strict=True):
+            found = self._anatomy_abbreviations.get(w)
+            parts = found[0].split() if found and w not in self._index else [w]
+            if len(parts) > 1 or parts[0] != w:
+                read.append(f'{w} read as "{found[0]}" ({found[1]})')
+            out_w.extend(parts)
+            out_h.extend([h] + [False] * (len(parts) - 1))
+            out_c.extend([c] + [False] * (len(parts) - 1))
+        return out_w, out_h, out_c, "; ".join(read)
+
     def _with_cell_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
         """A label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann glia")
         read as "<label> cell", unless it is a tissue's name ("Liver" is where, not what)."""
@@ -392,19 +419,25 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             if kept is None:
                 return _ValueResult("none", note=f'"{shown}" names no known cell type')
             words, hard, coord_before = kept
+        words, hard, coord_before, read = self._expand_anatomy(words, hard, coord_before)
         words, hard, coord_before = self._split_glued(words, hard, coord_before)
         spans = self._distribute_heads(
             self._spans(words, hard, coord_before, tissue), words, coord_before, tissue
         )
         spans, note = self._context_filter(spans, words)
+        note = "; ".join(n for n in (read, note) if n)
         if not spans:
             implied = self._implied_value(words, shown, tissue, note)
             named = implied or self._name_words_value(words, shown)
             return named or _ValueResult("unmatched", note=note)
         full = _Phrase(words, hard, coord_before, shown, note, [replace(s) for s in spans])
         if any(e.scope in _STRONG for s in spans for e in s.entries):
+            # weak synonyms give way to names, except as members of a list ("mast cells
+            # and unknown immune cells": "immune cell" is RELATED, yet a member)
+            strong = [s for s in spans if any(e.scope in _STRONG for e in s.entries)]
             for s in spans:
-                s.entries = [e for e in s.entries if e.scope in _STRONG]
+                if s in strong or not _coordinated(s, strong, coord_before):
+                    s.entries = [e for e in s.entries if e.scope in _STRONG]
             spans = [s for s in spans if s.entries]
         else:
             for s in spans:  # synonym scopes ranked: NARROW > BROAD > RELATED
@@ -427,6 +460,18 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             )
 
         specific = sorted(self.ontology.most_specific(by_term))
+        # a list member that is an ancestor of another member widens the list's class
+        # ("mast cells and other immune cells"): it stays, for the common ancestor. Only
+        # for "and"/"or"/"," lists: "leukocyte; B cells" is a refinement, not a list
+        spans = [by_term[c][1] for c in specific]
+        soft = [c and not h for c, h in zip(phrase.coord, phrase.hard, strict=True)]
+        specific += sorted(
+            t
+            for t in by_term
+            if t not in specific
+            and not any(_overlap(by_term[t][1], s) for s in spans)
+            and _coordinated(by_term[t][1], spans, soft)
+        )
         if len(specific) > 1:
             decided = self._decide_by_tissue(specific, tissue)
             if len(decided) == 1:
@@ -445,7 +490,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                 return _ValueResult("unmatched", None, self._others(phrase), note)
             return _ValueResult("mapped", hit, self._others(phrase))
         hits = [phrase.hit(c) for c in specific]
-        mixture = self._mixture(specific, [by_term[c][1] for c in specific], phrase.coord)
+        members = [self._variant(c, tissue) for c in specific]
+        mixture = self._mixture(members, [by_term[c][1] for c in specific], phrase.coord)
         if mixture is not None:
             conf = min(h.confidence for h in hits) * _MIXTURE
             labels = ", ".join(self.ontology.label(c) for c in specific)
@@ -476,6 +522,19 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         names_type = word in self._type_words and not is_marker(word)
         return word if names_type and word not in self._tissue_phrases else ""
 
+    def _names_a_tissue(self, words: list[str]) -> bool:
+        n = len(words)
+        return any(
+            " ".join(words[i : i + k]) in self._tissue_phrases
+            for i in range(n)
+            for k in range(1, min(self._tissue_window, n - i) + 1)
+        )
+
+    def _variant(self, cl_id: str, tissue: str | None) -> str:
+        """The tissue's variant of a type when `specialise_by_tissue` is on."""
+        special = self._specialise(cl_id, tissue) if self.specialise_by_tissue else None
+        return special or cl_id
+
     def _others(self, phrase: _Phrase) -> list[_Hit]:
         """Every term the value's phrases matched, best first: the runners-up of a
         mapping, kept as candidates."""
@@ -493,8 +552,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         if result.status != "mapped" or hit is None:
             return result
         placed = self.term_tissues(hit.cl_id)
-        if not placed:
-            return result
+        if not placed or self._names_a_tissue(words):
+            return result  # unplaced, or the text names its tissue ("hepatic stellate")
         senses = [
             e
             for key in {*words, *(" ".join(p) for p in zip(words, words[1:], strict=False))}
@@ -672,6 +731,23 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
     def n_truncated(self) -> int:
         """How many texts were cut to `MAX_TEXT_CHARS` so far."""
         return self._n_truncated
+
+
+def _overlap(a: _Span, b: _Span) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _coordinated(span: _Span, others: list[_Span], coord: list[bool]) -> bool:
+    """True when a coordinator ("and", ",", "/") stands between ``span`` and the nearest
+    of ``others`` before or after it: the two are members of one list."""
+    before = [o for o in others if o.end <= span.start]
+    after = [o for o in others if o.start >= span.end]
+    gaps = []
+    if before:
+        gaps.append((max(o.end for o in before), span.start))
+    if after:
+        gaps.append((span.end, min(o.start for o in after)))
+    return any(any(coord[k] for k in range(lo, min(hi + 1, len(coord)))) for lo, hi in gaps)
 
 
 def _scope_rank(scope: str) -> int:

@@ -28,6 +28,9 @@ from scatlas.sheets import validate_sheet
 log = logging.getLogger(__name__)
 
 CELL_TYPE_COLUMNS = ["cl_id", "cl_label", "evidence", "confidence"]
+#: written after the required columns: the mapping's status and its top-k candidates
+#: ("CL:... label (0.95); ..."), for a curator to pick another answer
+EXTRA_COLUMNS = ["status", "candidates"]
 _CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
 _matchers: dict[tuple[int, bool, float], TermMatcher] = {}
@@ -35,7 +38,7 @@ _lock = threading.Lock()
 
 
 def cached_matcher(
-    obo: str | os.PathLike, specialise_by_tissue: bool = False, min_confidence: float = 0.0
+    obo: str | os.PathLike, specialise_by_tissue: bool = True, min_confidence: float = 0.0
 ) -> TermMatcher:
     """A `TermMatcher` over the (cached) ontology in ``obo``, built once per process."""
     onto = cached_ontology(obo)
@@ -137,25 +140,26 @@ def map_texts(
     overrides: Mapping[str, str] | None = None,
     *,
     source: str = "",
-) -> tuple[list[tuple[str, str, str, float]], Counter[str]]:
-    """(cl_id, cl_label, evidence, confidence) for each text (each distinct text mapped
-    once) and the number of texts per status (mapped, ambiguous, unmatched, withheld,
-    empty)."""
+) -> tuple[list[tuple[str, str, str, float, str, str]], Counter[str]]:
+    """(cl_id, cl_label, evidence, confidence, status, candidates) for each text (each
+    distinct text mapped once) and the number of texts per status (mapped, ambiguous,
+    unmatched, withheld, empty)."""
     decoded = [as_text(t) for t in texts]
     bad = sum(flag for _, flag in decoded)
     if bad:
         log.warning("%s: %d texts held bytes that are not UTF-8 (replaced by U+FFFD)", source, bad)
     distinct = list(dict.fromkeys(t for t, _ in decoded))
-    rows: dict[str, tuple[str, str, str, float]] = {}
+    rows: dict[str, tuple[str, str, str, float, str, str]] = {}
     per_text: dict[str, str] = {}
     truncated = matcher.n_truncated
     for text in tqdm(distinct, desc="cell types", unit="text", disable=not progress_enabled()):
         res = matcher.explain(text, overrides or None)
         per_text[text] = res.status
         m = res.match
-        rows[text] = (
+        found = (
             (m.cl_id, m.cl_label, m.evidence, m.confidence) if m else ("", "", res.evidence, 0.0)
         )
+        rows[text] = (*found, res.status, res.candidates_text())
     if matcher.n_truncated > truncated:
         log.warning(
             "%s: %d texts cut to %d characters",
@@ -178,7 +182,8 @@ def map_study(
 ) -> pd.DataFrame:
     """Map every cell's ``obs["source_text"]`` to a CL term; write ``cell_types.tsv``.
 
-    The table is indexed by cell id with columns cl_id, cl_label, evidence, confidence;
+    The table is indexed by cell id with columns cl_id, cl_label, evidence, confidence,
+    status and candidates (the best terms considered with their confidence, best first);
     unmapped cells have an empty cl_id, confidence 0 and the reason (the competing hits
     when ambiguous) as evidence.
     """
@@ -192,7 +197,7 @@ def map_study(
     rows, status = map_texts(
         matcher, list(obs["source_text"].astype(object)), table, source=str(expression_h5ad)
     )
-    out = pd.DataFrame(rows, index=obs.index.astype(str), columns=CELL_TYPE_COLUMNS)
+    out = pd.DataFrame(rows, index=obs.index.astype(str), columns=CELL_TYPE_COLUMNS + EXTRA_COLUMNS)
     out.index.name = "cell"
     with atomic_path(out_tsv, suffix=".tsv") as tmp:
         out.to_csv(tmp, sep="\t", float_format="%.3f")

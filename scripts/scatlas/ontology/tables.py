@@ -8,11 +8,15 @@
   alone as a label in that tissue, imply the cell type they qualify (liver zonation:
   "pericentral" alone in the liver is a pericentral hepatocyte). They count only when the
   value names no cell type itself ("pericentral LSEC" stays an endothelial cell).
+* ``anatomy_abbreviations.tsv`` (text, expansion, comment, source): anatomical and
+  histological abbreviations as papers use them (IFE, ORS, TAL, DCT, SVZ, BM, ...), read
+  in full inside a label ("Basal IFE" -> "basal interfollicular epidermis").
 * ``tissues.tsv`` (tissue, uberon, words, comment): the words that name a tissue or organ
   ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), with the
   UBERON id that CL's ``part_of`` links use.
 
-Every row is general lab knowledge with its source in ``comment``; a row naming a term that
+Every row is general lab knowledge; ``abbreviations.tsv``, ``tissue_terms.tsv`` and
+``anatomy_abbreviations.tsv`` name a published source per row in ``source`` (required); a row naming a term that
 the loaded ontology lacks is skipped with a warning (a CL subset need not hold them all),
 a malformed row raises `InputError` naming file, line and field.
 """
@@ -38,6 +42,7 @@ ABBREVIATIONS = RESOURCES / "abbreviations.tsv"
 TISSUE_TERMS = RESOURCES / "tissue_terms.tsv"
 TISSUES = RESOURCES / "tissues.tsv"
 IMPLIED_TERMS = RESOURCES / "implied_terms.tsv"
+ANATOMY_ABBREVIATIONS = RESOURCES / "anatomy_abbreviations.tsv"
 
 _CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
@@ -82,6 +87,7 @@ def _term_rows(
     path: Path, ontology: CellOntology, with_tissue: bool, tissues: dict[str, Tissue] | None
 ) -> list[TableEntry]:
     cols = ("tissue", "text", "cl_id") if with_tissue else ("text", "cl_id")
+    needs_source = path.name in (ABBREVIATIONS.name, TISSUE_TERMS.name)
     out: list[TableEntry] = []
     seen: dict[tuple[str, str], str] = {}
     skipped = 0
@@ -91,6 +97,8 @@ def _term_rows(
         key = normalise_text(text)
         if not key:
             raise InputError(f"line {line}: empty text", path=str(path), field="text")
+        if needs_source and not row.get("source"):
+            raise InputError(f"line {line}: no source", path=str(path), field="source")
         if not _CL_ID.match(cl_id):
             raise InputError(
                 f"line {line}: {cl_id!r} is not a CL id", path=str(path), field="cl_id"
@@ -172,3 +180,24 @@ def read_implied_terms(
 ) -> list[TableEntry]:
     """Tissue-specific qualifiers that imply a cell type when used alone (current ids)."""
     return _term_rows(Path(path), ontology, True, tissues)
+
+
+def read_anatomy_abbreviations(
+    path: str | os.PathLike = ANATOMY_ABBREVIATIONS,
+) -> dict[str, tuple[str, str]]:
+    """Normalised one-word abbreviation -> (normalised expansion, source) ("ife" ->
+    "interfollicular epidermis")."""
+    path = Path(path)
+    out: dict[str, tuple[str, str]] = {}
+    for line, row in _rows(path, ("text", "expansion", "source")):
+        key, expansion = normalise_text(row["text"]), normalise_text(row["expansion"])
+        if not key or len(key.split()) != 1:
+            raise InputError(f"line {line}: not one word", path=str(path), field="text")
+        if not expansion:
+            raise InputError(f"line {line}: empty expansion", path=str(path), field="expansion")
+        if not row["source"]:
+            raise InputError(f"line {line}: no source", path=str(path), field="source")
+        if key in out:
+            raise InputError(f"line {line}: {row['text']!r} repeated", path=str(path), field="text")
+        out[key] = (expansion, f"{path.name}:{line}")
+    return out

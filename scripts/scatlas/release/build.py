@@ -21,7 +21,6 @@ from scatlas.evaluate.metrics import evaluate
 from scatlas.models import model_class
 from scatlas.models.release_model import release_model
 from scatlas.models.trainer import train_model
-from scatlas.package_data import snapshot_obo
 from scatlas.release.publish import publish_release
 from scatlas.release.record import next_version
 from scatlas.settings import EvaluateSettings, PublishSettings, TrainSettings
@@ -78,7 +77,7 @@ def build_reference(
     publish_dir: Path,
     *,
     workdir: Path | None = None,
-    ontology_obo: Path | None = None,
+    ontology_obo: str | Path | None = None,
     settings: BuildSettings | None = None,
 ) -> Path:
     """Build and publish a reference from ``inputs``; returns the release folder."""
@@ -87,8 +86,10 @@ def build_reference(
         model_class(name)  # an unknown model fails before any work
     publish_dir = Path(publish_dir)
     work = Path(workdir) if workdir else publish_dir.parent / f"{publish_dir.name}-build"
-    obo = Path(ontology_obo) if ontology_obo else snapshot_obo()
     from scatlas.ontology import load_ontology
+    from scatlas.ontology.releases import ontology_file
+
+    obo = ontology_file(ontology_obo)
 
     ontology = load_ontology(obo)
     atlas_h5ad = work / "atlas" / "atlas.h5ad"
