@@ -51,6 +51,7 @@ from scatlas.ontology import (  # noqa: E402
     FieldText,
     TermMatcher,
     cached_ontology,
+    field_kind,
     load_ontology,
     read_abbreviations,
 )
@@ -88,16 +89,22 @@ class NaiveLookup:
             return next(iter(hits))
         return self.names.get(key) if hits else None
 
-    def __call__(self, text: str, tissue: str | None = None) -> tuple[str | None, str]:
+    def __call__(
+        self, text: str, tissue: str | None = None, field: str = ""
+    ) -> tuple[str | None, str]:
         hit = self.lookup(text)
         return hit, "mapped" if hit else "unmatched"
 
 
 def scatlas_mapper(matcher: TermMatcher) -> Callable:
-    """(answer, status) of one author label in its tissue."""
+    """(answer, status) of one label in its tissue, read as a value of the gold's column
+    (``free_annotation``: an author's cell-type label; ``cell_ontology_class``: a curated
+    ontology class, kept as named)."""
 
-    def run(text: str, tissue: str | None = None) -> tuple[str | None, str]:
-        res = matcher.annotate([FieldText("cell type", text, "cell type")], tissue=tissue)
+    def run(
+        text: str, tissue: str | None = None, field: str = "free_annotation"
+    ) -> tuple[str | None, str]:
+        res = matcher.annotate([FieldText(field, text, field_kind(field))], tissue=tissue)
         return (res.match.cl_id if res.match else None), res.status
 
     return run
@@ -147,8 +154,14 @@ def score(rows: pd.DataFrame, answers: list[tuple[str | None, str]], onto: CellO
             "missing": counts["gold not in release"]}  # fmt: skip
 
 
+FIELDS = {"free": "free_annotation", "class": "cell_ontology_class"}  # the gold's columns
+
+
 def run_mapper(rows: pd.DataFrame, fn) -> list[tuple[str | None, str]]:
-    return [fn(t, ts or None) for t, ts in zip(rows["text"], rows["tissue"], strict=True)]
+    return [
+        fn(t, ts or None, FIELDS[k])
+        for t, ts, k in zip(rows["text"], rows["tissue"], rows["kind"], strict=True)
+    ]
 
 
 COLS = ("on", "exact", "coarser", "finer", "off", "none", "unmatched", "ambiguous", "withheld")
@@ -191,8 +204,10 @@ def report_lineage(gold: pd.DataFrame, onto: CellOntology, methods: dict, verbos
 
 
 def print_answers(rows: pd.DataFrame, fn, onto: CellOntology) -> None:
-    for t, ts, g in zip(rows["text"], rows["tissue"], rows["gold_id"], strict=True):
-        ans, status = fn(t, ts or None)
+    for t, ts, g, k in zip(
+        rows["text"], rows["tissue"], rows["gold_id"], rows["kind"], strict=True
+    ):
+        ans, status = fn(t, ts or None, FIELDS[k])
         cur = onto.resolve(g) if g and g in onto else None
         v = lineage(onto, ans, cur) if ans and cur else status if not ans else "-"
         shown = f"{ans} {onto.label(ans)}" if ans else f"- ({status})"
@@ -216,7 +231,7 @@ def report_abstention(gold: pd.DataFrame, onto: CellOntology, matcher: TermMatch
     """Free text, dev split: the same scores when answers below a confidence are withheld."""
     rows = gold[(gold["kind"] == "free") & (gold["split"] == "dev")]
     got = [
-        matcher.annotate([FieldText("cell type", t, "cell type")], tissue=ts or None)
+        matcher.annotate([FieldText("free_annotation", t, "cell type")], tissue=ts or None)
         for t, ts in zip(rows["text"], rows["tissue"], strict=True)
     ]
     print("\n== free text, dev split of every set: answers below a confidence withheld ==")

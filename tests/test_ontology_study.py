@@ -65,7 +65,9 @@ def test_map_study_writes_cell_types(tmp_path, obo):
     back = read_cell_types(out)
     assert list(back["status"]) == ["mapped", "ambiguous", "mapped", "mapped", "mapped", "empty"]
     # the competing terms of the ambiguous cell are its candidates, for a curator to pick
-    assert B_CELL in back.loc["GSM2", "candidates"] and "CL:0000084" in back.loc["GSM2", "candidates"]
+    assert (
+        B_CELL in back.loc["GSM2", "candidates"] and "CL:0000084" in back.loc["GSM2", "candidates"]
+    )
     assert back.loc["GSM1", "candidates"].startswith(f"{B_CELL} B cell (1.00)")
     assert list(back.index) == ["GSM1", "GSM2", "GSM3", "GSM4", "GSM5", "GSM6"]
     assert list(back["cl_id"]) == [B_CELL, "", PBMC, B_CELL, NK_CELL, ""]

@@ -129,6 +129,7 @@ class _Hit:
     confidence: float
     notes: tuple[str, ...] = ()
     priority: int = 0
+    chosen: bool = False  # named in a curated ontology-class field: kept as named
 
     @property
     def evidence(self) -> str:

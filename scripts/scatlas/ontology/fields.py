@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 #: trust of a field kind when fields disagree: higher wins
 PRIORITY: dict[str, int] = {
-    "override": 6,
+    "override": 7,
+    "ontology term": 6,  # a curated Cell Ontology class column: a term chosen, by name
     "cell type": 5,
     "characteristic": 4,
     "source name": 3,
@@ -35,6 +36,12 @@ _CELL_TYPE_KEY = re.compile(
     r"(free|author|cluster|manual|original)[\s_-]*(annotation|cell[\s_-]*type|label)s?|"
     r"(sorted|facs|sorting|selected)[\s_-]*(population|cells?|cell[\s_-]*type|gate)?|"
     r"population|cluster|annotation|phenotype|immunophenotype|marker|markers)$"
+)
+# a column of curated ontology classes ("cell_ontology_class", "cell type ontology term"):
+# its value is a term chosen by name, never specialised by the tissue
+_ONTOLOGY_KEY = re.compile(
+    r"^(cell ontology( class| term| label| name)?|cell type ontology( term| label| class)?|"
+    r"cl (term|class|label|name)|ontology (class|term|label))$"
 )
 _TISSUE_KEY = re.compile(
     r"^(tissue|tissues|organ|organism part|tissue type|tissue source|source tissue|"
@@ -76,6 +83,8 @@ class FieldText:
 def field_kind(key: str) -> str:
     """The kind of a characteristics key ("cell type" -> "cell type", "age" -> "ignored")."""
     k = re.sub(r"\s+", " ", key.strip().lower().replace("_", " "))
+    if _ONTOLOGY_KEY.match(k):
+        return "ontology term"
     if _CELL_TYPE_KEY.match(k):
         return "cell type"
     if _TISSUE_KEY.match(k):

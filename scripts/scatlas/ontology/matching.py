@@ -656,7 +656,12 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             considered.extend(([res.hit] if res.hit else []) + res.candidates)
             if res.hit is not None:
                 hits.append(
-                    replace(res.hit, field=f.field, priority=max(f.priority, res.hit.priority))
+                    replace(
+                        res.hit,
+                        field=f.field,
+                        priority=max(f.priority, res.hit.priority),
+                        chosen=f.kind == "ontology term",
+                    )
                 )
             elif res.status == "ambiguous":
                 conflicts.extend(
@@ -703,7 +708,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         self, text: str, field_name: str = "cell type", tissue: str | None = None
     ) -> Match | None:
         """The term for one piece of text from one field (e.g. an author's label)."""
-        kind = field_name if field_name in ("cell type", "source name", "title") else "cell type"
+        known = ("cell type", "ontology term", "source name", "title")
+        kind = field_name if field_name in known else "cell type"
         return self.annotate([FieldText(field_name, text, kind)], tissue=tissue).match
 
     def match(self, text: str) -> list[Match]:

@@ -70,7 +70,7 @@ class Mixtures:
                 return CellMapping(None, "; ".join(notes), "unmatched")
             detail = "; ".join(f"{h.evidence} -> {h.cl_id}" for h in group)
             return CellMapping(None, f"ambiguous: {detail}", "ambiguous")
-        if self.specialise_by_tissue and best.scope not in ("override", "id"):
+        if self.specialise_by_tissue and not best.chosen and best.scope not in ("override", "id"):
             special = self._specialise(best.cl_id, tissue)
             if special is not None:
                 best = replace(

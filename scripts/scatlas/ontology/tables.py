@@ -11,9 +11,10 @@
 * ``anatomy_abbreviations.tsv`` (text, expansion, comment, source): anatomical and
   histological abbreviations as papers use them (IFE, ORS, TAL, DCT, SVZ, BM, ...), read
   in full inside a label ("Basal IFE" -> "basal interfollicular epidermis").
-* ``tissues.tsv`` (tissue, uberon, words, comment): the words that name a tissue or organ
-  ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), with the
-  UBERON id that CL's ``part_of`` links use.
+* ``tissues.tsv`` (tissue, uberon, words, parts, comment): the words that name a tissue or
+  organ ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), the
+  words of its parts (optional: "cerebellum" is in the brain, yet a brain astrocyte is not
+  a cerebellar one), with the UBERON id that CL's ``part_of`` links use.
 
 Every row is general lab knowledge; ``abbreviations.tsv``, ``tissue_terms.tsv`` and
 ``anatomy_abbreviations.tsv`` name a published source per row in ``source`` (required); a row naming a term that
@@ -62,8 +63,9 @@ class TableEntry:
 class Tissue:
     name: str
     uberon: str
-    phrases: tuple[str, ...]  # normalised
+    phrases: tuple[str, ...]  # normalised: the tissue's words, then its parts'
     not_phrases: tuple[str, ...]  # normalised phrases that do not name the tissue
+    own: tuple[str, ...] = ()  # normalised words naming the whole tissue (not a part)
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -153,7 +155,9 @@ def read_tissues(path: str | os.PathLike = TISSUES) -> dict[str, Tissue]:
         nots = tuple(normalise_text(w[1:]) for w in words if w.startswith("!"))
         if not phrases:
             raise InputError(f"line {line}: no words", path=str(path), field="words")
-        out[name] = Tissue(name, row["uberon"], phrases, nots)
+        parts = [w.strip() for w in row.get("parts", "").split(";") if w.strip()]
+        part_phrases = tuple(normalise_text(w) for w in parts)
+        out[name] = Tissue(name, row["uberon"], phrases + part_phrases, nots, phrases)
     return out
 
 

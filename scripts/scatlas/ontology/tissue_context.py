@@ -82,7 +82,7 @@ class TissueContext:
             for d in self.ontology.descendants(cl_id)
             if not self.ontology.info(d).obsolete
         ]
-        for phrase in self.tissues[tissue].phrases:  # the tissue's own name first
+        for phrase in self.tissues[tissue].own:  # the tissue's own name first, no parts
             found = [d for d, words in named if words == base | set(phrase.split())]
             if len(found) == 1:
                 return found[0]
