@@ -53,6 +53,7 @@ from scatlas.ontology import (  # noqa: E402
     cached_ontology,
     field_kind,
     load_ontology,
+    map_texts,
     read_abbreviations,
 )
 from scatlas.ontology import text as text_normalisation  # noqa: E402
@@ -435,23 +436,31 @@ def report_speed(onto: CellOntology, n: int) -> None:
     matcher = TermMatcher(onto)
     t_build = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
-    results = Counter(matcher.explain(t).status for t in texts)
+    _, results = map_texts(matcher, texts)  # the workflow's path (rule cell_types)
     t_map, c_map = time.perf_counter() - t0, time.process_time() - c0
+    text_normalisation._word.cache_clear()
+    loop = TermMatcher(onto)
+    c0 = time.process_time()
+    for t in texts:  # the same, one call per text, the garbage collector on
+        loop.explain(t)
+    c_loop = time.process_time() - c0
     naive = NaiveLookup(onto)
     values = [t.split("cell type: ")[1].split(";")[0] for t in texts]  # the peer reads no fields
     t0 = time.perf_counter()
     naive_hits = sum(naive.lookup(v) is not None for v in values)
     t_naive = time.perf_counter() - t0
     print(
-        f"  scatlas: index {t_build:.2f} s, mapping {t_map:.2f} s wall, {c_map:.2f} s CPU "
-        f"({1e6 * t_map / len(texts):.0f} us/text); {dict(results)}"
+        f"  scatlas map_texts: index {t_build:.2f} s, mapping {t_map:.2f} s wall, "
+        f"{c_map:.2f} s CPU ({1e6 * t_map / len(texts):.0f} us/text); {dict(results)}"
     )
+    print(f"  scatlas TermMatcher.explain per text, collector on: {c_loop:.2f} s CPU")
     print(
         f"  naive exact lookup of the cell-type values: {t_naive:.2f} s ({naive_hits} answers); "
         f"ratio scatlas/naive time {t_map / max(t_naive, 1e-9):.0f}x"
     )
     print(
-        f"  target: < 60 s for 100,000 texts -> {'met' if c_map * 100_000 / len(texts) < 30 else 'NOT met'}"
+        f"  target: < 30 s CPU for 100,000 texts -> "
+        f"{'met' if c_map * 100_000 / len(texts) < 30 else 'NOT met'}"
     )
     print(f"  load after: {os.getloadavg()}")
 

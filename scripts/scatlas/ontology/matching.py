@@ -213,6 +213,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             if ontology.is_informative(row.cl_id)
         }
         self._implied_window = max((len(k.split()) for _, k in self._implied_terms), default=0)
+        self._implied_words = frozenset(w for _, k in self._implied_terms for w in k.split())
         self._composed: dict[tuple[str, str, str], str | None] = {}
         self._index_words()
         self._max_window = min(_MAX_WINDOW, max((len(k.split()) for k in self._index), default=1))
@@ -275,13 +276,20 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         self._firsts: set[str] = set()
         self._vocab: set[str] = set()
         self._expansions: dict[str, list[_Entry]] = {}
+        # the longest key starting with a word, and the largest bag holding a word: windows
+        # longer than these cannot match (`_windows` skips them)
+        self._first_len: dict[str, int] = {}
+        self._bag_len: dict[str, int] = {}
         for key, per_term in self._index.items():
             words = key.split()
             self._firsts.add(words[0])
+            self._first_len[words[0]] = max(self._first_len.get(words[0], 0), len(words))
             self._vocab.update(words)
             content = sorted(set(words) - _STOP)
             if len(content) >= 2:
                 self._bags.setdefault(" ".join(content), []).extend(per_term.values())
+                for w in content:
+                    self._bag_len[w] = max(self._bag_len.get(w, 0), len(content))
             if len(words) == 1:
                 for e in per_term.values():
                     if e.scope in ("abbreviation", "tissue term"):
@@ -394,12 +402,17 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         return out_w, out_h, out_c, "; ".join(read)
 
     def _with_cell_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
-        """A label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann glia")
-        read as "<label> cell", unless it is a tissue's name ("Liver" is where, not what)."""
+        """A short label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann
+        glia") read as "<label> cell", unless it is a tissue's name ("Liver" is where)."""
+        raw = main.strip().lower()
+        if len(raw.split()) > 3 or raw.endswith(("cell", "cells")) or any(c.isdigit() for c in raw):
+            return None  # cheap tests first: most values that reach here are titles
         words = normalise_text(main).split()
         key = " ".join(words)
-        if not words or words[-1] == "cell" or key in self._tissue_phrases:
-            return None
+        if not words or len(words) > 3 or words[-1] == "cell" or key in self._tissue_phrases:
+            return None  # a label, not a description; or a tissue
+        if not all(w in self._vocab for w in words):
+            return None  # "GSM1000123", "sample 12": no words of any name
         if any(e.tissue for e in (self._index.get(key) or {}).values()):
             return None  # a word with a tissue-specific sense ("beta"): not without it
         alt = self._phrase_value(f"{main} cells", shown, tissue)
@@ -421,6 +434,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             words, hard, coord_before = kept
         words, hard, coord_before, read = self._expand_anatomy(words, hard, coord_before)
         words, hard, coord_before = self._split_glued(words, hard, coord_before)
+        if not any(w in self._vocab or w in self._implied_words for w in words):
+            return _ValueResult("unmatched")  # no word of any name: "GSM1000123", "donor 7"
         spans = self._distribute_heads(
             self._spans(words, hard, coord_before, tissue), words, coord_before, tissue
         )
@@ -430,7 +445,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             implied = self._implied_value(words, shown, tissue, note)
             named = implied or self._name_words_value(words, shown)
             return named or _ValueResult("unmatched", note=note)
-        full = _Phrase(words, hard, coord_before, shown, note, [replace(s) for s in spans])
+        before = [(s, s.entries) for s in spans]
         if any(e.scope in _STRONG for s in spans for e in s.entries):
             # weak synonyms give way to names, except as members of a list ("mast cells
             # and unknown immune cells": "immune cell" is RELATED, yet a member)
@@ -445,8 +460,11 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                 s.entries = [e for e in s.entries if _scope_rank(e.scope) == best]
         phrase = _Phrase(words, hard, coord_before, shown, note, spans)
         result = self._decide(phrase, tissue)
-        # the terms of weaker scopes, filtered out above, stay candidates
-        result = replace(result, candidates=[*result.candidates, *self._others(full)])
+        if any(len(s.entries) != len(entries) for s, entries in before):
+            # the terms of weaker scopes, filtered out above, stay candidates
+            full = [replace(s, entries=entries) for s, entries in before]
+            others = self._others(_Phrase(words, hard, coord_before, shown, note, full))
+            result = replace(result, candidates=[*result.candidates, *others][: 2 * TOP_K])
         return self._other_sense(result, words, tissue) if tissue is None else result
 
     def _decide(self, phrase: _Phrase, tissue: str | None) -> _ValueResult:
@@ -538,7 +556,12 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
     def _others(self, phrase: _Phrase) -> list[_Hit]:
         """Every term the value's phrases matched, best first: the runners-up of a
         mapping, kept as candidates."""
-        hits = [phrase.hit(c) for c in phrase.by_term]
+        if len(phrase.by_term) == 1:
+            return []  # the answer itself: nothing else was considered
+        best = sorted(
+            phrase.by_term.items(), key=lambda kv: (-kv[1][0].weight, -kv[1][1].length, kv[0])
+        )[:TOP_K]
+        hits = [phrase.hit(c) for c, _ in best]
         return sorted(hits, key=lambda h: (-h.confidence, h.cl_id))
 
     def _other_sense(

@@ -50,23 +50,29 @@ class PhraseWindows:
             stop = i + 1
             while stop < n and stop - i < self._max_window and not hard[stop]:
                 stop += 1
+            first_len = self._first_len.get(words[i], 0)
+            bag_len = self._bag_len.get(words[i], 0)
             for j in range(stop, i, -1):
                 if words[j - 1] in _STOP:
                     continue
                 if origin is not None and j < n and origin[j - 1] == origin[j]:
                     continue
                 window = words[i:j]
-                entries = self._lookup(" ".join(window), tissue) if words[i] in self._firsts else []
+                entries = self._lookup(" ".join(window), tissue) if j - i <= first_len else []
                 if entries:
                     out.append((i, j, entries, False))
                     continue
                 if (
                     j - i >= 2
+                    and bag_len >= 2
                     and window[0] not in _LEVELS
                     and not any(coord[k] for k in range(i + 1, j))
                     and all(w in self._vocab or w in _STOP for w in window)
                 ):
-                    bag = " ".join(sorted(set(window) - _STOP))
+                    content = set(window) - _STOP
+                    if len(content) > bag_len:
+                        continue
+                    bag = " ".join(sorted(content))
                     found = [
                         e for e in self._bags.get(bag, []) if not e.tissue or e.tissue == tissue
                     ]

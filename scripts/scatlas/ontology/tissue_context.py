@@ -73,17 +73,50 @@ class TissueContext:
         return [t for t in terms if not self.term_tissues(t)] or terms
 
     def _specialise(self, cl_id: str, tissue: str | None) -> str | None:
-        """The single descendant named "<term> of <tissue>" or "<tissue> <term>"."""
+        """The single descendant named "<term> of <tissue>" or "<tissue> <term>" (cached
+        per term and tissue)."""
         if not tissue or tissue not in self.tissues:
             return None
-        base = set(normalise_text(self.ontology.label(cl_id)).split())
-        named = [
-            (d, set(normalise_text(self.ontology.label(d)).split()) - {"of", "the"})
-            for d in self.ontology.descendants(cl_id)
-            if not self.ontology.info(d).obsolete
-        ]
+        cache = self.__dict__.setdefault("_special_cache", {})
+        key = (cl_id, tissue)
+        if key not in cache:
+            cache[key] = self._specialise_uncached(cl_id, tissue)
+        return cache[key]
+
+    def _label_words(self, cl_id: str) -> frozenset[str]:
+        cache = self.__dict__.setdefault("_label_words_cache", {})
+        words = cache.get(cl_id)
+        if words is None:
+            words = frozenset(normalise_text(self.ontology.label(cl_id)).split())
+            cache[cl_id] = words
+        return words
+
+    def _named_in_tissue(self, tissue: str) -> dict[tuple[str, frozenset[str]], list[str]]:
+        """(tissue phrase, the other words of a term's name) -> the terms so named: "lung
+        endothelial cell" under ("lung", {endothelial, cell}); built once per tissue."""
+        per_tissue = self.__dict__.setdefault("_named_cache", {})
+        index = per_tissue.get(tissue)
+        if index is None:
+            index = {}
+            for d in self.ontology.term_ids():
+                words = self._label_words(d) - {"of", "the"}
+                for phrase in self.tissues[tissue].own:
+                    pw = frozenset(phrase.split())
+                    if pw <= words:
+                        index.setdefault((phrase, words - pw), []).append(d)
+            per_tissue[tissue] = index
+        return index
+
+    def _specialise_uncached(self, cl_id: str, tissue: str) -> str | None:
+        base = self._label_words(cl_id)
+        index = self._named_in_tissue(tissue)
         for phrase in self.tissues[tissue].own:  # the tissue's own name first, no parts
-            found = [d for d, words in named if words == base | set(phrase.split())]
+            pw = frozenset(phrase.split())
+            named = index.get((phrase, base - pw), [])
+            found = [
+                d for d in named if self._label_words(d) - {"of", "the"} == base | pw
+                and self.ontology.is_ancestor(cl_id, d)
+            ]  # fmt: skip
             if len(found) == 1:
                 return found[0]
             if found:
