@@ -184,22 +184,31 @@ def test_tables_are_not_gold_texts(shared_data):
 
 def test_bad_table_rows(tmp_path, onto):
     bad = tmp_path / "abbr.tsv"
-    bad.write_text("text\tcl_id\tcl_label\tcomment\nNK\tCL:123\tx\ty\n")
+    bad.write_text("text\tcl_id\tcl_label\tsource\nNK\tCL:123\tx\ty\n")
     with pytest.raises(InputError, match="line 2") as err:
         read_abbreviations(onto, bad)
     assert err.value.field == "cl_id"
-    bad.write_text("text\tcl_id\tcl_label\tcomment\nNK\tCL:0000623\tx\ty\nnk\tCL:0000084\tx\ty\n")
+    bad.write_text("text\tcl_id\tcl_label\tsource\nNK\tCL:0000623\tx\ty\nnk\tCL:0000084\tx\ty\n")
     with pytest.raises(InputError, match="already maps to CL:0000623"):
         read_abbreviations(onto, bad)
     bad.write_text("txt\tcl_id\n")
     with pytest.raises(InputError) as err:
         read_abbreviations(onto, bad)
     assert err.value.field == "text"
-    bad.write_text("tissue\ttext\tcl_id\tcl_label\tcomment\nmoon\tx\tCL:0000623\tx\ty\n")
+    bad.write_text("tissue\ttext\tcl_id\tcl_label\tsource\nmoon\tx\tCL:0000623\tx\ty\n")
     with pytest.raises(InputError, match="unknown tissue 'moon'"):
         read_tissue_terms(onto, read_tissues(), bad)
     with pytest.raises(InputError, match="unknown tissue 'moon'"):
         read_implied_terms(onto, read_tissues(), bad)
+    # every abbreviation and tissue-term row names its published source
+    bad.write_text("text\tcl_id\tcl_label\tsource\nNK\tCL:0000623\tx\t\n")
+    with pytest.raises(InputError, match="no source") as err:
+        read_abbreviations(onto, bad)
+    assert err.value.field == "source"
+    bad.write_text("text\tcl_id\tcl_label\tcomment\nNK\tCL:0000623\tx\ty\n")
+    with pytest.raises(InputError, match="missing column") as err:
+        read_abbreviations(onto, bad)
+    assert err.value.field == "source"
 
 
 def test_rows_for_terms_missing_from_a_subset_are_skipped_loudly(shared_data, caplog):

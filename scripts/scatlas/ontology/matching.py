@@ -443,7 +443,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         note = "; ".join(n for n in (read, note) if n)
         if not spans:
             implied = self._implied_value(words, shown, tissue, note)
-            named = implied or self._name_words_value(words, shown)
+            named = implied or self._name_words_value(words, shown, note)
             return named or _ValueResult("unmatched", note=note)
         before = [(s, s.entries) for s in spans]
         if any(e.scope in _STRONG for s in spans for e in s.entries):
@@ -505,7 +505,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                     f'"{qualifier}" qualifies the general term {self.ontology.label(hit.cl_id)}'
                     " in a way CL does not name"
                 )
-                return _ValueResult("unmatched", None, self._others(phrase), note)
+                return _ValueResult("unmatched", None, [hit, *self._others(phrase)], note)
             return _ValueResult("mapped", hit, self._others(phrase))
         hits = [phrase.hit(c) for c in specific]
         members = [self._variant(c, tissue) for c in specific]

@@ -45,7 +45,9 @@ class NameWords:
             self._general_keys = names
         return names
 
-    def _name_words_value(self, words: list[str], shown: str) -> _ValueResult | None:
+    def _name_words_value(
+        self, words: list[str], shown: str, note: str = ""
+    ) -> _ValueResult | None:
         """The value's content words found together only in names of one branch: the
         branch's top term, named with those words; None otherwise."""
         if not words or words[-1] != "cell" or " ".join(words) in self._general_names():
@@ -62,6 +64,7 @@ class NameWords:
         if len(tops) != 1 or not onto.is_informative(tops[0]):
             return None
         top = tops[0]
-        note = f"the words {' '.join(content)!r} lie in the names of {len(terms)} terms under it"
-        hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], (note,))
+        why = f"the words {' '.join(content)!r} lie in the names of {len(terms)} terms under it"
+        notes = (why, note) if note else (why,)
+        hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], notes)
         return _ValueResult("mapped", hit)

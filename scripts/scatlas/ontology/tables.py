@@ -86,10 +86,14 @@ def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str
 
 
 def _term_rows(
-    path: Path, ontology: CellOntology, with_tissue: bool, tissues: dict[str, Tissue] | None
+    path: Path,
+    ontology: CellOntology,
+    with_tissue: bool,
+    tissues: dict[str, Tissue] | None,
+    needs_source: bool = True,
 ) -> list[TableEntry]:
     cols = ("tissue", "text", "cl_id") if with_tissue else ("text", "cl_id")
-    needs_source = path.name in (ABBREVIATIONS.name, TISSUE_TERMS.name)
+    cols += ("source",) if needs_source else ()
     out: list[TableEntry] = []
     seen: dict[tuple[str, str], str] = {}
     skipped = 0
@@ -183,7 +187,7 @@ def read_implied_terms(
     path: str | os.PathLike = IMPLIED_TERMS,
 ) -> list[TableEntry]:
     """Tissue-specific qualifiers that imply a cell type when used alone (current ids)."""
-    return _term_rows(Path(path), ontology, True, tissues)
+    return _term_rows(Path(path), ontology, True, tissues, needs_source=False)
 
 
 def read_anatomy_abbreviations(
