@@ -74,7 +74,7 @@ def test_map_study_writes_cell_types(tmp_path, obo):
     assert back.loc["GSM3", "cl_label"] == "peripheral blood mononuclear cell"
     assert (
         back.loc["GSM3", "evidence"]
-        == 'source name: "PBMC" ~ "PBMC" (abbreviation; abbreviations.tsv:32)'
+        == 'source name: "PBMC" ~ "PBMC" (abbreviation; abbreviations.tsv:33)'
     )
     assert back.loc["GSM5", "evidence"] == 'source name: "my odd cells" ~ "override" (override)'
     assert back.loc["GSM2", "evidence"].startswith("ambiguous:")
