@@ -481,15 +481,16 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         # a list member that is an ancestor of another member widens the list's class
         # ("mast cells and other immune cells"): it stays, for the common ancestor. Only
         # for "and"/"or"/"," lists: "leukocyte; B cells" is a refinement, not a list
-        spans = [by_term[c][1] for c in specific]
-        soft = [c and not h for c, h in zip(phrase.coord, phrase.hard, strict=True)]
-        specific += sorted(
-            t
-            for t in by_term
-            if t not in specific
-            and not any(_overlap(by_term[t][1], s) for s in spans)
-            and _coordinated(by_term[t][1], spans, soft)
-        )
+        if len(by_term) > len(specific):
+            spans = [by_term[c][1] for c in specific]
+            soft = [c and not h for c, h in zip(phrase.coord, phrase.hard, strict=True)]
+            specific += sorted(
+                t
+                for t in by_term
+                if t not in specific
+                and not any(_overlap(by_term[t][1], s) for s in spans)
+                and _coordinated(by_term[t][1], spans, soft)
+            )
         if len(specific) > 1:
             decided = self._decide_by_tissue(specific, tissue)
             if len(decided) == 1:
