@@ -385,7 +385,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
     ) -> tuple[list[str], list[bool], list[bool], str]:
         """Anatomical abbreviations read in full (`anatomy_abbreviations.tsv`: "ife" ->
         "interfollicular epidermis"), unless the word is itself a name or table key."""
-        if not any(w in self._anatomy_abbreviations for w in words):
+        if self._anatomy_abbreviations.keys().isdisjoint(words):
             return words, hard, coord, ""
         out_w: list[str] = []
         out_h: list[bool] = []
@@ -434,7 +434,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             words, hard, coord_before = kept
         words, hard, coord_before, read = self._expand_anatomy(words, hard, coord_before)
         words, hard, coord_before = self._split_glued(words, hard, coord_before)
-        if not any(w in self._vocab or w in self._implied_words for w in words):
+        if self._vocab.isdisjoint(words) and self._implied_words.isdisjoint(words):
             return _ValueResult("unmatched")  # no word of any name: "GSM1000123", "donor 7"
         spans = self._distribute_heads(
             self._spans(words, hard, coord_before, tissue), words, coord_before, tissue
@@ -530,7 +530,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         if hit.cl_id not in phrase.by_term:
             return ""  # composed with its anatomy
         _, span = phrase.by_term[hit.cl_id]
-        if len(self.ontology.descendants(hit.cl_id)) < _GENERAL_DESCENDANTS:
+        if span.start == 0:
             return ""
         at = [k for k in range(span.start) if phrase.words[k] not in _STOP]
         if not at or any(
@@ -539,7 +539,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             return ""  # nothing before it, or a list ("A and progenitor cells")
         word = phrase.words[at[-1]]
         names_type = word in self._type_words and not is_marker(word)
-        return word if names_type and word not in self._tissue_phrases else ""
+        if not names_type or word in self._tissue_phrases:
+            return ""
+        return word if len(self.ontology.descendants(hit.cl_id)) >= _GENERAL_DESCENDANTS else ""
 
     def _names_a_tissue(self, words: list[str]) -> bool:
         n = len(words)
