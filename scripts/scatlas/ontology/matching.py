@@ -19,7 +19,8 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    Several unrelated terms left: the sample's tissue decides where it can (a term whose
    name places it in another tissue is dropped); a list ("monocytes/macrophages",
    "dendritic cells and macrophages", "DN3-DN4") is a mixture and maps to the terms' lowest common
-   ancestor under is_a when that is a close, informative term; otherwise the value is
+   ancestor under is_a, at any distance, when that is an informative term (a list member
+   "unknown X" counts as X; a member naming no type leaves the list none); otherwise it is
    ambiguous.
 5. Anatomy: "<anatomy> <cell type>" ("bladder epithelial cell", "fibroblasts of the lung")
    becomes CL's term for that type in that anatomy when CL has a clear one (`_compose`).
@@ -166,7 +167,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
     the study's tissue chooses CL's tissue-specific variant) turns a generic answer, and
     each type of a list before their common ancestor is taken, into the one descendant
     named "<answer> of <tissue>" / "<tissue> <answer>" (e.g. "endothelial cell" in lung ->
-    "lung endothelial cell", "basal cell" in skin -> "basal cell of epidermis"). ``min_confidence`` withholds answers below that
+    "lung endothelial cell", "basal cell" in skin -> "basal cell of epidermis").
+    ``min_confidence`` withholds answers below that
     confidence (status "withheld", the answer kept in the evidence): fewer wrong answers
     for less coverage (benchmarks/bench_ontology.py prints the trade-off); 0 keeps all.
 
@@ -543,14 +545,6 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             return ""
         return word if len(self.ontology.descendants(hit.cl_id)) >= _GENERAL_DESCENDANTS else ""
 
-    def _names_a_tissue(self, words: list[str]) -> bool:
-        n = len(words)
-        return any(
-            " ".join(words[i : i + k]) in self._tissue_phrases
-            for i in range(n)
-            for k in range(1, min(self._tissue_window, n - i) + 1)
-        )
-
     def _variant(self, cl_id: str, tissue: str | None) -> str:
         """The tissue's variant of a type when `specialise_by_tissue` is on."""
         special = self._specialise(cl_id, tissue) if self.specialise_by_tissue else None
@@ -578,7 +572,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         if result.status != "mapped" or hit is None:
             return result
         placed = self.term_tissues(hit.cl_id)
-        if not placed or self._names_a_tissue(words):
+        if not placed or self._anatomy_spans(words):
             return result  # unplaced, or the text names its tissue ("hepatic stellate")
         senses = [
             e
