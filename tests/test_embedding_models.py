@@ -31,6 +31,7 @@ SMALL = {
         "margin": 0.2,
     },
     "deephash": {"hidden": [32, 32, 16, 16], "bits": 8, "epochs": 6, "batch_size": 32, "lr": 3e-3},
+    "sclstm": {"hidden": [16, 16], "n_landmarks": 64, "chunk": 8, "epochs": 12},
 }
 
 
@@ -46,7 +47,7 @@ class FakeOntology:
 
 
 def test_registry_and_architecture_round_trip():
-    assert set(MODELS) == {"dense", "siamese", "triplet", "deephash"}
+    assert set(MODELS) == {"dense", "siamese", "triplet", "deephash", "sclstm"}
     for name, params in SMALL.items():
         p = resolve_params(name, params)
         arch = MODELS[name].architecture_from_params(p, n_genes=20, n_classes=3)
@@ -150,6 +151,7 @@ def test_input_normalisations():
     X = sp.csr_matrix(np.array([[0, 2, 4], [0, 0, 0], [3, 0, 1]], dtype=np.float32))
     np.testing.assert_allclose(max_scaled(X).toarray(), [[0, 0.5, 1], [0, 0, 0], [1, 0, 1 / 3]])
     np.testing.assert_array_equal(normalise_input(X, "log_normalised").toarray(), X.toarray())
+    np.testing.assert_allclose(normalise_input(X, "log1p").toarray(), np.log1p(X.toarray()))
     with pytest.raises(InputError, match="normalisation"):
         normalise_input(X, "zscore")
 
@@ -159,7 +161,7 @@ def atlas(tmp_path_factory):
     return write_atlas(tmp_path_factory.mktemp("atlas") / "atlas.h5ad")
 
 
-@pytest.mark.parametrize("name", ["dense", "siamese", "triplet", "deephash"])
+@pytest.mark.parametrize("name", ["dense", "siamese", "triplet", "deephash", "sclstm"])
 def test_every_model_trains_loads_and_separates_types(atlas, tmp_path, name):
     import anndata as ad
 

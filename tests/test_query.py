@@ -403,3 +403,28 @@ def test_folder_input_and_existing_annotation_refused(release, tmp_path):
 def _write(adata, path):
     adata.write_h5ad(path)
     return path
+
+
+def test_cli_query_clusters_the_novel_cells(release, tmp_path, capsys):
+    from scatlas.cli import main
+
+    path, new = release
+    query = tmp_path / "new.h5ad"
+    new.write_h5ad(query)
+    out = tmp_path / "clustered.h5ad"
+    argv = ["query", "--reference", str(path), "--input", str(query), "--output", str(out)]
+    assert main([*argv, "--cluster", "novel", "--n-clusters", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "clusters: 1 (given)" in text and "representation: the reference's model" in text
+    adata = ad.read_h5ad(out)
+    clustered = adata.obs["scatlas_cluster"].notna().to_numpy()
+    assert (clustered == adata.obs["scatlas_novel"].to_numpy(dtype=bool)).all()
+    table = adata.uns["scatlas_clusters"]["table"]
+    assert table["candidate_new_type"].tolist() == [True] and table["markers"][0]
+    # all cells, the number estimated (silhouette: the dense reference has no pair head)
+    assert main([*argv, "--overwrite", "--cluster", "all"]) == 0
+    adata = ad.read_h5ad(out)
+    assert adata.uns["scatlas_clusters"]["estimated"] and adata.obs["scatlas_cluster"].notna().all()
+    novel = adata.obs["truth"].isin([NOVEL[0]]).to_numpy()
+    assert adata.obs.loc[novel, "scatlas_cluster"].nunique() <= 2  # the new type stays together
+    assert main([*argv, "--overwrite", "--cluster-model", str(tmp_path)]) == 2

@@ -119,6 +119,7 @@ def _margin(text: str) -> float:
 def _cmd_query(args: argparse.Namespace) -> int:
     from scatlas.annotate.reference import QueryOptions, Reference, query_file
 
+    clustering = _cluster_options(args) if args.cluster_cells else None
     options = QueryOptions(  # checked before the reference is loaded
         k=args.k,
         batch_size=args.batch_size,
@@ -142,6 +143,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         options,
         csv=Path(args.csv) if args.csv else None,
         overwrite=args.overwrite,
+        clustering=clustering,
+        cluster_model=Path(args.cluster_model) if args.cluster_model else None,
     )
     info = adata.uns.get("scatlas", {})
     overlap = info.get("gene_overlap", {})
@@ -166,6 +169,52 @@ def _cmd_query(args: argparse.Namespace) -> int:
         f"answered at a common ancestor: {_count(adata, 'scatlas_answer_level', 'ancestor')}; "
         f"most similar studies: {top}"
     )
+    _print_clusters(adata)
+    return 0
+
+
+def _cluster_options(args: argparse.Namespace):
+    from scatlas.annotate.cluster_cells import ClusterOptions
+
+    return ClusterOptions(
+        cells=args.cluster_cells,
+        n_clusters=args.n_clusters,
+        max_cells=args.max_cluster_cells,
+        layer=args.layer,
+    )
+
+
+def _print_clusters(adata) -> None:
+    info = adata.uns.get("scatlas_clusters", {})
+    table = info.get("table")
+    if table is None:
+        return
+    how = "estimated" if info.get("estimated") else "given"
+    print(
+        f"clusters: {info.get('n_clusters')} ({how}) over {info.get('n_cells')} "
+        f"{info.get('cells')} cells, representation: {info.get('model')}; obs['scatlas_cluster']"
+    )
+    for row in table.itertuples():
+        flag = "  candidate new type" if row.candidate_new_type else ""
+        print(
+            f"  cluster {row.cluster}: {row.n_cells} cells, {row.novel_share:.0%} novel, "
+            f"markers {row.markers or '-'}{flag}"
+        )
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from scatlas.annotate.cluster_cells import cluster_file
+
+    options = _cluster_options(args)
+    adata, _ = cluster_file(
+        Path(args.model),
+        Path(args.input),
+        Path(args.output),
+        options,
+        csv=Path(args.csv) if args.csv else None,
+    )
+    print(f"clustered {adata.n_obs} cells: {args.output}")
+    _print_clusters(adata)
     return 0
 
 
@@ -215,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_commands(sub)
     _add_query_command(sub)
+    _add_cluster_command(sub)
     add_build_command(sub)
     _add_release_commands(sub)
     return parser
@@ -340,8 +390,68 @@ def _add_query_command(sub) -> None:
         help="memory-map the index's vectors instead of reading them (less memory, shared "
         "between processes; the first searches read pages from disk)",
     )
+    _cluster_arguments(p, in_query=True)
     _trust_arguments(p)
     p.set_defaults(func=_cmd_query)
+
+
+def _cluster_arguments(p: argparse.ArgumentParser, *, in_query: bool) -> None:
+    p.add_argument(
+        "--n-clusters",
+        type=_positive_int,
+        help="the number of clusters (default: estimated; by ScLSTM's pair head, or by "
+        "silhouette for another model)",
+    )
+    p.add_argument(
+        "--max-cluster-cells",
+        type=_positive_int,
+        default=10_000,
+        help="cluster at most this many cells (a random sample; the rest join the nearest "
+        "cluster): Ward's tree needs 8 bytes x n^2 / 2 (default 10000: 400 MB)",
+    )
+    if not in_query:
+        p.add_argument(
+            "--layer", default="auto", help="the expression to read (as for scatlas query)"
+        )
+        return
+    p.add_argument(
+        "--cluster",
+        dest="cluster_cells",
+        choices=("all", "novel"),
+        help="also cluster the cells (all, or those flagged novel): obs['scatlas_cluster'], "
+        "mostly-novel clusters reported as candidate new types with marker genes",
+    )
+    p.add_argument(
+        "--cluster-model",
+        help="the model whose representation is clustered (a ScLSTM model folder; default: "
+        "the release's model)",
+    )
+
+
+def _add_cluster_command(sub) -> None:
+    p = sub.add_parser(
+        "cluster",
+        help="cluster cells with a trained ScLSTM model (cell-type detection)",
+        description="Embed the cells with a trained model (ScLSTM, results/models/sclstm, "
+        "or a release whose model it is), cluster the representation with Ward's "
+        "agglomerative method (the number given or estimated) and write "
+        "obs['scatlas_cluster']; with --cells novel only the cells a scatlas query "
+        "flagged novel. Clusters that are mostly novel are reported as candidate new types "
+        "with their marker genes (uns['scatlas_clusters']).",
+    )
+    p.add_argument("--model", required=True, help="a model folder (model.json) or a release")
+    p.add_argument("--input", required=True, help="cells: .h5ad, 10x .h5 or a 10x mtx folder")
+    p.add_argument("--output", required=True, help="the clustered cells (.h5ad)")
+    p.add_argument("--csv", help="also write the cluster of each cell as CSV")
+    p.add_argument(
+        "--cells",
+        dest="cluster_cells",
+        choices=("all", "novel"),
+        default="all",
+        help="cluster all cells (default) or those obs['scatlas_novel'] flags",
+    )
+    _cluster_arguments(p, in_query=False)
+    p.set_defaults(func=_cmd_cluster)
 
 
 def _add_release_commands(sub) -> None:

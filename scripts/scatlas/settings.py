@@ -188,6 +188,7 @@ class TrainSettings(_Section):
     siamese: dict[str, Any] = _default("train", "siamese")
     triplet: dict[str, Any] = _default("train", "triplet")
     deephash: dict[str, Any] = _default("train", "deephash")
+    sclstm: dict[str, Any] = _default("train", "sclstm")
 
 
 @dataclass(frozen=True)

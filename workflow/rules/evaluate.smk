@@ -1,4 +1,5 @@
-# Study-held-out retrieval, annotation and novelty: models against baselines and CellTypist.
+# Study-held-out retrieval, annotation and novelty: models against baselines and CellTypist;
+# clustering of the query cells (ScLSTM's cell-type detection) against PCA + Ward / Leiden.
 
 
 rule evaluate:
@@ -14,6 +15,7 @@ rule evaluate:
         ),
         metrics=f"{RESULTS}/evaluation/metrics.tsv",
         per_type=f"{RESULTS}/evaluation/per_type_f1.tsv",
+        clustering=f"{RESULTS}/evaluation/clustering.tsv",
     log:
         f"{LOGS}/evaluate/evaluate.log",
     conda:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 GENE_COLUMNS = ("gene_ids", "gene_id", "gene_symbol", "gene_symbols", "symbol", "feature_name")
 #: log-normalised values stay below this (log1p(1e4) ~ 9.2); non-integers above it are linear
 LOG_MAX = 20.0
-NORMALISATIONS = ("log1p_cp10k", "max_scaled", "log_normalised")
+NORMALISATIONS = ("log1p_cp10k", "max_scaled", "log1p", "log_normalised")
 _VERSION_SUFFIX = re.compile(r"\.\d+$")
 
 
@@ -102,8 +102,9 @@ def to_model_input(chunk, detected: str, normalisation: str) -> sp.csr_matrix:
     """Bring a chunk (as ``detected``) to the model's ``normalisation``.
 
     Log-normalised input (log1p of counts per 10,000) is used as is by ``log1p_cp10k`` and
-    ``log_normalised`` models (raw counts are log1p-CP10k-normalised for both) and expm1-ed for ``max_scaled`` ones (the per-cell factor cancels: the result is
-    the counts divided by their maximum).
+    ``log_normalised`` models (raw counts are log1p-CP10k-normalised for both) and by
+    ``log1p`` ones (whose raw input is ``log(counts + 1)``), and expm1-ed for ``max_scaled``
+    ones (the per-cell factor cancels: the result is the counts divided by their maximum).
     """
     if normalisation in ("log1p_cp10k", "log_normalised"):
         return (
@@ -111,6 +112,12 @@ def to_model_input(chunk, detected: str, normalisation: str) -> sp.csr_matrix:
             if detected == "log_normalised"
             else log1p_cp10k(chunk)
         )
+    if normalisation == "log1p":  # ScLSTM's log(counts + 1); log-normalised input as it is
+        if detected == "log_normalised":
+            return sp.csr_matrix(chunk, dtype=np.float32)
+        chunk = sp.csr_matrix(chunk, dtype=np.float32, copy=True)
+        chunk.data = np.log1p(chunk.data)
+        return chunk
     if normalisation == "max_scaled":
         if detected == "log_normalised":
             chunk = sp.csr_matrix(chunk, dtype=np.float32, copy=True)

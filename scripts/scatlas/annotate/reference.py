@@ -614,20 +614,45 @@ def query_file(
     *,
     csv: Path | None = None,
     overwrite: bool = False,
+    clustering: Any | None = None,
+    cluster_model: Path | None = None,
     **changes: Any,
 ) -> ad.AnnData:
     """Annotate ``input_path`` (h5ad, 10x h5 or 10x mtx folder) against ``reference`` (a
     release folder, or a Reference loaded with pin or signature checks) as ``options`` (and
-    ``changes`` to them) say; write the h5ad (and a CSV) atomically. Arguments are checked
-    before the reference is loaded."""
+    ``changes`` to them) say; with ``clustering`` (``cluster_cells.ClusterOptions``) also
+    cluster the cells, by ``cluster_model``'s representation or the reference's; write the
+    h5ad (and a CSV) atomically. Arguments are checked before the reference is loaded."""
     opts = replace(options or QueryOptions(), **changes)
     input_path = Path(input_path)
     ref = reference if isinstance(reference, Reference) else Reference.load(reference)
     adata = read_query(input_path)
+    if cluster_model is not None and clustering is None:
+        raise InputError(
+            "a cluster model was given without clustering (--cluster)", field="cluster"
+        )
     ref.annotate(adata, opts, source=str(input_path), overwrite=overwrite)
+    if clustering is not None:
+        _cluster(adata, ref, clustering, cluster_model, str(input_path))
     with atomic_path(output, ".h5ad") as tmp:
         adata.write_h5ad(tmp)
     if csv is not None:
-        write_csv(adata, Path(csv), OBS_COLUMNS + VOTING_COLUMNS)
+        columns = OBS_COLUMNS + VOTING_COLUMNS + ["scatlas_cluster"]
+        write_csv(adata, Path(csv), columns)
     log.info("wrote %s (%d cells)", output, adata.n_obs)
     return adata
+
+
+def _cluster(
+    adata: ad.AnnData, ref: Reference, options: Any, model_dir: Path | None, source: str
+) -> None:
+    """Cluster the annotated cells: with a separate model, or the reference's embedding
+    (``obsm['X_scatlas']``) and, for a ScLSTM reference, its pair head."""
+    from scatlas.annotate.cluster_cells import cluster_adata, load_cluster_model
+    from scatlas.models.sclstm import pair_head
+
+    if model_dir is not None:
+        model, symbols = load_cluster_model(model_dir)
+        cluster_adata(adata, options, model=model, gene_symbols=symbols, source=source)
+    else:
+        cluster_adata(adata, options, same_type=pair_head(ref.model), source=source)

@@ -38,6 +38,8 @@ import scipy.sparse as sp
 
 from scatlas.errors import InputError
 from scatlas.evaluate.celltypist import run_celltypist
+from scatlas.evaluate.clustering import COLUMNS as CLUSTER_COLUMNS
+from scatlas.evaluate.clustering import evaluate_clustering
 from scatlas.evaluate.report import PLOT_METHODS, plot_png, report_html
 from scatlas.fileio import atomic_write_text
 from scatlas.models.data import obs_text, read_atlas, selections
@@ -486,7 +488,11 @@ def evaluate(
     if PEER in results and not results[PEER]["available"]:
         notes.append(f"CellTypist peer unavailable: {results[PEER]['reason']}")
     label_of = dict(zip(sel.cl_id[::-1], obs_text(adata.obs, "cl_label")[::-1], strict=True))
-    _write_evaluation(out_dir, results, spaces, data, label_of, cfg, notes)
+    _, q_log, novel_log = data.log_normalised()
+    clusters = evaluate_clustering(
+        spaces, models, q_log, novel_log, data.query_labels, data.novel_labels
+    )
+    _write_evaluation(out_dir, results, spaces, data, label_of, cfg, notes, clusters)
     return results
 
 
@@ -546,8 +552,10 @@ def _write_evaluation(
     label_of: dict[str, str],
     cfg: EvaluateSettings,
     notes: list[str],
+    clusters: pd.DataFrame | None = None,
 ) -> None:
-    """Per-method JSON, metrics.tsv, timings.tsv, per_type_f1.tsv and report.html."""
+    """Per-method JSON, metrics.tsv, timings.tsv, per_type_f1.tsv, clustering.tsv and
+    report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, res in results.items():
         atomic_write_text(out_dir / f"{name}.json", json.dumps(res, indent=1) + "\n")
@@ -560,6 +568,11 @@ def _write_evaluation(
     atomic_write_text(
         out_dir / "timings.tsv",
         timings.to_csv(sep="\t", index=False, float_format="%.6g", na_rep=""),
+    )
+    clusters = clusters if clusters is not None else pd.DataFrame(columns=CLUSTER_COLUMNS)
+    atomic_write_text(
+        out_dir / "clustering.tsv",
+        clusters.to_csv(sep="\t", index=False, float_format="%.6g", na_rep=""),
     )
     per_type = per_type_table(results, label_of)
     atomic_write_text(out_dir / "per_type_f1.tsv", per_type.to_csv(sep="\t", float_format="%.6g"))
@@ -580,6 +593,7 @@ def _write_evaluation(
         novel_types=sorted(set(data.novel_labels)) if n_novel else [],
         k=cfg.k,
         notes=notes,
+        clustering=clusters,
     )
     atomic_write_text(out_dir / "report.html", html_text)
     log.info("wrote %s", os.fspath(out_dir))

@@ -13,11 +13,13 @@ from scatlas.errors import InputError
 from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
 from scatlas.models.deephash import DeepHashNetwork
 from scatlas.models.dense import DenseClassifier
+from scatlas.models.sclstm import ScLSTM
 from scatlas.models.siamese import SiameseNetwork
 from scatlas.models.triplet import TripletNetwork
 
 MODELS: dict[str, type[EmbeddingModel]] = {
-    cls.kind: cls for cls in (DenseClassifier, SiameseNetwork, TripletNetwork, DeepHashNetwork)
+    cls.kind: cls
+    for cls in (DenseClassifier, SiameseNetwork, TripletNetwork, DeepHashNetwork, ScLSTM)
 }
 
 
@@ -47,6 +49,7 @@ __all__ = [
     "SiameseNetwork",
     "TripletNetwork",
     "DeepHashNetwork",
+    "ScLSTM",
     "build_model",
     "model_class",
 ]

@@ -38,7 +38,9 @@ class TrainingContext:
 
     ``class_counts``: training cells per class index; ``related``: (classes x classes) bool,
     True where two classes are the same or one is an ontology ancestor of the other (never
-    a triplet negative); ``n_studies``: distinct training studies.
+    a triplet negative); ``n_studies``: distinct training studies; ``extra``: the training
+    rows (``train_X``, normalised CSR) and class indices (``train_y``), for models that keep
+    some training cells (ScLSTM's kernel landmarks).
     """
 
     class_counts: np.ndarray
@@ -93,8 +95,9 @@ class EmbeddingModel(nn.Module):
         raise NotImplementedError
 
     def prepare_training(self, context: TrainingContext) -> None:
-        """Take what the loss needs from the training data (non-persistent buffers only, so
-        the saved state dict does not depend on it). Default: nothing."""
+        """Take what the loss needs from the training data (non-persistent buffers, so the
+        saved state dict does not depend on it, unless the model embeds with it: ScLSTM's
+        landmarks). Default: nothing."""
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError

@@ -3,6 +3,7 @@
 * ``log1p_cp10k``: counts scaled to 10,000 per cell, then ``log1p`` (the default; scQuery,
   SCimilarity, scDeepHash);
 * ``max_scaled``: each cell divided by its largest value, so values lie in [0, 1] (MapCell);
+* ``log1p``: ``log(counts + 1)`` without scaling per cell (ScLSTM's L);
 * ``log_normalised``: the values are already log-normalised by their authors and are used as
   they are (for data published only that way, e.g. the pancreas sets).
 
@@ -17,7 +18,7 @@ import scipy.sparse as sp
 from scatlas.errors import InputError
 from scatlas.models.normalize import log1p_cp10k
 
-INPUT_NORMALISATIONS = ("log1p_cp10k", "max_scaled", "log_normalised")
+INPUT_NORMALISATIONS = ("log1p_cp10k", "max_scaled", "log1p", "log_normalised")
 
 
 def max_scaled(X) -> sp.csr_matrix:
@@ -38,6 +39,10 @@ def normalise_input(X, normalisation: str) -> sp.csr_matrix:
         return log1p_cp10k(X)
     if normalisation == "max_scaled":
         return max_scaled(X)
+    if normalisation == "log1p":
+        csr = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        csr.data = np.log1p(csr.data)
+        return csr
     if normalisation == "log_normalised":
         return sp.csr_matrix(X, dtype=np.float32, copy=True)
     raise InputError(

@@ -250,6 +250,7 @@ class TrainingData:
             class_counts=np.bincount(self.train.y, minlength=len(self.classes)),
             related=self.related,
             n_studies=len(np.unique(self.train.study)),
+            extra={"train_X": self.train.X, "train_y": self.train.y},
         )
 
 
