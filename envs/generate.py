@@ -59,7 +59,7 @@ SPECS: dict[str, tuple[str, list[str], list[str]]] = {
         "Embedding models (torch), evaluation with CellTypist, faiss index, publish, query.",
         ["torch", "numpy", "pandas", "scipy", "scikit-learn", "anndata", "h5py", "scanpy",
          "pronto", "cellxgene-ontology-guide", "faiss-cpu", "pyarrow", "requests", "tqdm",
-         "PyYAML", "jsonschema", "celltypist", "cryptography"],
+         "PyYAML", "jsonschema", "celltypist", "cryptography", "igraph"],
         [],
     ),  # fmt: skip
     "de": (
