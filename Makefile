@@ -21,12 +21,14 @@ test: setup
 
 setup: tools venv
 
-# Debian tools the workflow and its tests run, installed only when missing: each entry is
+# Debian tools the workflow and its tests run (chromium + chromium-driver: the browser tests of
+# scatlas serve), installed only when missing: each entry is
 # "command:package" (the command proves the package is there). HISAT2's splice-site and exon
 # helper scripts are not needed: scatlas computes those files from the GTF itself.
 TOOL_PACKAGES := hisat2:hisat2 hisat2-build:hisat2 samtools:samtools featureCounts:subread \
 	fasterq-dump:sra-toolkit Rscript:r-base-core \
-	slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge
+	slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
+	chromium:chromium chromedriver:chromium-driver
 R_PACKAGES := edgeR:r-bioc-edger limma:r-bioc-limma org.Hs.eg.db:r-bioc-org.hs.eg.db GO.db:r-bioc-go.db
 
 tools:

@@ -59,6 +59,7 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
         "model.json",
         "genes.tsv",
         "novelty.tsv",
+        "studies.tsv",
         "ontology.obo",
         "metrics.json",
         "manifest.json",

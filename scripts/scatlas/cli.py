@@ -12,6 +12,7 @@ from pathlib import Path
 
 from scatlas import __version__
 from scatlas.cli_build import add_build_command
+from scatlas.cli_serve import add_serve_command
 from scatlas.errors import ScatlasError
 from scatlas.logs import setup_logging
 
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_command(sub)
     _add_cluster_command(sub)
     add_build_command(sub)
+    add_serve_command(sub, _positive_int, _trust_arguments)
     _add_release_commands(sub)
     return parser
 

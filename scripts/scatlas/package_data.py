@@ -31,3 +31,8 @@ def snapshot_obo() -> Path:
 def orthologs_dir() -> Path:
     """Folder of the mouse ↔ human ortholog and human gene id → symbol tables."""
     return data_path("orthologs")
+
+
+def web_static_dir() -> Path:
+    """The web page's assets (HTML, JavaScript, CSS) served by ``scatlas serve``."""
+    return Path(str(files("scatlas").joinpath("web", "static")))

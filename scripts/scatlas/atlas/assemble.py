@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -263,6 +265,22 @@ def choose_splits(
     return {s: assigned.get(s, "train") for s in studies}
 
 
+def study_titles(
+    expression_paths: Sequence[str | os.PathLike], studies: set[str]
+) -> dict[str, str]:
+    """Each study's title from the ``study.json`` its ingest rule wrote beside
+    ``expression.h5ad`` (local studies have none: no title)."""
+    titles = {}
+    for path in expression_paths:
+        meta = Path(path).parent / "study.json"
+        if meta.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                record = json.loads(meta.read_text(encoding="utf-8"))
+                if record.get("study") in studies and record.get("title"):
+                    titles[str(record["study"])] = str(record["title"])
+    return titles
+
+
 def assemble_atlas(
     expression_paths: Sequence[str | os.PathLike],
     cell_type_paths: Sequence[str | os.PathLike],
@@ -326,6 +344,7 @@ def assemble_atlas(
         "trainable_types": sorted(trainable_types),
         "novel_types": novel,
         "normalised_studies": sorted(set(obs.loc[obs["normalised"], "study"])),
+        "study_titles": study_titles(expression_paths, set(loaded)),
         "params": {
             "min_genes": min_genes,
             "min_counts": min_counts,

@@ -38,6 +38,8 @@ REQUIRED_FILES = (
     METRICS_FILE,
     "ontology.obo",
 )
+#: each reference study's title, cells and types (optional: releases before it lack it)
+STUDIES_FILE = "studies.tsv"
 # columns of cells.parquet, one row per reference cell in index order
 CELL_COLUMNS = ["cell_id", "study", "sample", "cl_id", "cl_label", "split", "n_counts", "n_genes"]
 METRICS = ("euclidean", "cosine", "hamming")

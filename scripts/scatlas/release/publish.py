@@ -46,6 +46,7 @@ from scatlas.release.format import (
     FORMAT_VERSION,
     MANIFEST,
     METRICS_FILE,
+    STUDIES_FILE,
     VERSION_RE,
     Manifest,
     ReleaseError,
@@ -123,6 +124,20 @@ def _genes_table(adata: ad.AnnData, genes: list[str], means: np.ndarray) -> pd.D
             "gene_id": genes,
             "gene_symbol": [symbols.get(g, "") for g in genes],
             "mean_expression": np.round(np.asarray(means, dtype=np.float64), 6),
+        }
+    )
+
+
+def _studies_table(adata: ad.AnnData, cells: pd.DataFrame) -> pd.DataFrame:
+    """``studies.tsv``: each reference study, its title (from the atlas), cells and types."""
+    titles = (adata.uns.get("scatlas") or {}).get("study_titles") or {}
+    groups = cells.groupby("study", sort=True)
+    return pd.DataFrame(
+        {
+            "study": list(groups.groups),
+            "title": [str(titles.get(s, "")) for s in groups.groups],
+            "n_cells": groups.size().to_numpy(dtype=np.int64),
+            "n_types": groups["cl_id"].agg(lambda c: c[c != ""].nunique()).to_numpy(dtype=np.int64),
         }
     )
 
@@ -384,6 +399,7 @@ def _write(
         tmp / "genes.tsv", sep="\t", index=False
     )
     shutil.copyfile(sources["ontology_obo"], tmp / "ontology.obo")
+    _studies_table(built.adata, built.cells).to_csv(tmp / STUDIES_FILE, sep="\t", index=False)
     if sources["de_dir"] is not None:
         shutil.copytree(sources["de_dir"], tmp / "de")
     metrics_text = json.dumps(built.metrics, indent=1) + "\n"
