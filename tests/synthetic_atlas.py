@@ -140,3 +140,42 @@ def write_release_inputs(root: Path) -> tuple[Path, Path]:
         "[Term]\nid: CL:0000236\nname: B cell\nis_a: CL:0000000 ! cell\n"
     )
     return de, obo
+
+
+def publish_without_study(
+    root: Path,
+    study: str,
+    *,
+    ontology_obo: Path | None = None,
+    celltypist: bool = True,
+    de_tables: dict[str, str] | None = None,
+) -> tuple[Path, ad.AnnData]:
+    """A tiny dense model trained and evaluated on the synthetic atlas, published (as
+    ``v1``) without ``study``, and that study's cells as new data (``obs['truth']``).
+    ``de_tables``: extra files of the release's ``de/`` (name -> text)."""
+    from scatlas.evaluate.metrics import evaluate
+    from scatlas.release.publish import publish_release
+    from scatlas.settings import EvaluateSettings
+
+    atlas = write_atlas(root / "atlas.h5ad")
+    train_tiny(atlas, root / "dense")
+    settings = EvaluateSettings(novelty_holdout=None, k=5, celltypist=celltypist)
+    evaluate(atlas, {"dense": root / "dense"}, root / "evaluation", settings=settings)
+    full = ad.read_h5ad(atlas)
+    held = (full.obs["study"] == study).to_numpy()
+    full[~held].copy().write_h5ad(root / "reference_atlas.h5ad")
+    de, obo = write_release_inputs(root)
+    for name, text in (de_tables or {}).items():
+        (de / name).write_text(text)
+    publish_release(
+        atlas_h5ad=root / "reference_atlas.h5ad",
+        model_dir=root / "dense",
+        evaluation_dir=root / "evaluation",
+        de_dir=de,
+        ontology_obo=ontology_obo or obo,
+        publish_dir=root / "published",
+        version="v1",
+    )
+    new = full[held].copy()
+    new.obs = new.obs[["sample"]].assign(truth=full.obs.loc[held, "cl_id"].astype(str))
+    return root / "published" / "current", new

@@ -272,3 +272,13 @@ def test_choose_splits_prefers_covered_studies():
     # impossible to cover: the study leaving fewest types uncovered goes, novel recorded upstream
     split = choose_splits({"S1": {B}, "S2": {T}}, n_query_studies=1, n_validation_studies=1, seed=0)
     assert sorted(split.values()) == ["query", "train"]
+
+
+def test_study_titles_come_from_each_study_json(tmp_path, four_studies, onto):
+    import json
+
+    folder = four_studies["GSE2"][0].parent
+    (folder / "study.json").write_text(json.dumps({"study": "GSE2", "title": "PBMC of two donors"}))
+    (four_studies["GSE3"][0].parent / "study.json").write_text("{not json")  # ignored
+    adata = _assemble(tmp_path, four_studies, onto)
+    assert adata.uns["scatlas"]["study_titles"] == {"GSE2": "PBMC of two donors"}

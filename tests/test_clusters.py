@@ -73,7 +73,11 @@ def test_pair_head_splits_only_different_types():
     one = split_by_pairs(points, children, lambda a, b: np.ones(len(a)))
     assert len(np.unique(one)) == 1  # a head that calls every pair the same: one cluster
     unsure = split_by_pairs(points, children, lambda a, b: np.full(len(a), 0.45))
-    assert len(np.unique(unsure)) == 1  # an uninformed head splits nothing
+    assert len(np.unique(unsure)) == 1  # an uninformed head splits nothing ...
+    fallback = cluster_points(points, same_type=lambda a, b: np.full(len(a), 0.45))
+    assert fallback.n_clusters == 4 and fallback.silhouette  # ... and silhouette decides
+    by_head = cluster_points(points, same_type=oracle)
+    assert by_head.n_clusters == 4 and not by_head.silhouette
     capped = split_by_pairs(points, children, oracle, max_clusters=3)
     assert len(np.unique(capped)) == 3
 

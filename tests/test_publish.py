@@ -73,6 +73,9 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
     assert manifest["gene_selection"]["genes"] == "all"
     assert manifest["gene_selection"]["n_genes"] == manifest["n_genes"]
     assert set(manifest["files"]) == names - {"manifest.json"}
+    studies = pd.read_csv(rel / "studies.tsv", sep="\t", keep_default_na=False)
+    assert list(studies.columns) == ["study", "title", "n_cells", "n_types"]
+    assert studies["n_cells"].sum() == 430 and (studies["n_types"] >= 1).all()
     for name, entry in manifest["files"].items():
         assert entry == {"sha256": sha256_file(rel / name), "bytes": (rel / name).stat().st_size}
     assert manifest["inputs"]["atlas"]["sha256"] == sha256_file(inputs["atlas_h5ad"])

@@ -8,16 +8,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from synthetic_atlas import NOVEL, TYPES, train_tiny, write_atlas, write_release_inputs
+from synthetic_atlas import NOVEL, TYPES, publish_without_study
 
 from scatlas.annotate.inputs import to_model_input
 from scatlas.annotate.reference import Reference, detect_normalisation, query_file
 from scatlas.errors import InputError
-from scatlas.evaluate.metrics import evaluate
 from scatlas.models.normalize import log1p_cp10k
 from scatlas.release.format import ReleaseError
-from scatlas.release.publish import publish_release
-from scatlas.settings import EvaluateSettings
 
 torch.set_num_threads(1)
 HELD_OUT = "GSE100004"
@@ -26,32 +23,7 @@ HELD_OUT = "GSE100004"
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """A reference published without the query study, and that study's cells as new data."""
-    root = tmp_path_factory.mktemp("query")
-    atlas = write_atlas(root / "atlas.h5ad")
-    train_tiny(atlas, root / "dense")
-    evaluate(
-        atlas,
-        {"dense": root / "dense"},
-        root / "evaluation",
-        settings=EvaluateSettings(novelty_holdout=None, k=5),
-    )
-    full = ad.read_h5ad(atlas)
-    held = full.obs["study"] == HELD_OUT
-    ref_atlas = root / "reference_atlas.h5ad"
-    full[~held].copy().write_h5ad(ref_atlas)
-    de, obo = write_release_inputs(root)
-    publish_release(
-        atlas_h5ad=ref_atlas,
-        model_dir=root / "dense",
-        evaluation_dir=root / "evaluation",
-        de_dir=de,
-        ontology_obo=obo,
-        publish_dir=root / "published",
-        version="v1",
-    )
-    new = full[held].copy()
-    new.obs = new.obs[["sample"]].assign(truth=full.obs.loc[held, "cl_id"].astype(str))
-    return root / "published" / "current", new
+    return publish_without_study(tmp_path_factory.mktemp("query"), HELD_OUT)
 
 
 def _known(adata):

@@ -17,14 +17,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-from synthetic_atlas import NOVEL, gene_ids, train_tiny, write_atlas, write_release_inputs
+from synthetic_atlas import NOVEL, gene_ids, publish_without_study
 
 from scatlas.annotate.reference import Reference
 from scatlas.cli import build_parser
-from scatlas.evaluate.metrics import evaluate
 from scatlas.package_data import snapshot_obo
-from scatlas.release.publish import publish_release
-from scatlas.settings import EvaluateSettings
 from scatlas.web.app import create_app
 
 HELD_OUT = "GSE100004"  # the query study: it holds the novel type
@@ -37,32 +34,12 @@ ARTIFACTS = Path(
 def site(tmp_path_factory):
     """A release without one study, that study as the query, and a running server."""
     root = tmp_path_factory.mktemp("serve")
-    atlas = write_atlas(root / "atlas.h5ad")
-    train_tiny(atlas, root / "dense")
-    evaluate(
-        atlas,
-        {"dense": root / "dense"},
-        root / "evaluation",
-        settings=EvaluateSettings(novelty_holdout=None, k=5, celltypist=False),
+    de_table = {"CL_0000236.tsv": _de_table()}
+    path, query = publish_without_study(
+        root, HELD_OUT, ontology_obo=snapshot_obo(), celltypist=False, de_tables=de_table
     )
-    full = ad.read_h5ad(atlas)
-    held = (full.obs["study"] == HELD_OUT).to_numpy()
-    full[~held].copy().write_h5ad(root / "reference.h5ad")
-    de, _ = write_release_inputs(root)
-    _write_de_table(de / "CL_0000236.tsv")
-    publish_release(
-        atlas_h5ad=root / "reference.h5ad",
-        model_dir=root / "dense",
-        evaluation_dir=root / "evaluation",
-        de_dir=de,
-        ontology_obo=snapshot_obo(),
-        publish_dir=root / "published",
-        version="v1",
-    )
-    query = full[held].copy()
-    query.obs = query.obs[["sample"]].assign(truth=full.obs.loc[held, "cl_id"].astype(str))
     query.write_h5ad(root / "query.h5ad")
-    reference = Reference.load(root / "published" / "current")
+    reference = Reference.load(path)
     work = root / "work"
     app = create_app(reference, work, max_upload_mb=1, demo_query=root / "query.h5ad")
     from werkzeug.serving import make_server
@@ -75,7 +52,7 @@ def site(tmp_path_factory):
     app.extensions["scatlas_jobs"].close()
 
 
-def _write_de_table(path: Path) -> None:
+def _de_table() -> str:
     """A meta-analysis table as scatlas.de writes it: B cell's markers are genes 1-30."""
     genes = gene_ids(200)[:12]
     rows = [
@@ -86,7 +63,7 @@ def _write_de_table(path: Path) -> None:
         rows.append(
             f"{g}\tBMARK{i}\t{3 - i / 10}\t0.001\t{2.5 - i / 10}\t0.002\t{20 - i}\t0.001\tup\tTrue"
         )
-    path.write_text("\n".join(rows) + "\n")
+    return "\n".join(rows) + "\n"
 
 
 def _post(url: str, fields: dict, files: dict | None = None) -> tuple[int, dict]:

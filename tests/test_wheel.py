@@ -83,7 +83,8 @@ def test_wheel_carries_its_package_data(wheel_venv, repo_root):
         "import scatlas, scatlas.package_data as p, scatlas.sheets as s;"
         "print(scatlas.__file__);"
         "print(all(f.is_file() for f in (p.snapshot_obo(), p.orthologs_dir() / "
-        "'Ensembl105_Human2Mouse_Genes.csv', p.schema_dir() / 'config.schema.yaml')));"
+        "'Ensembl105_Human2Mouse_Genes.csv', p.schema_dir() / 'config.schema.yaml', "
+        "*(p.web_static_dir() / n for n in ('index.html', 'app.js', 'style.css')))));"
         "print(s._schema('samples')['type'])"
     )
     out = subprocess.run(

@@ -6,7 +6,8 @@ The number of clusters, when not given, is estimated from the tree. With ScLSTM'
 (``same_type``: the probability that two cells share a type) the tree is split from the top
 while the head calls the two halves different types (mean over 200 cell pairs across them
 below 0.5, and 0.25 below the mean within them, so an uninformed head splits nothing) and
-both halves hold at least 0.5% of the cells (and 5). Without one, it is the cut between
+both halves hold at least 0.5% of the cells (and 5); a head that splits nothing leaves the
+choice to silhouette. Without one, it is the cut between
 2 and ``max_clusters`` with the best silhouette (on at most 3,000 cells); silhouette favours
 few clusters when types nest (measured: 2 of 9 PBMC types).
 
@@ -170,6 +171,30 @@ def split_by_pairs(
     return labels
 
 
+def _cut(
+    points: np.ndarray,
+    children: np.ndarray,
+    n_clusters: int | None,
+    same_type: SameType | None,
+    max_clusters: int,
+    seed: int,
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Labels of the tree's cut into ``n_clusters``, or as the pair head splits it, or
+    (no head, or one that splits nothing: uninformed) at the best silhouette."""
+    n = len(points)
+    if n_clusters is not None:
+        return cut_tree(children, n, min(int(n_clusters), n)), {}
+    if same_type is not None:
+        labels = split_by_pairs(points, children, same_type, max_clusters=max_clusters, seed=seed)
+        if labels.max() > 0:
+            log.info("estimated %d clusters (the pair head splits the tree)", labels.max() + 1)
+            return labels, {}
+        log.info("the pair head splits nothing: the silhouette chooses the number of clusters")
+    k, scores = _estimate(points, children, max_clusters, seed)
+    log.info("estimated %d clusters (best silhouette %.3f)", k, scores.get(k, float("nan")))
+    return cut_tree(children, n, k), scores
+
+
 def cluster_points(
     points: np.ndarray,
     n_clusters: int | None = None,
@@ -194,20 +219,8 @@ def cluster_points(
         rows = np.sort(np.random.default_rng(seed).permutation(n)[:max_cells])
         log.info("clustering a sample of %d of %d cells; the rest join the nearest", max_cells, n)
     children = ward_tree(points[rows])
-    scores: dict[int, float] = {}
-    if n_clusters is not None:
-        k = min(int(n_clusters), len(rows))
-        sampled = cut_tree(children, len(rows), k)
-    elif same_type is not None:
-        sampled = split_by_pairs(
-            points[rows], children, same_type, max_clusters=max_clusters, seed=seed
-        )
-        k = int(sampled.max()) + 1
-        log.info("estimated %d clusters (the pair head splits the tree)", k)
-    else:
-        k, scores = _estimate(points[rows], children, max_clusters, seed)
-        log.info("estimated %d clusters (best silhouette %.3f)", k, scores.get(k, float("nan")))
-        sampled = cut_tree(children, len(rows), k)
+    sampled, scores = _cut(points[rows], children, n_clusters, same_type, max_clusters, seed)
+    k = int(sampled.max()) + 1
     labels = np.empty(n, dtype=np.int64)
     labels[rows] = sampled
     if len(rows) < n:
