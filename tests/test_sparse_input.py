@@ -16,6 +16,7 @@ ARCH = {
     "siamese": {"hidden": [16, 16], "embedding_dim": 8},
     "triplet": {"hidden": [16, 16], "embedding_dim": 8},
     "deephash": {"hidden": [16, 16, 8, 8], "bits": 8},
+    "sclstm": {"hidden": [8, 8], "n_landmarks": 12, "chunk": 4},
 }
 
 
@@ -36,6 +37,10 @@ def test_every_model_embeds_csr_as_it_embeds_dense(name):
     )
     net = build_model(arch).eval()
     assert net.sparse_input
+    if name == "sclstm":  # its landmarks: training cells, here random rows
+        with torch.no_grad():
+            net.landmarks.copy_(torch.from_numpy(_csr(12, 50, seed=2).toarray()))
+            net.kernel_range.copy_(torch.tensor([0.0, 5.0]))
     X = _csr(40, 50)
     sparse = embed(net, X, batch_size=16)
     dense = embed(net, X.toarray(), batch_size=16)

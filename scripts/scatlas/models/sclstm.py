@@ -5,7 +5,7 @@ values are used as they are). Each cell is described by its row of the kernel
 ``S = tanh(minmax(L Lᵀ))``: inner products with the *landmark* cells, min-max scaled to
 [0, 1] by the range seen in training, then tanh (the "improved sigmoid kernel").
 
-The landmarks are training cells kept in the model (a persistent buffer, so a query cell's
+The landmarks are training cells kept in the model (the frozen weight of its first layer, so a query cell's
 row has the same columns as a training cell's): all of them when the training set has at
 most ``n_landmarks`` cells, which is the paper's n x n kernel, else ``n_landmarks`` cells
 drawn round-robin over the types (rare types get landmarks too) and ordered by type. The
@@ -34,6 +34,7 @@ from torch import nn
 
 from scatlas.models.base import Batch, EmbeddingModel, TrainingContext
 from scatlas.models.siamese import draw_partners
+from scatlas.models.sparse_input import InputLinear, SparseRows
 
 #: training rows used to find the kernel's min-max range (a sample beyond this)
 RANGE_SAMPLE = 20_000
@@ -59,6 +60,7 @@ def landmark_rows(y: np.ndarray, m: int, seed: int = 0) -> np.ndarray:
 class ScLSTM(EmbeddingModel):
     kind: ClassVar[str] = "sclstm"
     metric: ClassVar[str] = "euclidean"
+    sparse_input: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {
         "hidden": [64, 64],  # LSTM hidden size (the embedding), width of the pair head
         "n_landmarks": 1024,
@@ -104,7 +106,10 @@ class ScLSTM(EmbeddingModel):
             "p_same": float(p_same),
             "standardise": bool(standardise),
         }
-        self.register_buffer("landmarks", torch.zeros(int(n_landmarks), int(n_genes)))
+        # the landmarks are the weight of a frozen first layer: x @ landmarks.T, which takes
+        # sparse rows as the other models' first layers do
+        self.inner = InputLinear(int(n_genes), int(n_landmarks), bias=False)
+        self.inner.weight.requires_grad_(False)
         self.register_buffer("kernel_range", torch.tensor([0.0, 1.0]))
         self.lstm = nn.LSTM(int(chunk), int(hidden[0]), batch_first=True)
         self.head = nn.Sequential(
@@ -115,6 +120,11 @@ class ScLSTM(EmbeddingModel):
     def embedding_dim(self) -> int:
         return int(self._arch["hidden"][0])
 
+    @property
+    def landmarks(self) -> torch.Tensor:
+        """The landmark cells' normalised expression (landmarks x genes)."""
+        return self.inner.weight
+
     def prepare_training(self, context: TrainingContext) -> None:
         """Keep the landmark cells of the training data and the kernel's range over it."""
         X, y = context.extra.get("train_X"), context.extra.get("train_y")
@@ -122,7 +132,8 @@ class ScLSTM(EmbeddingModel):
             raise ValueError("sclstm needs the training rows (TrainingContext.extra train_X/y)")
         rows = landmark_rows(np.asarray(y), self._arch["n_landmarks"])
         dense = X[rows].toarray() if sp.issparse(X) else np.asarray(X[rows])
-        self.landmarks.copy_(torch.as_tensor(dense, dtype=torch.float32))
+        with torch.no_grad():
+            self.landmarks.copy_(torch.as_tensor(dense, dtype=torch.float32))
         sample = np.random.default_rng(1).permutation(X.shape[0])[:RANGE_SAMPLE]
         lo, hi = np.inf, -np.inf
         for start in range(0, len(sample), 2048):
@@ -132,14 +143,14 @@ class ScLSTM(EmbeddingModel):
             lo, hi = min(lo, float(inner.min())), max(hi, float(inner.max()))
         self.kernel_range.copy_(torch.tensor([lo, max(hi, lo + 1e-6)]))
 
-    def kernel_rows(self, x: torch.Tensor) -> torch.Tensor:
+    def kernel_rows(self, x: torch.Tensor | SparseRows) -> torch.Tensor:
         """S = tanh of the inner products with the landmarks, min-max scaled (clipped to
         [0, 1] for cells outside the training range)."""
-        inner = x.float() @ self.landmarks.T
+        inner = self.inner(x if isinstance(x, SparseRows) else x.float())
         lo, hi = self.kernel_range[0], self.kernel_range[1]
         return torch.tanh(((inner - lo) / (hi - lo)).clamp(0.0, 1.0))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor | SparseRows) -> torch.Tensor:
         s = self.kernel_rows(x)
         if self._arch["standardise"]:
             s = (s - s.mean(1, keepdim=True)) / (s.std(1, keepdim=True) + 1e-6)
