@@ -41,7 +41,7 @@ PYTHON = "3.11"
 SPECS: dict[str, tuple[str, list[str], list[str]]] = {
     "ingest": (
         "Query, sample sheets, downloads, reference files, catalog (network clients, parsers).",
-        ["requests", "numpy", "pandas", "PyYAML", "jsonschema", "GEOparse", "tqdm"],
+        ["requests", "numpy", "pandas", "PyYAML", "jsonschema", "GEOparse", "tqdm", "ftfy"],
         ["sra-tools"],
     ),
     "align": (

@@ -82,8 +82,18 @@ def test_superseries_mixed_organisms_and_assays(family):
     counts = collections.Counter((s["organism"], s["library_strategy"]) for s in samples)
     assert counts[("Homo sapiens", "ChIP-Seq")] == 26
     assert counts[("Mus musculus", "RNA-Seq")] == 6 and counts[("Homo sapiens", "RNA-Seq")] == 6
-    assert sum(geo.is_single_cell_rna(s, ["Homo sapiens"])[0] for s in samples) == 6
-    assert sum(geo.is_single_cell_rna(s, BOTH)[0] for s in samples) == 12
+    # the RNA-seq samples are bulk libraries of cell lines (replicates, ng of total RNA):
+    # none is taken for single-cell RNA-seq, and the reason says which words decided
+    verdicts = [geo.is_single_cell_rna(s, BOTH) for s in samples]
+    assert not any(ok for ok, _ in verdicts)
+    bulk = [
+        why
+        for s, (_, why) in zip(samples, verdicts, strict=True)
+        if s["library_strategy"] == "RNA-Seq"
+    ]
+    assert len(bulk) == 12 and all("describes bulk RNA-seq" in why for why in bulk)
+    assert all("bulk: " in why and ("RNeasy" in why) for why in bulk)
+    assert sum("15 ng of total RNA" in why and "rep1" in why for why in bulk) == 2
     mouse = next(s for s in samples if s["organism"] == "Mus musculus")
     assert mouse["accession"] == "GSM4391902" and mouse["experiment"] == "SRX7866154"
     ok, why = geo.is_single_cell_rna(
@@ -98,16 +108,20 @@ def test_superseries_mixed_organisms_and_assays(family):
     assert d["series"]["organisms"] == BOTH
 
 
-def test_rna_seq_samples_kept_and_missing_strategy_reported(family):
+def test_bulk_rna_seq_samples_parsed_and_refused(family):
     d = geo.parse_family_soft(family["GSE146540"])
-    kept = [s for s in d["samples"] if geo.is_single_cell_rna(s, BOTH)[0]]
-    assert [s["experiment"] for s in kept][:2] == ["SRX7866186", "SRX7866187"]
-    assert len(kept) == 6
+    samples = d["samples"]
+    assert [s["experiment"] for s in samples][:2] == ["SRX7866186", "SRX7866187"]
+    verdicts = [geo.is_single_cell_rna(s, BOTH) for s in samples]
+    assert len(samples) == 6 and not any(ok for ok, _ in verdicts)  # cell-line replicates
+    assert "15 ng of total RNA" in verdicts[0][1]
+    kept = samples
     assert kept[0]["characteristics"] == [("cell line", "JHRCC12"), ("genotype", "SETD2-deficient")]
     assert d["series"]["supplementary"] == [
         "ftp://ftp.ncbi.nlm.nih.gov/geo/series/GSE146nnn/GSE146540/suppl/GSE146540_All_gene_counts.txt.gz"
     ]
     assert not any(geo.is_droplet(s) for s in kept)
+    # two RNA-seq samples whose records say neither single cell nor bulk: kept (unknown)
     mixed = geo.parse_family_soft(family["GSE138657"])["samples"]
     assert [s["accession"] for s in mixed if geo.is_single_cell_rna(s, BOTH)[0]] == [
         "GSM4114982",
@@ -127,10 +141,9 @@ def test_rna_seq_samples_kept_and_missing_strategy_reported(family):
 def test_bulk_samples_are_excluded(family):
     sample = dict(geo.parse_family_soft(family["GSE146540"])["samples"][0])
     sample["title"] = "bulk RNA-seq of whole lung"
-    assert geo.is_single_cell_rna(sample, BOTH) == (
-        False,
-        "GSM4391934: metadata describes bulk RNA-seq",
-    )
+    ok, why = geo.is_single_cell_rna(sample, BOTH)
+    assert not ok and why.startswith("GSM4391934: metadata describes bulk RNA-seq (bulk")
+    assert "bulk: bulk, 15 ng of total RNA" in why
 
 
 @pytest.mark.parametrize(

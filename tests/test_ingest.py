@@ -2,7 +2,10 @@
 
 GEO records are real (the GSE146540 family SOFT assembled from ../shared/data/geo, the
 GSE93374 / GSM3717978 E-utilities JSON); the ENA filereport rows, run accessions and FASTQ
-contents served here are small fixtures, since the real FASTQs are gigabytes.
+contents served here are small fixtures, since the real FASTQs are gigabytes. The GSE146540
+and GSE146583 samples are bulk RNA-seq of cell lines, which discovery rightly refuses:
+``as_single_cell`` gives them a single-cell protocol (library source and extract
+protocol) so that these tests exercise the sheets, downloads and catalog on real records.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -115,12 +119,30 @@ class Mirror:
         send(req, 200, xml, {"Content-Type": "text/xml"})
 
 
+def as_single_cell(soft: bytes) -> bytes:
+    """A real bulk record made to describe single-cell Smart-seq2 samples (see above)."""
+    text = soft.decode("utf-8")
+    text = text.replace(
+        "!Sample_library_source = transcriptomic\n",
+        "!Sample_library_source = transcriptomic single cell\n",
+    )
+    text = re.sub(
+        r"^!Sample_extract_protocol_ch1 = .*$",
+        "!Sample_extract_protocol_ch1 = Single cells were sorted into 384-well plates, one "
+        "cell per well; Smart-seq2 libraries",
+        text,
+        flags=re.M,
+    )
+    return text.encode("utf-8")
+
+
 @pytest.fixture
 def soft_text(shared_data) -> bytes:
     geo_dir = shared_data / "geo"
-    return (geo_dir / "GSE146540_GSE.soft").read_bytes() + (
-        geo_dir / "GSE146540_GSM.soft"
-    ).read_bytes()
+    return as_single_cell(
+        (geo_dir / "GSE146540_GSE.soft").read_bytes()
+        + (geo_dir / "GSE146540_GSM.soft").read_bytes()
+    )
 
 
 @pytest.fixture
@@ -191,7 +213,7 @@ def _check_sheet(summary, out, server, mirror):
     assert first["source_name"] == "Clear cell renal cell carcinoma cells"
     assert (first["library_strategy"], first["library_source"], first["technology"]) == (
         "RNA-Seq",
-        "transcriptomic",
+        "transcriptomic single cell",
         "smartseq",
     )
     assert first["fastq_urls"] == server.url(
@@ -623,8 +645,10 @@ def test_sra_lookup_failure_excludes_only_that_sample(server, soft_text, tmp_pat
 def _superseries_soft(shared_data) -> bytes:
     geo_dir = shared_data / "geo"
     return gzip.compress(
-        (geo_dir / "GSE146583_GSE.soft").read_bytes()
-        + (geo_dir / "GSE146583_GSM.soft").read_bytes(),
+        as_single_cell(
+            (geo_dir / "GSE146583_GSE.soft").read_bytes()
+            + (geo_dir / "GSE146583_GSM.soft").read_bytes()
+        ),
         mtime=0,
     )
 

@@ -100,25 +100,17 @@ def chemistries(config: Mapping | None = None) -> dict[str, Chemistry]:
 
 # -- which chemistry a sample's metadata names ---------------------------------------------
 
-_DROPSEQ = re.compile(r"\bdrop-?seq\b", re.I)
-_TENX = re.compile(r"\b10x\b|\b10x ?genomics\b|\bchromium\b", re.I)
-_FIVE_PRIME = re.compile(r"\b5['′’]|\bfive[- ]prime\b|\bV\(D\)J\b|\bvdj\b", re.I)
-_V3 = re.compile(r"\bv\s?3(\.1)?\b|\bversion 3\b|\bchemistry v3\b|\bsc3pv3\b", re.I)
-_V2 = re.compile(r"\bv\s?2\b|\bversion 2\b|\bsc3pv2\b", re.I)
+#: the chemistries a sample's text names (scatlas.sources.sample_kind) that scatlas counts
+COUNTED = {"10x_3p_v2": "10x_v2", "10x_3p_v3": "10x_v3", "dropseq": "dropseq"}
 
 
 def chemistry_from_text(text: str) -> str | None:
     """``dropseq``, ``10x_v2`` or ``10x_v3`` when free text (title, characteristics,
     protocols) names that protocol unambiguously; None otherwise (other droplet protocols,
-    10x 5' kits, a 10x run of unstated version)."""
-    if _DROPSEQ.search(text):
-        return None if _TENX.search(text) else "dropseq"
-    if not _TENX.search(text) or _FIVE_PRIME.search(text):
-        return None
-    v3, v2 = bool(_V3.search(text)), bool(_V2.search(text))
-    if v3 != v2:
-        return "10x_v3" if v3 else "10x_v2"
-    return None
+    10x 5' kits, a 10x run of unstated version: their samples use the authors' matrices)."""
+    from scatlas.sources.sample_kind import chemistry_of
+
+    return COUNTED.get(chemistry_of(text))
 
 
 def barcode_and_cdna(files: Sequence[Path], chem: Chemistry) -> tuple[Path, Path]:

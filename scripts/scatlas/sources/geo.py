@@ -25,6 +25,7 @@ from GEOparse.GEOparse import parse_metadata
 from scatlas.accessions import is_valid, validate
 from scatlas.errors import InputError, ServiceError
 from scatlas.sources.http import HttpClient, looks_like_html
+from scatlas.sources.sample_kind import classify
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ _DROPLET = re.compile(
     r"splitseq|cel-?seq2?\s+pooled|bd\s+rhapsody|scrb-seq|mars-seq)\b",
     re.I,
 )
-_BULK = re.compile(r"\bbulk\b", re.I)
 _SRX = re.compile(r"term=([SED]RX\d+)")
 _SRP = re.compile(r"term=([SED]RP\d+)")
 _BIOSAMPLE = re.compile(r"(SAM[NED][A-Z]?\d+)")
@@ -425,8 +425,15 @@ def parse_filelist(text: str, *, where: str = "") -> list[dict[str, Any]]:
 
 
 def clean_text(value: Any) -> str:
-    """Free text on one line: tabs/newlines/control characters become single spaces."""
-    return re.sub(r"[\s\x00-\x1f\x7f]+", " ", str(value or "")).strip()
+    """Free text on one line, repaired: mojibake (UTF-8 read as Latin-1 or cp1252, e.g.
+    "5â€²" for "5′") fixed by ftfy; tabs, newlines and control characters become single
+    spaces."""
+    text = str(value or "")
+    if not text.isascii():  # ASCII text has nothing to repair (and ftfy costs ~30 µs)
+        import ftfy
+
+        text = ftfy.fix_text(text, normalization="NFC")
+    return re.sub(r"[\s\x00-\x1f\x7f-\x9f]+", " ", text).strip()
 
 
 def _first(meta: Mapping[str, list[str]], key: str) -> str:
@@ -720,8 +727,10 @@ def is_single_cell_rna(sample: Mapping[str, Any], organisms: Sequence[str]) -> t
     """Whether a sample's metadata says single-cell RNA-seq of a configured organism.
 
     Library strategy RNA-Seq (or OTHER with a transcriptomic source), library source
-    transcriptomic / transcriptomic single cell, organism in ``organisms``, and no
-    description of the sample as bulk RNA-seq. Returns (keep, reason).
+    transcriptomic / transcriptomic single cell, organism in ``organisms``, a gene
+    expression library (not V(D)J, feature barcoding or ATAC) and no evidence outweighing
+    single cell for bulk (``scatlas.sources.sample_kind``). Returns (keep, reason): the
+    reason names the evidence.
     """
     strategy = str(sample.get("library_strategy", "")).strip()
     source = str(sample.get("library_source", "")).strip()
@@ -743,14 +752,15 @@ def is_single_cell_rna(sample: Mapping[str, Any], organisms: Sequence[str]) -> t
             False,
             f"{acc}: organism {organism or 'missing'!r} is not one of {', '.join(organisms)}",
         )
-    text = " ".join(
-        [sample.get("title", ""), sample.get("source_name", "")]
-        + [f"{k} {v}" for k, v in sample.get("characteristics", [])]
-    )
-    if _BULK.search(text):
-        return False, f"{acc}: metadata describes bulk RNA-seq"
-    kind = "single-cell" if src == "transcriptomic single cell" else "transcriptomic"
-    return True, f"{acc}: {strategy} of {organism} ({kind} library)"
+    kind = classify(sample)
+    if kind.library != "gene_expression":
+        return (
+            False,
+            f"{acc}: a {kind.library.replace('_', ' ')} library, not gene expression ({kind.describe()})",
+        )
+    if kind.cells == "bulk":
+        return False, f"{acc}: metadata describes bulk RNA-seq ({kind.describe()})"
+    return True, f"{acc}: {strategy} of {organism}, {kind.describe()}"
 
 
 def is_droplet(sample: Mapping[str, Any]) -> bool:
