@@ -121,12 +121,11 @@ def test_bulk_rna_seq_samples_parsed_and_refused(family):
         "ftp://ftp.ncbi.nlm.nih.gov/geo/series/GSE146nnn/GSE146540/suppl/GSE146540_All_gene_counts.txt.gz"
     ]
     assert not any(geo.is_droplet(s) for s in kept)
-    # two RNA-seq samples whose records say neither single cell nor bulk: kept (unknown)
+    # two RNA-seq samples of a cell line's extracted mRNA: bulk, refused with the words
     mixed = geo.parse_family_soft(family["GSE138657"])["samples"]
-    assert [s["accession"] for s in mixed if geo.is_single_cell_rna(s, BOTH)[0]] == [
-        "GSM4114982",
-        "GSM4114983",
-    ]
+    verdicts = {s["accession"]: geo.is_single_cell_rna(s, BOTH) for s in mixed}
+    assert not any(ok for ok, _ in verdicts.values())
+    assert "bulk: TRIzol, mRNAs were extracted" in verdicts["GSM4114982"][1]
     blank = next(
         s
         for s in geo.parse_family_soft(family["GSE101966"])["samples"]

@@ -43,6 +43,7 @@ BULK_WORDS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
         ),
         (r"\b\d+(\.\d+)? ?(ng|µg|μg|ug|micrograms?|nanograms?)\b( of)?( \w+){0,2} RNA\b", 2),
         (r"\brneasy\b|\btrizol\b|\bribogreen\b|\bbioanalyzer\b", 1),
+        (r"\b(total |m|poly\(?a\)?\+? )?RNAs? (was|were) (extracted|isolated|purified)\b", 1),
         (r"(?<![a-z])(bio(logical)? )?rep(licate)?[ _-]?\d+\b|\breplicates?\b", 1),
         (r"\bsorted (cell )?populations?\b|\bpopulation of cells\b", 1),
         (r"\bcell line\b", 1),
@@ -58,6 +59,9 @@ _FEATURES = re.compile(
     re.I,
 )
 _GEX = re.compile(rf"{_L}(GEX|gene expression|mRNA|transcriptom\w*){_R}", re.I)
+_OTHER_ASSAY = re.compile(
+    r"\bChIP-?seq|\bHi-?C\b|\bCUT&(RUN|Tag)\b|\bWGBS\b|\bbisulfite|\bDNase-?seq|\bMeDIP", re.I
+)
 _RNA_STRATEGIES = {"rna-seq", "ssrna-seq", "mrna-seq", "scrna-seq", "snrna-seq"}
 
 
@@ -172,6 +176,9 @@ def library_kind(sample: Mapping[str, Any], text: str) -> tuple[str, float, str]
         return "other", 1.0, f"library source {source!r}, strategy {strategy!r}"
     if strategy and strategy not in _RNA_STRATEGIES and strategy != "other":
         return "other", 1.0, f"library strategy {strategy!r}"
+    m = _OTHER_ASSAY.search(title)
+    if m:
+        return "other", 1.0, f"{m.group(0)!r} in the title"
     if _GEX.search(title):
         return "gene_expression", 1.0, f"the title names gene expression ({title})"
     # what the sample is called (title, source, characteristics); protocols describe every
