@@ -7,7 +7,8 @@ are clustered: agglomerative (Ward) on ScLSTM's representation, agglomerative on
 own PCA and scanpy's Leiden on the PCA neighbour graph; each with the true number of
 clusters and estimated (ScLSTM: its pair head splits the tree; PCA: silhouette), Leiden at resolution 1. Prints ARI, NMI, ACC
 (Hungarian), balanced accuracy, clusters found vs true, seconds, and ScLSTM's ratio to the
-better PCA method per figure.
+better PCA method per figure. Then how the clustering scales: time and peak memory of Ward
+up to 10,000 cells, and the sample + assign path beyond.
 
     .venv/bin/python benchmarks/bench_clustering.py [--sets pbmc,pancreas,celllines]
 """
@@ -86,12 +87,44 @@ def run_set(name: str, data: Path, cl, epochs: int, workdir: Path) -> None:
         print(f"- sclstm {algorithm} / best PCA method: {ratios}")
 
 
+def scaling(sizes: list[int], max_cells: int) -> None:
+    """Ward on a 32-d representation of n cells (10 groups): time and peak memory traced
+    (the condensed distance matrix dominates), and beyond ``max_cells`` the sample + assign
+    path."""
+    import tracemalloc
+
+    from scatlas.annotate.clusters import cluster_points
+
+    print(f"\n## scaling of the clustering (32-d representation, --max-cluster-cells {max_cells})")
+    print("| cells | clustered | seconds (k given) | seconds (k estimated) | peak traced memory |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        points = np.vstack([rng.standard_normal((n // 10, 32)) + 3 * i for i in range(10)])
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        given = cluster_points(points, 10, max_cells=max_cells)
+        t1 = time.perf_counter()
+        cluster_points(points, None, max_cells=max_cells)
+        t2 = time.perf_counter()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(
+            f"| {n:,} | {given.n_clustered:,} | {t1 - t0:.1f} | {t2 - t1:.1f} | {peak / 2**20:,.0f} MiB |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--scale",
+        default="2500,5000,10000,100000",
+        help="cell counts of the scaling table ('' skips)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -103,6 +136,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
             run_set(name, args.data, cl, args.epochs, Path(tmp))
+    if args.scale:
+        scaling([int(n) for n in args.scale.split(",")], 10_000)
 
 
 if __name__ == "__main__":

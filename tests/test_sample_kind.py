@@ -3,8 +3,9 @@
 
 import pytest
 
+from scatlas.reads.chemistry import chemistry_of
 from scatlas.sources import geo
-from scatlas.sources.sample_kind import chemistry_of, classify
+from scatlas.sources.sample_kind import classify
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,7 @@ def test_library_kind(fields, library):
         ("Smart-seq3", "smartseq3"),
         ("MARS-seq", "plate"),
         ("TruSeq Stranded mRNA", ""),
+        ("Drop-seq, compared with 10x Chromium", ""),
     ],
 )
 def test_chemistry_from_text(text, chemistry):

@@ -39,6 +39,7 @@ import pandas as pd
 
 from scatlas.compression import open_text
 from scatlas.errors import InputError
+from scatlas.reads.chemistry import chemistry_of
 from scatlas.reads.fastq import first_read_length
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def chemistries(config: Mapping | None = None) -> dict[str, Chemistry]:
 
 # -- which chemistry a sample's metadata names ---------------------------------------------
 
-#: the chemistries a sample's text names (scatlas.sources.sample_kind) that scatlas counts
+#: the chemistries a sample's text names (scatlas.reads.chemistry) that scatlas counts
 COUNTED = {"10x_3p_v2": "10x_v2", "10x_3p_v3": "10x_v3", "dropseq": "dropseq"}
 
 
@@ -108,8 +109,6 @@ def chemistry_from_text(text: str) -> str | None:
     """``dropseq``, ``10x_v2`` or ``10x_v3`` when free text (title, characteristics,
     protocols) names that protocol unambiguously; None otherwise (other droplet protocols,
     10x 5' kits, a 10x run of unstated version: their samples use the authors' matrices)."""
-    from scatlas.sources.sample_kind import chemistry_of
-
     return COUNTED.get(chemistry_of(text))
 
 

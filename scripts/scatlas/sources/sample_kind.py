@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scatlas.reads.chemistry import chemistry_of
+
 #: (pattern, points) of single-cell evidence
 SINGLE_CELL_WORDS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
     (re.compile(p, re.I), w)
@@ -122,46 +124,6 @@ def cells_kind(sample: Mapping[str, Any], text: str) -> tuple[str, float, list[s
     if bulk >= 2 and bulk > single:
         return "bulk", bulk / total, evidence
     return "unknown", 0.0, evidence
-
-
-_TENX = re.compile(r"\b10x\b|\b10x ?genomics\b|\bchromium\b|\bsc[35]pv\d", re.I)
-_FIVE = re.compile(r"\b5['′’]|\bfive[- ]prime\b|\bsc5p", re.I)
-_TENX_VERSION = re.compile(
-    r"\b(?:v|version |chemistry v|sc[35]pv)\s?([1-4])(?:\.\d)?\b|\bv([1-4])(?:\.\d)? chemistry\b",
-    re.I,
-)
-#: (name, pattern) of the non-10x protocols, first match wins
-PROTOCOLS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(p, re.I))
-    for name, p in (
-        ("dropseq", r"\bdrop-?seq\b"),
-        ("indrop", r"\bin-?drops?\b"),
-        ("seqwell", r"\bseq-?well\b"),
-        ("celseq2", r"\bcel-?seq ?2\b"),
-        ("smartseq3", r"\bsmart-?seq ?3\b"),
-        ("smartseq2", r"\bsmart-?seq ?2\b"),
-        ("plate", r"\bmars-?seq\b|\bscrb-?seq\b|\bquartz-?seq\b|\bfluidigm c1\b"),
-    )
-)
-
-
-def chemistry_of(text: str) -> str:
-    """The chemistry the text names: ``10x_3p_v1``..``v4``, ``10x_5p_v1``..``v3``, ``10x``
-    (version unstated), ``dropseq``, ``indrop``, ``seqwell``, ``celseq2``, ``smartseq2``,
-    ``smartseq3``, ``plate`` (other plate-based protocols), or "" (none, or two 10x
-    versions: ambiguous)."""
-    if _TENX.search(text):
-        versions = {a or b for a, b in _TENX_VERSION.findall(text)}
-        end = "5p" if _FIVE.search(text) else "3p"
-        return (
-            f"10x_{end}_v{versions.pop()}"
-            if len(versions) == 1
-            else ("10x" if not versions else "")
-        )
-    for name, pattern in PROTOCOLS:
-        if pattern.search(text):
-            return name
-    return ""
 
 
 def library_kind(sample: Mapping[str, Any], text: str) -> tuple[str, float, str]:
