@@ -42,7 +42,7 @@ def _sample(**fields):
 def test_real_bulk_and_non_rna_records(family):
     for series, cells, libraries in (
         ("GSE146540", {"bulk"}, {"gene_expression"}),  # cell-line replicates, 6-15 ng RNA
-        ("GSE100750", {"unknown"}, {"atac"}),
+        ("GSE100750", {"bulk"}, {"atac"}),  # ATAC of cell lines, no single-cell method
         ("GSE101966", {"bulk"}, {"atac", "other"}),  # a ChIP sample without a strategy too
     ):
         samples = geo.parse_family_soft(family[series])["samples"]
@@ -72,6 +72,13 @@ def test_real_bulk_and_non_rna_records(family):
 )
 def test_single_cell_or_bulk(fields, cells):
     assert classify(_sample(**fields)).cells == cells
+
+
+def test_chromatin_assays_are_bulk_unless_a_single_cell_method_is_named():
+    atac = {"library_strategy": "ATAC-seq", "library_source": "genomic", "title": "PC9 ATAC"}
+    assert classify(_sample(**atac)).cells == "bulk"
+    sc = {**atac, "title": "scATAC-seq of PBMC", "protocol": "10x Chromium single cell ATAC"}
+    assert classify(_sample(**sc)).cells == "single_cell"
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,15 @@ def classify(sample: Mapping[str, Any]) -> SampleKind:
     text = record_text(sample)
     cells, cells_conf, evidence = cells_kind(sample, text)
     library, lib_conf, lib_why = library_kind(sample, text)
+    if (
+        cells == "unknown"
+        and library in ("atac", "other")
+        and "single cell:" not in " ".join(evidence)
+    ):
+        # chromatin and DNA assays are run on cell populations unless a single-cell method
+        # is named (scATAC says so); RNA libraries stay unknown, and kept
+        cells, cells_conf = "bulk", 0.6
+        evidence.append(f"bulk: a {library} assay naming no single-cell method")
     return SampleKind(
         cells=cells,
         cells_confidence=round(cells_conf, 3),
