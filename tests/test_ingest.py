@@ -195,7 +195,10 @@ def _check_sheet(summary, out, server, mirror):
     assert json.loads((out / "study.json").read_text()) == summary
     assert (out / "raw" / "GSE146540_family.soft.gz").is_file()
     sheet = pd.read_csv(out / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
-    assert list(sheet.columns) == sheet_columns.SAMPLE_COLUMNS
+    assert list(sheet.columns) == sheet_columns.SAMPLE_COLUMNS + sheet_columns.SAMPLE_KIND_COLUMNS
+    # what each record says the sample is: the single-cell protocol the tests give them
+    assert set(sheet["cells"]) == {"single_cell"} and set(sheet["library"]) == {"gene_expression"}
+    assert set(sheet["chemistry"]) == {"smartseq2"}
     assert list(sheet["run"]) == [
         "SRR11250001",
         "SRR11250002",
@@ -463,7 +466,8 @@ def test_malformed_soft_gives_failed_study(server, tmp_path, soft, reason):
     summary = ingest.build_sample_sheet(cfg, "GSE146540", out, services=services(cfg))
     assert summary["status"] == "failed"
     assert reason in summary["reason"] and "GSE146540_family.soft.gz" in summary["reason"]
-    assert (out / "samples.tsv").read_text() == "\t".join(sheet_columns.SAMPLE_COLUMNS) + "\n"
+    columns = sheet_columns.SAMPLE_COLUMNS + sheet_columns.SAMPLE_KIND_COLUMNS
+    assert (out / "samples.tsv").read_text() == "\t".join(columns) + "\n"
     assert json.loads((out / "study.json").read_text())["status"] == "failed"
     manifest = download_study(
         cfg, out / "samples.tsv", tmp_path / "fq", tmp_path / "fq" / "manifest.tsv"

@@ -47,6 +47,9 @@ SAMPLE_COLUMNS = [
     "fastq_bytes",
     "supplementary",
 ]
+#: what each sample is (scatlas.sources.sample_kind), written after SAMPLE_COLUMNS; optional
+#: when read, so sheets written before them still load
+SAMPLE_KIND_COLUMNS = ["cells", "library", "chemistry", "kind_confidence"]
 MANIFEST_COLUMNS = [
     "run",
     "sample",

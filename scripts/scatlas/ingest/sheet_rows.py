@@ -14,6 +14,7 @@ from scatlas.reads.barcodes import chemistry_from_text
 from scatlas.settings import Settings, as_settings
 from scatlas.sources import geo
 from scatlas.sources.http import Services
+from scatlas.sources.sample_kind import classify
 from scatlas.stage_io import join, read_rows
 
 
@@ -60,6 +61,18 @@ def sample_row(
         "fastq_md5": "",
         "fastq_bytes": "",
         "supplementary": join(dict.fromkeys(supplementary)),
+        **kind_fields(sample),
+    }
+
+
+def kind_fields(sample: Mapping[str, Any]) -> dict[str, str]:
+    """The sheet's ``SAMPLE_KIND_COLUMNS``: what the sample's record says it is."""
+    kind = classify(sample)
+    return {
+        "cells": kind.cells,
+        "library": kind.library,
+        "chemistry": kind.chemistry,
+        "kind_confidence": f"{min(kind.cells_confidence, kind.library_confidence):.2f}",
     }
 
 

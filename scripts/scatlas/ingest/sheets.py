@@ -23,7 +23,7 @@ from scatlas.ingest.ae_sheet import ArrayExpressSheet
 from scatlas.ingest.geo_sheet import GeoSheet
 from scatlas.ingest.sheet_rows import StudyContext, study_context
 from scatlas.settings import Settings
-from scatlas.sheets import SAMPLE_COLUMNS
+from scatlas.sheets import SAMPLE_COLUMNS, SAMPLE_KIND_COLUMNS
 from scatlas.sources.http import Services
 from scatlas.stage_io import error_info, reason_of, services_for, write_tsv
 
@@ -117,7 +117,8 @@ def build_sample_sheet(
             n_runs=0,
             error=error_info(exc),
         )
-    write_tsv(rows, out / "samples.tsv", SAMPLE_COLUMNS, sort=["sample", "run"], frame=False)
+    columns = SAMPLE_COLUMNS + SAMPLE_KIND_COLUMNS
+    write_tsv(rows, out / "samples.tsv", columns, sort=["sample", "run"], frame=False)
     atomic_write_text(out / "study.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
     log.info("study %s: %s (%s)", study, summary["status"], summary["reason"])
     return summary
