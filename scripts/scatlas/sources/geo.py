@@ -25,7 +25,7 @@ from GEOparse.GEOparse import parse_metadata
 from scatlas.accessions import is_valid, validate
 from scatlas.errors import InputError, ServiceError
 from scatlas.sources.http import HttpClient, looks_like_html
-from scatlas.sources.sample_kind import classify
+from scatlas.sources.sample_kind import classify, sample_text
 
 log = logging.getLogger(__name__)
 
@@ -709,18 +709,6 @@ def parse_family_soft(path: str | os.PathLike, expected: str | None = None) -> d
 
 
 # -- sample filters ------------------------------------------------------------------------------
-
-
-def sample_text(sample: Mapping[str, Any]) -> str:
-    """All free text describing a sample (title, source, characteristics, description)."""
-    chars = " ".join(f"{k}: {v}" for k, v in sample.get("characteristics", []))
-    parts = [
-        sample.get("title", ""),
-        sample.get("source_name", ""),
-        chars,
-        sample.get("description", ""),
-    ]
-    return " | ".join(p for p in parts if p)
 
 
 def is_single_cell_rna(sample: Mapping[str, Any], organisms: Sequence[str]) -> tuple[bool, str]:

@@ -84,18 +84,21 @@ class SampleKind:
         return f"{self.cells} ({self.cells_confidence:.2f}), {self.library} library{chem}: {words}"
 
 
-def record_text(sample: Mapping[str, Any]) -> str:
-    """Every free-text field of a sample record (title, source, characteristics,
-    description, protocol, molecule)."""
+def sample_text(sample: Mapping[str, Any]) -> str:
+    """All free text describing a sample (title, source, characteristics, description)."""
     chars = " ".join(f"{k}: {v}" for k, v in sample.get("characteristics", []))
-    parts = (
+    parts = [
         sample.get("title", ""),
         sample.get("source_name", ""),
         chars,
         sample.get("description", ""),
-        sample.get("protocol", ""),
-        sample.get("molecule", ""),
-    )
+    ]
+    return " | ".join(str(p) for p in parts if p)
+
+
+def record_text(sample: Mapping[str, Any]) -> str:
+    """:func:`sample_text` and the record's extract protocol and molecule."""
+    parts = (sample_text(sample), sample.get("protocol", ""), sample.get("molecule", ""))
     return " | ".join(str(p) for p in parts if p)
 
 

@@ -178,29 +178,40 @@ def _go_terms(reference: Any, term: str) -> list[dict[str, Any]]:
     return table.astype(object).where(table.notna(), None).to_dict(orient="records")
 
 
-def _expression(adata: ad.AnnData, reference: Any, gene_ids: list[str]) -> np.ndarray:
-    """The query cells' log1p-CP10k expression of ``gene_ids`` (0 where the input lacks one)."""
+def gene_columns(adata: ad.AnnData, reference: Any) -> dict[str, int]:
+    """The query matrix's column of each reference gene id it has (matched once per view)."""
     query = choose_matrix(adata, "auto")
-    X = sp.csr_matrix(query.X)
-    X_log = to_model_input(X, detect_normalisation(X), "log1p_cp10k")
     mapping = map_genes(
-        query.var,
-        reference.model_info["genes"],
-        reference.genes["gene_symbol"].tolist(),
+        query.var, reference.model_info["genes"], reference.genes["gene_symbol"].tolist()
     )
-    column = {name: i for i, name in enumerate(mapping.names) if name}
-    out = np.zeros((adata.n_obs, len(gene_ids)), dtype=np.float64)
+    return {name: i for i, name in enumerate(mapping.names) if name}
+
+
+def _expression(
+    adata: ad.AnnData, columns: dict[str, int], gene_ids: list[str], cells: np.ndarray
+) -> np.ndarray:
+    """Log1p-CP10k expression of ``gene_ids`` in the query ``cells`` (0 where the input
+    lacks a gene); only those rows are normalised (the transform is per cell)."""
+    X = sp.csr_matrix(choose_matrix(adata, "auto").X)[cells]
+    X_log = to_model_input(X, detect_normalisation(X), "log1p_cp10k")
+    out = np.zeros((len(cells), len(gene_ids)), dtype=np.float64)
     for j, g in enumerate(gene_ids):
-        if g in column:
-            out[:, j] = X_log[:, column[g]].toarray().ravel()
+        if g in columns:
+            out[:, j] = X_log[:, columns[g]].toarray().ravel()
     return out
 
 
 def de_view(
-    adata: ad.AnnData, reference: Any, term: str, members: np.ndarray, seed: int = 0
+    adata: ad.AnnData,
+    reference: Any,
+    term: str,
+    members: np.ndarray,
+    columns: dict[str, int],
+    seed: int = 0,
 ) -> dict[str, Any] | None:
     """A type's top replicated up genes, the cluster's expression of them (cells sampled)
-    beside the reference's log fold change per study, and GO terms when present."""
+    beside the reference's log fold change per study, and GO terms when present
+    (``columns``: :func:`gene_columns`)."""
     table = _de_table(reference, term)
     if table is None or table.empty or "gene" not in table.columns:
         return None
@@ -211,7 +222,7 @@ def de_view(
     symbols = top.get("gene_symbol", top["gene"]).astype(str).tolist()
     studies = [c.split("__", 1)[1] for c in top.columns if c.startswith("logfc__")]
     cells = np.sort(np.random.default_rng(seed).permutation(members)[:MAX_EXPRESSION_CELLS])
-    expression = _expression(adata, reference, genes)[cells] if len(cells) else np.zeros((0, 0))
+    expression = _expression(adata, columns, genes, cells)
     return {
         "term": term,
         "genes": symbols,
@@ -291,7 +302,9 @@ def cluster_view(
     scores, types = _scores(adata)
     terms = retrieved_types(scores, types, members)
     neighbours = np.asarray(adata.obsm["scatlas_neighbours"])[members]
-    de = [view for t in terms if (view := de_view(adata, reference, t, members)) is not None]
+    columns = gene_columns(adata, reference)
+    views = (de_view(adata, reference, t, members, columns) for t in terms)
+    de = [view for view in views if view is not None]
     labels = dict(
         zip(
             reference.cells["cl_id"].astype(str),
