@@ -147,3 +147,134 @@ def test_exclusions_name_their_reason_and_words():
         _sample(protocol="TruSeq Stranded mRNA, 500 ng of purified total RNA"), ["Homo sapiens"]
     )
     assert not ok and "bulk: TruSeq, 500 ng of purified total RNA" in why
+
+
+# -- real records beyond ../shared/data: ArrayExpress SDRFs and GEO MINiML samples kept in
+# benchmarks/data (their provenance is in benchmarks/data/README.md)
+
+_STUDY_KINDS = {  # ArrayExpress study -> (cells, library, chemistry) of every sample
+    "E-MTAB-13131": ("single_cell", "atac", "10x"),  # 10x single-nucleus ATAC
+    "E-MTAB-13662": ("bulk", "gene_expression", ""),  # KAPA mRNA bulk RNA-seq
+    "E-MTAB-14560": ("single_cell", "gene_expression", "10x"),  # Chromium Flex nuclei
+    "E-MTAB-14960": ("spatial", "gene_expression", "spatial"),  # 10x Visium
+    "E-MTAB-16192": ("bulk", "other", ""),  # ChIP-seq
+    "E-MTAB-16253": ("bulk", "gene_expression", ""),  # bacterial RNA-seq
+    "E-MTAB-16847": ("bulk", "other", ""),  # Agilent microarray
+    "E-MTAB-16856": ("single_cell", "gene_expression", "splitseq"),  # Parse / SPLiT-seq
+}
+
+
+@pytest.fixture(scope="module")
+def sdrf_samples(repo_root):
+    import pandas as pd
+
+    from scatlas.sources import arrayexpress as ae
+
+    where = repo_root / "benchmarks" / "data" / "arrayexpress"
+    types = pd.read_csv(where / "studies.tsv", sep="\t", dtype=str, index_col=0)
+    out = {}
+    for acc in _STUDY_KINDS:
+        path = where / f"{acc}.sdrf.txt"
+        records = ae.parse_sdrf(path.read_text(), where=str(path))
+        out[acc] = [
+            ae.sdrf_sample(r, r["ena_sample"], types.loc[acc, "experiment_type"]) for r in records
+        ]
+    return out
+
+
+@pytest.mark.parametrize("study", sorted(_STUDY_KINDS))
+def test_real_arrayexpress_records(sdrf_samples, study):
+    cells, library, chemistry = _STUDY_KINDS[study]
+    kinds = [classify(s) for s in sdrf_samples[study]]
+    assert kinds and {(k.cells, k.library, k.chemistry) for k in kinds} == {
+        (cells, library, chemistry)
+    }
+    kept = {geo.is_single_cell_rna(s, ["Homo sapiens"])[0] for s in sdrf_samples[study]}
+    assert kept == {cells == "single_cell" and library == "gene_expression"}
+
+
+def test_the_curated_experiment_type_decides_when_the_sdrf_is_silent(sdrf_samples):
+    # E-MTAB-13662's rows name no kit and no single-cell word: bulk because of the type
+    sample = sdrf_samples["E-MTAB-13662"][0]
+    assert classify({**sample, "experiment_type": ""}).cells == "unknown"
+    kind = classify(sample)
+    assert kind.cells == "bulk" and "experiment type 'RNA-seq of coding RNA'" in kind.describe()
+    ok, why = geo.is_single_cell_rna(sdrf_samples["E-MTAB-14960"][0], ["Homo sapiens"])
+    assert not ok and "spatial capture" in why and "'Visium'" in why
+
+
+@pytest.fixture(scope="module")
+def miniml(repo_root):
+    from scatlas.sources.miniml import parse_miniml_samples
+
+    where = repo_root / "benchmarks" / "data" / "geo"
+    return {p.stem: parse_miniml_samples(p)[0] for p in sorted(where.glob("GSM*.xml"))}
+
+
+def test_a_samples_own_chemistry_beats_its_studys_shared_protocol(miniml):
+    # GSM5388031: characteristic singlecell_type SC3Pv2; the protocol says "V2 or V3"
+    sample = miniml["GSM5388031"]
+    assert chemistry_of(sample["protocol"]) == ""
+    assert classify(sample).chemistry == "10x_3p_v2"
+
+
+def test_a_visium_protocol_shared_with_single_nucleus_libraries(miniml):
+    # GSM9254695: "Heart, scRNA-seq", source transcriptomic single cell; the extract
+    # protocol describes the study's snRNA-seq (3' v3.1) and its Visium libraries
+    kind = classify(miniml["GSM9254695"])
+    assert (kind.cells, kind.library, kind.chemistry) == (
+        "single_cell",
+        "gene_expression",
+        "10x_3p_v3",
+    )
+    visium_only = {
+        **miniml["GSM9254695"],
+        "title": "Heart, Sham",
+        "library_source": "transcriptomic",
+    }
+    assert classify(visium_only).cells == "spatial"
+
+
+@pytest.mark.parametrize(
+    "text, chemistry",
+    [  # protocol text of real records and 10x datasets (sources in the comments)
+        # GEO GSM6975354 (Cell Ranger's version is data processing, not read)
+        (
+            "Library was performed according to the manufacter’s instructions (single cell 3’ v2 protocol, 10x Genomics).",
+            "10x_3p_v2",
+        ),
+        # GEO GSM8288494: two kits named, the sample's own is not said
+        (
+            "Single-cell library preparation was performed according to the manual of the Chromium Next GEM Single-cell 3' Reagent Kits v3.1 the Chromium Next GEM Single Cell 5′ Kit v2 for Dual Index (10x Genomics).",
+            "",
+        ),
+        # 10x dataset "10k Human PBMCs, 5' v2.0, Chromium X"
+        (
+            "Chromium Single Cell 5' Reagent Kits User Guide (v2 Chemistry Dual Index) Read 1: 26 cycles (16 bp barcode, 10 bp UMI)",
+            "10x_5p_v2",
+        ),
+        # 10x dataset "10k 5p Human diseased PBMC ALL Fix stored"
+        (
+            "Gene Expression and V(D)J libraries were generated as outlined in the Chromium GEM-X Single Cell 5' v3 Gene Expression User Guide (CG000733) or fixed following the demonstrated protocol, Cell Fixation Protocol for GEM-X Single Cell 3' & 5' Assays (CG000776).",
+            "10x_5p_v3",
+        ),
+        # 10x dataset "10k Human PBMCs, 3' HT v3.1"
+        (
+            "Chromium Single Cell 3' Reagent Kits User Guide (v3.1 Chemistry Dual Index) Read 1: 28 cycles (16 bp barcode, 12 bp UMI)",
+            "10x_3p_v3",
+        ),
+        # 10x GEM-X Flex v2 user guide: probe-based, not a 3' v2 kit
+        (
+            "GEM-X Flex v2 – Gene Expression libraries comprise standard Illumina paired-end constructs, which begin with P5 and end with P7. These libraries include 16 bp 10x GEM Barcodes encoded at the start of TruSeq Read 1.",
+            "10x_flex",
+        ),
+        # GEO GSM1520438: bacterial 5' end mapping, no single-cell kit
+        (
+            "5' end mapping libraries were constructed by direct ligation of adapters to RNA 5' ends after differential treatment with or without 5' polyphosphatase.",
+            "",
+        ),
+        ("SPLiT-seq, Evercode Whole Transcriptome v2 kit (Parse Biosciences)", "splitseq"),
+    ],
+)
+def test_chemistry_of_real_protocol_text(text, chemistry):
+    assert chemistry_of(text) == chemistry

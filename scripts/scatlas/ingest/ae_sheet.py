@@ -103,7 +103,9 @@ def _ae_sheet(svc: Services, acc: str, ctx: StudyContext, out_dir: Path) -> tupl
     rows: list[dict[str, Any]] = []
     excluded: list[tuple[str, str]] = []
     for rec, sample_acc in zip(records, _ae_sample_ids(records), strict=True):
-        row, why = _record_row(svc, acc, rec, sample_acc, ctx, organism, processed, ena_runs)
+        row, why = _record_row(
+            svc, acc, rec, sample_acc, ctx, organism, processed, ena_runs, info["study_type"]
+        )
         if row is None:
             excluded.append((sample_acc or rec["source_name"], why))
         else:
@@ -128,19 +130,10 @@ def _record_row(
     organism: str,
     processed: list[str],
     ena_runs: Mapping[str, dict[str, Any]],
+    experiment_type: str = "",
 ) -> tuple[dict[str, Any] | None, str]:
     """The sheet row of one SDRF record, or None and why it is left out."""
-    sample = {
-        "accession": sample_acc or rec["source_name"],
-        "title": rec["source_name"],
-        "source_name": rec["source_name"],
-        "organism": rec["organism"],
-        "characteristics": rec["characteristics"],
-        "library_strategy": rec["library_strategy"],
-        "library_source": rec["library_source"],
-        "experiment": rec["experiment"],
-        "protocol": f"{rec['library_construction']} {rec['single_cell_isolation']}",
-    }
+    sample = ae.sdrf_sample(rec, sample_acc, experiment_type)
     ok, why = keep_sample(sample, ctx, organism)
     if not ok:
         return None, why

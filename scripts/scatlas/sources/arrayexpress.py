@@ -347,6 +347,28 @@ def parse_sdrf(text: str, *, where: str = "") -> list[dict[str, Any]]:
     return list(records.values())
 
 
+def sdrf_sample(
+    rec: Mapping[str, Any], sample_acc: str = "", experiment_type: str = ""
+) -> dict[str, Any]:
+    """A :func:`parse_sdrf` record as the sample record that
+    ``scatlas.sources.sample_kind.classify`` and ``geo.is_single_cell_rna`` read; the
+    study's experiment type (BioStudies "Study type", curated: "RNA-seq of coding RNA from
+    single cells") is evidence of what every sample is."""
+    return {
+        "accession": sample_acc or rec["source_name"],
+        "title": rec["source_name"],
+        "source_name": rec["source_name"],
+        "organism": rec["organism"],
+        "characteristics": rec["characteristics"],
+        "library_strategy": rec["library_strategy"],
+        "library_source": rec["library_source"],
+        "experiment": rec["experiment"],
+        "library_construction": rec["library_construction"],
+        "protocol": f"{rec['library_construction']} {rec['single_cell_isolation']}".strip(),
+        "experiment_type": experiment_type,
+    }
+
+
 def _mate_order(uris: list[str]) -> list[str]:
     mates = {mate_of(u): u for u in uris}
     if 1 in mates and 2 in mates:

@@ -748,6 +748,8 @@ def is_single_cell_rna(sample: Mapping[str, Any], organisms: Sequence[str]) -> t
         )
     if kind.cells == "bulk":
         return False, f"{acc}: metadata describes bulk RNA-seq ({kind.describe()})"
+    if kind.cells == "spatial":
+        return False, f"{acc}: spatial capture, spots of several cells ({kind.describe()})"
     return True, f"{acc}: {strategy} of {organism}, {kind.describe()}"
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scatlas.reads.chemistry import chemistry_of
+from scatlas.reads.chemistry import SPATIAL, chemistry_of
 
 #: (pattern, points) of single-cell evidence
 SINGLE_CELL_WORDS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
@@ -65,13 +65,16 @@ _OTHER_ASSAY = re.compile(
     r"\bChIP-?seq|\bHi-?C\b|\bCUT&(RUN|Tag)\b|\bWGBS\b|\bbisulfite|\bDNase-?seq|\bMeDIP", re.I
 )
 _RNA_STRATEGIES = {"rna-seq", "ssrna-seq", "mrna-seq", "scrna-seq", "snrna-seq"}
+#: ArrayExpress's curated experiment types of single-cell studies ("RNA-seq of coding RNA
+#: from single cells", "scATAC-seq", "single nucleus RNA sequencing")
+_SINGLE_CELL_TYPE = re.compile(r"single[- ]?(cells?|nucle(us|i))|\bs[cn](RNA|ATAC|DNA)", re.I)
 
 
 @dataclass(frozen=True)
 class SampleKind:
     """The classification of one sample and the evidence behind each field."""
 
-    cells: str  # single_cell | bulk | unknown
+    cells: str  # single_cell | bulk | spatial | unknown
     cells_confidence: float
     library: str  # gene_expression | feature_barcoding | vdj | atac | other
     library_confidence: float
@@ -96,6 +99,14 @@ def sample_text(sample: Mapping[str, Any]) -> str:
     return " | ".join(str(p) for p in parts if p)
 
 
+def named_text(sample: Mapping[str, Any]) -> str:
+    """What the sample alone is called and described as (:func:`sample_text` and an SDRF's
+    library construction): unlike extract protocols, never shared by the other libraries
+    of a study."""
+    parts = (sample_text(sample), sample.get("library_construction", ""))
+    return " | ".join(str(p) for p in parts if p)
+
+
 def record_text(sample: Mapping[str, Any]) -> str:
     """:func:`sample_text` and the record's extract protocol and molecule."""
     parts = (sample_text(sample), sample.get("protocol", ""), sample.get("molecule", ""))
@@ -113,12 +124,31 @@ def _score(words, text: str) -> tuple[int, list[str]]:
 
 
 def cells_kind(sample: Mapping[str, Any], text: str) -> tuple[str, float, list[str]]:
-    """single_cell, bulk or unknown, a confidence, and the evidence."""
+    """single_cell, bulk, spatial or unknown, a confidence, and the evidence.
+
+    A spatial platform named by the sample (Visium, Slide-seq, GeoMx: spots or regions of
+    several cells) decides alone. An ArrayExpress experiment type (``experiment_type``,
+    curated by the archive) is worth two points: to single cell when it names single
+    cells or nuclei, to bulk otherwise ("RNA-seq of coding RNA").
+    """
+    spatial = _spatial_evidence(sample, text)
+    if spatial:
+        return "spatial", 1.0, [spatial]
     single, single_hits = _score(SINGLE_CELL_WORDS, text)
     bulk, bulk_hits = _score(BULK_WORDS, text)
-    if str(sample.get("library_source", "")).lower() == "transcriptomic single cell":
+    if str(sample.get("library_source", "")).lower() in (
+        "transcriptomic single cell",
+        "genomic single cell",
+    ):
         single += 2
-        single_hits.insert(0, "library source 'transcriptomic single cell'")
+        single_hits.insert(0, f"library source {sample['library_source']!r}")
+    kind = str(sample.get("experiment_type", "")).strip()
+    if kind and _SINGLE_CELL_TYPE.search(kind):
+        single += 2
+        single_hits.insert(0, f"experiment type {kind!r}")
+    elif kind:
+        bulk += 2
+        bulk_hits.insert(0, f"experiment type {kind!r} (no single cells)")
     evidence = [f"single cell: {', '.join(single_hits)}"] if single_hits else []
     evidence += [f"bulk: {', '.join(bulk_hits)}"] if bulk_hits else []
     total = single + bulk
@@ -129,12 +159,39 @@ def cells_kind(sample: Mapping[str, Any], text: str) -> tuple[str, float, list[s
     return "unknown", 0.0, evidence
 
 
+def _spatial_evidence(sample: Mapping[str, Any], text: str) -> str:
+    """Why the sample is spatial capture, or "": a spatial platform named by the sample, or
+    by its protocol when nothing the sample is called says single cell (a study's shared
+    protocol may describe its Visium and its single-nucleus libraries alike)."""
+    named = named_text(sample)
+    m = SPATIAL.search(named)
+    if m:
+        return f"spatial: {m.group(0)!r} (spots of several cells)"
+    m = SPATIAL.search(text)
+    source = str(sample.get("library_source", "")).lower()
+    if m and not _score(SINGLE_CELL_WORDS, named)[0] and "single cell" not in source:
+        return f"spatial: {m.group(0)!r} in the protocol, nothing naming single cells"
+    return ""
+
+
+def sample_chemistry(sample: Mapping[str, Any], text: str, cells: str) -> str:
+    """The chemistry the sample's own fields name (a characteristic "SC3Pv2"), else its
+    protocol's (shared by the study: "10x kit V2 or V3" is ambiguous there)."""
+    spatial = cells == "spatial"
+    own = chemistry_of(named_text(sample), spatial=spatial)
+    if own not in ("", "10x"):
+        return own
+    return chemistry_of(text, spatial=spatial) or own
+
+
 def library_kind(sample: Mapping[str, Any], text: str) -> tuple[str, float, str]:
     """The library's kind, a confidence and the deciding words. The title speaks first
     (a GEX library of a multi-library sample names the others in its protocol)."""
     strategy = str(sample.get("library_strategy", "")).lower()
     source = str(sample.get("library_source", "")).lower()
     title = str(sample.get("title", ""))
+    if "array" in str(sample.get("experiment_type", "")).lower():
+        return "other", 1.0, f"a microarray ({sample['experiment_type']})"
     if strategy == "atac-seq" or (_ATAC.search(title) and not _GEX.search(title)):
         return "atac", 1.0, f"ATAC ({strategy or title})"
     if source and "transcriptomic" not in source:
@@ -178,6 +235,6 @@ def classify(sample: Mapping[str, Any]) -> SampleKind:
         cells_confidence=round(cells_conf, 3),
         library=library,
         library_confidence=lib_conf,
-        chemistry=chemistry_of(text),
+        chemistry=sample_chemistry(sample, text, cells),
         evidence=(*evidence, f"library: {lib_why}"),
     )
