@@ -53,9 +53,12 @@ def test_chemistry_from_text() -> None:
     assert chemistry_from_text("library construction: 10X v3.1") == "10x_v3"
     assert chemistry_from_text("Drop-seq (Macosko et al. 2015)") == "dropseq"
     assert chemistry_from_text("Dropseq libraries") == "dropseq"
-    # not something scatlas counts itself: no version, 5' kits, other droplet protocols
+    # 5' kits are counted from read 2 on the antisense strand; v1 and v2 share a layout
+    assert chemistry_from_text("Chromium Single Cell 5' v2 with V(D)J") == "10x_5p_v2"
+    assert chemistry_from_text("Chromium Single Cell 5' Library & Gel Bead Kit v1") == "10x_5p_v2"
+    assert chemistry_from_text("Chromium GEM-X Single Cell 5' v3") == "10x_5p_v3"
+    # not named unambiguously (the reads or the authors' matrix decide), or not counted
     assert chemistry_from_text("10x Genomics Chromium") is None
-    assert chemistry_from_text("Chromium Single Cell 5' v2 with V(D)J") is None
     assert chemistry_from_text("inDrop v3") is None
     assert chemistry_from_text("Smart-seq2 v3 protocol") is None
     assert chemistry_from_text("10x v2 and v3 libraries") is None

@@ -225,3 +225,71 @@ def test_counts_table_has_the_run(counted) -> None:
     counts, summary = read_featurecounts(counted["counts"])
     assert list(counts.columns) == ["SRR0000101"]
     assert counts["SRR0000101"].sum() == summary.loc["Assigned", "SRR0000101"]
+
+
+def test_a_10x_run_of_unstated_version_is_counted_as_its_reads_show(
+    dm6, counted, simulated, tmp_path
+) -> None:
+    """Sheet technology ``10x`` (the record names no kit version): alignment reads the v3
+    layout off read 1 and records it; counting then gives the same cells and molecules."""
+    work = simulated["work"]
+    manifest = write_manifest(
+        tmp_path / "manifest.tsv",
+        [
+            {
+                "run": "SRR0000101",
+                "sample": "GSM0000101",
+                "files": f"{work / 'R1.fastq.gz'};{work / 'R2.fastq.gz'}",
+                "status": "ok",
+            }
+        ],
+    )
+    tech = {"SRR0000101": "10x"}
+    chems = chemistries({"barcoded": {"chemistries": CHEMISTRIES}})
+    table = align_study(
+        manifest,
+        dm6.index,
+        tmp_path / "bam",
+        tmp_path / "alignment.tsv",
+        threads=2,
+        technologies=tech,
+        chemistries=chems,
+    )
+    assert table.loc[0, "status"] == "ok" and table.loc[0, "chemistry"] == "10x_v3"
+    count_study(
+        tmp_path / "alignment.tsv",
+        dm6.gtf,
+        tmp_path / "counts.tsv",
+        layout="PAIRED",
+        technologies=tech,
+        umi_h5ad=tmp_path / "umi.h5ad",
+        barcoded=BarcodedSettings(chemistries=CHEMISTRIES, min_reads_per_cell=20),
+    )
+    umi = read_droplets(tmp_path / "umi.h5ad")
+    assert list(umi.obs_names) == list(counted["umi"].obs_names)
+    assert (umi.X != counted["umi"].X).nnz == 0
+    # a run whose reads fit no candidate fails alone, saying why
+    bad = write_manifest(
+        tmp_path / "bad.tsv",
+        [
+            {
+                "run": "SRR0000102",
+                "sample": "GSM0000102",
+                "files": f"{work / 'R2.fastq.gz'};{work / 'R2.fastq.gz'}",
+                "status": "ok",
+            }
+        ],
+    )
+    table = align_study(
+        bad,
+        dm6.index,
+        tmp_path / "bam2",
+        tmp_path / "alignment2.tsv",
+        threads=2,
+        technologies={"SRR0000102": "10x"},
+        chemistries=chems,
+    )
+    assert (
+        table.loc[0, "status"] == "failed"
+        and "no poly(dT) tells them apart" in table.loc[0, "reason"]
+    )

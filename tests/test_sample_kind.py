@@ -278,3 +278,46 @@ def test_a_visium_protocol_shared_with_single_nucleus_libraries(miniml):
 )
 def test_chemistry_of_real_protocol_text(text, chemistry):
     assert chemistry_of(text) == chemistry
+
+
+def test_how_real_samples_runs_are_read(miniml, sdrf_samples):
+    from scatlas.ingest.sheet_rows import technology_and_reason
+
+    assert technology_and_reason(miniml["GSM5388031"]) == (
+        "10x_v2",
+        "the record names 10x_3p_v2",
+    )
+    assert technology_and_reason(miniml["GSM9254695"])[0] == "10x_v3"
+    tech, why = technology_and_reason(sdrf_samples["E-MTAB-14560"][0])  # "10x feature barcode"
+    assert tech == "10x" and "the reads decide" in why
+    tech, why = technology_and_reason(sdrf_samples["E-MTAB-16856"][0])
+    assert tech == "" and why.startswith("author matrix only: splitseq is not counted")
+
+
+@pytest.mark.parametrize(
+    "protocol, technology, words",
+    [
+        (
+            "Chromium Single Cell 5' Reagent Kits User Guide (v2 Chemistry Dual Index)",
+            "10x_5p_v2",
+            "names 10x_5p_v2",
+        ),
+        ("Chromium Single Cell 5' kit, 10x Genomics", "10x_5p", "5′ kit of unstated version"),
+        ("10x Genomics Chromium, v2 or v3 chemistry", "10x", "3′ kit of unstated version"),
+        (
+            "Chromium Next GEM Single-cell 3' Reagent Kits v3.1 the Chromium Next GEM Single Cell 5′ Kit v2",
+            "",
+            "both 3′ and 5′ kits named",
+        ),
+        ("inDrops (1CellBio) v3", "", "indrop is not counted"),
+        ("GEM-X Flex v2 Gene Expression, 10x Genomics", "", "10x_flex is not counted"),
+        ("Smart-seq2 in 384-well plates", "smartseq", "one cell per run"),
+    ],
+)
+def test_technology_and_reason(protocol, technology, words):
+    from scatlas.ingest.sheet_rows import technology_and_reason
+
+    tech, why = technology_and_reason(
+        _sample(protocol=protocol, library_source="transcriptomic single cell")
+    )
+    assert tech == technology and words in why

@@ -49,7 +49,7 @@ SAMPLE_COLUMNS = [
 ]
 #: what each sample is (scatlas.sources.sample_kind), written after SAMPLE_COLUMNS; optional
 #: when read, so sheets written before them still load
-SAMPLE_KIND_COLUMNS = ["cells", "library", "chemistry", "kind_confidence"]
+SAMPLE_KIND_COLUMNS = ["cells", "library", "chemistry", "kind_confidence", "technology_reason"]
 MANIFEST_COLUMNS = [
     "run",
     "sample",
@@ -70,6 +70,7 @@ ALIGNMENT_COLUMNS = [
     "status",
     "reason",
     "bam",
+    "chemistry",
 ]
 
 

@@ -20,7 +20,7 @@ from scatlas.ingest.sheet_rows import (
     run_fields,
     sample_row,
     study_organism,
-    technology_of,
+    technology_and_reason,
 )
 from scatlas.sources import arrayexpress as ae
 from scatlas.sources import sra
@@ -139,13 +139,11 @@ def _record_row(
         return None, why
     if not sample_acc:
         return None, f"{rec['source_name']!r}: no ENA/BioSample/run accession"
-    tech = technology_of(sample)
+    tech, why = technology_and_reason(sample)
     if not tech:
         if processed:
             return sample_row(acc, sample, "matrix", processed), ""
-        return None, (
-            f"{sample_acc}: droplet protocol (runs pool many cells) and no processed matrix file"
-        )
+        return None, f"{sample_acc}: {why} and no processed matrix file"
     if not rec["run"]:
         return None, f"{sample_acc}: no ENA run in the SDRF"
     run = _ena_run(svc, rec, ena_runs)

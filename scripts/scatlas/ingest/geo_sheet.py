@@ -17,6 +17,7 @@ from scatlas.ingest.sheet_rows import (
     run_fields,
     sample_row,
     study_organism,
+    technology_and_reason,
     technology_of,
 )
 from scatlas.sources import geo, sra
@@ -127,7 +128,7 @@ def _geo_sheet(
     for s in matrix:
         supp = [svc.map_url(u) for u in s["supplementary"]] + series_supp
         if not any(MATRIX_FILE.search(u) or ARCHIVE_FILE.search(u) for u in supp):
-            why = "droplet protocol (runs pool many cells)" if s["experiment"] else "no SRA reads"
+            why = technology_and_reason(s)[1] if s["experiment"] else "no SRA reads"
             excluded.append((s, f"{s['accession']}: {why} and no processed matrix file"))
             continue
         rows.append(sample_row(acc, s, "matrix", supp))

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scatlas.reads.barcodes import chemistry_from_text
+from scatlas.reads.barcodes import COUNTED
+from scatlas.reads.chemistry import tenx_end
 from scatlas.settings import Settings, as_settings
 from scatlas.sources import geo
 from scatlas.sources.http import Services
@@ -44,6 +45,9 @@ def run_fields(svc: Services, rec: Mapping[str, Any]) -> dict[str, str]:
 def sample_row(
     study: str, sample: Mapping[str, Any], technology: str, supplementary: Sequence[str]
 ) -> dict[str, Any]:
+    tech, reason = technology_and_reason(sample)
+    if technology == "matrix" and tech:  # its runs could be read, but it links none
+        reason = "author matrix: the record links no SRA experiment"
     return {
         "study": study,
         "sample": sample["accession"],
@@ -62,6 +66,7 @@ def sample_row(
         "fastq_bytes": "",
         "supplementary": join(dict.fromkeys(supplementary)),
         **kind_fields(sample),
+        "technology_reason": reason,
     }
 
 
@@ -138,10 +143,32 @@ def keep_sample(sample: Mapping[str, Any], ctx: StudyContext, organism: str) -> 
 
 
 def technology_of(sample: Mapping[str, Any]) -> str:
-    """``smartseq`` (one cell per run), the barcoded chemistry scatlas counts itself
-    (``10x_v2``, ``10x_v3``, ``dropseq``: see scatlas.reads.barcodes), or "" for a droplet
-    protocol it does not (its samples fall back to the authors' matrices)."""
+    """The sheet's ``technology`` of a sample (:func:`technology_and_reason`)."""
+    return technology_and_reason(sample)[0]
+
+
+def technology_and_reason(sample: Mapping[str, Any]) -> tuple[str, str]:
+    """How a sample's runs are read, and why.
+
+    ``smartseq`` (one cell per run: no droplet or pooled protocol named); a counted barcoded
+    chemistry (``10x_v2``, ``10x_v3``, ``10x_5p_v2``, ``10x_5p_v3``, ``dropseq``: see
+    scatlas.reads.barcodes) that the record names; ``10x`` / ``10x_5p`` when it names a 10x
+    3′ / 5′ kit but not (or not one) version: the reads decide (scatlas.reads.detect); or ""
+    with the reason ("author matrix only": other droplet and pooled protocols, both 3′ and
+    5′ kits named, 10x Flex): such samples use the authors' matrices.
+    """
     if not geo.is_droplet(sample):
-        return "smartseq"
+        return "smartseq", "one cell per run: no droplet or pooled protocol named"
+    chem = classify(sample).chemistry
+    if chem in COUNTED:
+        return COUNTED[chem], f"the record names {chem}"
     text = f"{geo.sample_text(sample)} {sample.get('protocol', '')}"
-    return chemistry_from_text(text) or ""
+    ends = tenx_end(text)
+    if chem in ("10x", "") and ends in ("3p", "5p"):
+        tech = "10x" if ends == "3p" else "10x_5p"
+        return tech, f"a 10x {ends[0]}′ kit of unstated version: the reads decide"
+    why = {
+        "": "no single counted chemistry named" if ends != "both" else "both 3′ and 5′ kits named",
+        "10x": "both 3′ and 5′ kits named",
+    }.get(chem, f"{chem} is not counted by scatlas")
+    return "", f"author matrix only: {why} (scatlas counts 10x 3′/5′ v2-v3 and Drop-seq runs)"

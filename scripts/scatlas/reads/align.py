@@ -27,10 +27,12 @@ from scatlas.fileio import atomic_path, atomic_write_text
 from scatlas.reads.barcodes import (
     BARCODED_TECHNOLOGIES,
     DEFAULT_CHEMISTRIES,
+    FROM_READS,
     Chemistry,
     barcode_and_cdna,
     tag_reads,
 )
+from scatlas.reads.detect import detect_chemistry
 from scatlas.reads.fastq import format_records, read_mates
 from scatlas.reads.readfeed import Feed, ReaderGone
 from scatlas.settings import AlignSettings
@@ -445,7 +447,7 @@ def align_study(
     """Align every ``ok`` run of a study's download manifest; write ``alignment_tsv``.
 
     Each run gets ``bam_dir/{run}.bam``. Columns of the table: ``run, sample, total_reads,
-    aligned_reads, alignment_rate, status, reason, bam``; ``status`` is ``ok``, ``skipped``
+    aligned_reads, alignment_rate, status, reason, bam, chemistry`` (a barcoded run's); ``status`` is ``ok``, ``skipped``
     (alignment rate below ``min_alignment_rate``: its BAM is removed) or ``failed`` (a
     download that failed, a bad FASTQ, or HISAT2/samtools rejecting the run: the reason says
     which). One run failing never stops the others. FASTQ paths relative in the manifest
@@ -453,8 +455,9 @@ def align_study(
     given, receives one HISAT2 log per run.
 
     ``technologies`` maps runs to their ``technology`` (samples.tsv; see
-    :func:`run_technologies`): a barcoded run (``10x_v2``, ``10x_v3``, ``dropseq``) is
-    aligned with its chemistry from ``chemistries`` (default
+    :func:`run_technologies`): a barcoded run (``10x_v2``, ``10x_v3``, ``10x_5p_v2``,
+    ``10x_5p_v3``, ``dropseq``; ``10x`` / ``10x_5p``: the one its reads show, or the run fails
+    saying why) is aligned with its chemistry from ``chemistries`` (default
     :data:`scatlas.reads.barcodes.DEFAULT_CHEMISTRIES`) and gets ``bam_dir/{run}.barcodes.tsv.gz``
     (reads per raw barcode); its total/aligned reads are cDNA reads. Manifest rows without
     a run (author matrices) are not runs and are left out of the table.
@@ -519,8 +522,14 @@ class _StudyAligner:
         bam_dir.mkdir(parents=True, exist_ok=True)
         reap_leftovers(bam_dir)
 
-    def _chemistry(self, run: str) -> Chemistry | None:
+    def _chemistry(self, run: str, fastqs: list[Path]) -> Chemistry | None:
+        """The run's barcoded chemistry: its sheet's, or the one its reads show when the
+        sheet says only ``10x`` / ``10x_5p`` (:func:`scatlas.reads.detect.detect_chemistry`)."""
         tech = self.technologies.get(run, "")
+        if tech in FROM_READS:
+            found = detect_chemistry(fastqs, self.chemistries, candidates=FROM_READS[tech])
+            log.info("run %s: %s from the reads (%s)", run, found.chemistry, found.evidence)
+            tech = found.chemistry
         if tech not in BARCODED_TECHNOLOGIES:
             return None
         if tech not in self.chemistries:
@@ -537,7 +546,7 @@ class _StudyAligner:
         bam = self.bam_dir / f"{run}.bam"
         barcode_counts = self.bam_dir / f"{run}.barcodes.tsv.gz"
         try:
-            chem = self._chemistry(run)
+            chem = self._chemistry(run, fastqs)
             summary = align_run(
                 self.index_prefix,
                 fastqs,
@@ -558,6 +567,7 @@ class _StudyAligner:
             "total_reads": summary["total_reads"],
             "aligned_reads": summary["aligned_reads"],
             "alignment_rate": round(rate, 6),
+            "chemistry": chem.name if chem else "",
         }
         if rate < self.min_alignment_rate:
             bam.unlink()

@@ -4,13 +4,19 @@ A barcoded run holds many cells. Read 1 carries the cell barcode (CB) followed b
 unique molecular identifier (UMI); read 2 carries the cDNA. The chemistries scatlas knows
 (lengths in bp, from the start of read 1; overridable in the config):
 
-=========  ==========  ===  =====================
-chemistry  barcode     UMI  read 2
-=========  ==========  ===  =====================
-10x_v2     16          10   sense strand (``-s 1``)
-10x_v3     16          12   sense strand
-dropseq    12          8    sense strand
-=========  ==========  ===  =====================
+==========  ==========  ===  ==========================================
+chemistry   barcode     UMI  read 2
+==========  ==========  ===  ==========================================
+10x_v2      16          10   sense strand (``-s 1``): 10x 3′ v2
+10x_v3      16          12   sense strand: 10x 3′ v3 / v3.1
+10x_5p_v2   16          10   antisense (``-s 2``): 10x 5′ v1 / v2
+10x_5p_v3   16          12   antisense: 10x GEM-X 5′ v3
+dropseq     12          8    sense strand
+==========  ==========  ===  ==========================================
+
+A sample sheet's ``technology`` is one of these, or ``10x`` / ``10x_5p`` when the record
+names a 10x 3′ / 5′ kit but not its version: the run's reads then decide among the two
+(:data:`FROM_READS`, ``scatlas.reads.detect``).
 
 Read 2 goes to HISAT2 with the barcode and UMI in its name (``@{CB}_{UMI}_{n}``: HISAT2 and
 featureCounts keep read names, so each alignment and each gene assignment still knows its
@@ -44,7 +50,9 @@ from scatlas.reads.fastq import first_read_length
 
 log = logging.getLogger(__name__)
 
-BARCODED_TECHNOLOGIES = ("10x_v2", "10x_v3", "dropseq")
+BARCODED_TECHNOLOGIES = ("10x_v2", "10x_v3", "10x_5p_v2", "10x_5p_v3", "dropseq")
+#: sheet technologies whose chemistry the reads decide: the candidates
+FROM_READS = {"10x": ("10x_v2", "10x_v3"), "10x_5p": ("10x_5p_v2", "10x_5p_v3")}
 CELL_CALLING = ("auto", "knee", "whitelist")
 _BASE_CODE = np.full(256, 4, dtype=np.uint64)
 for _i, _b in enumerate(b"ACGT"):
@@ -71,6 +79,8 @@ class Chemistry:
 DEFAULT_CHEMISTRIES: dict[str, Chemistry] = {
     "10x_v2": Chemistry("10x_v2", 16, 10),
     "10x_v3": Chemistry("10x_v3", 16, 12),
+    "10x_5p_v2": Chemistry("10x_5p_v2", 16, 10, strandedness=2),
+    "10x_5p_v3": Chemistry("10x_5p_v3", 16, 12, strandedness=2),
     "dropseq": Chemistry("dropseq", 12, 8),
 }
 
@@ -101,14 +111,22 @@ def chemistries(config: Mapping | None = None) -> dict[str, Chemistry]:
 
 # -- which chemistry a sample's metadata names ---------------------------------------------
 
-#: the chemistries a sample's text names (scatlas.reads.chemistry) that scatlas counts
-COUNTED = {"10x_3p_v2": "10x_v2", "10x_3p_v3": "10x_v3", "dropseq": "dropseq"}
+#: the chemistries a sample's text names (scatlas.reads.chemistry) that scatlas counts, and
+#: the layout each is counted with (5′ v1 and v2 kits share one)
+COUNTED = {
+    "10x_3p_v2": "10x_v2",
+    "10x_3p_v3": "10x_v3",
+    "10x_5p_v1": "10x_5p_v2",
+    "10x_5p_v2": "10x_5p_v2",
+    "10x_5p_v3": "10x_5p_v3",
+    "dropseq": "dropseq",
+}
 
 
 def chemistry_from_text(text: str) -> str | None:
-    """``dropseq``, ``10x_v2`` or ``10x_v3`` when free text (title, characteristics,
-    protocols) names that protocol unambiguously; None otherwise (other droplet protocols,
-    10x 5' kits, a 10x run of unstated version: their samples use the authors' matrices)."""
+    """The counted chemistry (:data:`COUNTED`) free text (title, characteristics, protocols)
+    names unambiguously; None otherwise (other droplet protocols, a 10x run of unstated
+    version: see :func:`scatlas.ingest.sheet_rows.technology_of`)."""
     return COUNTED.get(chemistry_of(text))
 
 

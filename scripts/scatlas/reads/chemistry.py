@@ -10,6 +10,7 @@ import re
 
 _TENX = re.compile(r"\b10x\b|\b10x ?genomics\b|\bchromium\b|\bsc[35]pv\d", re.I)
 _FLEX = re.compile(r"\bflex\b|\bfixed rna profiling\b", re.I)
+_THREE = re.compile(r"\b3['′’]|\bthree[- ]prime\b|\bsc3p", re.I)
 _FIVE = re.compile(r"\b5['′’]|\bfive[- ]prime\b|\bsc5p", re.I)
 _TENX_VERSION = re.compile(
     r"\b(?:v|version |chemistry v|sc[35]pv)\s?([1-4])(?:\.\d)?\b|\bv([1-4])(?:\.\d)? chemistry\b",
@@ -61,3 +62,12 @@ def chemistry_of(text: str, *, spatial: bool = True) -> str:
             else ("10x" if not versions else "")
         )
     return others[0] if others else ""
+
+
+def tenx_end(text: str) -> str:
+    """Which end of the transcript the 10x kits a text names capture: ``3p``, ``5p``,
+    ``both``, or "" (no 10x named). A 10x text naming neither end is a 3′ kit."""
+    if not _TENX.search(text):
+        return ""
+    three, five = bool(_THREE.search(text)), bool(_FIVE.search(text))
+    return "both" if three and five else ("5p" if five else "3p")

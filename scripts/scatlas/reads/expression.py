@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from scatlas.errors import InputError, ScatlasError
 from scatlas.fileio import atomic_path
 from scatlas.reads.align import read_alignment_table, read_manifest
-from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES
+from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, FROM_READS
 from scatlas.reads.droplets import read_droplets
 from scatlas.reads.matrices import is_integer_matrix, read_matrix_named
 from scatlas.reads.quant import read_featurecounts, rpkm
@@ -261,7 +261,7 @@ def _reads_study(
     barcoded = {
         r
         for r, t in zip(samples["run"], samples["technology"], strict=True)
-        if r and t in BARCODED_TECHNOLOGIES
+        if r and (t in BARCODED_TECHNOLOGIES or t in FROM_READS)
     }
     n_ok = n_skipped = n_failed = 0
     reasons: list[str] = []

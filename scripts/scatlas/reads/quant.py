@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path, atomic_write_text
 from scatlas.reads.align import read_alignment_table, run_technologies
-from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, Chemistry, chemistries
+from scatlas.reads.barcodes import BARCODED_TECHNOLOGIES, FROM_READS, Chemistry, chemistries
 from scatlas.reads.droplets import DropletRun, count_droplets
 from scatlas.settings import BarcodedSettings, QuantSettings
 from scatlas.tools import run_tool
@@ -321,6 +321,14 @@ def _group_runs(
             raise InputError(f"ok run {run} has no BAM", path=where, field="bam")
         path = Path(bam)
         tech = technologies.get(run, "")
+        if tech in FROM_READS:  # the chemistry its reads showed at alignment
+            tech = rec.get("chemistry", "")
+            if tech not in BARCODED_TECHNOLOGIES:
+                raise InputError(
+                    f"run {run}: no chemistry detected from its reads",
+                    path=where,
+                    field="chemistry",
+                )
         if tech in BARCODED_TECHNOLOGIES:
             if tech not in chems:
                 raise InputError(f"no chemistry configured for {tech}", path=where)

@@ -40,7 +40,7 @@ RNA_STRATEGIES = {"rna-seq", "scrna-seq", "snrna-seq", "ssrna-seq"}
 TRANSCRIPTOMIC_SOURCES = {"transcriptomic", "transcriptomic single cell"}
 # Droplet/pooled protocols: one run holds many cells, told apart only by barcodes.
 _DROPLET = re.compile(
-    r"\b(drop-?seq|10x(?:v\d)?|chromium|indrop|in-drop|seq-?well|microwell-seq|sci-rna-seq|split-?seq|"
+    r"\b(drop-?seq|10x(?:v\d)?|chromium|in-?drops?|seq-?well|microwell-seq|sci-rna-seq|split-?seq|"
     r"splitseq|cel-?seq2?\s+pooled|bd\s+rhapsody|scrb-seq|mars-seq)\b",
     re.I,
 )
