@@ -321,3 +321,22 @@ def test_technology_and_reason(protocol, technology, words):
         _sample(protocol=protocol, library_source="transcriptomic single cell")
     )
     assert tech == technology and words in why
+
+
+@pytest.mark.parametrize(
+    "title",
+    # titles of real GEO feature-barcoding samples (RNA-Seq, transcriptomic single cell)
+    # as cellgeni/nf-reprocessing-public-10x docs/archive-pathologies.md quotes them:
+    # GSE216914, GSE216040, GSE216999 ("Library N cell hashing"), GSE215842
+    [
+        "PSA1 CSP",
+        "PSA2 CSP",
+        "gRNA enrichment library",
+        "Library 7 cell hashing",
+        "scrnaseq with hashtags [HT]",
+    ],
+)
+def test_real_feature_barcoding_titles(title):
+    sample = _sample(title=title, library_source="transcriptomic single cell")
+    assert classify(sample).library == "feature_barcoding"
+    assert not geo.is_single_cell_rna(sample, ["Homo sapiens"])[0]
