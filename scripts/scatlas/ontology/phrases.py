@@ -42,17 +42,21 @@ class PhraseWindows:
         marker's level word."""
         out = []
         n = len(words)
+        bad_from, coord_after, hard_after = self._reach(words, hard, coord)
         for i in range(n):
             if words[i] not in self._vocab or words[i] in _STOP:
                 continue
             if origin is not None and i > 0 and origin[i - 1] == origin[i]:
                 continue
-            stop = i + 1
-            while stop < n and stop - i < self._max_window and not hard[stop]:
-                stop += 1
+            stop = min(hard_after[i], i + self._max_window)  # windows end at a hard break
             first_len = self._first_len.get(words[i], 0)
             bag_len = self._bag_len.get(words[i], 0)
-            for j in range(stop, i, -1):
+            bag_ok = bag_len >= 2 and words[i] not in _LEVELS
+            # the longest window either a key or a bag could be (the loop's order kept)
+            top = min(stop, i + first_len)
+            if bag_ok:
+                top = max(top, min(stop, bad_from[i], coord_after[i]))
+            for j in range(top, i, -1):
                 if words[j - 1] in _STOP:
                     continue
                 if origin is not None and j < n and origin[j - 1] == origin[j]:
@@ -62,23 +66,33 @@ class PhraseWindows:
                 if entries:
                     out.append((i, j, entries, False))
                     continue
-                if (
-                    j - i >= 2
-                    and bag_len >= 2
-                    and window[0] not in _LEVELS
-                    and not any(coord[k] for k in range(i + 1, j))
-                    and all(w in self._vocab or w in _STOP for w in window)
-                ):
-                    content = set(window) - _STOP
-                    if len(content) > bag_len:
-                        continue
-                    bag = " ".join(sorted(content))
-                    found = [
-                        e for e in self._bags.get(bag, []) if not e.tissue or e.tissue == tissue
-                    ]
+                if j - i >= 2 and bag_ok and j <= bad_from[i] and j <= coord_after[i]:
+                    found = self._bag_entries(window, bag_len, tissue)
                     if found:
                         out.append((i, j, found, True))
         return out
+
+    def _reach(
+        self, words: Sequence[str], hard: Sequence[bool], coord: Sequence[bool]
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Per word i: the first word at or after i that no key holds, and the first list
+        separator and hard break after i (windows read as a bag reach none of them)."""
+        n = len(words)
+        bad_from, coord_after, hard_after = [n] * (n + 1), [n] * (n + 1), [n] * (n + 1)
+        for k in range(n - 1, -1, -1):
+            known = words[k] in self._vocab or words[k] in _STOP
+            bad_from[k] = bad_from[k + 1] if known else k
+            coord_after[k] = k + 1 if k + 1 < n and coord[k + 1] else coord_after[k + 1]
+            hard_after[k] = k + 1 if k + 1 < n and hard[k + 1] else hard_after[k + 1]
+        return bad_from, coord_after, hard_after
+
+    def _bag_entries(self, window: Sequence[str], bag_len: int, tissue: str | None) -> list[_Entry]:
+        """The keys whose words are the window's in another order ("cell T" for "T cell")."""
+        content = set(window) - _STOP
+        if len(content) > bag_len:
+            return []
+        bag = " ".join(sorted(content))
+        return [e for e in self._bags.get(bag, []) if not e.tissue or e.tissue == tissue]
 
     def _expand(
         self, words: Sequence[str], hard: Sequence[bool], coord: Sequence[bool], tissue: str | None
