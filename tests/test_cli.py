@@ -63,3 +63,24 @@ def test_demo_report_says_when_the_gate_refused_a_release(tmp_path):
     text = DemoResult(ok=True, root=tmp_path, outputs={"release": release}).report(1.0)
     assert "release v2 NOT published: accuracy 0.80 < 0.95 - 0.05" in text
     assert "published/v1 (version v1)" in text
+
+
+def test_every_command_is_described_and_every_option_explained():
+    import argparse
+
+    from scatlas.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        if not parser.description:
+            missing.append(f"{name}: no description")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    walk(child, f"{name} {sub}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}: no help")
+
+    walk(build_parser(), "scatlas")
+    assert not missing, missing

@@ -400,3 +400,28 @@ def test_cli_query_clusters_the_novel_cells(release, tmp_path, capsys):
     novel = adata.obs["truth"].isin([NOVEL[0]]).to_numpy()
     assert adata.obs.loc[novel, "scatlas_cluster"].nunique() <= 2  # the new type stays together
     assert main([*argv, "--overwrite", "--cluster-model", str(tmp_path)]) == 2
+
+
+def test_cli_keeps_library_chatter_out_unless_verbose(release, tmp_path):
+    """faiss' loader (six INFO lines, a ModuleNotFoundError among them) and anndata's
+    "storing ... as categorical" stay below the CLI's output; ``-v`` shows them."""
+    import subprocess
+    import sys
+
+    path, new = release
+    query = tmp_path / "cells.h5ad"
+    new.write_h5ad(query)
+    argv = [sys.executable, "-m", "scatlas.cli"]
+    tail = ["query", "--reference", str(path), "--input", str(query), "--overwrite"]
+    quiet = subprocess.run(
+        [*argv, *tail, "--output", str(tmp_path / "a.h5ad")], capture_output=True, text=True
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    said = quiet.stdout + quiet.stderr
+    assert "annotated" in said and "scatlas.annotate" in said
+    assert "faiss.loader" not in said and "as categorical" not in said
+    loud = subprocess.run(
+        [*argv, "-v", *tail, "--output", str(tmp_path / "b.h5ad")], capture_output=True, text=True
+    )
+    assert loud.returncode == 0, loud.stderr
+    assert "faiss.loader" in loud.stderr and "as categorical" in loud.stderr

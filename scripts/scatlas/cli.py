@@ -260,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a searchable single-cell RNA-seq reference atlas and query it.",
     )
     parser.add_argument("--version", action="version", version=f"scatlas {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, the libraries' own included"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_run_commands(sub)
@@ -274,27 +276,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run_commands(sub) -> None:
     """demo, demo-world, mirror serve, refresh."""
-    p = sub.add_parser("demo", help="generate the demo world, serve it, run the whole workflow")
+    p = sub.add_parser(
+        "demo",
+        help="generate the demo world, serve it, run the whole workflow",
+        description="Generate the deterministic demo world (GEO/ENA/BioStudies records, reads "
+        "and matrices of simulated studies), serve it on a loopback mirror at the real "
+        "services' URL paths, and run the whole workflow on it (config/demo.yaml): "
+        "discovery to the published reference and a demo query, in a few minutes.",
+    )
     p.add_argument("--seed", type=int, default=1, help="demo world seed (default 1)")
     p.add_argument("--port", type=int, default=0, help="mirror port (default: a free one)")
     p.add_argument("--cores", type=int, default=2, help="cores for Snakemake (default 2)")
     p.add_argument("--regenerate", action="store_true", help="regenerate the demo world")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("demo-world", help="generate the deterministic demo world")
-    p.add_argument("outdir")
-    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser(
+        "demo-world",
+        help="generate the deterministic demo world",
+        description="Write the demo world to OUTDIR: the recorded-service files a loopback "
+        "mirror serves (E-utilities, GEO SOFT, ENA, BioStudies), FASTQ reads simulated from "
+        "a small genome, author matrices, and the truth of every cell. The same seed gives "
+        "the same bytes.",
+    )
+    p.add_argument("outdir", help="the folder to write (created)")
+    p.add_argument("--seed", type=int, default=1, help="the world's random seed (default 1)")
     p.add_argument(
         "--reads-per-cell", type=int, default=2500, help="simulated reads per cell (default 2500)"
     )
     p.set_defaults(func=_cmd_demo_world)
 
-    p = sub.add_parser("mirror", help="loopback mirror of the public services")
+    p = sub.add_parser(
+        "mirror",
+        help="loopback mirror of the public services",
+        description="A local HTTP server answering at the URL paths of NCBI E-utilities, "
+        "GEO, ENA and BioStudies from recorded files, so the workflow runs offline.",
+    )
     msub = p.add_subparsers(dest="mirror_command", required=True)
-    s = msub.add_parser("serve", help="serve a demo world at the real services' URL paths")
+    s = msub.add_parser(
+        "serve",
+        help="serve a demo world at the real services' URL paths",
+        description="Serve a demo world folder until interrupted; point the config's "
+        "services at the printed base URL.",
+    )
     s.add_argument("dir", help="the demo world folder (scatlas demo-world OUTDIR)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
     s.set_defaults(func=_cmd_mirror_serve)
 
     p = sub.add_parser(
@@ -457,18 +483,37 @@ def _add_cluster_command(sub) -> None:
 
 
 def _add_release_commands(sub) -> None:
-    p = sub.add_parser("release", help="sign and verify published releases")
+    p = sub.add_parser(
+        "release",
+        help="sign and verify published releases",
+        description="Ed25519 signatures of a release's manifest, and the checks a user runs "
+        "before trusting a downloaded release (every file's sha256, a pinned manifest "
+        "hash, the signature).",
+    )
     rsub = p.add_subparsers(dest="release_command", required=True)
-    r = rsub.add_parser("keygen", help="a new Ed25519 key pair (PEM) for signing releases")
+    r = rsub.add_parser(
+        "keygen",
+        help="a new Ed25519 key pair (PEM) for signing releases",
+        description="Write a new Ed25519 private key (mode 600) and its public key, as PEM.",
+    )
     r.add_argument("private_key", help="where the private key goes (kept secret, mode 600)")
     r.add_argument("public_key", help="where the public key goes (give it to your users)")
     r.set_defaults(func=_cmd_release_keygen)
-    r = rsub.add_parser("sign", help="sign a release's manifest (writes manifest.json.sig)")
+    r = rsub.add_parser(
+        "sign",
+        help="sign a release's manifest (writes manifest.json.sig)",
+        description="Sign a release's manifest.json with an Ed25519 private key; the "
+        "signature goes next to it as manifest.json.sig.",
+    )
     r.add_argument("release", help="a release folder")
     r.add_argument("--key", required=True, help="the Ed25519 private key (PEM)")
     r.set_defaults(func=_cmd_release_sign)
     r = rsub.add_parser(
-        "verify", help="verify a release: every file, and the pin and signature when given"
+        "verify",
+        help="verify a release: every file, and the pin and signature when given",
+        description="Check every file of a release against its manifest's sha256 and, when "
+        "given, the manifest against a pinned hash and its signature against a public key; "
+        "exits non-zero naming the first file that fails.",
     )
     r.add_argument("release", help="a release folder or published/current")
     _trust_arguments(r)
@@ -477,7 +522,10 @@ def _add_release_commands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
+    setup_logging(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        libraries=None if args.verbose else logging.WARNING,
+    )
     try:
         return args.func(args)
     except ScatlasError as exc:

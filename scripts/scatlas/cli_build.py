@@ -100,5 +100,5 @@ def add_build_command(sub) -> None:
     p.add_argument("--no-celltypist", action="store_true", help="skip the CellTypist peer")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of training (default 0)")
     p.set_defaults(func=_cmd_build)

@@ -11,18 +11,27 @@ from types import TracebackType
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
+def setup_logging(
+    log_file: str | os.PathLike | None = None,
+    level: int = logging.INFO,
+    *,
+    libraries: int | None = None,
+) -> None:
     """Log to ``log_file`` (a rule's ``log:``) and to stderr.
 
     Rule scripts call this first so that everything, including progress bars written to
-    stderr, ends up in the rule's log file.
+    stderr, ends up in the rule's log file. ``libraries``: the level of every logger but
+    scatlas's (the command line passes WARNING unless ``-v``: faiss' loader and anndata's
+    "storing ... as categorical" stay out of a user's terminal); default ``level``.
     """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
         sys.excepthook = log_uncaught  # the error that stops a rule goes into its log too
-    logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
+    root_level = level if libraries is None else max(level, libraries)
+    logging.basicConfig(level=root_level, format=_FORMAT, handlers=handlers, force=True)
+    logging.getLogger("scatlas").setLevel(level)
 
 
 def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -297,11 +298,36 @@ class Settings:
 
 
 def _message(exc: jsonschema.ValidationError) -> str:
-    """jsonschema's message, with the allowed values of an enum listed plainly."""
+    """jsonschema's message in a line: the allowed values of an enum, the keys a section
+    allows (and the nearest one) for an unknown key, the schema itself never."""
     if exc.validator == "enum":
         allowed = ", ".join(str(v) for v in exc.validator_value)
         return f"{exc.instance!r} is not one of {allowed}"
-    return exc.message
+    if exc.validator == "additionalProperties" and isinstance(exc.instance, Mapping):
+        known = list((exc.schema.get("properties") or {}).keys())
+        unknown = [k for k in exc.instance if k not in known]
+        hints = []
+        for key in unknown:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        return f"unknown key {', '.join(hints)}; allowed: {', '.join(known)}"
+    text = exc.message
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def config_error(config: Mapping[str, Any]) -> str | None:
+    """The first problem of a workflow config, in a few lines (the key's path, what is
+    wrong, the allowed values), or None: the Snakefile checks this before Snakemake's own
+    validation, whose message prints the whole schema and config."""
+    data = copy.deepcopy(dict(config))
+    _fill_defaults(config_schema(), data)
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(config_schema()).iter_errors(data)
+    )
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    return f"config {where}: {_message(error)}"
 
 
 def as_settings(config: Settings | Mapping[str, Any]) -> Settings:

@@ -6,13 +6,21 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from scatlas.settings import config_error
 
 if "query" in config:
     raise ValueError(
         "config: the section 'query:' (which studies to take from GEO and ArrayExpress) is "
         "now called 'discover:'; rename it (its keys are unchanged)"
     )
+# a config mistake in a few lines (key path, allowed values); Snakemake's own validation,
+# which then fills the defaults, would print the whole schema and config with it
+_config_problem = config_error(config)
+if _config_problem:
+    raise WorkflowError(_config_problem)
 validate(config, schema="../schemas/config.schema.yaml")
 
 if config["publish"]["model"] not in ("auto", *config["models"]):
