@@ -151,7 +151,8 @@ def test_meta_analyse_columns_and_maxp():
         ),
     }
     t = meta_analyse(per_study, {"GSE1": 100, "GSE2": 25}).set_index("gene")
-    assert list(t.columns[:4]) == ["logfc__GSE1", "padj__GSE1", "logfc__GSE2", "padj__GSE2"]
+    per = ["logfc", "pvalue", "padj", "mean_in", "mean_out"]
+    assert list(t.columns[:10]) == [f"{k}__{s}" for s in ("GSE1", "GSE2") for k in per]
     assert t.loc["a", "maxp"] == pytest.approx(1e-3)
     assert t.loc["a", "n_studies"] == 2 and t.loc["b", "n_studies"] == 1
     assert t.loc["a", "n_agree"] == 2 and t.loc["a", "n_replicated"] == 2
@@ -231,7 +232,10 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo, method):
         "fisher_p",
         "fisher_fdr",
         "maxp",
-        "fdr",
+        "stouffer_fdr",
+        "pvalue__GSE2",
+        "mean_in__GSE1",
+        "mean_out__GSE1",
         "direction",
         "n_studies",
         "n_agree",
@@ -256,7 +260,7 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo, method):
     ).all()
     art = table.loc[f"ENSG{ARTEFACT:05d}"]
     assert art["padj__GSE1"] < 1e-3  # strong in its one study; Stouffer alone would call it
-    assert art["fdr"] < 0.05 and art["fisher_fdr"] < 0.05
+    assert art["stouffer_fdr"] < 0.05 and art["fisher_fdr"] < 0.05
     assert not art["significant"] and art["n_replicated"] <= 1
     assert not art["conservative"]  # maxp: not significant in GSE2/GSE3
     assert s.loc[B, "n_up"] + s.loc[B, "n_down"] == len(called)
@@ -274,6 +278,18 @@ def test_planted_genes_recovered_artefact_rejected(tmp_path, obo, method):
     assert sorted(b_rest["study"]) == ["GSE1", "GSE2", "GSE3"]
     assert (b_rest["status"] == "tested").all() and (b_rest["unit"] == "cells").all()
     assert not list((tmp_path / "de").glob(".*tmp"))
+    # read from the top: the significant genes first, up before down, then the rest
+    ordered = pd.read_csv(tmp_path / "de" / "CL_0000236.tsv", sep="\t")
+    sig = ordered["significant"].to_numpy()
+    assert sig[: sig.sum()].all() and not sig[sig.sum() :].any()
+    dirs = ordered.loc[ordered["significant"], "direction"].tolist()
+    assert dirs == sorted(dirs, key=lambda d: d != "up") and {"up", "down"} <= set(dirs)
+    ups = ordered[ordered["significant"] & (ordered["direction"] == "up")]
+    assert ups["stouffer_fdr"].is_monotonic_increasing
+    assert (s.loc[B, "reason"] == "") and s.loc[B, "logfc_unit"]
+    readme = (tmp_path / "de" / "README.md").read_text()
+    for column in ("stouffer_fdr", "mean_in__{study}", "logfc_unit", "n_replicated"):
+        assert f"`{column}`" in readme, column
 
 
 def test_normalised_studies_left_out(tmp_path, obo):

@@ -182,7 +182,8 @@ def test_r_missing_falls_back_or_marks_not_tested(tmp_path, obo, monkeypatch):
     tested = s[s["status"] == "tested"]
     assert len(tested) >= 3
     assert tested["method"].str.startswith("wilcoxon (fallback from edger: R package").all()
-    assert "log2 fold change of expm1(mean log1p CP10k)" in tested["reason"].iloc[0]
+    assert "log2 fold change of expm1(mean log1p CP10k)" in tested["logfc_unit"].iloc[0]
+    assert (tested["reason"] == "").all()
     assert (tmp_path / "fb" / "CL_0000236.tsv").exists()
     s = run_de(
         atlas,

@@ -2,7 +2,8 @@
 
 * Fisher: X = −2 Σ ln p_i, chi-square with 2k degrees of freedom.
 * Weighted Stouffer: z_i = sign(logfc_i) · Φ⁻¹(1 − p_i / 2), weights w_i = √n_i (cells the
-  study tested), Z = Σ w_i z_i / √(Σ w_i²), two-sided p. Its BH-adjusted p is ``fdr``.
+  study tested), Z = Σ w_i z_i / √(Σ w_i²), two-sided p. Its BH-adjusted p is
+  ``stouffer_fdr``.
 * scQuery's conservative rule: ``maxp`` = the largest within-study adjusted p.
 * Direction consistency: ``n_agree`` studies share the sign of the median logfc.
 * ``conservative``: scQuery's rule with a direction requirement: tested in at least
@@ -10,7 +11,7 @@
 * ``fisher_fdr``: BH over Fisher's p (Fisher ignores direction: reported, not used to call).
 
 A gene is called ``significant`` when it was tested in at least ``min_studies`` studies,
-its Stouffer FDR is below ``fdr`` and it *replicates*: at least ``min_studies`` studies
+its ``stouffer_fdr`` is below ``fdr`` and it *replicates*: at least ``min_studies`` studies
 have padj < ``fdr`` in the combined direction (``n_replicated``). The replication
 requirement is what rejects a batch artefact that is strong in one study only (Stouffer
 and Fisher alone would call it).
@@ -84,7 +85,8 @@ def meta_analyse(
     index = pd.Index(genes, name="gene")
     cols = {
         key: pd.DataFrame({s: per_study[s].set_index("gene")[key].reindex(index) for s in studies})
-        for key in ("logfc", "pvalue", "padj")
+        for key in ("logfc", "pvalue", "padj", "mean_in", "mean_out")
+        if all(key in per_study[s].columns for s in studies)
     }
     logfc, pval, padj = (cols[k].to_numpy(dtype=np.float64) for k in ("logfc", "pvalue", "padj"))
     weights = np.sqrt(np.array([n_cells[s] for s in studies], dtype=np.float64))
@@ -95,15 +97,16 @@ def meta_analyse(
     n_replicated = np.sum((padj < fdr) & (np.sign(logfc) == combined_sign[:, None]), axis=1)
     q = bh(stouffer_p)
     out = pd.DataFrame(index=index)
-    for s in studies:
-        out[f"logfc__{s}"] = cols["logfc"][s]
-        out[f"padj__{s}"] = cols["padj"][s]
+    for s in studies:  # per study: the test's figures and the mean expression in / out
+        for key in ("logfc", "pvalue", "padj", "mean_in", "mean_out"):
+            if key in cols:
+                out[f"{key}__{s}"] = cols[key][s]
     out["stouffer_z"] = Z
     out["stouffer_p"] = stouffer_p
     out["fisher_p"] = fisher_combine(pval)
     out["fisher_fdr"] = bh(out["fisher_p"].to_numpy())
     out["maxp"] = np.nanmax(padj, axis=1)  # every gene was tested in at least one study
-    out["fdr"] = q
+    out["stouffer_fdr"] = q
     out["direction"] = direction
     out["n_studies"] = n_studies
     out["n_agree"] = agreement(logfc)

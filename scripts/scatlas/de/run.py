@@ -18,7 +18,8 @@ tests compare counts.
 Outputs in ``out_dir``: ``{CL_xxxxxxx}.tsv`` (rest) and ``{CL_xxxxxxx}.siblings.tsv`` per
 meta-analysed contrast, ``{CL_xxxxxxx}.go.tsv`` with GO enrichment (optional),
 ``summary.tsv`` (one row per term and contrast, tested or not, with the reason, the
-method and the per-study units) and ``studies.tsv`` (one row per term, contrast and study
+method, the fold-change unit and the per-study units), ``README.md`` (every file's
+columns) and ``studies.tsv`` (one row per term, contrast and study
 that has cells of the term). Faults stay local: R missing (fallback to Wilcoxon, named in
 the output, or every contrast "not tested"), an R error in a study (that contrast "not
 tested" with R's message), all-zero cells (left out), a term in one study only.
@@ -42,6 +43,7 @@ from scatlas.de.meta import meta_analyse
 from scatlas.de.per_study import LOGFC_UNITS, METHODS, R_METHODS, study_de
 from scatlas.de.rbridge import RUnavailable, r_package
 from scatlas.de.rcall import RError
+from scatlas.de.readme import write_readme
 from scatlas.errors import InputError
 from scatlas.fileio import atomic_path
 from scatlas.logs import progress_enabled
@@ -62,6 +64,7 @@ SUMMARY_COLUMNS = [
     "n_conservative",
     "status",
     "reason",
+    "logfc_unit",
     "units",
     "file",
     "go",
@@ -263,6 +266,7 @@ def run_de(
     out = pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
     _write_tsv(pd.DataFrame(study_rows, columns=STUDY_COLUMNS), out_dir / "studies.tsv")
     _write_tsv(out, out_dir / "summary.tsv")
+    write_readme(out_dir, method=plan.label, fdr=plan.fdr, min_studies=plan.min_studies)
     return out
 
 
@@ -420,6 +424,7 @@ def _summarise_contrast(
         n_up=0,
         n_down=0,
         n_conservative=0,
+        logfc_unit="",
         units="; ".join(con.units),
         file="",
         go="",
@@ -431,13 +436,7 @@ def _summarise_contrast(
     # studies are weighted by their test units (cells, or pseudobulk samples)
     table = meta_analyse(con.results, con.n_tested, fdr=plan.fdr, min_studies=plan.min_studies)
     table.insert(1, "gene_symbol", atlas.symbols.reindex(table["gene"]).to_numpy())
-    strength = -table["stouffer_z"].abs()
-    table = (
-        table.assign(_s=strength)
-        .sort_values(["fdr", "_s", "gene"], kind="mergesort")
-        .drop(columns="_s")
-        .reset_index(drop=True)
-    )
+    table = sort_for_reading(table)
     fname = term_file_name(scope.term, "" if name == "rest" else "siblings")
     _write_tsv(table, out_dir / fname)
     sig = table["significant"].to_numpy(dtype=bool)
@@ -459,9 +458,26 @@ def _summarise_contrast(
         n_down=int(sig.sum()) - n_up,
         n_conservative=int(table["conservative"].sum()),
         status="tested",
-        reason=f"logfc: {LOGFC_UNITS[plan.method]}",
+        reason="",
+        logfc_unit=LOGFC_UNITS[plan.method],
         file=fname,
         go=go_status,
+    )
+
+
+def sort_for_reading(table: pd.DataFrame) -> pd.DataFrame:
+    """A term's table in the order a reader takes it from the top: the significant
+    (replicated) genes first, up then down, each by ``stouffer_fdr`` and then by the size of
+    the combined z; then the rest in the same order."""
+    return (
+        table.assign(
+            _sig=~table["significant"].astype(bool),
+            _dir=(table["direction"] != "up"),
+            _z=-table["stouffer_z"].abs(),
+        )
+        .sort_values(["_sig", "_dir", "stouffer_fdr", "_z", "gene"], kind="mergesort")
+        .drop(columns=["_sig", "_dir", "_z"])
+        .reset_index(drop=True)
     )
 
 
