@@ -79,6 +79,11 @@ def test_publish_layout_manifest_and_load(inputs, tmp_path):
     for name, entry in manifest["files"].items():
         assert entry == {"sha256": sha256_file(rel / name), "bytes": (rel / name).stat().st_size}
     assert manifest["inputs"]["atlas"]["sha256"] == sha256_file(inputs["atlas_h5ad"])
+    # the software it was built with: packages, and the tools `make setup` installs
+    software = manifest["software"]
+    assert software["torch"].startswith("2.") and software["faiss"][0].isdigit()
+    for tool in ("hisat2", "featureCounts", "samtools", "R", "edgeR", "limma"):
+        assert software[tool][0].isdigit(), (tool, software[tool])
     for p in rel.rglob("*"):
         if p.is_file():
             assert stat.S_IMODE(p.stat().st_mode) == 0o444, p
@@ -333,3 +338,12 @@ def test_pinned_and_signed_releases(inputs, tmp_path, capsys):
     with pytest.raises(ReleaseError, match="bad signature"):
         Reference.load(rel, public_key=public)
     assert main(["release", "verify", str(rel), "--public-key", str(public)]) == 2
+
+
+def test_software_not_installed_is_recorded_as_such(monkeypatch):
+    from scatlas.release import software
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert software.tool_version(("hisat2", "--version"), r"version\s+(\S+)") == "not found"
+    assert software.r_versions() == {"R": "not found", "edgeR": "not found", "limma": "not found"}
+    assert software.package_version(("no-such-distribution",)) == "not found"

@@ -13,9 +13,21 @@ rule evaluate:
             caption="../report/evaluation.rst",
             category="Evaluation",
         ),
-        metrics=f"{RESULTS}/evaluation/metrics.tsv",
-        per_type=f"{RESULTS}/evaluation/per_type_f1.tsv",
-        clustering=f"{RESULTS}/evaluation/clustering.tsv",
+        metrics=report(
+            f"{RESULTS}/evaluation/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+        ),
+        per_type=report(
+            f"{RESULTS}/evaluation/per_type_f1.tsv",
+            caption="../report/per_type_f1.rst",
+            category="Evaluation",
+        ),
+        clustering=report(
+            f"{RESULTS}/evaluation/clustering.tsv",
+            caption="../report/clustering.rst",
+            category="Evaluation",
+        ),
     log:
         f"{LOGS}/evaluate/evaluate.log",
     conda:

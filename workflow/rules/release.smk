@@ -9,7 +9,11 @@ rule publish:
         de=f"{RESULTS}/de",
         obo=config["ontology"]["obo"],
     output:
-        release=f"{RESULTS}/publish/release.json",
+        release=report(
+            f"{RESULTS}/publish/release.json",
+            caption="../report/release.rst",
+            category="Release",
+        ),
     log:
         f"{LOGS}/publish/publish.log",
     localrule: True

@@ -106,6 +106,8 @@ class Manifest:
     # sha256 of everything the release is built from (inputs, evaluation, DE, settings):
     # publishing the same again finds this release instead of making a copy
     inputs_sha256: str = ""
+    # the software it was built with (scatlas.release.software): packages, tools, R
+    software: dict[str, str] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

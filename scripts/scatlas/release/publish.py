@@ -73,6 +73,7 @@ from scatlas.release.index import (
     unit_rows,
 )
 from scatlas.release.novelty import Calibration, calibrate_novelty
+from scatlas.release.software import software_versions
 from scatlas.settings import PublishSettings
 
 log = logging.getLogger(__name__)
@@ -427,6 +428,7 @@ def _write(
             "margin": settings.gate.get("margin"),
         },
         **provenance,
+        software=software_versions(),
         files=file_entries(tmp),
     ).to_dict()
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
