@@ -5,18 +5,16 @@ page is kept in ``test-artifacts/`` (or ``$SCATLAS_TEST_ARTIFACTS``)."""
 
 import io
 import json
-import os
-import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
+from browser import ARTIFACTS, chromium
 from synthetic_atlas import NOVEL, gene_ids, publish_without_study
 
 from scatlas.annotate.reference import Reference
@@ -25,9 +23,6 @@ from scatlas.package_data import snapshot_obo
 from scatlas.web.app import create_app
 
 HELD_OUT = "GSE100004"  # the query study: it holds the novel type
-ARTIFACTS = Path(
-    os.environ.get("SCATLAS_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")
-)
 
 
 @pytest.fixture(scope="module")
@@ -171,22 +166,7 @@ def _cluster_of(url: str, browser, term: str) -> int:
 
 
 def _browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:  # the Makefile installs both: missing is a failure
-        pytest.fail("chromium and chromium-driver are needed (make setup installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,2400",
-    ):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    return chromium(1400, 2400)
 
 
 def test_the_page_in_a_real_browser(site):

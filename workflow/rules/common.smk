@@ -178,6 +178,7 @@ def final_outputs():
         f"{RESULTS}/evaluation/report.html",
         f"{RESULTS}/de",
         f"{RESULTS}/publish/release.json",
+        f"{RESULTS}/report/report.html",
     ]
     if config["demo"]["query_input"]:
         outputs.append(f"{RESULTS}/demo/query_accuracy.json")
