@@ -28,6 +28,7 @@ rule evaluate:
             caption="../report/clustering.rst",
             category="Evaluation",
         ),
+        confusion=f"{RESULTS}/evaluation/confusion.tsv",
     log:
         f"{LOGS}/evaluate/evaluate.log",
     conda:

@@ -273,6 +273,9 @@ class EvalSet:
     novel_X: sp.csr_matrix | None = None
     novel_labels: np.ndarray | None = None
     input_kind: str = "raw_counts"
+    # each reference and query cell's study (the embedding plots colour by it too)
+    ref_studies: np.ndarray | None = None
+    query_studies: np.ndarray | None = None
 
     def log_normalised(self) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix | None]:
         """Reference, query and novel rows log-normalised (the baselines' and CellTypist's
@@ -382,7 +385,8 @@ def compare_methods(
             ontology=ontology,
             novel=novel,
         )
-        res.pop("predictions")
+        # per-cell predictions: the confusion table (popped before the figures are written)
+        res["predictions"] = list(res["predictions"])
         results[name] = {"method": name, "kind": kind, **extra, **res}
         spaces[name] = (embs[0], embs[1], novel)
     if celltypist:
@@ -420,6 +424,7 @@ def celltypist_figures(
         out["reason"] = peer["reason"]
         return out
     out.update(annotation_metrics(q_labels, peer["predictions"]))
+    out["predictions"] = list(peer["predictions"])
     out.update(
         solver=peer["solver"],
         fit_seconds=peer["fit_seconds"],
@@ -509,6 +514,7 @@ def _eval_set(adata: ad.AnnData, sel: Any, atlas_h5ad: Path) -> EvalSet:
         )
     cl_id = sel.cl_id
     X = sp.csr_matrix(adata.X)
+    studies = adata.obs["study"].astype(str).to_numpy() if "study" in adata.obs else None
     return EvalSet(
         ref_X=X[np.flatnonzero(ref_mask)],
         ref_labels=cl_id[ref_mask],
@@ -519,6 +525,8 @@ def _eval_set(adata: ad.AnnData, sel: Any, atlas_h5ad: Path) -> EvalSet:
         novel_labels=cl_id[novel_mask] if novel_mask.any() else None,
         # an atlas built from stated log-normalised values (scatlas build-reference) says so
         input_kind=str((adata.uns.get("scatlas") or {}).get("input_kind", "raw_counts")),
+        ref_studies=studies[ref_mask] if studies is not None else None,
+        query_studies=studies[q_mask] if studies is not None else None,
     )
 
 
@@ -554,9 +562,12 @@ def _write_evaluation(
     notes: list[str],
     clusters: pd.DataFrame | None = None,
 ) -> None:
-    """Per-method JSON, metrics.tsv, timings.tsv, per_type_f1.tsv, clustering.tsv and
-    report.html."""
+    """Per-method JSON, metrics.tsv, timings.tsv, per_type_f1.tsv, clustering.tsv,
+    confusion.tsv and report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    predictions = {n: r.pop("predictions") for n, r in results.items() if "predictions" in r}
+    confusion = confusion_table(predictions, data.query_labels, label_of)
+    atomic_write_text(out_dir / "confusion.tsv", confusion.to_csv(sep="\t", index=False))
     for name, res in results.items():
         atomic_write_text(out_dir / f"{name}.json", json.dumps(res, indent=1) + "\n")
         log.info("%s: %s", name, summary_line(res))
@@ -576,9 +587,21 @@ def _write_evaluation(
     )
     per_type = per_type_table(results, label_of)
     atomic_write_text(out_dir / "per_type_f1.tsv", per_type.to_csv(sep="\t", float_format="%.6g"))
+
+    def named(ids: np.ndarray) -> np.ndarray:
+        return np.array([label_of.get(str(i), str(i)) for i in ids], dtype=object)
+
     plots = {
         name: plot_png(
-            ref, data.ref_labels, q, data.query_labels, name, method=cfg.plot, novel=novel
+            ref,
+            named(data.ref_labels),
+            q,
+            named(data.query_labels),
+            name,
+            method=cfg.plot,
+            novel=novel,
+            ref_studies=data.ref_studies,
+            query_studies=data.query_studies,
         )
         for name, (ref, q, novel) in spaces.items()
     }
@@ -613,6 +636,27 @@ TABLE_COLUMNS = [
 ]
 #: timings: kept out of metrics.tsv (whose figures are reproducible) in timings.tsv
 TIMING_COLUMNS = ["method", "fit_seconds", "predict_seconds", "embed_cells_per_second"]
+
+
+def confusion_table(
+    predictions: dict[str, Sequence[str]], truth: Sequence[str], label_of: dict[str, str]
+) -> pd.DataFrame:
+    """Long form: per method, true type, predicted type (ids and names) and cells."""
+    rows = []
+    for method, pred in predictions.items():
+        pairs = pd.DataFrame({"true_id": list(truth), "predicted_id": list(pred)})
+        counts = pairs.value_counts().reset_index(name="cells")
+        counts.insert(0, "method", method)
+        rows.append(counts)
+    if not rows:
+        return pd.DataFrame(columns=CONFUSION_COLUMNS)
+    table = pd.concat(rows, ignore_index=True)
+    table["true_label"] = [label_of.get(str(i), str(i)) for i in table["true_id"]]
+    table["predicted_label"] = [label_of.get(str(i), str(i)) for i in table["predicted_id"]]
+    return table[CONFUSION_COLUMNS]
+
+
+CONFUSION_COLUMNS = ["method", "true_id", "true_label", "predicted_id", "predicted_label", "cells"]
 
 
 def metrics_table(

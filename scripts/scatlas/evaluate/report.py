@@ -37,6 +37,25 @@ def layout_2d(points: np.ndarray, method: str = "umap", seed: int = 0) -> tuple[
     return np.hstack([centred, np.zeros((n, 2))])[:, :2], "PCA"
 
 
+def _panel(ax, xy, nr, nq, ref_groups, query_groups, title: str, cmap_name: str) -> None:
+    """Reference (dots) and query (crosses) cells of ``xy`` coloured by group."""
+    import matplotlib.pyplot as plt
+
+    groups = sorted(set(ref_groups) | set(query_groups))
+    cmap = plt.get_cmap(cmap_name if len(groups) > 10 else "tab10")
+    for g_i, g in enumerate(groups):
+        colour = cmap(g_i % cmap.N)
+        m = ref_groups == g
+        ax.scatter(xy[:nr][m, 0], xy[:nr][m, 1], s=4, color=colour, alpha=0.5, label=g)
+        m = query_groups == g
+        ax.scatter(xy[nr : nr + nq][m, 0], xy[nr : nr + nq][m, 1], s=14, color=colour, marker="x")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(groups) <= 20:
+        ax.legend(fontsize=6, markerscale=2, loc="best")
+
+
 def plot_png(
     ref: np.ndarray,
     ref_labels: np.ndarray,
@@ -47,8 +66,12 @@ def plot_png(
     method: str = "umap",
     max_points: int = 2000,
     novel: np.ndarray | None = None,
+    ref_studies: np.ndarray | None = None,
+    query_studies: np.ndarray | None = None,
 ) -> str:
-    """Base64 PNG of reference (dots), query (crosses) and novel (black +) cells, by type."""
+    """Base64 PNG of reference (dots), query (crosses) and novel (black +) cells coloured
+    by type and, beside it on the same layout when studies are given, by study (a model
+    that keeps studies apart shows it there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,25 +85,24 @@ def plot_png(
         ni = np.sort(rng.choice(len(novel), min(len(novel), max_points // 2), replace=False))
         parts.append(novel[ni])
     xy, used = layout_2d(np.vstack(parts).astype(np.float32), method)
-    types = sorted(set(ref_labels[ri]) | set(query_labels[qi]))
-    cmap = plt.get_cmap("tab20" if len(types) > 10 else "tab10")
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=80)
+    by_study = ref_studies is not None and query_studies is not None
+    fig, axes = plt.subplots(1, 2 if by_study else 1, figsize=(10 if by_study else 5, 4), dpi=80)
+    axes = np.atleast_1d(axes)
     nr, nq = len(ri), len(qi)
-    for t_i, t in enumerate(types):
-        colour = cmap(t_i % cmap.N)
-        m = ref_labels[ri] == t
-        ax.scatter(xy[:nr][m, 0], xy[:nr][m, 1], s=4, color=colour, alpha=0.5, label=t)
-        m = query_labels[qi] == t
-        ax.scatter(xy[nr : nr + nq][m, 0], xy[nr : nr + nq][m, 1], s=14, color=colour, marker="x")
+    labels = (np.asarray(ref_labels, dtype=object)[ri], np.asarray(query_labels, dtype=object)[qi])
+    _panel(axes[0], xy, nr, nq, *labels, f"{title}: {used}, by type (x: query)", "tab20")
     if len(parts) == 3:
-        ax.scatter(
+        axes[0].scatter(
             xy[nr + nq :, 0], xy[nr + nq :, 1], s=14, color="black", marker="+", label="novel"
         )
-    ax.set_title(f"{title}: {used} (dots: reference, x: query)", fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if len(types) <= 20:
-        ax.legend(fontsize=6, markerscale=2, loc="best")
+        if axes[0].get_legend() is not None:
+            axes[0].legend(fontsize=6, markerscale=2, loc="best")
+    if by_study:
+        studies = (
+            np.asarray(ref_studies, dtype=object)[ri],
+            np.asarray(query_studies, dtype=object)[qi],
+        )
+        _panel(axes[1], xy, nr, nq, *studies, f"{title}: by study", "tab20b")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)

@@ -85,7 +85,26 @@ def evaluation_section(facts: RunFacts) -> str:
                 plots.heatmap(f1, "kNN annotation F1 per cell type"), "F1 per cell type and method"
             )
         )
+    parts.extend(_confusion_figures(facts.confusion))
     return section("evaluation", "Evaluation", parts)
+
+
+def _confusion_figures(confusion: pd.DataFrame) -> list[str]:
+    """Per method: true types (rows) against predicted types, as shares of the row."""
+    if confusion.empty:
+        return []
+    out = ["<h3>Confusion matrices (rows: true type; share of its query cells)</h3>"]
+    for method, rows in confusion.groupby("method", sort=False):
+        matrix = rows.pivot_table(
+            index="true_label",
+            columns="predicted_label",
+            values="cells",
+            aggfunc="sum",
+            fill_value=0,
+        )
+        share = matrix.div(matrix.sum(axis=1), axis=0)
+        out.append(figure(plots.heatmap(share, str(method)), f"{method}: confusion matrix"))
+    return out
 
 
 def de_section(facts: RunFacts) -> str:

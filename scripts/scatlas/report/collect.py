@@ -25,6 +25,7 @@ class RunFacts:
     cells: pd.DataFrame = field(default_factory=pd.DataFrame)  # obs: study, cl_label, split
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     per_type: pd.DataFrame = field(default_factory=pd.DataFrame)
+    confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
     training: pd.DataFrame = field(default_factory=pd.DataFrame)
     de_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     de_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -141,6 +142,7 @@ def collect(results: Path, publish_dir: Path | None = None, max_de_terms: int = 
         cells=read_cells(results / "atlas" / "atlas.h5ad"),
         metrics=_tsv(results / "evaluation" / "metrics.tsv"),
         per_type=_tsv(results / "evaluation" / "per_type_f1.tsv"),
+        confusion=_tsv(results / "evaluation" / "confusion.tsv"),
         training=read_training(results),
     )
     facts.de_summary, facts.de_tables = read_de(results / "de", max_de_terms)
