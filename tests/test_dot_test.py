@@ -60,10 +60,11 @@ def _run(name: str, world: Path, tmp_path: Path, repo_root: Path, targets=()) ->
 def test_basic(world, tmp_path, repo_root):
     results = _run("basic", world, tmp_path, repo_root)
     release = json.loads((results / "publish" / "release.json").read_text())
-    assert release["status"] == "published", release
-    model = json.loads((results / "models" / "release" / "choice.json").read_text())
-    assert "dense" in json.dumps(model)
+    assert release["published"] is True, release
+    choice = json.loads((results / "models" / "release" / "choice.json").read_text())
+    assert choice["model"] == "dense" and list(choice["scores"]) == ["dense"]
     assert (results / "demo" / "query_accuracy.json").is_file()
+    assert (results / "report" / "report.html").is_file()
 
 
 def test_barcoded(world, tmp_path, repo_root):
