@@ -95,42 +95,46 @@ def simulated(dm6: DM6, tmp_path_factory: pytest.TempPathFactory):
     return {"work": work, "cells": cells, "origin": origin, "n_reads": len(r1)}
 
 
-@pytest.fixture(scope="module")
-def counted(dm6: DM6, simulated):
-    work = simulated["work"]
+def _align_and_count(dm6: DM6, reads: Path, out: Path, technology: str):
+    """The simulated run aligned and counted in ``out``, its sheet technology given."""
     chems = chemistries({"barcoded": {"chemistries": CHEMISTRIES}})
     manifest = write_manifest(
-        work / "manifest.tsv",
+        out / "manifest.tsv",
         [
             {
                 "run": "SRR0000101",
                 "sample": "GSM0000101",
-                "files": f"{work / 'R1.fastq.gz'};{work / 'R2.fastq.gz'}",
+                "files": f"{reads / 'R1.fastq.gz'};{reads / 'R2.fastq.gz'}",
                 "status": "ok",
             }
         ],
     )
-    tech = {"SRR0000101": "10x_v3"}
+    tech = {"SRR0000101": technology}
     table = align_study(
         manifest,
         dm6.index,
-        work / "bam",
-        work / "alignment.tsv",
+        out / "bam",
+        out / "alignment.tsv",
         threads=2,
         technologies=tech,
         chemistries=chems,
-        log_dir=work / "logs",
+        log_dir=out / "logs",
     )
     counts = count_study(
-        work / "alignment.tsv",
+        out / "alignment.tsv",
         dm6.gtf,
-        work / "counts.tsv",
+        out / "counts.tsv",
         layout="PAIRED",
         technologies=tech,
-        umi_h5ad=work / "umi.h5ad",
+        umi_h5ad=out / "umi.h5ad",
         barcoded=BarcodedSettings(chemistries=CHEMISTRIES, min_reads_per_cell=20),
     )
-    return {"table": table, "counts": counts, "umi": read_droplets(work / "umi.h5ad")}
+    return {"table": table, "counts": counts, "umi": read_droplets(out / "umi.h5ad")}
+
+
+@pytest.fixture(scope="module")
+def counted(dm6: DM6, simulated):
+    return _align_and_count(dm6, simulated["work"], simulated["work"], "10x_v3")
 
 
 def _direct_assignments(dm6: DM6, work: Path) -> pd.Series:
@@ -233,39 +237,10 @@ def test_a_10x_run_of_unstated_version_is_counted_as_its_reads_show(
     """Sheet technology ``10x`` (the record names no kit version): alignment reads the v3
     layout off read 1 and records it; counting then gives the same cells and molecules."""
     work = simulated["work"]
-    manifest = write_manifest(
-        tmp_path / "manifest.tsv",
-        [
-            {
-                "run": "SRR0000101",
-                "sample": "GSM0000101",
-                "files": f"{work / 'R1.fastq.gz'};{work / 'R2.fastq.gz'}",
-                "status": "ok",
-            }
-        ],
-    )
-    tech = {"SRR0000101": "10x"}
-    chems = chemistries({"barcoded": {"chemistries": CHEMISTRIES}})
-    table = align_study(
-        manifest,
-        dm6.index,
-        tmp_path / "bam",
-        tmp_path / "alignment.tsv",
-        threads=2,
-        technologies=tech,
-        chemistries=chems,
-    )
-    assert table.loc[0, "status"] == "ok" and table.loc[0, "chemistry"] == "10x_v3"
-    count_study(
-        tmp_path / "alignment.tsv",
-        dm6.gtf,
-        tmp_path / "counts.tsv",
-        layout="PAIRED",
-        technologies=tech,
-        umi_h5ad=tmp_path / "umi.h5ad",
-        barcoded=BarcodedSettings(chemistries=CHEMISTRIES, min_reads_per_cell=20),
-    )
-    umi = read_droplets(tmp_path / "umi.h5ad")
+    found = _align_and_count(dm6, work, tmp_path, "10x")
+    assert found["table"].loc[0, "status"] == "ok"
+    assert found["table"].loc[0, "chemistry"] == "10x_v3"
+    umi = found["umi"]
     assert list(umi.obs_names) == list(counted["umi"].obs_names)
     assert (umi.X != counted["umi"].X).nnz == 0
     # a run whose reads fit no candidate fails alone, saying why
@@ -287,7 +262,7 @@ def test_a_10x_run_of_unstated_version_is_counted_as_its_reads_show(
         tmp_path / "alignment2.tsv",
         threads=2,
         technologies={"SRR0000102": "10x"},
-        chemistries=chems,
+        chemistries=chemistries({"barcoded": {"chemistries": CHEMISTRIES}}),
     )
     assert (
         table.loc[0, "status"] == "failed"
