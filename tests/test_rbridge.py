@@ -31,3 +31,18 @@ def test_missing_r_package_named():
         pytest.skip(str(exc))
     with pytest.raises(RUnavailable, match="notARealPackage"):
         r_package("notARealPackage")
+
+
+def test_r_warnings_in_pieces_are_logged_whole_and_noise_dropped(caplog):
+    from scatlas.de import rbridge
+
+    caplog.set_level("INFO", logger="scatlas.R")
+    for piece in (
+        "Warning in (function (package, help, pos = 2, lib.loc = NULL, character.only = FALSE,  :\n",
+        "  library ‘/usr/local/lib/R/site-library’ contains no packages\n",
+        "Warning in estimateDisp(y) :",
+        " no residual degrees of freedom\n",
+    ):
+        rbridge._r_console(piece)
+    said = [r.getMessage() for r in caplog.records if r.name == "scatlas.R"]
+    assert said == ["R: Warning in estimateDisp(y) : no residual degrees of freedom"]

@@ -100,3 +100,47 @@ def test_the_demo_runs_report_in_chromium(demo_run):
         assert "hisat2" in driver.find_element(By.ID, "release").text  # software versions
     finally:
         driver.quit()
+
+
+def test_de_section_shows_volcano_top_genes_and_go(tmp_path):
+    import pandas as pd
+
+    de = tmp_path / "results" / "de"
+    de.mkdir(parents=True)
+    summary = pd.DataFrame(
+        {
+            "cl_id": ["CL:0000084"],
+            "cl_label": ["T cell"],
+            "contrast": ["rest"],
+            "n_studies": [3],
+            "n_up": [2],
+            "n_down": [1],
+            "status": ["tested"],
+            "reason": [""],
+            "file": ["CL_0000084.tsv"],
+        }
+    )
+    summary.to_csv(de / "summary.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "gene": ["g1", "g2", "g3", "g4"],
+            "gene_symbol": ["CD3E", "CD2", "LYZ", "ACTB"],
+            "logfc__A": [5.0, 4.0, -3.0, 0.1],
+            "logfc__B": [4.0, 3.5, -2.5, 0.0],
+            "stouffer_z": [9.0, 8.0, -7.0, 0.2],
+            "stouffer_fdr": [1e-20, 1e-15, 1e-10, 0.8],
+            "direction": ["up", "up", "down", "up"],
+            "n_replicated": [2, 2, 2, 0],
+            "significant": [True, True, True, False],
+        }
+    ).to_csv(de / "CL_0000084.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {"go_id": ["GO:0002250"], "term": ["adaptive immune response"], "n_up": [2], "padj": [1e-4]}
+    ).to_csv(de / "CL_0000084.go.tsv", sep="\t", index=False)
+    text = build_report(
+        tmp_path / "results", tmp_path / "logs", tmp_path / "r.html", tmp_path / "mq"
+    ).read_text()
+    de_part = text[text.index('<section id="de">') : text.index('<section id="release">')]
+    assert "T cell (CL:0000084)" in de_part and "<img" in de_part
+    assert "CD3E" in de_part and "ACTB" not in de_part  # the significant genes only
+    assert "adaptive immune response" in de_part

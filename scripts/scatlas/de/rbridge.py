@@ -48,11 +48,21 @@ _RLOG = logging.getLogger("scatlas.R")
 _NOISE = ("contains no packages",)
 
 
+_PENDING: list[str] = []
+
+
 def _r_console(text: str) -> None:
-    """R's warnings and messages into our log (the rule's log file), minus known noise."""
-    line = text.rstrip()
-    if line and not any(n in line for n in _NOISE):
-        _RLOG.info("R: %s", line)
+    """R's warnings and messages into our log (the rule's log file) one message per line,
+    minus known noise. R writes a warning in pieces ("Warning in f(...) :" then its
+    message on the next line): pieces are joined before the noise is judged."""
+    _PENDING.append(text)
+    joined = "".join(_PENDING)
+    if not joined.endswith("\n") or joined.rstrip().endswith(":"):
+        return  # the rest of the message is still to come
+    _PENDING.clear()
+    message = " ".join(joined.split())
+    if message and not any(n in message for n in _NOISE):
+        _RLOG.info("R: %s", message)
 
 
 def _route_console() -> None:

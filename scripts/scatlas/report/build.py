@@ -126,10 +126,18 @@ def de_section(facts: RunFacts) -> str:
             for c in ("gene_symbol", "gene", "direction", "stouffer_fdr", "n_replicated")
             if c in t
         ]
+        go = t.attrs.get("go")
+        go_part = (
+            "<p>GO enrichment of the up genes (limma goana):</p>"
+            + table(go.head(5)[[c for c in ("go_id", "term", "n_up", "padj") if c in go]])
+            if go is not None and not go.empty
+            else ""
+        )
         parts.append(
             f"<h3>{html.escape(name)}</h3>"
             + figure(plots.volcano(t, name), f"{name}: volcano")
             + table(top[cols])
+            + go_part
         )
     return section("de", "Differential expression", parts)
 

@@ -128,6 +128,9 @@ def read_de(de_dir: Path, max_terms: int) -> tuple[pd.DataFrame, dict[str, pd.Da
     for row in tested.head(max_terms).itertuples():
         table = _tsv(de_dir / str(row.file))
         if not table.empty:
+            # the term's GO enrichment, when DE ran it (de.go), rides along in attrs
+            go = _tsv(de_dir / str(row.file).replace(".tsv", ".go.tsv"))
+            table.attrs["go"] = go
             tables[f"{row.cl_label} ({row.cl_id})"] = table
     return summary, tables
 
