@@ -97,6 +97,10 @@ def test_the_demo_runs_report_in_chromium(demo_run):
         assert dict(zip(headers, first, strict=False))["k"] == "10"  # not 10.0000
         assert "GSE900009" in driver.find_element(By.ID, "run").text  # the failed study, named
         assert driver.find_elements(By.CSS_SELECTOR, "#de img")  # volcano plots
+        shown = [
+            i.get_attribute("alt") for i in driver.find_elements(By.CSS_SELECTOR, "#evaluation img")
+        ]
+        assert "dense: confusion matrix" in shown and "dense" in shown  # and its embedding
         assert "hisat2" in driver.find_element(By.ID, "release").text  # software versions
     finally:
         driver.quit()

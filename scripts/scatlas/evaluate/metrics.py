@@ -21,6 +21,7 @@ AP@k normalised by the relevant cells retrieved.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -563,7 +564,7 @@ def _write_evaluation(
     clusters: pd.DataFrame | None = None,
 ) -> None:
     """Per-method JSON, metrics.tsv, timings.tsv, per_type_f1.tsv, clustering.tsv,
-    confusion.tsv and report.html."""
+    confusion.tsv, embedding_{method}.png and report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = {n: r.pop("predictions") for n, r in results.items() if "predictions" in r}
     confusion = confusion_table(predictions, data.query_labels, label_of)
@@ -605,6 +606,8 @@ def _write_evaluation(
         )
         for name, (ref, q, novel) in spaces.items()
     }
+    for name, png in plots.items():  # also as files: the run report shows them
+        (out_dir / f"embedding_{name}.png").write_bytes(base64.b64decode(png))
     n_novel = 0 if data.novel_labels is None else len(data.novel_labels)
     html_text = report_html(
         table.merge(timings, on="method").set_index("method"),

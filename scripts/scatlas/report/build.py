@@ -86,6 +86,9 @@ def evaluation_section(facts: RunFacts) -> str:
             )
         )
     parts.extend(_confusion_figures(facts.confusion))
+    if facts.embeddings:
+        parts.append("<h3>Embeddings of the held-out cells, by cell type and by study</h3>")
+        parts.extend(figure(png, name) for name, png in facts.embeddings.items())
     return section("evaluation", "Evaluation", parts)
 
 

@@ -3,6 +3,7 @@ optional: a run stopped early still gets a report of what it made)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class RunFacts:
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     per_type: pd.DataFrame = field(default_factory=pd.DataFrame)
     confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
+    embeddings: dict[str, str] = field(default_factory=dict)  # method -> base64 PNG
     training: pd.DataFrame = field(default_factory=pd.DataFrame)
     de_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     de_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -146,6 +148,10 @@ def collect(results: Path, publish_dir: Path | None = None, max_de_terms: int = 
         metrics=_tsv(results / "evaluation" / "metrics.tsv"),
         per_type=_tsv(results / "evaluation" / "per_type_f1.tsv"),
         confusion=_tsv(results / "evaluation" / "confusion.tsv"),
+        embeddings={
+            png.stem.removeprefix("embedding_"): base64.b64encode(png.read_bytes()).decode("ascii")
+            for png in sorted((results / "evaluation").glob("embedding_*.png"))
+        },
         training=read_training(results),
     )
     facts.de_summary, facts.de_tables = read_de(results / "de", max_de_terms)
