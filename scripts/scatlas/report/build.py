@@ -161,7 +161,9 @@ def release_section(facts: RunFacts) -> str:
         if m
         else None,
     }
-    parts = [table(pd.DataFrame({"": list(rows), "value": [str(v) for v in rows.values()]}))]
+    parts = [
+        table(pd.DataFrame({"": list(rows), "value": pd.Series(list(rows.values()), dtype=object)}))
+    ]
     if m.get("software"):
         soft = pd.DataFrame(
             {"software": list(m["software"]), "version": list(m["software"].values())}

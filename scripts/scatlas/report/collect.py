@@ -159,9 +159,11 @@ def collect(results: Path, publish_dir: Path | None = None, max_de_terms: int = 
     if record.is_file():
         facts.release = json.loads(record.read_text())
         path = Path(str(facts.release.get("path") or ""))
-        manifest = path / "manifest.json"
-        if not manifest.is_absolute() and publish_dir is not None and not manifest.is_file():
-            manifest = Path(publish_dir) / path.name / "manifest.json"
-        if manifest.is_file():
-            facts.manifest = json.loads(manifest.read_text())
+        # the record's path is relative to the run's working directory (results/..)
+        candidates = [path if path.is_absolute() else results.parent / path]
+        if publish_dir is not None:
+            candidates.append(Path(publish_dir) / path.name)
+        found = [c / "manifest.json" for c in candidates if (c / "manifest.json").is_file()]
+        if found:
+            facts.manifest = json.loads(found[0].read_text())
     return facts
