@@ -35,3 +35,14 @@ def test_umap_layout_keeps_clusters_apart():
     pytest.importorskip("umap")
     xy, used = layout_2d(_two_clusters(), "umap")
     assert used == "UMAP" and xy.shape == (60, 2) and _separated(xy)
+
+
+def test_integer_figures_print_as_integers():
+    from scatlas.evaluate.report import _cell
+
+    assert (_cell(10.0), _cell(400.0), _cell(0.98123), _cell(float("nan"))) == (
+        "10",
+        "400",
+        "0.9812",
+        "",
+    )

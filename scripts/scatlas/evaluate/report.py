@@ -110,8 +110,11 @@ def plot_png(
 
 
 def _cell(v: object) -> str:
+    """A table cell: integers as integers (k, cell counts), other numbers to 4 decimals."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 1:
+        return html.escape(f"{int(v):,}")
     return html.escape(f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
