@@ -272,30 +272,34 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         self._index.update(derived)
 
     def _index_words(self) -> None:
-        """Lookups derived from the index: first words, vocabulary, bags of content words
-        and the one-word abbreviations and tissue terms that expand to a name."""
+        """Lookups derived from the index: the tree of keys, vocabulary, bags of content
+        words and the one-word abbreviations and tissue terms that expand to a name."""
         self._bags: dict[str, list[_Entry]] = {}
-        self._firsts: set[str] = set()
         self._vocab: set[str] = set()
         self._expansions: dict[str, list[_Entry]] = {}
-        # the longest key starting with a word, and the largest bag holding a word: windows
-        # longer than these cannot match (`_windows` skips them)
-        self._first_len: dict[str, int] = {}
-        self._bag_len: dict[str, int] = {}
+        # the keys as a tree of words (a node's None slot holds the key ending there), and
+        # the bags holding each content word: `_windows` walks forward from each word and
+        # stops where no key or bag can go on
+        self._trie: dict = {}
+        bags_of: dict[str, set[str]] = {}
         for key, per_term in self._index.items():
             words = key.split()
-            self._firsts.add(words[0])
-            self._first_len[words[0]] = max(self._first_len.get(words[0], 0), len(words))
+            node = self._trie
+            for w in words:
+                node = node.setdefault(w, {})
+            node[None] = key
             self._vocab.update(words)
             content = sorted(set(words) - _STOP)
             if len(content) >= 2:
-                self._bags.setdefault(" ".join(content), []).extend(per_term.values())
+                bag = " ".join(content)
+                self._bags.setdefault(bag, []).extend(per_term.values())
                 for w in content:
-                    self._bag_len[w] = max(self._bag_len.get(w, 0), len(content))
+                    bags_of.setdefault(w, set()).add(bag)
             if len(words) == 1:
                 for e in per_term.values():
                     if e.scope in ("abbreviation", "tissue term"):
                         self._expansions.setdefault(key, []).append(e)
+        self._bags_of = {w: frozenset(b) for w, b in bags_of.items()}
         self._type_words = {
             key.split()[0]
             for key, per_term in self._index.items()

@@ -23,6 +23,10 @@ from scatlas.ontology.text import is_marker
 
 log = logging.getLogger(__name__)
 
+# bag sets are intersected while one of them is at most this large (intersecting two large
+# ones costs more than the longer windows it may rule out)
+_NARROW = 256
+
 
 class PhraseWindows:
     """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
@@ -39,8 +43,8 @@ class PhraseWindows:
         entries, reordered). ``hard[k]``/``coord[k]``: a hard separator / a separator or
         "and"/"or" lies before word k; with ``origin`` (expanded words), windows never cut
         through an expansion. Reordered windows never span a list nor start with a
-        marker's level word."""
-        out = []
+        marker's level word. Windows never end on a stop word."""
+        out: list[tuple[int, int, list[_Entry], bool]] = []
         n = len(words)
         bad_from, coord_after, hard_after = self._reach(words, hard, coord)
         for i in range(n):
@@ -49,27 +53,75 @@ class PhraseWindows:
             if origin is not None and i > 0 and origin[i - 1] == origin[i]:
                 continue
             stop = min(hard_after[i], i + self._max_window)  # windows end at a hard break
-            first_len = self._first_len.get(words[i], 0)
-            bag_len = self._bag_len.get(words[i], 0)
-            bag_ok = bag_len >= 2 and words[i] not in _LEVELS
-            # the longest window either a key or a bag could be (the loop's order kept)
-            top = min(stop, i + first_len)
-            if bag_ok:
-                top = max(top, min(stop, bad_from[i], coord_after[i]))
-            for j in range(top, i, -1):
-                if words[j - 1] in _STOP:
-                    continue
-                if origin is not None and j < n and origin[j - 1] == origin[j]:
-                    continue
-                window = words[i:j]
-                entries = self._lookup(" ".join(window), tissue) if j - i <= first_len else []
+            keys = self._key_windows(words, i, stop, tissue, origin)
+            out.extend(keys)
+            if words[i] in self._bags_of and words[i] not in _LEVELS:
+                bag_stop = min(stop, bad_from[i], coord_after[i])
+                found = {j for _, j, _, _ in keys}
+                out.extend(self._bag_windows(words, i, bag_stop, found, tissue, origin))
+        return out
+
+    def _key_windows(
+        self,
+        words: Sequence[str],
+        i: int,
+        stop: int,
+        tissue: str | None,
+        origin: Sequence[int] | None,
+    ) -> list[tuple[int, int, list[_Entry], bool]]:
+        """The windows from word i, ending by ``stop``, that are keys (walking the tree
+        of keys: no window is joined unless it is one)."""
+        out = []
+        node = self._trie.get(words[i])
+        j = i + 1
+        while node is not None:
+            key = node.get(None)
+            if key is not None and words[j - 1] not in _STOP and _whole(origin, j):
+                entries = self._lookup(key, tissue)
                 if entries:
                     out.append((i, j, entries, False))
-                    continue
-                if j - i >= 2 and bag_ok and j <= bad_from[i] and j <= coord_after[i]:
-                    found = self._bag_entries(window, bag_len, tissue)
-                    if found:
-                        out.append((i, j, found, True))
+            if j >= stop:
+                break
+            node = node.get(words[j])
+            j += 1
+        return out
+
+    def _bag_windows(
+        self,
+        words: Sequence[str],
+        i: int,
+        stop: int,
+        keys: set[int],
+        tissue: str | None,
+        origin: Sequence[int] | None,
+    ) -> list[tuple[int, int, list[_Entry], bool]]:
+        """The windows from word i (two words or more, ending by ``stop``, not already a
+        key) whose words are a key's in another order ("cell T" for "T cell"). The bags
+        that may hold every content word so far are narrowed word by word; none left,
+        none of the longer windows can be one."""
+        out = []
+        bags = self._bags_of[words[i]]
+        content = {words[i]}
+        for j in range(i + 2, stop + 1):
+            w = words[j - 1]
+            if w in _STOP:
+                continue
+            if w not in content:
+                other = self._bags_of.get(w)
+                if other is None:
+                    break  # a word of no bag
+                if min(len(bags), len(other)) <= _NARROW:  # else keep the wider set
+                    bags = bags & other
+                    if not bags:
+                        break
+                content.add(w)
+            if j in keys or not _whole(origin, j):
+                continue
+            bag = " ".join(sorted(content))
+            if bag in bags:
+                found = [e for e in self._bags[bag] if not e.tissue or e.tissue == tissue]
+                if found:
+                    out.append((i, j, found, True))
         return out
 
     def _reach(
@@ -85,14 +137,6 @@ class PhraseWindows:
             coord_after[k] = k + 1 if k + 1 < n and coord[k + 1] else coord_after[k + 1]
             hard_after[k] = k + 1 if k + 1 < n and hard[k + 1] else hard_after[k + 1]
         return bad_from, coord_after, hard_after
-
-    def _bag_entries(self, window: Sequence[str], bag_len: int, tissue: str | None) -> list[_Entry]:
-        """The keys whose words are the window's in another order ("cell T" for "T cell")."""
-        content = set(window) - _STOP
-        if len(content) > bag_len:
-            return []
-        bag = " ".join(sorted(content))
-        return [e for e in self._bags.get(bag, []) if not e.tissue or e.tissue == tissue]
 
     def _expand(
         self, words: Sequence[str], hard: Sequence[bool], coord: Sequence[bool], tissue: str | None
@@ -274,3 +318,8 @@ class PhraseWindows:
                 notes.append(f'ignored after "{words[clause]}"')
                 kept = [s for s in kept if s.start <= clause]
         return kept, "; ".join(notes)
+
+
+def _whole(origin: Sequence[int] | None, j: int) -> bool:
+    """True when a window ending before word j cuts through no expanded abbreviation."""
+    return origin is None or j >= len(origin) or origin[j - 1] != origin[j]
