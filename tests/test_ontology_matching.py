@@ -21,6 +21,7 @@ from scatlas.ontology import (
     field_kind,
     normalise_text,
     parse_source_text,
+    plain_words,
     read_abbreviations,
     read_implied_terms,
     read_overrides,
@@ -113,6 +114,48 @@ def test_tokens_keep_separators():
     )  # fmt: skip
     assert tokenise("B cells (sorted)").items == ("b", "cell", "|", "sorted")
     assert tokenise("").items == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["GSM1000123", "sample 12", "BON_1_3", "Sample.3:A#2", "donor 7", "  lane  2 "],
+)
+def test_plain_words_are_tokenise_words(text):
+    assert plain_words(text) == list(tokenise(text).words)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["type II", "CD4 pos", "cd4hi", "Tcells", "alphabeta 2", "CD4+", "B-cells", "x/y", "é 1"],
+)
+def test_text_that_needs_rewriting_is_not_plain(text):
+    assert plain_words(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "short"),
+    [
+        ("GSM1000123", True),
+        ("sample 12", True),
+        ("LIV_3_17", True),
+        ("doublets 3", False),  # names no cell type: said so
+        ("memoryT 4", False),  # glued words
+        ("ECs 2", False),  # a short plural abbreviation
+        ("IFE 3", False),  # an anatomical abbreviation
+        ("pericentral 1", False),  # a qualifier implying a type in the liver
+        ("5 HT 2", False),  # a number that starts a key, with its words
+        ("360 12", True),  # a number of a key ("360 nm cone"), without its words
+        ("Plasma", False),
+        ("unknown 4", False),
+    ],
+)
+def test_values_naming_nothing_take_the_short_path_to_the_same_result(
+    matcher, monkeypatch, text, short
+):
+    assert matcher._names_nothing(text) is short
+    fast = [matcher._value_uncached(text, t) for t in (None, "liver")]
+    monkeypatch.setattr(matcher, "_names_nothing", lambda _: False)
+    assert fast == [matcher._value_uncached(text, t) for t in (None, "liver")]
 
 
 # --- fields ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from scatlas.ontology.tables import (
     read_tissue_terms,
     read_tissues,
 )
-from scatlas.ontology.text import normalise_text, tokenise
+from scatlas.ontology.text import normalise_text, plain_words, tokenise
 
 __all__ = [
     "CELL_TYPE_COLUMNS",
@@ -54,6 +54,7 @@ __all__ = [
     "map_texts",
     "normalise_text",
     "parse_source_text",
+    "plain_words",
     "read_abbreviations",
     "read_cell_types",
     "read_implied_terms",

@@ -82,7 +82,14 @@ from scatlas.ontology.tables import (
     read_tissue_terms,
     read_tissues,
 )
-from scatlas.ontology.text import HARD, SEPARATORS, is_marker, normalise_text, tokenise
+from scatlas.ontology.text import (
+    HARD,
+    SEPARATORS,
+    is_marker,
+    normalise_text,
+    plain_words,
+    tokenise,
+)
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
@@ -225,9 +232,11 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         for t in self.tissues.values():
             self._tissue_phrases.update({p: "" for p in t.not_phrases})
         self._tissue_window = max((len(p.split()) for p in self._tissue_phrases), default=1)
+        self._tissue_firsts = frozenset(p.split()[0] for p in self._tissue_phrases if p)
         self._text_tissues: dict[str, frozenset[str]] = {}
         self._term_tissues: dict[str, frozenset[str]] = {}
         self._cache: dict[tuple[str, str], _ValueResult] = {}
+        self._idle_words: dict[str, bool] = {}
         self._n_truncated = 0
 
     def _index_lexicon(
@@ -300,6 +309,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                     if e.scope in ("abbreviation", "tissue term"):
                         self._expansions.setdefault(key, []).append(e)
         self._bags_of = {w: frozenset(b) for w, b in bags_of.items()}
+        self._number_keys = any(all(w.isdigit() for w in k.split()) for k in self._index)
         self._type_words = {
             key.split()[0]
             for key, per_term in self._index.items()
@@ -375,6 +385,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             cl_id = current.pop()
             if self.ontology.is_informative(cl_id):
                 return _ValueResult("mapped", _Hit(cl_id, "id", ids[0], "", text, 1.0))
+        if self._names_nothing(text):
+            return _ValueResult("unmatched")  # "GSM1000123", "sample 12": no word of a name
         main = _PAREN.sub(" ", text)
         inner = [p for p in _PAREN.findall(text) if p.strip()]
         result = self._phrase_value(main, text, tissue)
@@ -385,6 +397,36 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                     return alt
             result = self._with_cell_noun(main, text, tissue) or result
         return result
+
+    def _names_nothing(self, text: str) -> bool:
+        """True for plain text (`plain_words`) none of whose words can take part in a match:
+        what `_phrase_value` would find unmatched, told without reading it in full."""
+        words = plain_words(text)
+        if words is None or " ".join(words) in _NONE_VALUES:
+            return False
+        return all(self._idle_word(w) for w in words)
+
+    def _idle_word(self, w: str) -> bool:
+        """True for a word that alone starts no phrase, table row or rewriting (a number of
+        no one-number key counts as idle: with only idle words beside it, no key can match)."""
+        idle = self._idle_words.get(w)
+        if idle is not None:
+            return idle
+        if w.isdigit():
+            idle = not self._number_keys and w not in self._index and w not in self._implied_words
+        else:
+            idle = not (
+                w in self._vocab
+                or w in self._implied_words
+                or w in self._anatomy_abbreviations
+                or w in _NONE_WORDS
+                or w in _UNKNOWN_WORDS
+                or (len(w) <= 6 and w.endswith("s") and w[:-1] in self._index)
+                or (4 <= len(w) <= 30 and self._split_word(w, "") != [w])
+            )
+        if len(self._idle_words) < 200_000:
+            self._idle_words[w] = idle
+        return idle
 
     def _expand_anatomy(
         self, words: list[str], hard: list[bool], coord: list[bool]

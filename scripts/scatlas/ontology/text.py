@@ -87,6 +87,7 @@ _HARD_CHARS = frozenset(";/|&()[]{}")
 _PIECES = re.compile(r"(,|~|[;/|&()\[\]{}])")
 _WORD_HYPHEN = re.compile(r"(?<=\w)-+(?=\w)")
 _WORD_SPLIT = re.compile(r"[\W_]+")
+_DIGIT = re.compile(r"\d")
 
 _LEVEL_WORDS = {
     "pos": "positive",
@@ -156,7 +157,7 @@ def _prepare(text: str) -> str:
         text = _CARET.sub("", text)
     if "±" in text or "+/-" in text or "+-" in text:
         text = _PLUS_MINUS.sub(" low ", text)  # partly positive: dim
-    if any(c.isdigit() for c in text):
+    if _DIGIT.search(text):
         text = _GLUED_LEVEL.sub(r"\1 \2", text)
     if "+" in text:
         text = _DOUBLE_PLUS.sub(" high ", text)
@@ -221,6 +222,26 @@ def _canonical_levels(items: list[str]) -> list[str]:
         if out[i] in _LEVEL_WORDS and _MARKER_WORD.match(prev):
             out[i] = _LEVEL_WORDS[out[i]]
     return out
+
+
+# text whose tokens are its words one by one: ASCII letters, digits, spaces and "_.:#",
+# with nothing `_prepare` rewrites (roman numerals, Greek letter names, "cell" glued to a
+# word, levels written as words or glued to a marker)
+_PLAIN = re.compile(r"^[a-z0-9_ .:#]+$")
+_NOT_PLAIN = re.compile(
+    rf"{_ROMAN_HINT.pattern}|alpha|beta|gamma|delta|cell|{_GLUED_LEVEL.pattern}"
+    rf"|\b(?:{'|'.join(_LEVEL_WORDS)})\b"
+)
+
+
+def plain_words(text: str) -> list[str] | None:
+    """The normalised words of ``text`` when reading them takes no rewriting (plain
+    identifiers and titles: "GSM1000123", "sample 12", "BON_1_3"): the same words as
+    `tokenise`, read cheaply; None for any other text."""
+    low = text.lower()
+    if not _PLAIN.match(low) or _NOT_PLAIN.search(low):
+        return None
+    return [_word(w) for w in _WORD_SPLIT.split(low) if w]
 
 
 def normalise_text(text: str) -> str:

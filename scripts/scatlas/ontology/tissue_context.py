@@ -26,23 +26,8 @@ class TissueContext:
     """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
 
     def _tissues_in(self, words: Sequence[str]) -> set[str]:
-        """Tissues named by phrases in ``words`` (longest phrases first; "!" phrases
-        such as "blood vessel" name none)."""
-        found: set[str] = set()
-        k = 0
-        n = len(words)
-        while k < n:
-            for size in range(min(self._tissue_window, n - k), 0, -1):
-                phrase = " ".join(words[k : k + size])
-                if phrase in self._tissue_phrases:
-                    name = self._tissue_phrases[phrase]
-                    if name:
-                        found.add(name)
-                    k += size
-                    break
-            else:
-                k += 1
-        return found
+        """Tissues named by phrases in ``words`` (see `_anatomy_spans`)."""
+        return {name for _, _, name in self._anatomy_spans(words)}
 
     def tissue_of_text(self, text: str) -> str | None:
         """The one tissue named in ``text`` ("pancreatic islet" -> "pancreas"), else None."""
@@ -167,7 +152,11 @@ class TissueContext:
         first; "!" phrases such as "blood vessel" name none and are skipped)."""
         out: list[tuple[int, int, str]] = []
         k, n = 0, len(words)
+        firsts = self._tissue_firsts
         while k < n:
+            if words[k] not in firsts:
+                k += 1
+                continue
             for size in range(min(self._tissue_window, n - k), 0, -1):
                 name = self._tissue_phrases.get(" ".join(words[k : k + size]))
                 if name is not None:
