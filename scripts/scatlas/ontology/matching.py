@@ -37,6 +37,7 @@ are never answers.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -287,10 +288,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         self._vocab: set[str] = set()
         self._expansions: dict[str, list[_Entry]] = {}
         # the keys as a tree of words (a node's None slot holds the key ending there), and
-        # the bags holding each content word: `_windows` walks forward from each word and
-        # stops where no key or bag can go on
+        # the pairs of content words some bag holds: `_windows` walks forward from each
+        # word and stops where no key or bag can go on
         self._trie: dict = {}
-        bags_of: dict[str, set[str]] = {}
+        self._bag_pairs: set[tuple[str, str]] = set()
         for key, per_term in self._index.items():
             words = key.split()
             node = self._trie
@@ -300,15 +301,13 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             self._vocab.update(words)
             content = sorted(set(words) - _STOP)
             if len(content) >= 2:
-                bag = " ".join(content)
-                self._bags.setdefault(bag, []).extend(per_term.values())
-                for w in content:
-                    bags_of.setdefault(w, set()).add(bag)
+                self._bags.setdefault(" ".join(content), []).extend(per_term.values())
+                self._bag_pairs.update(itertools.combinations(content, 2))
             if len(words) == 1:
                 for e in per_term.values():
                     if e.scope in ("abbreviation", "tissue term"):
                         self._expansions.setdefault(key, []).append(e)
-        self._bags_of = {w: frozenset(b) for w, b in bags_of.items()}
+        self._bag_words = frozenset(w for pair in self._bag_pairs for w in pair)
         self._number_keys = any(all(w.isdigit() for w in k.split()) for k in self._index)
         self._type_words = {
             key.split()[0]

@@ -23,9 +23,6 @@ from scatlas.ontology.text import is_marker
 
 log = logging.getLogger(__name__)
 
-# bag sets are intersected while one of them is at most this large (intersecting two large
-# ones costs more than the longer windows it may rule out)
-_NARROW = 256
 
 
 class PhraseWindows:
@@ -55,7 +52,7 @@ class PhraseWindows:
             stop = min(hard_after[i], i + self._max_window)  # windows end at a hard break
             keys = self._key_windows(words, i, stop, tissue, origin)
             out.extend(keys)
-            if words[i] in self._bags_of and words[i] not in _LEVELS:
+            if words[i] in self._bag_words and words[i] not in _LEVELS:
                 bag_stop = min(stop, bad_from[i], coord_after[i])
                 found = {j for _, j, _, _ in keys}
                 out.extend(self._bag_windows(words, i, bag_stop, found, tissue, origin))
@@ -96,30 +93,25 @@ class PhraseWindows:
         origin: Sequence[int] | None,
     ) -> list[tuple[int, int, list[_Entry], bool]]:
         """The windows from word i (two words or more, ending by ``stop``, not already a
-        key) whose words are a key's in another order ("cell T" for "T cell"). The bags
-        that may hold every content word so far are narrowed word by word; none left,
-        none of the longer windows can be one."""
+        key) whose words are a key's in another order ("cell T" for "T cell"). A window
+        with two content words that no bag holds together ends the search: no longer
+        window can be a bag either."""
         out = []
-        bags = self._bags_of[words[i]]
-        content = {words[i]}
+        pairs = self._bag_pairs
+        content = [words[i]]
         for j in range(i + 2, stop + 1):
             w = words[j - 1]
             if w in _STOP:
                 continue
             if w not in content:
-                other = self._bags_of.get(w)
-                if other is None:
-                    break  # a word of no bag
-                if min(len(bags), len(other)) <= _NARROW:  # else keep the wider set
-                    bags = bags & other
-                    if not bags:
-                        break
-                content.add(w)
+                if any(((c, w) if c < w else (w, c)) not in pairs for c in content):
+                    break
+                content.append(w)
             if j in keys or not _whole(origin, j):
                 continue
-            bag = " ".join(sorted(content))
-            if bag in bags:
-                found = [e for e in self._bags[bag] if not e.tissue or e.tissue == tissue]
+            found = self._bags.get(" ".join(sorted(content)))
+            if found:
+                found = [e for e in found if not e.tissue or e.tissue == tissue]
                 if found:
                     out.append((i, j, found, True))
         return out
