@@ -135,6 +135,8 @@ class PhraseWindows:
     ) -> tuple[list[str], list[bool], list[bool], list[int], list[str]] | None:
         """``words`` with single-word abbreviations spelt out as their term's name, the
         position each new word came from, and the abbreviations used; None if none."""
+        if self._expansions.keys().isdisjoint(words):
+            return None
         out: list[str] = []
         hard_out: list[bool] = []
         coord_out: list[bool] = []
