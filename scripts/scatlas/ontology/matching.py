@@ -238,6 +238,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         self._term_tissues: dict[str, frozenset[str]] = {}
         self._cache: dict[tuple[str, str], _ValueResult] = {}
         self._idle_words: dict[str, bool] = {}
+        self._splits: dict[tuple[str, bool], tuple[str, ...]] = {}
         self._n_truncated = 0
 
     def _index_lexicon(

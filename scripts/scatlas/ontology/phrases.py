@@ -24,7 +24,6 @@ from scatlas.ontology.text import is_marker
 log = logging.getLogger(__name__)
 
 
-
 class PhraseWindows:
     """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
 
@@ -225,19 +224,26 @@ class PhraseWindows:
     def _split_word(self, w: str, nxt: str) -> list[str]:
         """Two known words glued together, when they (with "cell" after a lone lineage
         letter) form a name or synonym: "memoryt" -> "memory t cell", "thelper" ->
-        "t helper cell"; else ``[w]`` ("doublet" is not "double t")."""
+        "t helper cell"; else ``[w]`` ("doublet" is not "double t"). Remembered per word."""
+        key = (w, nxt == "cell")
+        parts = self._splits.get(key)
+        if parts is None:
+            parts = self._split_uncached(w, nxt == "cell")
+            if len(self._splits) < 200_000:
+                self._splits[key] = parts
+        return list(parts)
+
+    def _split_uncached(self, w: str, cell_next: bool) -> tuple[str, ...]:
         for cut in range(len(w) - 1, 0, -1):
             a, b = w[:cut], w[cut:]
             if a not in self._vocab or b not in self._vocab or a in _STOP or b in _STOP:
                 continue
             if min(len(a), len(b)) < 3 and not (a in _LINEAGE or b in _LINEAGE):
                 continue
-            parts = [a, b]
-            if (a in _LINEAGE or b in _LINEAGE) and nxt != "cell":
-                parts.append("cell")
+            parts = (a, b, "cell") if (a in _LINEAGE or b in _LINEAGE) and not cell_next else (a, b)
             if " ".join(parts) in self._index or f"{a} {b} cell" in self._index:
                 return parts
-        return [w]
+        return (w,)
 
     def _terse_ok(self, span: _Span, words: list[str]) -> bool:
         """A terse CL synonym ("PE", "LC", "ARC": 3 letters or fewer) counts only when

@@ -84,7 +84,8 @@ _ROMAN_RE = re.compile(
     r"\b(type|class|stage|layer|grade|group|lamina)[\s-]+(i{1,3}|iv|vi{0,2}|v)([ab]?)\b"
 )
 _HARD_CHARS = frozenset(";/|&()[]{}")
-_PIECES = re.compile(r"(,|~|[;/|&()\[\]{}])")
+# a separator character, or a word (a run of letters and digits)
+_TOKEN = re.compile(r"[,~;/|&()\[\]{}]|[^\W_]+")
 _WORD_HYPHEN = re.compile(r"(?<=\w)-+(?=\w)")
 _WORD_SPLIT = re.compile(r"[\W_]+")
 _DIGIT = re.compile(r"\d")
@@ -190,23 +191,18 @@ class Tokens:
 
 def tokenise(text: str) -> Tokens:
     """`Tokens` of ``text`` (see the module docstring for the steps)."""
-    prepared = _prepare(text or "")
     items: list[str] = []
-    pieces = _PIECES.split(prepared)
-    for piece in pieces:
+    for piece in _TOKEN.findall(_prepare(text or "")):
         if piece in (SOFT, HYPHEN):
             if items and items[-1] not in SEPARATORS:
                 items.append(piece)
-            continue
-        if piece in _HARD_CHARS:
+        elif piece in _HARD_CHARS:
             if items and items[-1] in SEPARATORS:
                 items[-1] = HARD
             elif items:
                 items.append(HARD)
-            continue
-        for word in _WORD_SPLIT.split(piece):
-            if word:
-                items.append(_word(word))
+        else:
+            items.append(_word(piece))
     while items and items[-1] in SEPARATORS:
         items.pop()
     while items and items[0] in SEPARATORS:
