@@ -724,3 +724,49 @@ def test_gold_standard_tabula_muris(matcher, onto, shared_data):
     assert counts.get("none", 0) <= 7
     # answers on the gold term's lineage (exact, coarser or finer)
     assert counts.get("ancestor-tolerant", 0) + counts.get("finer", 0) >= 24
+
+
+def _windows_by_brute_force(matcher, words, hard, coord, tissue):
+    """Every window joined and looked up, as the tree walk must find them: keys up to a
+    hard break, reordered bags within one list item of known words."""
+    from scatlas.ontology.evidence import _LEVELS, _STOP
+
+    out = set()
+    n = len(words)
+    for i in range(n):
+        if words[i] not in matcher._vocab or words[i] in _STOP:
+            continue
+        for j in range(i + 1, n + 1):
+            if j - i > matcher._max_window or any(hard[k] for k in range(i + 1, j)):
+                break
+            if words[j - 1] in _STOP:
+                continue
+            window = words[i:j]
+            if matcher._lookup(" ".join(window), tissue):
+                out.add((i, j, False))
+                continue
+            in_item = not any(coord[k] for k in range(i + 1, j))
+            known = all(w in matcher._vocab or w in _STOP for w in window)
+            if j - i >= 2 and in_item and known and words[i] not in _LEVELS:
+                bag = " ".join(sorted(set(window) - _STOP))
+                found = matcher._bags.get(bag, [])
+                if [e for e in found if not e.tissue or e.tissue == tissue]:
+                    out.add((i, j, True))
+    return out
+
+
+def test_phrase_windows_are_every_window_a_key_or_bag(matcher):
+    from scatlas.ontology.matching import _words_and_breaks
+
+    gold = pd.read_csv(GOLD_TSV, sep="\t", dtype=str).fillna("")
+    texts = [
+        *gold["text"],
+        "cell T naive CD4-positive, alpha-beta",
+        "cell epithelial alveolar type 2; B and T lymphocytes",
+        "endothelial cell of lung, lung endothelial cell / cell endothelial",
+    ]
+    for text in texts:
+        words, hard, coord = _words_and_breaks(text)
+        for tissue in (None, "lung"):
+            found = {(i, j, r) for i, j, _, r in matcher._windows(words, hard, coord, tissue)}
+            assert found == _windows_by_brute_force(matcher, words, hard, coord, tissue), text
