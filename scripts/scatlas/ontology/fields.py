@@ -96,11 +96,14 @@ def field_kind(key: str) -> str:
 
 def _pairs(part: str) -> list[tuple[str, str]] | None:
     """The "key: value" pairs of a characteristics part, or None when it is not one."""
+    if ":" not in part:
+        return None  # no key anywhere: a title or source name
     pairs = []
     for piece in _PAIR_SEP.split(part.strip()):
-        if not piece.strip():
+        piece = piece.strip()
+        if not piece:
             continue
-        m = _KEY_VALUE.match(piece.strip())
+        m = _KEY_VALUE.match(piece)
         if m is not None and _ID_LIKE.match(m.group(1)) and m.group(2)[:1].isdigit():
             m = None
         if m is None:
@@ -108,7 +111,7 @@ def _pairs(part: str) -> list[tuple[str, str]] | None:
                 return None
             # a value with a ";" inside: glue it to the previous pair
             key, value = pairs[-1]
-            pairs[-1] = (key, f"{value}; {piece.strip()}")
+            pairs[-1] = (key, f"{value}; {piece}")
             continue
         pairs.append((m.group(1).strip(), m.group(2).strip()))
     return pairs or None

@@ -720,21 +720,21 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             if res.note and res.status != "mapped":
                 notes.append(f"{f.field}: {res.note}")
             considered.extend(([res.hit] if res.hit else []) + res.candidates)
-            if res.hit is not None:
+            h = res.hit
+            if h is not None:  # the field's hit (built directly: `replace` is slow here)
+                priority = max(f.priority, h.priority)
+                chosen = f.kind == "ontology term"
                 hits.append(
-                    replace(
-                        res.hit,
-                        field=f.field,
-                        priority=max(f.priority, res.hit.priority),
-                        chosen=f.kind == "ontology term",
-                    )
-                )
+                    _Hit(h.cl_id, h.scope, h.synonym, f.field, h.text, h.confidence, h.notes,
+                         priority, chosen)
+                )  # fmt: skip
             elif res.status == "ambiguous":
                 conflicts.extend(
                     replace(c, field=f.field, priority=f.priority) for c in res.candidates
                 )
         mapping = self._combine(hits, conflicts, notes, context)
-        return replace(mapping, candidates=self._top_candidates(mapping, considered))
+        top = self._top_candidates(mapping, considered)
+        return CellMapping(mapping.match, mapping.evidence, mapping.status, top)
 
     def _top_candidates(self, mapping: CellMapping, considered: list[_Hit]) -> tuple[Match, ...]:
         """The answer first, then the best other terms considered (`TOP_K` in all)."""

@@ -41,18 +41,17 @@ class PhraseWindows:
         through an expansion. Reordered windows never span a list nor start with a
         marker's level word. Windows never end on a stop word."""
         out: list[tuple[int, int, list[_Entry], bool]] = []
-        n = len(words)
         bad_from, coord_after, hard_after = self._reach(words, hard, coord)
-        for i in range(n):
-            if words[i] not in self._vocab or words[i] in _STOP:
+        for i, w in enumerate(words):
+            if w not in self._vocab or w in _STOP:
                 continue
             if origin is not None and i > 0 and origin[i - 1] == origin[i]:
                 continue
             stop = min(hard_after[i], i + self._max_window)  # windows end at a hard break
-            keys = self._key_windows(words, i, stop, tissue, origin)
+            keys = self._key_windows(words, i, stop, tissue, origin) if w in self._trie else []
             out.extend(keys)
-            if words[i] in self._bag_words and words[i] not in _LEVELS:
-                bag_stop = min(stop, bad_from[i], coord_after[i])
+            bag_stop = min(stop, bad_from[i], coord_after[i])
+            if bag_stop >= i + 2 and w in self._bag_words and w not in _LEVELS:
                 found = {j for _, j, _, _ in keys}
                 out.extend(self._bag_windows(words, i, bag_stop, found, tissue, origin))
         return out
