@@ -101,6 +101,11 @@ def cell_type(matcher, text, tissue=None):
         ("NKcells", "nk cell"),
         ("CD4\u207a T cell", "cd4 positive t cell"),  # superscript plus
         ("T\u2013cell", "t cell"),  # en dash
+        ("CD4-CD8- T cells", "cd4 negative cd8 negative t cell"),
+        ("Lin- Sca1+ cKit+ cells", "lin negative sca1 positive ckit positive cell"),
+        ("Kit- cells", "kit negative cell"),
+        ("CD11bhi monocytes", "cd11b high monocyte"),
+        ("x1-y cells", "x1 y cell"),  # a hyphen between words, not a sign
     ],
 )
 def test_normalise(text, normalised):

@@ -123,7 +123,7 @@ def parse_source_text(source_text: str) -> list[FieldText]:
     Parts made of "key: value" pairs are characteristics; of the plain parts the last one
     before the characteristics is the source name and earlier ones are titles.
     """
-    parts = [p.strip() for p in _PART_SEP.split(source_text or "") if p.strip()]
+    parts = [p for p in map(str.strip, _PART_SEP.split(source_text or "")) if p]
     parsed = [(p, _pairs(p)) for p in parts]
     plain = [i for i, (_, pairs) in enumerate(parsed) if pairs is None]
     out: list[FieldText] = []

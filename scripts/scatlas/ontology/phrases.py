@@ -102,8 +102,9 @@ class PhraseWindows:
             if w in _STOP:
                 continue
             if w not in content:
-                if any(((c, w) if c < w else (w, c)) not in pairs for c in content):
-                    break
+                for c in content:  # (a loop, not any(): this runs for most words)
+                    if ((c, w) if c < w else (w, c)) not in pairs:
+                        return out
                 content.append(w)
             if j in keys or not _whole(origin, j):
                 continue
@@ -183,8 +184,8 @@ class PhraseWindows:
         # a reading whose terms all belong to another tissue than the sample's loses to
         # another reading of the same words ("alpha cell" is a retinal ganglion cell type;
         # in the pancreas, "alpha" is the A cell); text that names a term in full stays
-        misfit = {id(c) for c in cands if self._tissue_filter(c, tissue)}
-        fits = {(c.start, c.end) for c in cands if id(c) not in misfit}
+        misfit = {id(c) for c in cands if self._tissue_filter(c, tissue)} if tissue else set()
+        fits = {(c.start, c.end) for c in cands if id(c) not in misfit} if misfit else set()
         cands.sort(
             key=lambda c: (
                 id(c) in misfit and (c.start, c.end) in fits,

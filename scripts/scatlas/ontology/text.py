@@ -69,6 +69,10 @@ _MARKER_WORD = re.compile(rf"^{_MARKER}$")
 _GLUED_LEVEL = re.compile(
     r"\b([a-z]{1,6}\d{1,4}[a-z]{0,2}?)(hi|high|bright|lo|low|dim|int|pos|neg)\b"
 )
+# cheap tests that a text may hold what `_GLUED_LEVEL` / the marker "-" patterns rewrite (a
+# digit then a level word; a marker's end then "-"): most texts hold neither
+_GLUED_HINT = re.compile(r"\d[a-z]{0,2}(?:hi|high|bright|lo|low|dim|int|pos|neg)\b")
+_MINUS_HINT = re.compile(r"(?:\d[a-z]{0,3}|lin|kit)-")
 _DOUBLE_PLUS = re.compile(r"(?<=[a-z0-9])\s?\+\+")
 # flow-cytometry levels written as superscripts or signs: "Ly6C^hi", "CD11b^+", "CD34±"
 _CARET = re.compile(r"(?<=[a-z0-9])\s?\^\s?(?=hi|high|lo|low|int|dim|bright|\+|-|pos|neg)")
@@ -88,7 +92,6 @@ _HARD_CHARS = frozenset(";/|&()[]{}")
 _TOKEN = re.compile(r"[,~;/|&()\[\]{}]|[^\W_]+")
 _WORD_HYPHEN = re.compile(r"(?<=\w)-+(?=\w)")
 _WORD_SPLIT = re.compile(r"[\W_]+")
-_DIGIT = re.compile(r"\d")
 
 _LEVEL_WORDS = {
     "pos": "positive",
@@ -158,12 +161,12 @@ def _prepare(text: str) -> str:
         text = _CARET.sub("", text)
     if "±" in text or "+/-" in text or "+-" in text:
         text = _PLUS_MINUS.sub(" low ", text)  # partly positive: dim
-    if _DIGIT.search(text):
+    if _GLUED_HINT.search(text):
         text = _GLUED_LEVEL.sub(r"\1 \2", text)
     if "+" in text:
         text = _DOUBLE_PLUS.sub(" high ", text)
         text = _PLUS.sub(" positive ", text)
-    if "-" in text:
+    if "-" in text and _MINUS_HINT.search(text):
         text = _CHAINED_MINUS.sub(r"\1 negative ", text)
         text = _TRAILING_MINUS.sub(r"\1 negative", text)
     if "cell" in text:
