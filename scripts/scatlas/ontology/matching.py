@@ -379,7 +379,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
 
     def _value_uncached(self, text: str, tissue: str | None) -> _ValueResult:
         """Match one field value (field name and priority filled in by the caller)."""
-        ids = [f"CL:{m}" for m in _CL_ID.findall(text)]
+        ids = [f"CL:{m}" for m in _CL_ID.findall(text)] if "CL" in text else []
         current = {self.ontology.resolve(i) for i in ids if i in self.ontology} - {None}
         if len(current) == 1:
             cl_id = current.pop()
@@ -387,8 +387,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                 return _ValueResult("mapped", _Hit(cl_id, "id", ids[0], "", text, 1.0))
         if self._names_nothing(text):
             return _ValueResult("unmatched")  # "GSM1000123", "sample 12": no word of a name
-        main = _PAREN.sub(" ", text)
-        inner = [p for p in _PAREN.findall(text) if p.strip()]
+        main, inner = text, []
+        if "(" in text:
+            main = _PAREN.sub(" ", text)
+            inner = [p for p in _PAREN.findall(text) if p.strip()]
         result = self._phrase_value(main, text, tissue)
         if result.status == "unmatched":
             for part in inner:  # "(NK cells)" after a vague description
