@@ -358,6 +358,8 @@ class CellOntology:
     ) -> set[str]:
         """``terms`` without those that are ancestors of another term in the set."""
         nodes = {self._node(t) for t in terms}
+        if len(nodes) < 2:
+            return nodes  # one term: nothing to be the ancestor of
         rels = self._rels(relations)
         covered: set[str] = set()
         for n in nodes:
