@@ -236,6 +236,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         self._tissue_firsts = frozenset(p.split()[0] for p in self._tissue_phrases if p)
         self._text_tissues: dict[str, frozenset[str]] = {}
         self._term_tissues: dict[str, frozenset[str]] = {}
+        # the tissue context's caches (`TissueContext`)
+        self._special_cache: dict[tuple[str, str], str | None] = {}
+        self._label_words_cache: dict[str, frozenset[str]] = {}
+        self._named_cache: dict[str, dict[tuple[str, frozenset[str]], list[str]]] = {}
         self._cache: dict[tuple[str, str], _ValueResult] = {}
         self._idle_words: dict[str, bool] = {}
         self._splits: dict[tuple[str, bool], tuple[str, ...]] = {}

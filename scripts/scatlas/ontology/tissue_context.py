@@ -62,14 +62,14 @@ class TissueContext:
         per term and tissue)."""
         if not tissue or tissue not in self.tissues:
             return None
-        cache = self.__dict__.setdefault("_special_cache", {})
+        cache = self._special_cache
         key = (cl_id, tissue)
         if key not in cache:
             cache[key] = self._specialise_uncached(cl_id, tissue)
         return cache[key]
 
     def _label_words(self, cl_id: str) -> frozenset[str]:
-        cache = self.__dict__.setdefault("_label_words_cache", {})
+        cache = self._label_words_cache
         words = cache.get(cl_id)
         if words is None:
             words = frozenset(normalise_text(self.ontology.label(cl_id)).split())
@@ -79,7 +79,7 @@ class TissueContext:
     def _named_in_tissue(self, tissue: str) -> dict[tuple[str, frozenset[str]], list[str]]:
         """(tissue phrase, the other words of a term's name) -> the terms so named: "lung
         endothelial cell" under ("lung", {endothelial, cell}); built once per tissue."""
-        per_tissue = self.__dict__.setdefault("_named_cache", {})
+        per_tissue = self._named_cache
         index = per_tissue.get(tissue)
         if index is None:
             index = {}
