@@ -2,7 +2,7 @@
 Ontology releases, beside a naive lookup; and speed.
 
     .venv/bin/python benchmarks/bench_ontology.py [--verbose] [--n-speed 100000]
-        [--ontology PATH|cellxgene-ontology-guide[:vYYYY-MM-DD] ...]
+        [--ontology PATH|cellxgene-ontology-guide[:vYYYY-MM-DD] ...] [--against REV]
 
 Gold (``benchmarks/data/ontology_gold.tsv``, built by ``make_ontology_gold.py``; sources
 and licences in ``benchmarks/data/README.md``): Tabula Muris (droplet + FACS, every tissue:
@@ -24,6 +24,8 @@ the newest CL in the PyPI package cellxgene-ontology-guide (JSON; synonyms witho
 Speed: 100,000 distinct source texts ("title | source | cell type: ...; tissue: ...; ...")
 recombined from real vocabulary (CL names and synonyms, lab shorthand, marker notation,
 tissues, free-text frames) with a fixed seed, mapped cold (empty caches), single process.
+With ``--against REV`` the same texts are also mapped by that git revision's matcher, the
+two alternated in fresh processes, and the CPU ratio printed.
 """
 
 from __future__ import annotations
@@ -465,6 +467,56 @@ def report_speed(onto: CellOntology, n: int) -> None:
     print(f"  load after: {os.getloadavg()}")
 
 
+# one timed mapping in a fresh process: the matcher of the tree at argv[1] (its scripts/),
+# the texts of the JSON file argv[2]; prints the CPU seconds of map_texts
+_TIME_ONE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1] + "/scripts")
+from scatlas.ontology import TermMatcher, cached_ontology, map_texts
+from scatlas.package_data import snapshot_obo
+texts = json.load(open(sys.argv[2]))
+matcher = TermMatcher(cached_ontology(snapshot_obo()))
+c0 = time.process_time()
+map_texts(matcher, texts)
+print(time.process_time() - c0)
+"""
+
+
+def report_speed_against(rev: str, onto: CellOntology, n: int, rounds: int) -> None:
+    """The same ``n`` texts mapped by this tree and by git revision ``rev`` (its
+    ``scripts/`` taken from git), each run in a fresh process, the two alternated
+    ``rounds`` times: the best CPU of each and the ratio (this machine's speed drifts by
+    tens of percent within minutes; alternating keeps both sides under the same drift)."""
+    import json
+    import subprocess
+    import tempfile
+
+    texts = synthetic_texts(onto, n)
+    print(f"\n== speed beside {rev}: {len(texts)} texts, {rounds} alternated rounds ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev, "scripts"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        data = Path(tmp) / "texts.json"
+        data.write_text(json.dumps(texts))
+        cpu: dict[str, list[float]] = {"this tree": [], rev: []}
+        for _ in range(rounds):
+            for label, root in (("this tree", REPO), (rev, old)):
+                out = subprocess.run(
+                    [sys.executable, "-c", _TIME_ONE, str(root), str(data)],
+                    capture_output=True, text=True, check=True,
+                ).stdout  # fmt: skip
+                cpu[label].append(float(out.split()[-1]))
+    for label, runs in cpu.items():
+        print(
+            f"  {label:12s} map_texts CPU {min(runs):6.2f} s (runs: {', '.join(f'{r:.2f}' for r in runs)})"
+        )
+    print(f"  ratio this tree / {rev}: {min(cpu['this tree']) / min(cpu[rev]):.2f}")
+
+
 def report_release(path: str, gold: pd.DataFrame, args: argparse.Namespace) -> None:
     onto = load_ontology(ontology_file(path))
     print(
@@ -491,6 +543,12 @@ def main() -> None:
         help="releases to score on (OBO/JSON files or cellxgene-ontology-guide[:version])",
     )
     ap.add_argument("--other", action="store_true", help="also map other real labels")
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="also time a git revision's matcher on the same texts, alternated (e.g. a release)",
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="alternated rounds for --against")
     args = ap.parse_args()
     gold = read_gold()
     print(f"gold: {GOLD} ({len(gold)} rows)")
@@ -502,6 +560,8 @@ def main() -> None:
         report_other(shared_data(), TermMatcher(onto), NaiveLookup(onto))
     if args.n_speed:
         report_speed(onto, args.n_speed)
+        if args.against:
+            report_speed_against(args.against, onto, args.n_speed, args.rounds)
 
 
 if __name__ == "__main__":
