@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: confidence of a hit by the kind of text it matched
 WEIGHTS: dict[str, float] = {
@@ -34,6 +37,7 @@ _KIND = ("is_a",)  # the relation that says what a cell is (mixtures, compositio
 _POSITION = frozenset({"of", "from", "in"})  # "<cell type> of/from/in <anatomy>"
 TOP_K = 3  # candidates kept in a mapping's evidence, best first
 MAX_TEXT_CHARS = 2000  # longer text is cut (and the cut logged)
+_MEMO_LIMIT = 200_000  # entries a matcher's memo keeps; past it, results are not kept
 _MAX_WINDOW = 12
 # CL names conventional T cells "CD4-positive, alpha-beta ..." and "naive thymus-derived
 # ...": authors leave these qualifiers out ("CD8+ cytotoxic T cells", "naive CD4 T cells")
@@ -162,3 +166,11 @@ class _ValueResult:
     hit: _Hit | None = None
     candidates: list[_Hit] = field(default_factory=list)
     note: str = ""
+
+
+def _remember(memo: dict, key: object, value: T, limit: int = _MEMO_LIMIT) -> T:
+    """``value``, kept in ``memo`` under ``key`` while the memo holds fewer than ``limit``
+    entries (a bound on the matcher's memory over millions of distinct texts)."""
+    if len(memo) < limit:
+        memo[key] = value
+    return value

@@ -66,6 +66,7 @@ from scatlas.ontology.evidence import (
     Match,
     _Entry,
     _Hit,
+    _remember,
     _Span,
     _ValueResult,
 )
@@ -376,9 +377,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
         key = (text, tissue or "")
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._value_uncached(text, tissue)
-            if len(self._cache) < 500_000:
-                self._cache[key] = hit
+            hit = _remember(self._cache, key, self._value_uncached(text, tissue), 500_000)
         return hit
 
     def _value_uncached(self, text: str, tissue: str | None) -> _ValueResult:
@@ -430,9 +429,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                 or (len(w) <= 6 and w.endswith("s") and w[:-1] in self._index)
                 or (4 <= len(w) <= 30 and self._split_word(w, "") != [w])
             )
-        if len(self._idle_words) < 200_000:
-            self._idle_words[w] = idle
-        return idle
+        return _remember(self._idle_words, w, idle)
 
     def _expand_anatomy(
         self, words: list[str], hard: list[bool], coord: list[bool]
@@ -731,16 +728,27 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                 priority = max(f.priority, h.priority)
                 chosen = f.kind == "ontology term"
                 hits.append(
-                    _Hit(h.cl_id, h.scope, h.synonym, f.field, h.text, h.confidence, h.notes,
-                         priority, chosen)
-                )  # fmt: skip
+                    _Hit(
+                        cl_id=h.cl_id,
+                        scope=h.scope,
+                        synonym=h.synonym,
+                        field=f.field,
+                        text=h.text,
+                        confidence=h.confidence,
+                        notes=h.notes,
+                        priority=priority,
+                        chosen=chosen,
+                    )
+                )
             elif res.status == "ambiguous":
                 conflicts.extend(
                     replace(c, field=f.field, priority=f.priority) for c in res.candidates
                 )
         mapping = self._combine(hits, conflicts, notes, context)
         top = self._top_candidates(mapping, considered)
-        return CellMapping(mapping.match, mapping.evidence, mapping.status, top)
+        return CellMapping(
+            match=mapping.match, evidence=mapping.evidence, status=mapping.status, candidates=top
+        )
 
     def _top_candidates(self, mapping: CellMapping, considered: list[_Hit]) -> tuple[Match, ...]:
         """The answer first, then the best other terms considered (`TOP_K` in all)."""

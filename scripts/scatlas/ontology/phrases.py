@@ -17,6 +17,7 @@ from scatlas.ontology.evidence import (
     _TERSE_COMPANIONS,
     WEIGHTS,
     _Entry,
+    _remember,
     _Span,
 )
 from scatlas.ontology.text import is_marker
@@ -228,9 +229,7 @@ class PhraseWindows:
         key = (w, nxt == "cell")
         parts = self._splits.get(key)
         if parts is None:
-            parts = self._split_uncached(w, nxt == "cell")
-            if len(self._splits) < 200_000:
-                self._splits[key] = parts
+            parts = _remember(self._splits, key, self._split_uncached(w, nxt == "cell"))
         return list(parts)
 
     def _split_uncached(self, w: str, cell_next: bool) -> tuple[str, ...]:

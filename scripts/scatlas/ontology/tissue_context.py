@@ -14,6 +14,7 @@ from scatlas.ontology.evidence import (
     _STOP,
     MAX_TEXT_CHARS,
     _Hit,
+    _remember,
     _Span,
 )
 from scatlas.ontology.fields import FieldText
@@ -143,8 +144,7 @@ class TissueContext:
         hit = self._text_tissues.get(text)
         if hit is None:
             hit = frozenset(self._tissues_in(tokenise(text[:MAX_TEXT_CHARS]).words))
-            if len(self._text_tissues) < 200_000:
-                self._text_tissues[text] = hit
+            hit = _remember(self._text_tissues, text, hit)
         return hit
 
     def _anatomy_spans(self, words: Sequence[str]) -> list[tuple[int, int, str]]:
