@@ -2,7 +2,10 @@
 Cell Ontology id, with a dev and a test split (how the file in the repo was made).
 
     .venv/bin/python benchmarks/make_ontology_gold.py \\
-        --tabula-muris DIR --panglao FILE --nbatlas FILE [--out FILE]
+        [--tabula-muris DIR] [--panglao FILE] [--nbatlas FILE] [--celltypist FILE] [--out FILE]
+
+A set whose source is not given keeps its rows from the existing ``--out`` file, so one set
+can be added or rebuilt without the others' downloads.
 
 Sources (each row names its repository, commit and path in ``source``):
 
@@ -18,9 +21,15 @@ Sources (each row names its repository, commit and path in ``source``):
 * ``nbatlas``: the neuroblastoma atlas' (NBAtlas) labels mapped to CL by OpenScPCA
   (AlexsLemonade/OpenScPCA-analysis ``analyses/cell-type-neuroblastoma-04/references/
   nbatlas-ontology-ids.tsv``, BSD-3).
+* ``celltypist``: the Pan-Immune CellTypist atlas' low-hierarchy cell-type names with the
+  Cell Ontology id its authors gave each (Teichlab/celltypist_wiki ``atlases/Pan_Immune_
+  CellTypist/v2/tables/Basic_celltype_information.xlsx``; the repository states no licence:
+  only the label -> id pairs are kept, with their source). Every row is **dev**: scatlas'
+  abbreviation table cites the CellTypist paper for rows written before this set was added
+  (ILC1-3, DC, Tfh, Th1/2/17, NKT, γδT, Mac), so its labels cannot measure generalisation.
 
-Panglao and NBAtlas rows have no tissue; they are split by the parity of the SHA-1 of the
-lower-cased text (stable, blind to content). Rows whose curated id is NA or malformed are
+Panglao, NBAtlas and CellTypist rows have no tissue; Panglao and NBAtlas are split by the
+parity of the SHA-1 of the lower-cased text (stable, blind to content). Rows whose curated id is NA or malformed are
 kept with an empty ``gold_id`` (counted, never scored).
 """
 
@@ -41,6 +50,7 @@ TM_TEST_TISSUES = frozenset(
 TM_SOURCE = "czbiohub-sf/tabula-muris@dedd8352d4348150e199162f966f7442976acdd3:00_data_ingest/03_tissue_annotation_csv/{}"
 PANGLAO_SOURCE = "AlexsLemonade/scpca-nf@c8dcef0f546d4fa2e5aa7b910eeac04197d84da0:references/panglao-cell-type-ontologies.tsv"
 NBATLAS_SOURCE = "AlexsLemonade/OpenScPCA-analysis@2108493861c037088e27dfb2ba6149b498da8cd0:analyses/cell-type-neuroblastoma-04/references/nbatlas-ontology-ids.tsv"
+CELLTYPIST_SOURCE = "Teichlab/celltypist_wiki@ef8b31928cbb41cd24494f42d6ac9d524965071a:atlases/Pan_Immune_CellTypist/v2/tables/Basic_celltype_information.xlsx"
 COLUMNS = ["set", "split", "kind", "tissue", "text", "gold_id", "gold_label", "n_cells", "source"]
 _CL = re.compile(r"CL:\d{7}")
 
@@ -91,11 +101,19 @@ def tabula_muris(folder: Path) -> pd.DataFrame:
 def label_table(path: Path, name: str, cols: tuple[str, str, str], source: str) -> pd.DataFrame:
     """A two-column curated table (author label -> CL id), split by text hash."""
     df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return label_rows(df, name, cols, source)
+
+
+def label_rows(
+    df: pd.DataFrame, name: str, cols: tuple[str, str, str], source: str, split: str = ""
+) -> pd.DataFrame:
+    """Gold rows of a table's (author label, CL id, CL name) columns, in ``split`` or, by
+    default, split by text hash."""
     text_col, id_col, label_col = cols
     rows = [
         {
             "set": name,
-            "split": text_split(r[text_col]),
+            "split": split or text_split(r[text_col]),
             "kind": "free",
             "tissue": "",
             "text": r[text_col],
@@ -110,31 +128,72 @@ def label_table(path: Path, name: str, cols: tuple[str, str, str], source: str) 
     return pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(["text"])
 
 
+def celltypist(path: Path) -> pd.DataFrame:
+    """The Pan-Immune CellTypist encyclopedia's low-hierarchy names and their CL ids (the
+    table gives no CL name: ``gold_label`` is the pinned CL's name of the id, if it has it)."""
+    df = pd.read_excel(path, dtype=str).fillna("")
+    need = {"Low-hierarchy cell types", "Cell Ontology ID"}
+    if not need <= set(df.columns):
+        raise SystemExit(f"{path}: columns {sorted(need - set(df.columns))} missing")
+    names = _cl_names()
+    df["Cell Ontology ID"] = df["Cell Ontology ID"].str.strip()
+    df["name"] = [names.get(i, "") for i in df["Cell Ontology ID"]]
+    cols = ("Low-hierarchy cell types", "Cell Ontology ID", "name")
+    return label_rows(df, "celltypist", cols, CELLTYPIST_SOURCE, split="dev")
+
+
+def _cl_names() -> dict[str, str]:
+    """CL id -> name in the pinned snapshot (for tables that give ids only)."""
+    names, cur = {}, None
+    for line in (REPO / "scripts/scatlas/data/ontology/cl-basic.obo").open(encoding="utf-8"):
+        if line.startswith("id: "):
+            cur = line[4:].strip()
+        elif line.startswith("name: ") and cur:
+            names[cur] = line[6:].strip()
+            cur = None
+    return names
+
+
+def panglao(path: Path) -> pd.DataFrame:
+    cols = ("panglao_cell_type", "ontology_id", "human_readable_value")
+    return label_table(path, "panglao", cols, PANGLAO_SOURCE)
+
+
+def nbatlas(path: Path) -> pd.DataFrame:
+    cols = ("NBAtlas_label", "CL_ontology_id", "CL_annotation")
+    return label_table(path, "nbatlas", cols, NBATLAS_SOURCE)
+
+
+SETS = {
+    "tabula-muris": tabula_muris,
+    "panglao": panglao,
+    "nbatlas": nbatlas,
+    "celltypist": celltypist,
+}
+
+
+def build(sources: dict[str, Path | None], out: Path) -> pd.DataFrame:
+    """Every set whose source is given, plus the other sets' rows from the existing ``out``."""
+    given = {name: path for name, path in sources.items() if path is not None}
+    if not given:
+        raise SystemExit("give at least one source: " + ", ".join(f"--{n}" for n in SETS))
+    parts = [SETS[name](path) for name, path in given.items()]
+    if out.exists():
+        old = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
+        parts.append(old[~old["set"].isin(list(given))])
+    gold = pd.concat(parts, ignore_index=True).astype(str)
+    return gold.sort_values(["set", "kind", "split", "tissue", "text"], kind="stable")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tabula-muris", type=Path, required=True)
-    ap.add_argument("--panglao", type=Path, required=True)
-    ap.add_argument("--nbatlas", type=Path, required=True)
+    ap.add_argument("--tabula-muris", type=Path, help="folder of *_annotation.csv")
+    ap.add_argument("--panglao", type=Path, help="panglao-cell-type-ontologies.tsv")
+    ap.add_argument("--nbatlas", type=Path, help="nbatlas-ontology-ids.tsv")
+    ap.add_argument("--celltypist", type=Path, help="Basic_celltype_information.xlsx")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/data/ontology_gold.tsv")
     args = ap.parse_args()
-    gold = pd.concat(
-        [
-            tabula_muris(args.tabula_muris),
-            label_table(
-                args.panglao,
-                "panglao",
-                ("panglao_cell_type", "ontology_id", "human_readable_value"),
-                PANGLAO_SOURCE,
-            ),
-            label_table(
-                args.nbatlas,
-                "nbatlas",
-                ("NBAtlas_label", "CL_ontology_id", "CL_annotation"),
-                NBATLAS_SOURCE,
-            ),
-        ],
-        ignore_index=True,
-    ).sort_values(["set", "kind", "split", "tissue", "text"], kind="stable")
+    gold = build({name: getattr(args, name.replace("-", "_")) for name in SETS}, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     gold.to_csv(args.out, sep="\t", index=False)
     counts = gold.groupby(["set", "kind", "split"]).size()
