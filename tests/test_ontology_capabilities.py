@@ -82,6 +82,54 @@ def test_word_variants_and_labels_without_their_noun(matcher):
     assert label(matcher, "beta").match is None  # needs its tissue (pancreas)
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("oligodendrocyte progenitor", "CL:0002453"),  # was: oligodendrocyte
+        ("Megakaryocyte precursor", "CL:0000553"),  # megakaryocyte progenitor cell
+        ("neutrophil progenitors", "CL:0000834"),
+        ("B cell precursor", "CL:0000817"),  # the match holds the word already
+    ],
+)
+def test_a_label_ending_in_progenitor_names_the_progenitor(matcher, text, answer):
+    """ "X progenitor" is a progenitor, not an X: read as "X progenitor cell" when CL has it."""
+    m = label(matcher, text).match
+    assert m is not None and m.cl_id == answer, (text, m)
+
+
+@pytest.mark.parametrize(
+    ("text", "evidence"),
+    [
+        ("erythroid cells", '"lineage" left out'),  # CL: "erythroid lineage cell"
+        ("Early erythroid", 'read as "early erythroid cell"'),
+    ],
+)
+def test_a_name_without_a_word_that_changes_nothing(matcher, text, evidence):
+    m = label(matcher, text).match
+    assert m is not None and m.cl_id == "CL:0000764" and evidence in m.evidence, m
+    assert m.confidence <= 0.85  # a variant: below a name or EXACT synonym
+
+
+def test_without_a_progenitor_term_the_cell_type_named_stays(matcher):
+    # CL 2022 has no "monocyte precursor cell": the curated coarse answer, as before
+    assert label(matcher, "Monocyte precursor").match.cl_id == "CL:0000576"
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("HSC/MPP", "CL:0008001"),  # hematopoietic precursor cell
+        ("HSC and B cells", "CL:0000988"),  # hematopoietic cell
+        ("MNP", "CL:0000113"),  # mononuclear phagocyte
+    ],
+)
+def test_curated_abbreviations_count_in_lists(matcher, text, answer):
+    """A curated abbreviation that is also a terse CL synonym ("HSC") is not dropped as
+    too terse when the value holds other words."""
+    m = label(matcher, text).match
+    assert m is not None and m.cl_id == answer, (text, m)
+
+
 def test_words_inside_the_names_of_one_branch(matcher):
     m = label(matcher, "Loop of Henle cells").match
     assert m.cl_id == "CL:1000909" and "(name words;" in m.evidence and m.confidence == 0.7
@@ -179,13 +227,25 @@ def _lineage(onto, answer, gold):
     return "off"
 
 
-@pytest.mark.parametrize("kind", ["free", "class"])
-def test_public_gold_dev_split_floor(onto, matcher, kind):
+# floors under what this release measures on each dev group: (on-lineage, off) for free text
+DEV_FLOORS = {
+    "first sets": (0.85, 0.07),  # Tabula Muris, PanglaoDB, NBAtlas: 88% on, 6% off
+    "celltypist": (0.78, 0.13),  # CellTypist's immune labels (dev only): 80% on, 12% off
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "group"), [("free", "first sets"), ("free", "celltypist"), ("class", "first sets")]
+)
+def test_public_gold_dev_split_floor(onto, matcher, kind, group):
     """Lineage scores on the dev split of benchmarks/data/ontology_gold.tsv (the test
     split is scored only by benchmarks/bench_ontology.py): a floor under what this
-    release measures (free text: 87% on-lineage, 6% off; class texts: 100% exact)."""
+    release measures (`DEV_FLOORS`; class texts: 100% exact)."""
     gold = pd.read_csv(GOLD, sep="\t", dtype=str, keep_default_na=False)
-    rows = gold[(gold["split"] == "dev") & (gold["kind"] == kind) & (gold["gold_id"] != "")]
+    in_group = (gold["set"] == "celltypist") == (group == "celltypist")
+    rows = gold[
+        in_group & (gold["split"] == "dev") & (gold["kind"] == kind) & (gold["gold_id"] != "")
+    ]
     field = "free_annotation" if kind == "free" else "cell_ontology_class"
     counts = {"on": 0, "off": 0, "none": 0, "exact": 0}
     for text, tissue, gid in zip(rows["text"], rows["tissue"], rows["gold_id"], strict=True):
@@ -198,4 +258,5 @@ def test_public_gold_dev_split_floor(onto, matcher, kind):
     if kind == "class":
         assert counts["exact"] == n
     else:
-        assert counts["on"] / n >= 0.85 and counts["off"] / n <= 0.07, counts
+        on, off = DEV_FLOORS[group]
+        assert counts["on"] / n >= on and counts["off"] / n <= off, counts

@@ -100,6 +100,19 @@ log = logging.getLogger(__name__)
 _GENERAL_DESCENDANTS = 20
 # words used for one another in cell-type names
 _VARIANTS = {"progenitor": "precursor", "precursor": "progenitor"}
+# words a name can go without and name the same cells ("erythroid lineage cell")
+_OPTIONAL_WORDS = frozenset({"lineage"})
+
+
+def _names_progenitor(hit: _Hit) -> bool:
+    """Whether the name a hit matched holds a progenitor word."""
+    return not _VARIANTS.keys().isdisjoint(normalise_text(hit.synonym).split())
+
+
+def _ends_in_progenitor(text: str) -> bool:
+    """ "Megakaryocyte precursor", "oligodendrocyte progenitors" """
+    words = text.split()
+    return bool(words) and words[-1].lower().rstrip("s") in _VARIANTS
 
 
 def _words_and_breaks(text: str) -> tuple[list[str], list[bool], list[bool]]:
@@ -257,9 +270,12 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             info = ontology.info(cl_id)
             for text, scope in [(info.name, "name"), *info.synonyms]:
                 self._add(_Entry(cl_id, scope, text))
+        # curated abbreviations, also those a CL synonym outweighs in the index ("HSC")
+        self._abbreviation_keys: set[str] = set()
         for row in abbreviations:
             if ontology.is_informative(row.cl_id):
                 self._add(_Entry(row.cl_id, "abbreviation", row.text, "", row.source))
+                self._abbreviation_keys.add(normalise_text(row.text))
         for row in tissue_terms:
             if ontology.is_informative(row.cl_id):
                 self._add(_Entry(row.cl_id, "tissue term", row.text, row.tissue, row.source))
@@ -268,22 +284,24 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
 
     def _add_variants(self) -> None:
         """Keys of names and EXACT synonyms with a conventional word variant
-        ("oligodendrocyte progenitor cell" ~ "oligodendrocyte precursor cell"), unless
-        the variant already names something."""
+        ("oligodendrocyte progenitor cell" ~ "oligodendrocyte precursor cell") or without
+        a word that does not change what they name ("erythroid lineage cell" ~ "erythroid
+        cell"), unless the variant already names something."""
         derived: dict[str, dict[tuple[str, str], _Entry]] = {}
         for key, per_term in self._index.items():
             words = key.split()
             for i, w in enumerate(words):
-                other = _VARIANTS.get(w)
-                if other is None:
-                    continue
-                vkey = " ".join([*words[:i], other, *words[i + 1 :]])
+                other = _VARIANTS.get(w, "" if w in _OPTIONAL_WORDS else None)
+                if other is None or (not other and len(words) < 3):
+                    continue  # not a variant word; or the word left out leaves one word
+                vkey = " ".join([*words[:i], *([other] if other else []), *words[i + 1 :]])
                 if vkey in self._index:
                     continue
+                how = f"{other} read as {w}" if other else f'"{w}" left out'
                 for slot, e in per_term.items():
                     if e.scope in ("name", "EXACT") and not e.implied:
                         derived.setdefault(vkey, {})[slot] = replace(
-                            e, scope="variant", variant=f"{other} read as {w}"
+                            e, scope="variant", variant=how
                         )
         self._index.update(derived)
 
@@ -401,6 +419,12 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
                 if alt.status != "unmatched":
                     return alt
             result = self._with_cell_noun(main, text, tissue) or result
+        elif result.hit and _ends_in_progenitor(main) and not _names_progenitor(result.hit):
+            # "oligodendrocyte progenitor" matched as "oligodendrocyte": the label names
+            # the progenitor, which CL may name as "<label> cell"
+            alt = self._with_cell_noun(main, text, tissue)
+            if alt is not None and alt.hit is not None and _names_progenitor(alt.hit):
+                result = alt
         return result
 
     def _names_nothing(self, text: str) -> bool:

@@ -251,7 +251,7 @@ class PhraseWindows:
         key = words[span.start]
         if span.length != 1 or len(key) > 3 or span.shared_head:
             return True
-        if any(e.scope in ("abbreviation", "tissue term") for e in span.entries):
+        if key in self._abbreviation_keys or any(e.scope == "tissue term" for e in span.entries):
             return True
         for k, w in enumerate(words):
             if span.start <= k < span.end or w in _TERSE_COMPANIONS or w in _STOP:
