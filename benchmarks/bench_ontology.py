@@ -7,8 +7,9 @@ Ontology releases, beside a naive lookup; and speed.
 Gold (``benchmarks/data/ontology_gold.tsv``, built by ``make_ontology_gold.py``; sources
 and licences in ``benchmarks/data/README.md``): Tabula Muris (droplet + FACS, every tissue:
 authors' free text and the curated class texts, with the curators' CL ids), PanglaoDB's
-cell-type names as curated by ScPCA, and NBAtlas labels as curated by OpenScPCA; each with
-a dev and a test split (nothing is tuned to the test split).
+cell-type names as curated by ScPCA, and NBAtlas labels as curated by OpenScPCA, each with
+a dev and a test split (nothing is tuned to the test split); and the Pan-Immune CellTypist
+labels with their authors' CL ids, dev only.
 
 Scoring, on the gold term's lineage (the team's decision): **on-lineage** = the answer is the
 gold term (exact), an ancestor of it (coarser) or a descendant of it (finer); **off** = any
