@@ -38,12 +38,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from scatlas.ontology import cached_ontology  # noqa: E402
+from scatlas.package_data import snapshot_obo  # noqa: E402
+
 TM_TEST_TISSUES = frozenset(
     {"Limb_Muscle", "Mammary_Gland", "Tongue", "Large_Intestine", "Marrow", "Skin"}
 )
@@ -135,23 +141,11 @@ def celltypist(path: Path) -> pd.DataFrame:
     need = {"Low-hierarchy cell types", "Cell Ontology ID"}
     if not need <= set(df.columns):
         raise SystemExit(f"{path}: columns {sorted(need - set(df.columns))} missing")
-    names = _cl_names()
+    onto = cached_ontology(snapshot_obo())
     df["Cell Ontology ID"] = df["Cell Ontology ID"].str.strip()
-    df["name"] = [names.get(i, "") for i in df["Cell Ontology ID"]]
+    df["name"] = [onto.label(i) if i in onto else "" for i in df["Cell Ontology ID"]]
     cols = ("Low-hierarchy cell types", "Cell Ontology ID", "name")
     return label_rows(df, "celltypist", cols, CELLTYPIST_SOURCE, split="dev")
-
-
-def _cl_names() -> dict[str, str]:
-    """CL id -> name in the pinned snapshot (for tables that give ids only)."""
-    names, cur = {}, None
-    for line in (REPO / "scripts/scatlas/data/ontology/cl-basic.obo").open(encoding="utf-8"):
-        if line.startswith("id: "):
-            cur = line[4:].strip()
-        elif line.startswith("name: ") and cur:
-            names[cur] = line[6:].strip()
-            cur = None
-    return names
 
 
 def panglao(path: Path) -> pd.DataFrame:
