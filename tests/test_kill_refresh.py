@@ -60,10 +60,16 @@ def _tree(root: int) -> dict[int, tuple[int, str]]:
 
 
 def _command(pid: int) -> str:
+    """The command line, or ``[name]`` for a process whose command line is gone (exiting)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+        return cmd or f"[{Path(f'/proc/{pid}/comm').read_text().strip()}]"
     except OSError:
         return ""
+
+
+def _aligning(tree: dict[int, tuple[int, str]]) -> bool:
+    return any("hisat2-align" in cmd for _, cmd in tree.values())
 
 
 def _hisat2_pids(work: Path) -> list[int]:
@@ -128,15 +134,16 @@ def test_killed_refresh_leaves_no_process_and_resumes_to_a_clean_run(demo_run, t
             )  # fmt: skip
             try:
                 deadline = time.monotonic() + 300
-                while not _hisat2_pids(work):
+                # one snapshot of the tree that shows HISAT2 at work: a demo run aligns in
+                # milliseconds, so HISAT2 seen a moment ago may be gone (or exiting, with an
+                # empty command line) by the time the tree is read
+                while not _aligning(tree := _tree(proc.pid)):
                     assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
                     assert time.monotonic() < deadline, "the refresh never reached alignment"
-                    time.sleep(0.05)
-                tree = _tree(proc.pid)
+                    time.sleep(0.02)
             finally:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        assert any("hisat2-align" in cmd for _, cmd in tree.values()), tree
         deadline = time.monotonic() + 10
         while (alive := _survivors(tree, work)) and time.monotonic() < deadline:
             time.sleep(0.1)
