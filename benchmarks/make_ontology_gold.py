@@ -2,7 +2,8 @@
 Cell Ontology id, with a dev and a test split (how the file in the repo was made).
 
     .venv/bin/python benchmarks/make_ontology_gold.py \\
-        [--tabula-muris DIR] [--panglao FILE] [--nbatlas FILE] [--celltypist FILE] [--out FILE]
+        [--tabula-muris DIR] [--panglao FILE] [--nbatlas FILE] [--celltypist FILE] \\
+        [--celldex DIR] [--out FILE]
 
 A set whose source is not given keeps its rows from the existing ``--out`` file, so one set
 can be added or rebuilt without the others' downloads.
@@ -27,10 +28,21 @@ Sources (each row names its repository, commit and path in ``source``):
   only the label -> id pairs are kept, with their source). Every row is **dev**: scatlas'
   abbreviation table cites the CellTypist paper for rows written before this set was added
   (ILC1-3, DC, Tfh, Th1/2/17, NKT, γδT, Mac), so its labels cannot measure generalisation.
+* ``celldex``: the reference labels of SingleR's celldex package, each mapped to CL by the
+  celldex authors (SingleR-inc/celldex ``inst/mapping/*.tsv``, GPL-3; ``DIR`` is that
+  ``inst/mapping`` folder). Mouse: ImmGen's population names ("T cells (T.4Nve)", "DC
+  (DC.8-4-11B+)": a cell type and ImmGen's sort code) and the mouse RNA-seq labels
+  ("Astrocytes activated", "qNSCs"); human: the Human Primary Cell Atlas
+  ("T_cell:CD8+_naive"), Blueprint/ENCODE, Monaco, DICE and Novershtern labels ("T cells,
+  CD4+, Th1_17", "Erythroid_CD34- CD71+ GlyA-"). The files give no CL name: ``gold_label``
+  is the pinned CL's name of the id, if it has it. A text repeated (in any case) keeps the
+  id of its first file in the order above. Texts that a curated table of scatlas already
+  holds when the set is built ("CLP", "OPCs") are dev: they cannot measure generalisation.
 
-Panglao, NBAtlas and CellTypist rows have no tissue; Panglao and NBAtlas are split by the
-parity of the SHA-1 of the lower-cased text (stable, blind to content). Rows whose curated id is NA or malformed are
-kept with an empty ``gold_id`` (counted, never scored).
+Panglao, NBAtlas, CellTypist and celldex rows have no tissue; Panglao, NBAtlas and celldex are
+split by the parity of the SHA-1 of the lower-cased text (stable, blind to content). Rows
+whose curated id is NA or malformed are kept with an empty ``gold_id`` (counted, never
+scored).
 """
 
 from __future__ import annotations
@@ -48,6 +60,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from scatlas.ontology import cached_ontology  # noqa: E402
+from scatlas.ontology.tables import (  # noqa: E402
+    ABBREVIATIONS,
+    ANATOMY_ABBREVIATIONS,
+    IMPLIED_TERMS,
+    TISSUE_TERMS,
+)
+from scatlas.ontology.text import normalise_text  # noqa: E402
 from scatlas.package_data import snapshot_obo  # noqa: E402
 
 TM_TEST_TISSUES = frozenset(
@@ -57,6 +76,16 @@ TM_SOURCE = "czbiohub-sf/tabula-muris@dedd8352d4348150e199162f966f7442976acdd3:0
 PANGLAO_SOURCE = "AlexsLemonade/scpca-nf@c8dcef0f546d4fa2e5aa7b910eeac04197d84da0:references/panglao-cell-type-ontologies.tsv"
 NBATLAS_SOURCE = "AlexsLemonade/OpenScPCA-analysis@2108493861c037088e27dfb2ba6149b498da8cd0:analyses/cell-type-neuroblastoma-04/references/nbatlas-ontology-ids.tsv"
 CELLTYPIST_SOURCE = "Teichlab/celltypist_wiki@ef8b31928cbb41cd24494f42d6ac9d524965071a:atlases/Pan_Immune_CellTypist/v2/tables/Basic_celltype_information.xlsx"
+CELLDEX_SOURCE = "SingleR-inc/celldex@ddf0173debf240f0861b32e3b96fa35bc67d8ecc:inst/mapping/{}"
+CELLDEX_FILES = (
+    "immgen.tsv",
+    "mouse_rnaseq.tsv",
+    "hpca.tsv",
+    "blueprint_encode.tsv",
+    "monaco.tsv",
+    "dice.tsv",
+    "novershtern.tsv",
+)
 COLUMNS = ["set", "split", "kind", "tissue", "text", "gold_id", "gold_label", "n_cells", "source"]
 _CL = re.compile(r"CL:\d{7}")
 
@@ -141,11 +170,41 @@ def celltypist(path: Path) -> pd.DataFrame:
     need = {"Low-hierarchy cell types", "Cell Ontology ID"}
     if not need <= set(df.columns):
         raise SystemExit(f"{path}: columns {sorted(need - set(df.columns))} missing")
-    onto = cached_ontology(snapshot_obo())
     df["Cell Ontology ID"] = df["Cell Ontology ID"].str.strip()
-    df["name"] = [onto.label(i) if i in onto else "" for i in df["Cell Ontology ID"]]
+    df["name"] = _pinned_names(df["Cell Ontology ID"])
     cols = ("Low-hierarchy cell types", "Cell Ontology ID", "name")
     return label_rows(df, "celltypist", cols, CELLTYPIST_SOURCE, split="dev")
+
+
+def _pinned_names(ids: pd.Series) -> list[str]:
+    onto = cached_ontology(snapshot_obo())
+    return [onto.label(i) if i in onto else "" for i in ids]
+
+
+def _table_texts() -> set[str]:
+    """The texts of scatlas' curated tables, normalised."""
+    texts = set()
+    for path in (ABBREVIATIONS, TISSUE_TERMS, IMPLIED_TERMS, ANATOMY_ABBREVIATIONS):
+        texts |= {normalise_text(t) for t in pd.read_csv(path, sep="\t", dtype=str)["text"]}
+    return texts
+
+
+def celldex(folder: Path) -> pd.DataFrame:
+    """celldex's label -> CL id mappings (headerless two-column TSVs)."""
+    parts = []
+    for name in CELLDEX_FILES:
+        if not (folder / name).is_file():
+            raise SystemExit(f"{folder / name}: missing (give celldex's inst/mapping folder)")
+        df = pd.read_csv(folder / name, sep="\t", header=None, names=["text", "id"], dtype=str,
+                         keep_default_na=False)  # fmt: skip
+        df["id"] = df["id"].str.strip()
+        df["name"] = _pinned_names(df["id"])
+        parts.append(label_rows(df, "celldex", ("text", "id", "name"), CELLDEX_SOURCE.format(name)))
+    rows = pd.concat(parts, ignore_index=True)
+    rows = rows[~rows["text"].str.lower().duplicated()].copy()
+    held = _table_texts()
+    rows.loc[[normalise_text(t) in held for t in rows["text"]], "split"] = "dev"
+    return rows
 
 
 def panglao(path: Path) -> pd.DataFrame:
@@ -163,6 +222,7 @@ SETS = {
     "panglao": panglao,
     "nbatlas": nbatlas,
     "celltypist": celltypist,
+    "celldex": celldex,
 }
 
 
@@ -185,6 +245,7 @@ def main() -> None:
     ap.add_argument("--panglao", type=Path, help="panglao-cell-type-ontologies.tsv")
     ap.add_argument("--nbatlas", type=Path, help="nbatlas-ontology-ids.tsv")
     ap.add_argument("--celltypist", type=Path, help="Basic_celltype_information.xlsx")
+    ap.add_argument("--celldex", type=Path, help="celldex's inst/mapping folder")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/data/ontology_gold.tsv")
     args = ap.parse_args()
     gold = build({name: getattr(args, name.replace("-", "_")) for name in SETS}, args.out)
