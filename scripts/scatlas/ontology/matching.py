@@ -8,7 +8,8 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    ("alveolar epithelial type 2 cell" ~ "type II alveolar epithelial cell"). Single-word
    abbreviations are also expanded in place, so "CD14+ Mono" reads "cd14 positive
    monocyte"; words glued together are split when the parts form a name ("memoryT" ->
-   "memory T cell"); a list shares its head noun ("B and T lymphocytes"). The longest
+   "memory T cell"), and a one-letter state prefix comes off a curated abbreviation
+   ("qNSCs" ~ NSC); a list shares its head noun ("B and T lymphocytes"). The longest
    windows win; a phrase inside longer text is kept with a lower confidence. Terse CL
    synonyms (3 letters or fewer: "PE", "LC") count only beside cell or marker words.
 3. Context: a phrase preceded by "non"/"not"/"without", or followed by "depleted",
@@ -27,6 +28,11 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
 6. A value that names no cell type but holds a qualifier that alone implies one in the
    sample's tissue (`implied_terms.tsv`: "pericentral" in the liver) maps to that term
    with a lower confidence.
+7. Readings of the whole value: a slash inside a name CL holds in that order is read as
+   that name, not as a list ("Granulocyte/monocyte progenitors"); a parenthesis naming a
+   kind of the label's term refines it ("T cells (Treg)"); a label without its noun reads
+   as "<label> cell" ("Plasma") or, after a lineage marker, with the lineage's noun
+   ("CD4+ Central Memory" ~ central memory CD4-positive T cell).
 
 Across fields, the more trusted field wins (author cell-type column > other
 characteristics > source name > title > tissue); a less trusted field may only refine the
@@ -75,6 +81,7 @@ from scatlas.ontology.graph import CellOntology
 from scatlas.ontology.mixtures import Mixtures
 from scatlas.ontology.name_words import NameWords
 from scatlas.ontology.phrases import PhraseWindows
+from scatlas.ontology.readings import ValueReadings
 from scatlas.ontology.tables import (
     TableEntry,
     Tissue,
@@ -95,6 +102,7 @@ from scatlas.ontology.text import (
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
+
 
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
 _GENERAL_DESCENDANTS = 20
@@ -181,7 +189,7 @@ class _Phrase:
         return _Hit(cl_id, e.scope, e.text, "", self.shown, round(conf, 4), tuple(notes))
 
 
-class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
+class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadings):
     """Matcher of free text against one Cell Ontology plus the curated tables.
 
     Only current, informative CL terms are indexed (never CL:0000000 "cell" nor CL's
@@ -413,12 +421,20 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             main = _PAREN.sub(" ", text)
             inner = [p for p in _PAREN.findall(text) if p.strip()]
         result = self._phrase_value(main, text, tissue)
+        if "/" in main:
+            result = self._slash_joined(main, text, tissue) or result
+        if result.status == "mapped" and inner:
+            result = self._refined(result, inner, text, tissue)
         if result.status == "unmatched":
             for part in inner:  # "(NK cells)" after a vague description
                 alt = self._phrase_value(part, text, tissue)
                 if alt.status != "unmatched":
                     return alt
-            result = self._with_cell_noun(main, text, tissue) or result
+            result = (
+                self._with_cell_noun(main, text, tissue)
+                or self._with_lineage_noun(main, text, tissue)
+                or result
+            )
         elif result.hit and _ends_in_progenitor(main) and not _names_progenitor(result.hit):
             # "oligodendrocyte progenitor" matched as "oligodendrocyte": the label names
             # the progenitor, which CL may name as "<label> cell"
@@ -475,26 +491,6 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords):
             out_h.extend([h] + [False] * (len(parts) - 1))
             out_c.extend([c] + [False] * (len(parts) - 1))
         return out_w, out_h, out_c, "; ".join(read)
-
-    def _with_cell_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
-        """A short label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann
-        glia") read as "<label> cell", unless it is a tissue's name ("Liver" is where)."""
-        raw = main.strip().lower()
-        if len(raw.split()) > 3 or raw.endswith(("cell", "cells")) or any(c.isdigit() for c in raw):
-            return None  # cheap tests first: most values that reach here are titles
-        words = normalise_text(main).split()
-        key = " ".join(words)
-        if not words or len(words) > 3 or words[-1] == "cell" or key in self._tissue_phrases:
-            return None  # a label, not a description; or a tissue
-        if not all(w in self._vocab for w in words):
-            return None  # "GSM1000123", "sample 12": no words of any name
-        if any(e.tissue for e in (self._index.get(key) or {}).values()):
-            return None  # a word with a tissue-specific sense ("beta"): not without it
-        alt = self._phrase_value(f"{main} cells", shown, tissue)
-        if alt.status == "unmatched" or alt.hit is None:
-            return None
-        note = f'read as "{" ".join(words)} cell"'
-        return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
     def _phrase_value(self, text: str, shown: str, tissue: str | None) -> _ValueResult:
         words, hard, coord_before = _words_and_breaks(text)

@@ -24,6 +24,11 @@ from scatlas.ontology.text import is_marker
 
 log = logging.getLogger(__name__)
 
+# one-letter prefixes papers put on a cell-type abbreviation: quiescent / activated (qNSC,
+# aNSC), immature / induced / inflammatory (iMac), human / mouse (hPBMC, mMSC), naive /
+# natural (nTreg: CL names that one), effector / early (eTreg)
+_STATE_PREFIXES = frozenset("qaihmne")
+
 
 class PhraseWindows:
     """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
@@ -233,6 +238,9 @@ class PhraseWindows:
         return list(parts)
 
     def _split_uncached(self, w: str, cell_next: bool) -> tuple[str, ...]:
+        prefixed = self._state_prefixed(w)
+        if prefixed:
+            return prefixed
         for cut in range(len(w) - 1, 0, -1):
             a, b = w[:cut], w[cut:]
             if a not in self._vocab or b not in self._vocab or a in _STOP or b in _STOP:
@@ -243,6 +251,17 @@ class PhraseWindows:
             if " ".join(parts) in self._index or f"{a} {b} cell" in self._index:
                 return parts
         return (w,)
+
+    def _state_prefixed(self, w: str) -> tuple[str, ...]:
+        """A curated abbreviation behind a one-letter state or species prefix ("qNSCs",
+        "aNSC", "iMac", "hPBMC"): the prefix apart, as a word no name holds, and the
+        abbreviation (singular) read as written; else ``()``."""
+        if w[0] not in _STATE_PREFIXES:
+            return ()
+        rest = w[1:]
+        if rest not in self._abbreviation_keys and rest.endswith("s"):
+            rest = rest[:-1]
+        return (w[0], rest) if len(rest) >= 3 and rest in self._abbreviation_keys else ()
 
     def _terse_ok(self, span: _Span, words: list[str]) -> bool:
         """A terse CL synonym ("PE", "LC", "ARC": 3 letters or fewer) counts only when

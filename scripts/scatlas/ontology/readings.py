@@ -1,0 +1,103 @@
+"""Readings of a whole field value tried around the phrase match: a slash inside a name
+CL holds ("Granulocyte/monocyte progenitors"), a parenthesis naming a kind of the label's
+term ("T cells (Treg)"), and a label without its noun ("Plasma" -> plasma cell; "CD4+
+Central Memory" -> central memory CD4-positive T cell)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from scatlas.ontology.evidence import _LEVELS, _ValueResult
+from scatlas.ontology.text import is_marker, normalise_text, tokenise
+
+# markers that name a lymphocyte lineage: its noun and term
+_T_CELL, _B_CELL = ("T cells", "CL:0000084"), ("B cells", "CL:0000236")
+_LINEAGE_MARKERS = {
+    "cd3": _T_CELL,
+    "cd4": _T_CELL,
+    "cd8": _T_CELL,
+    "cd19": _B_CELL,
+    "cd20": _B_CELL,
+}
+_SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
+
+
+class ValueReadings:
+    """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
+
+    def _slash_joined(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A slash inside a name CL holds with both words, in that order ("Granulocyte/
+        monocyte progenitors": CL's granulocyte monocyte progenitor cell), read as that
+        name rather than as a list; None where no such name is found ("T/NK cells")."""
+        pairs = _SLASHED.findall(main)
+        if not pairs:
+            return None
+        alt = self._value(_SLASHED.sub(r"\1 \2", main), tissue)
+        if alt.status != "mapped" or alt.hit is None or alt.hit.scope == "mixture":
+            return None
+        name = f" {normalise_text(alt.hit.synonym)} "
+        if all(f" {normalise_text(a)} {normalise_text(b)} " in name for a, b in pairs):
+            notes = (*alt.hit.notes, "the slash read inside the name")
+            return replace(alt, hit=replace(alt.hit, text=shown, notes=notes))
+        return None
+
+    def _refined(
+        self, result: _ValueResult, inner: list[str], shown: str, tissue: str | None
+    ) -> _ValueResult:
+        """The label's term, or the kind of it that a parenthesis names ("T cells (Treg)",
+        "Macrophages (Kupffer cells)"); a parenthesis naming anything else is left aside."""
+        assert result.hit is not None
+        for part in inner:
+            alt = self._phrase_value(part, shown, tissue)
+            if (
+                alt.status == "mapped"
+                and alt.hit is not None
+                and alt.hit.cl_id != result.hit.cl_id
+                and self.ontology.is_ancestor(result.hit.cl_id, alt.hit.cl_id)
+            ):
+                note = f'"({part.strip()})" names a kind of {self.ontology.label(result.hit.cl_id)}'
+                return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+        return result
+
+    def _with_cell_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A short label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann
+        glia") read as "<label> cell", unless it is a tissue's name ("Liver" is where)."""
+        raw = main.strip().lower()
+        if len(raw.split()) > 3 or raw.endswith(("cell", "cells")) or any(c.isdigit() for c in raw):
+            return None  # cheap tests first: most values that reach here are titles
+        words = normalise_text(main).split()
+        key = " ".join(words)
+        if not words or len(words) > 3 or words[-1] == "cell" or key in self._tissue_phrases:
+            return None  # a label, not a description; or a tissue
+        if not all(w in self._vocab for w in words):
+            return None  # "GSM1000123", "sample 12": no words of any name
+        if any(e.tissue for e in (self._index.get(key) or {}).values()):
+            return None  # a word with a tissue-specific sense ("beta"): not without it
+        alt = self._phrase_value(f"{main} cells", shown, tissue)
+        if alt.status == "unmatched" or alt.hit is None:
+            return None
+        note = f'read as "{" ".join(words)} cell"'
+        return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+
+    def _with_lineage_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A lymphocyte state written after its lineage marker, without the noun ("CD4+
+        Central Memory", "CD19+ naive"), read with the lineage's noun; kept only when that
+        names a kind of the lineage, not the lineage itself."""
+        words = tokenise(main).items
+        found = [_LINEAGE_MARKERS[w] for w in words if w in _LINEAGE_MARKERS]
+        if not found or len(set(found)) > 1 or "cell" in words or len(words) > 8:
+            return None
+        state = {w for w in words if not is_marker(w) and w not in _LEVELS}
+        if not state:
+            return None  # markers alone ("CD4+"): no state to read
+        noun, lineage = found[0]
+        alt = self._phrase_value(f"{main} {noun}", shown, tissue)
+        if alt.status != "mapped" or alt.hit is None or alt.hit.cl_id == lineage:
+            return None
+        if state.isdisjoint(normalise_text(alt.hit.synonym).split()):
+            return None  # the name found holds none of the state's words ("CD8+ unknown")
+        if not self.ontology.is_ancestor(lineage, alt.hit.cl_id):
+            return None
+        note = f"read as a {noun[:-1]} (its marker)"
+        return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
