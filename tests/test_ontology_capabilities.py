@@ -186,6 +186,20 @@ def test_a_slash_inside_a_name(matcher, text, answer):
 @pytest.mark.parametrize(
     ("text", "answer"),
     [
+        ("T cell gamma-delta", "CL:0000798"),  # reordered across the pair's hyphen
+        ("dendritic cells, monocyte-derived", "CL:0000451"),  # a comma still breaks
+        ("NK-T cells", LYMPHOCYTE),  # a lineage letter: the hyphen may list two types
+        ("DN3-DN4", "CL:0002489"),  # no name holds "DN3 DN4": a list
+    ],
+)
+def test_a_hyphen_joins_a_pair_that_names_hold(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
         ("CD4+ naive", "CL:0000895"),  # naive thymus-derived CD4-positive, alpha-beta T cell
         ("CD19+ naive", "CL:0000788"),  # naive B cell
         ("CD4+", None),  # markers alone

@@ -5,7 +5,8 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
 2. Phrases: every window of words is looked up among term names and synonyms (each scope
    with its own weight), the curated abbreviations, and the tissue-specific words of the
    sample's tissue; a window may also match a name with its words in another order
-   ("alveolar epithelial type 2 cell" ~ "type II alveolar epithelial cell"). Single-word
+   ("alveolar epithelial type 2 cell" ~ "type II alveolar epithelial cell"; a hyphen
+   between two words that a name holds side by side, "gamma-delta", is no break). Single-word
    abbreviations are also expanded in place, so "CD14+ Mono" reads "cd14 positive
    monocyte"; words glued together are split when the parts form a name ("memoryT" ->
    "memory T cell"), and a one-letter state prefix comes off a curated abbreviation
@@ -52,6 +53,8 @@ from scatlas.ontology.evidence import (
     _CL_ID,
     _COORD,
     _IMPLIED,
+    _LEVELS,
+    _LINEAGE,
     _MAX_WINDOW,
     _MIXTURE,
     _NEG_BEFORE,
@@ -93,6 +96,7 @@ from scatlas.ontology.tables import (
 )
 from scatlas.ontology.text import (
     HARD,
+    HYPHEN,
     SEPARATORS,
     is_marker,
     normalise_text,
@@ -106,6 +110,8 @@ log = logging.getLogger(__name__)
 
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
 _GENERAL_DESCENDANTS = 20
+# words a hyphen never joins to their neighbour
+_NOT_JOINED = _LINEAGE | _NEG_BEFORE | _LEVELS | {"like"}
 # words used for one another in cell-type names
 _VARIANTS = {"progenitor": "precursor", "precursor": "progenitor"}
 # words a name can go without and name the same cells ("erythroid lineage cell")
@@ -123,22 +129,28 @@ def _ends_in_progenitor(text: str) -> bool:
     return bool(words) and words[-1].lower().rstrip("s") in _VARIANTS
 
 
-def _words_and_breaks(text: str) -> tuple[list[str], list[bool], list[bool]]:
+def _words_and_breaks(
+    text: str, joined: frozenset[tuple[str, str]] = frozenset()
+) -> tuple[list[str], list[bool], list[bool]]:
     """The words of a value, whether a hard separator precedes each, and whether a
-    coordinating separator or word does."""
+    coordinating separator or word does. A hyphen between two words that some name holds
+    side by side, in that order ("gamma-delta"), joins them rather than coordinates."""
     words: list[str] = []
     hard: list[bool] = []
     coord_before: list[bool] = []
-    pending_hard = pending_coord = False
+    pending_hard = pending_coord = pending_hyphen = False
     for t in tokenise(text).items:
         if t in SEPARATORS:
             pending_coord = True
             pending_hard = pending_hard or t == HARD
+            pending_hyphen = t == HYPHEN and not pending_hard
             continue
+        if pending_hyphen and words and (words[-1], t) in joined:
+            pending_coord = False
         words.append(t)
         hard.append(pending_hard)
         coord_before.append(pending_coord or t in _COORD)
-        pending_hard = pending_coord = False
+        pending_hard = pending_coord = pending_hyphen = False
     return words, hard, coord_before
 
 
@@ -340,6 +352,16 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                     if e.scope in ("abbreviation", "tissue term"):
                         self._expansions.setdefault(key, []).append(e)
         self._bag_words = frozenset(w for pair in self._bag_pairs for w in pair)
+        # word pairs names hold side by side: a hyphen between them joins ("gamma-delta"),
+        # unless one is a lineage letter ("NK-T", "T-NK": a list as often), a marker, a
+        # level, a negation or "like" (their hyphens are read by the marker and context
+        # rules)
+        self._side_by_side = frozenset(
+            (a, b)
+            for key in self._index
+            for a, b in itertools.pairwise(key.split())
+            if a.isalpha() and b.isalpha() and not {a, b} & _NOT_JOINED
+        )
         self._number_keys = any(all(w.isdigit() for w in k.split()) for k in self._index)
         self._type_words = {
             key.split()[0]
@@ -493,7 +515,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         return out_w, out_h, out_c, "; ".join(read)
 
     def _phrase_value(self, text: str, shown: str, tissue: str | None) -> _ValueResult:
-        words, hard, coord_before = _words_and_breaks(text)
+        words, hard, coord_before = _words_and_breaks(text, self._side_by_side)
         if not words:
             return _ValueResult("unmatched")
         if " ".join(words) in _NONE_VALUES or _NONE_WORDS & set(words):
