@@ -356,10 +356,12 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         # unless one is a lineage letter ("NK-T", "T-NK": a list as often), a marker, a
         # level, a negation or "like" (their hyphens are read by the marker and context
         # rules)
+        self._adjacent = frozenset(
+            pair for key in self._index for pair in itertools.pairwise(key.split())
+        )
         self._side_by_side = frozenset(
             (a, b)
-            for key in self._index
-            for a, b in itertools.pairwise(key.split())
+            for a, b in self._adjacent
             if a.isalpha() and b.isalpha() and not {a, b} & _NOT_JOINED
         )
         self._number_keys = any(all(w.isdigit() for w in k.split()) for k in self._index)

@@ -20,6 +20,7 @@ _LINEAGE_MARKERS = {
     "cd19": _B_CELL,
     "cd20": _B_CELL,
 }
+_LINEAGE_HINT = re.compile(r"cd(?:3|4|8|19|20)(?!\d)", re.IGNORECASE)
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
 
 
@@ -30,14 +31,14 @@ class ValueReadings:
         """A slash inside a name CL holds with both words, in that order ("Granulocyte/
         monocyte progenitors": CL's granulocyte monocyte progenitor cell), read as that
         name rather than as a list; None where no such name is found ("T/NK cells")."""
-        pairs = _SLASHED.findall(main)
-        if not pairs:
-            return None
+        pairs = [(normalise_text(a), normalise_text(b)) for a, b in _SLASHED.findall(main)]
+        if not pairs or not all(pair in self._adjacent for pair in pairs):
+            return None  # no name holds the two words side by side
         alt = self._value(_SLASHED.sub(r"\1 \2", main), tissue)
         if alt.status != "mapped" or alt.hit is None or alt.hit.scope == "mixture":
             return None
         name = f" {normalise_text(alt.hit.synonym)} "
-        if all(f" {normalise_text(a)} {normalise_text(b)} " in name for a, b in pairs):
+        if all(f" {a} {b} " in name for a, b in pairs):
             notes = (*alt.hit.notes, "the slash read inside the name")
             return replace(alt, hit=replace(alt.hit, text=shown, notes=notes))
         return None
@@ -49,6 +50,8 @@ class ValueReadings:
         "Macrophages (Kupffer cells)"); a parenthesis naming anything else is left aside."""
         assert result.hit is not None
         for part in inner:
+            if self._names_nothing(part):
+                continue  # "(batch 4)", "(donor 2)"
             alt = self._phrase_value(part, shown, tissue)
             if (
                 alt.status == "mapped"
@@ -84,6 +87,8 @@ class ValueReadings:
         """A lymphocyte state written after its lineage marker, without the noun ("CD4+
         Central Memory", "CD19+ naive"), read with the lineage's noun; kept only when that
         names a kind of the lineage, not the lineage itself."""
+        if not _LINEAGE_HINT.search(main):
+            return None  # cheap test first: most values that reach here name no marker
         words = tokenise(main).items
         found = [_LINEAGE_MARKERS[w] for w in words if w in _LINEAGE_MARKERS]
         if not found or len(set(found)) > 1 or "cell" in words or len(words) > 8:
