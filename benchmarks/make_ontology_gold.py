@@ -65,6 +65,7 @@ from scatlas.ontology.tables import (  # noqa: E402
     ANATOMY_ABBREVIATIONS,
     IMPLIED_TERMS,
     TISSUE_TERMS,
+    read_texts,
 )
 from scatlas.ontology.text import normalise_text  # noqa: E402
 from scatlas.package_data import snapshot_obo  # noqa: E402
@@ -177,16 +178,15 @@ def celltypist(path: Path) -> pd.DataFrame:
 
 
 def _pinned_names(ids: pd.Series) -> list[str]:
+    """The pinned CL's name of each id ("" for an id it lacks)."""
     onto = cached_ontology(snapshot_obo())
     return [onto.label(i) if i in onto else "" for i in ids]
 
 
 def _table_texts() -> set[str]:
     """The texts of scatlas' curated tables, normalised."""
-    texts = set()
-    for path in (ABBREVIATIONS, TISSUE_TERMS, IMPLIED_TERMS, ANATOMY_ABBREVIATIONS):
-        texts |= {normalise_text(t) for t in pd.read_csv(path, sep="\t", dtype=str)["text"]}
-    return texts
+    paths = (ABBREVIATIONS, TISSUE_TERMS, IMPLIED_TERMS, ANATOMY_ABBREVIATIONS)
+    return {normalise_text(t) for path in paths for t in read_texts(path)}
 
 
 def celldex(folder: Path) -> pd.DataFrame:

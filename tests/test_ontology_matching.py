@@ -35,6 +35,7 @@ from scatlas.ontology.tables import (
     ANATOMY_ABBREVIATIONS,
     IMPLIED_TERMS,
     TISSUE_TERMS,
+    read_texts,
 )
 from scatlas.package_data import snapshot_obo
 
@@ -273,6 +274,15 @@ def test_tables_are_not_gold_texts(shared_data):
     assert not [
         r["text"] for r in rows if normalise_text(r["text"]) in texts and r["text"] not in older
     ]
+
+
+def test_read_texts_gives_a_tables_text_column(tmp_path):
+    assert read_texts(ABBREVIATIONS) == [r["text"] for r in _rows(ABBREVIATIONS)]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\tcl_id\nNK\tCL:0000623\n")
+    with pytest.raises(InputError) as err:
+        read_texts(bad)
+    assert err.value.field == "text" and "bad.tsv" in str(err.value)
 
 
 def test_table_cells_are_plain_text():

@@ -107,7 +107,6 @@ from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
 
-
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
 _GENERAL_DESCENDANTS = 20
 # words a hyphen never joins to their neighbour

@@ -20,7 +20,8 @@ _LINEAGE_MARKERS = {
     "cd19": _B_CELL,
     "cd20": _B_CELL,
 }
-_LINEAGE_HINT = re.compile(r"cd(?:3|4|8|19|20)(?!\d)", re.IGNORECASE)
+# a cheap test that a raw value may name one of those markers
+_LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
 
 

@@ -190,6 +190,11 @@ def read_implied_terms(
     return _term_rows(Path(path), ontology, True, tissues, needs_source=False)
 
 
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """The ``text`` column of a curated table, as written (no validation of the rest)."""
+    return [row["text"] for _, row in _rows(Path(path), ("text",))]
+
+
 def read_anatomy_abbreviations(
     path: str | os.PathLike = ANATOMY_ABBREVIATIONS,
 ) -> dict[str, tuple[str, str]]:
