@@ -213,6 +213,29 @@ def test_a_lymphocyte_state_after_its_marker(matcher, text, answer):
         assert "its marker" in res.match.evidence
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # words beside a matched phrase that a descendant's name holds select it
+        ("central memory CD8 T cells", "CL:0000907"),  # not just CD8-positive, alpha-beta
+        ("naive CD8 T cells", "CL:0000900"),  # "thymus-derived", "alpha-beta" go unsaid
+        ("CD8 effector memory", "CL:0000913"),  # not "..., terminally differentiated"
+        ("memory CD4 T cells", "CL:0000897"),  # not an intraepithelial "memory alpha-beta IEL"
+        # no narrowing: a word no name holds, a negation, words across a list, a term
+        # whose name says more than the text ("luminal" epithelial cell of which organ?)
+        ("Tem/Effector helper T cells PD1+", "CL:0000912"),
+        ("non-cutaneous/subcutaneous mechanoreceptor cell", "CL:0000199"),
+        ("Tcm/Naive cytotoxic T cells", "CL:0000910"),
+        ("luminal epithelial cells", "CL:0000066"),
+    ],
+)
+def test_words_beside_a_phrase_name_a_kind_of_its_term(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+    narrowed = "names a kind of" in res.match.evidence
+    assert narrowed == (answer in {"CL:0000907", "CL:0000900", "CL:0000913", "CL:0000897"})
+
+
 def test_words_inside_the_names_of_one_branch(matcher):
     m = label(matcher, "Loop of Henle cells").match
     assert m.cl_id == "CL:1000909" and "(name words;" in m.evidence and m.confidence == 0.7
@@ -353,3 +376,15 @@ def test_public_gold_dev_split_floor(onto, matcher, kind, group):
     else:
         on, off = DEV_FLOORS[group]
         assert counts["on"] / n >= on and counts["off"] / n <= off, counts
+
+
+def test_the_words_beside_a_span_stop_at_a_break():
+    from scatlas.ontology.evidence import _Span
+    from scatlas.ontology.name_words import _beside
+
+    words = ["tcm", "naive", "cytotoxic", "t", "cell", "of", "the", "gut", "pd1"]
+    breaks = [False, True, False, False, False, False, False, False, True]
+    # "naive" lies inside the item (no break before "cytotoxic"); "tcm" is across the
+    # slash, "pd1" across a comma; stop words go
+    assert _beside(_Span(2, 5, []), words, breaks) == ["naive", "gut"]
+    assert _beside(_Span(0, 1, []), words, breaks) == []

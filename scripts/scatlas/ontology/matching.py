@@ -601,6 +601,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                     " in a way CL does not name"
                 )
                 return _ValueResult("unmatched", None, [hit, *self._others(phrase)], note)
+            if hit.cl_id == specific[0]:  # not composed with an anatomy
+                breaks = [h or c for h, c in zip(phrase.hard, phrase.coord, strict=True)]
+                hit = self._narrowed(hit, by_term[hit.cl_id][1], phrase.words, breaks)
             return _ValueResult("mapped", hit, self._others(phrase))
         hits = [phrase.hit(c) for c in specific]
         members = [self._variant(c, tissue) for c in specific]

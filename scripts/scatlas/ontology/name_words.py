@@ -1,35 +1,122 @@
-"""A label that is no name or synonym but whose words all lie inside names of one branch
-("Distal tubule cells" inside "epithelial cell of distal tubule" and its subtypes; "Loop
-of Henle cells"): the term of that branch whose name holds them, when one such term is an
-ancestor of all the others. Tried only when nothing else matched."""
+"""Names that hold a label's words. A label that is no name or synonym but whose words all
+lie inside names of one branch ("Distal tubule cells" inside "epithelial cell of distal
+tubule" and its subtypes; "Loop of Henle cells"): the term of that branch whose name holds
+them, when one such term is an ancestor of all the others (tried only when nothing else
+matched). And words beside a matched phrase that name a kind of its term ("central
+memory" CD8 T cells): that kind, when one is the most general that names them."""
 
 from __future__ import annotations
 
-from scatlas.ontology.evidence import _KIND, _STOP, WEIGHTS, _Hit, _ValueResult
+from dataclasses import replace
+
+from scatlas.ontology.evidence import (
+    _IMPLIED,
+    _KIND,
+    _LEVELS,
+    _NARROWED,
+    _NEG_BEFORE,
+    _STOP,
+    WEIGHTS,
+    _Hit,
+    _Span,
+    _ValueResult,
+)
 from scatlas.ontology.text import normalise_text
 
 _MAX_WORDS = 4  # longer labels are descriptions, not names with words left out
 _HEADS = frozenset({"cell"})
+# words CL's names hold that authors leave unsaid: T-cell naming (`_IMPLIED`) and the
+# level of a marker named bare ("CD4 T cells": CD4-positive)
+_UNSAID = frozenset({w for group in _IMPLIED for w in group} | {"positive"})
+_MAX_ADDED = 0  # words a narrowed term's name may hold that the text does not
+# words in a value that stop narrowing: what they say of a kind is not its name
+_NOT_NARROWING = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
 
 
 class NameWords:
     """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
 
-    def _name_word_index(self) -> dict[str, set[str]]:
-        """word -> terms whose name or EXACT synonym (ending in "cell") holds it."""
-        index = getattr(self, "_by_name_word", None)
+    def _name_word_index(self, cell_heads: bool = True) -> dict[str, set[str]]:
+        """word -> terms whose name or EXACT synonym holds it (with ``cell_heads``, only
+        names ending in "cell")."""
+        cache = f"_by_name_word_{cell_heads}"
+        index = getattr(self, cache, None)
         if index is None:
             index = {}
-            for key, per_term in self._index.items():
+            for key, cl_id in self._name_keys():
                 words = key.split()
-                if words[-1] not in _HEADS:
+                if cell_heads and words[-1] not in _HEADS:
                     continue
-                for e in per_term.values():
-                    if e.scope in ("name", "EXACT") and not e.tissue and not e.implied:
-                        for w in set(words) - _STOP:
-                            index.setdefault(w, set()).add(e.cl_id)
-            self._by_name_word = index
+                for w in set(words) - _STOP:
+                    index.setdefault(w, set()).add(cl_id)
+            setattr(self, cache, index)
         return index
+
+    def _name_keys(self) -> list[tuple[str, str]]:
+        """(key, term) of every name and EXACT synonym, as the index holds them."""
+        keys = getattr(self, "_name_key_list", None)
+        if keys is None:
+            keys = [
+                (key, e.cl_id)
+                for key, per_term in self._index.items()
+                for e in per_term.values()
+                if e.scope in ("name", "EXACT") and not e.tissue and not e.implied
+            ]
+            self._name_key_list = keys
+        return keys
+
+    def _words_added(self, cl_id: str, beside: list[str], said: set[str]) -> int:
+        """The fewest content words beyond ``said`` in a name of the term that holds the
+        words ``beside``."""
+        names = getattr(self, "_keys_by_term", None)
+        if names is None:
+            names = {}
+            for key, term in self._name_keys():
+                names.setdefault(term, []).append(key)
+            self._keys_by_term = names
+        counts = [
+            len(held - said - _STOP)
+            for k in names[cl_id]
+            for held in [set(k.split())]
+            if held.issuperset(beside)
+        ]
+        return min(counts, default=_MAX_ADDED + 1)  # no one name holds them all
+
+    def _narrowed(self, hit: _Hit, span: _Span, words: list[str], breaks: list[bool]) -> _Hit:
+        """The kind of the hit's term that the words beside its phrase name, within the
+        same list item ("central memory" CD8 T cells: central memory CD8-positive,
+        alpha-beta T cell; "CD16-" monocytes: CD14-low, CD16-positive monocyte): the one
+        most general is_a descendant whose name or EXACT synonym holds every such word.
+        The hit unchanged when a word is unknown to names, negates, or selects no single
+        kind. ``breaks[k]``: a separator or coordinating word before word k."""
+        beside = _beside(span, words, breaks)
+        if not beside or set(beside) <= _LEVELS or not _NOT_NARROWING.isdisjoint(words):
+            return hit  # nothing beside but levels; or a negation, "like", "other" anywhere
+        index = self._name_word_index(cell_heads=False)
+        if any(w not in index or len(w) < 2 or w.isdigit() for w in beside):
+            return hit  # a word no name holds ("PD1+", "cluster 3"): not a kind CL names
+        onto = self.ontology
+        kinds = {
+            t
+            for t in set.intersection(*(index[w] for w in beside))
+            if t != hit.cl_id and onto.is_ancestor(hit.cl_id, t, _KIND)
+        }
+        tops = [t for t in kinds if not any(onto.is_ancestor(o, t, _KIND) for o in kinds)]
+        # siblings: the one whose name adds the fewest words to the text; a name that adds
+        # more than one claims what the text does not say ("CD16+ NK cells" is not said to
+        # be CL's "CD16-positive, CD56-dim natural killer cell, human")
+        said = {*words, *_UNSAID}
+        added = {t: self._words_added(t, beside, said) for t in tops}
+        tops = [t for t in tops if added[t] == min(added.values()) <= _MAX_ADDED]
+        if len(tops) != 1:
+            return hit
+        note = f'"{" ".join(beside)}" names a kind of {onto.label(hit.cl_id)}'
+        return replace(
+            hit,
+            cl_id=tops[0],
+            confidence=round(hit.confidence * _NARROWED, 4),
+            notes=(*hit.notes, note),
+        )
 
     def _general_names(self) -> frozenset[str]:
         """Names and synonyms of the terms too general to be answers ("animal cell")."""
@@ -68,3 +155,17 @@ class NameWords:
         notes = (why, note) if note else (why,)
         hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], notes)
         return _ValueResult("mapped", hit)
+
+
+def _beside(span: _Span, words: list[str], breaks: list[bool]) -> list[str]:
+    """The words next to a span, on either side, up to a separator or coordination, less
+    stop words and the span's own words, in text order."""
+    own = set(words[span.start : span.end])
+    left = span.start
+    while left > 0 and not breaks[left]:
+        left -= 1
+    right = span.end
+    while right < len(words) and not breaks[right]:
+        right += 1
+    out = [*words[left : span.start], *words[span.end : right]]
+    return [w for w in out if w not in _STOP and w not in own]
