@@ -3,7 +3,7 @@ Cell Ontology id, with a dev and a test split (how the file in the repo was made
 
     .venv/bin/python benchmarks/make_ontology_gold.py \\
         [--tabula-muris DIR] [--panglao FILE] [--nbatlas FILE] [--celltypist FILE] \\
-        [--celldex DIR] [--out FILE]
+        [--celldex DIR] [--azimuth DIR] [--out FILE]
 
 A set whose source is not given keeps its rows from the existing ``--out`` file, so one set
 can be added or rebuilt without the others' downloads.
@@ -38,6 +38,15 @@ Sources (each row names its repository, commit and path in ``source``):
   is the pinned CL's name of the id, if it has it. A text repeated (in any case) keeps the
   id of its first file in the order above. Texts that a curated table of scatlas already
   holds when the set is built ("CLP", "OPCs") are dev: they cannot measure generalisation.
+
+* ``azimuth``: the Azimuth references' labels ("CD4 TCM", "Ascending Thin Limb") and
+  expanded labels ("CD4+ Central Memory T") with the CL id their curators gave each
+  (hubmapconsortium/asctb-azimuth-data-comparison ``data/azimuth_ct_tables/*.csv``, from
+  commit 723b2d7, the last to hold them; no licence stated: only label -> id pairs are
+  kept). ``DIR`` holds those CSVs. Tissue: the reference's. Split by the hash of a row's
+  label (its texts share it); the PBMC reference is dev (the abbreviation table cites its
+  paper), as is a text a curated table holds. Cluster-level tables and the fetal atlas
+  (no ids) are left out.
 
 Panglao, NBAtlas, CellTypist and celldex rows have no tissue; Panglao, NBAtlas and celldex are
 split by the parity of the SHA-1 of the lower-cased text (stable, blind to content). Rows
@@ -87,6 +96,26 @@ CELLDEX_FILES = (
     "dice.tsv",
     "novershtern.tsv",
 )
+AZIMUTH_SOURCE = "hubmapconsortium/asctb-azimuth-data-comparison@723b2d7e544e6533309c8bcfca9891f7c59a5016:data/azimuth_ct_tables/{}"
+# the Azimuth reference tables kept, with the tissue each reference is of; the cluster-level
+# tables (cortex and mouse-brain clusters: marker-gene names whose ids are their class's)
+# and the fetal atlas (no ids) are left out
+AZIMUTH_FILES = {
+    "kidney__annotation.l1.csv": "kidney",
+    "kidney__annotation.l2.csv": "kidney",
+    "kidney__annotation.l3.csv": "kidney",
+    "lung__annotation.l1.csv": "lung",
+    "lung__annotation.l2.csv": "lung",
+    "pancreas__annotation.l1.csv": "pancreas",
+    "pbmc__celltype.l1.csv": "blood",
+    "pbmc__celltype.l2.csv": "blood",
+    "pbmc__celltype.l3.csv": "blood",
+    "motor_cortex__class.csv": "brain",
+    "motor_cortex__subclass.csv": "brain",
+    "mousebrain_class.csv": "brain",
+    "mousebrain_subclass.csv": "brain",
+}
+_ONTOBEE_CL = re.compile(r"obo/CL_(\d+)\)")
 COLUMNS = ["set", "split", "kind", "tissue", "text", "gold_id", "gold_label", "n_cells", "source"]
 _CL = re.compile(r"CL:\d{7}")
 
@@ -207,6 +236,41 @@ def celldex(folder: Path) -> pd.DataFrame:
     return rows
 
 
+def azimuth(folder: Path) -> pd.DataFrame:
+    """The Azimuth references' labels ("CD4 TCM", "Ascending Thin Limb", "L2/3 IT") and
+    expanded labels ("CD4+ Central Memory T"), each with the reference's CL id and the
+    reference's tissue. A row's texts share its split, by the hash of its label; the PBMC
+    reference's rows and texts a curated table holds are dev."""
+    held = _table_texts()
+    rows = []
+    for name, tissue in AZIMUTH_FILES.items():
+        if not (folder / name).is_file():
+            raise SystemExit(f"{folder / name}: missing (give the azimuth_ct_tables folder)")
+        df = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+        for _, r in df.iterrows():
+            link = _ONTOBEE_CL.search(r["OBO Ontology ID"])
+            gold = _valid(f"CL:{link.group(1)}" if link else "")  # UBERON, "CL_000084": none
+            split = "dev" if name.startswith("pbmc") else text_split(r["Label"])
+            for text in dict.fromkeys([r["Label"], r.get("Expanded Label", "")]):
+                if text.strip():
+                    rows.append(
+                        {
+                            "set": "azimuth",
+                            "split": "dev" if normalise_text(text) in held else split,
+                            "kind": "free",
+                            "tissue": tissue,
+                            "text": text.strip(),
+                            "gold_id": gold,
+                            "gold_label": "",
+                            "n_cells": "",
+                            "source": AZIMUTH_SOURCE.format(name),
+                        }
+                    )
+    out = pd.DataFrame(rows, columns=COLUMNS).drop_duplicates(["tissue", "text"])
+    out["gold_label"] = _pinned_names(out["gold_id"])
+    return out
+
+
 def panglao(path: Path) -> pd.DataFrame:
     cols = ("panglao_cell_type", "ontology_id", "human_readable_value")
     return label_table(path, "panglao", cols, PANGLAO_SOURCE)
@@ -223,6 +287,7 @@ SETS = {
     "nbatlas": nbatlas,
     "celltypist": celltypist,
     "celldex": celldex,
+    "azimuth": azimuth,
 }
 
 
@@ -246,6 +311,7 @@ def main() -> None:
     ap.add_argument("--nbatlas", type=Path, help="nbatlas-ontology-ids.tsv")
     ap.add_argument("--celltypist", type=Path, help="Basic_celltype_information.xlsx")
     ap.add_argument("--celldex", type=Path, help="celldex's inst/mapping folder")
+    ap.add_argument("--azimuth", type=Path, help="the Azimuth tables' folder (azimuth_ct_tables)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/data/ontology_gold.tsv")
     args = ap.parse_args()
     gold = build({name: getattr(args, name.replace("-", "_")) for name in SETS}, args.out)
