@@ -357,7 +357,7 @@ def test_rows_for_terms_missing_from_a_subset_are_skipped_loudly(shared_data, ca
         ("insulin-secreting cell", BETA_CELL),
         ("pancreatic beta cells", BETA_CELL),
         ("Treg", "CL:0000815"),
-        ("CD4+CD25+ Tregs", "CL:0000815"),
+        ("CD4+CD25+ Tregs", "CL:0000792"),  # the markers name its CD4+ CD25+ alpha-beta kind
         ("HSC", "CL:0000037"),
         ("OPCs", "CL:0002453"),
         ("MSC", "CL:0000134"),

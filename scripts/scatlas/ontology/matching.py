@@ -114,7 +114,13 @@ _NOT_JOINED = _LINEAGE | _NEG_BEFORE | _LEVELS | {"like"}
 # words used for one another in cell-type names
 _VARIANTS = {"progenitor": "precursor", "precursor": "progenitor"}
 # words a name can go without and name the same cells ("erythroid lineage cell")
-_OPTIONAL_WORDS = frozenset({"lineage"})
+_OPTIONAL_WORDS = frozenset({"lineage", "mature"})
+
+
+def _lineage_pair(words: list[str]) -> bool:
+    """Whether two lineage letters stand side by side ("nk t"): in a label they are as
+    often a list ("NK/T cells") as one type."""
+    return any(a in _LINEAGE and b in _LINEAGE for a, b in itertools.pairwise(words))
 
 
 def _names_progenitor(hit: _Hit) -> bool:
@@ -313,9 +319,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 other = _VARIANTS.get(w, "" if w in _OPTIONAL_WORDS else None)
                 if other is None or (not other and len(words) < 3):
                     continue  # not a variant word; or the word left out leaves one word
-                vkey = " ".join([*words[:i], *([other] if other else []), *words[i + 1 :]])
-                if vkey in self._index:
-                    continue
+                vwords = [*words[:i], *([other] if other else []), *words[i + 1 :]]
+                vkey = " ".join(vwords)
+                if vkey in self._index or _lineage_pair(vwords):
+                    continue  # names something; or "nk t cell", which lists read ("NK/T")
                 how = f"{other} read as {w}" if other else f'"{w}" left out'
                 for slot, e in per_term.items():
                     if e.scope in ("name", "EXACT") and not e.implied:
@@ -464,7 +471,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             alt = self._with_cell_noun(main, text, tissue)
             if alt is not None and alt.hit is not None and _names_progenitor(alt.hit):
                 result = alt
-        return result
+        return self._without_cluster_index(result, main, text, tissue) if "_" in main else result
 
     def _names_nothing(self, text: str) -> bool:
         """True for plain text (`plain_words`) none of whose words can take part in a match:

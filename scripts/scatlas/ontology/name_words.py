@@ -85,10 +85,12 @@ class NameWords:
     def _narrowed(self, hit: _Hit, span: _Span, words: list[str], breaks: list[bool]) -> _Hit:
         """The kind of the hit's term that the words beside its phrase name, within the
         same list item ("central memory" CD8 T cells: central memory CD8-positive,
-        alpha-beta T cell; "CD16-" monocytes: CD14-low, CD16-positive monocyte): the one
-        most general is_a descendant whose name or EXACT synonym holds every such word.
-        The hit unchanged when a word is unknown to names, negates, or selects no single
-        kind. ``breaks[k]``: a separator or coordinating word before word k."""
+        alpha-beta T cell; "CD4" TCM: CD4-positive, alpha-beta memory T cell): the one
+        most general is_a descendant with a name or EXACT synonym that holds every such
+        word and nothing else the value, the hit's term or CL's naming (`_UNSAID`) does
+        not say; among several, the one whose name adds the fewest. The hit unchanged when
+        a word is unknown to names, a negation or "like" is in the value, or no single
+        kind is left. ``breaks[k]``: a separator or coordinating word before word k."""
         beside = _beside(span, words, breaks)
         if not beside or set(beside) <= _LEVELS or not _NOT_NARROWING.isdisjoint(words):
             return hit  # nothing beside but levels; or a negation, "like", "other" anywhere
@@ -105,7 +107,7 @@ class NameWords:
         # siblings: the one whose name adds the fewest words to the text; a name that adds
         # more than one claims what the text does not say ("CD16+ NK cells" is not said to
         # be CL's "CD16-positive, CD56-dim natural killer cell, human")
-        said = {*words, *_UNSAID}
+        said = {*words, *_UNSAID, *normalise_text(onto.label(hit.cl_id)).split()}
         added = {t: self._words_added(t, beside, said) for t in tops}
         tops = [t for t in tops if added[t] == min(added.values()) <= _MAX_ADDED]
         if len(tops) != 1:

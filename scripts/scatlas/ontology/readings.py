@@ -22,6 +22,9 @@ _LINEAGE_MARKERS = {
 }
 # a cheap test that a raw value may name one of those markers
 _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
+_LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
+_MAX_NOUNLESS = 6  # words of a label read with the noun "cell" it leaves out
+_CLUSTER_INDEX = re.compile(r"^(.*[^\W\d_])\s*_(\d{1,3})\s*$")  # "CD4 TCM_2": a cluster's number
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
 
 
@@ -68,13 +71,22 @@ class ValueReadings:
         """A short label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann
         glia") read as "<label> cell", unless it is a tissue's name ("Liver" is where)."""
         raw = main.strip().lower()
-        if len(raw.split()) > 3 or raw.endswith(("cell", "cells")) or any(c.isdigit() for c in raw):
+        if len(raw.split()) > _MAX_NOUNLESS or raw.endswith(("cell", "cells")):
             return None  # cheap tests first: most values that reach here are titles
         words = normalise_text(main).split()
         key = " ".join(words)
-        if not words or len(words) > 3 or words[-1] == "cell" or key in self._tissue_phrases:
-            return None  # a label, not a description; or a tissue
-        if not all(w in self._vocab for w in words):
+        if not words or words[-1] == "cell" or key in self._tissue_phrases:
+            return None  # a description; or a tissue
+        if len(words) > 3 or any(c.isdigit() for c in raw):
+            # longer, or with markers: only when its last words name a type with "cell"
+            # ("Descending Vasa Recta Endothelial", "CD56-dim Natural Killer")
+            if len(words) > _MAX_NOUNLESS or _LIST_MARK.search(raw):
+                return None  # a list ("CD8a/b", "NK / NKT"): its items are read as such
+            if not self._head_without_noun(words):
+                return None
+            if any(w.isdigit() or not (w in self._vocab or is_marker(w)) for w in words):
+                return None  # a number ("sample 12"), or a word of no name
+        elif not all(w in self._vocab for w in words):
             return None  # "GSM1000123", "sample 12": no words of any name
         if any(e.tissue for e in (self._index.get(key) or {}).values()):
             return None  # a word with a tissue-specific sense ("beta"): not without it
@@ -83,6 +95,13 @@ class ValueReadings:
             return None
         note = f'read as "{" ".join(words)} cell"'
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+
+    def _head_without_noun(self, words: list[str]) -> bool:
+        """Whether the label's last one to three words, with "cell", are a name or synonym
+        ("endothelial cell", "natural killer cell")."""
+        return any(
+            " ".join([*words[-k:], "cell"]) in self._index for k in range(1, min(3, len(words)) + 1)
+        )
 
     def _with_lineage_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
         """A lymphocyte state written after its lineage marker, without the noun ("CD4+
@@ -107,3 +126,27 @@ class ValueReadings:
             return None
         note = f"read as a {noun[:-1]} (its marker)"
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+
+    def _without_cluster_index(
+        self, result: _ValueResult, main: str, shown: str, tissue: str | None
+    ) -> _ValueResult:
+        """A label numbered as one of several clusters of a type ("CD4 TCM_2", "CD56-dim
+        Natural Killer_3") read without the number, when that names a type and the number
+        named nothing more: the value was unmatched, or its term is the same or more
+        general ("Alveolar type_2", where the number names the type, is kept)."""
+        found = _CLUSTER_INDEX.match(main)
+        if found is None:
+            return result
+        alt = self._value(found.group(1), tissue)
+        if alt.status != "mapped" or alt.hit is None:
+            return result
+        if result.status != "unmatched" and not (
+            result.hit is not None
+            and (
+                alt.hit.cl_id == result.hit.cl_id
+                or self.ontology.is_ancestor(result.hit.cl_id, alt.hit.cl_id)
+            )
+        ):
+            return result
+        note = f'cluster number "_{found.group(2)}" left aside'
+        return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
