@@ -274,10 +274,17 @@ def test_memory_t_cell_shorthand_and_unsaid_mature(matcher, text, answer):
         ("Descending Vasa Recta Endothelial", "CL:0000115"),
         ("CD56-dim Natural Killer", "CL:0000623"),
         ("TREM2+ Dendritic", "CL:0000451"),
-        # not a list, a number or a word of no name
+        ("Proliferating Basal", "CL:0000646"),  # a state no name holds beside the type
+        ("Alveolar Epithelial Type 1", "CL:0002062"),  # the noun before "type N"
+        ("Intercalated Type A", "CL:0005011"),
+        ("Glutamatergic", "CL:0000679"),  # a neurotransmitter identity: a neuron
+        # not a list, a number, a tissue or a word of no name
         ("CD8a/b", None),
         ("Natural Killer / Natural Killer T", None),
         ("sample 12 Basal", None),
+        ("Donor 7 Basal", None),
+        ("Liver", None),
+        ("Cell Ranger", None),
     ],
 )
 def test_a_longer_label_without_its_noun(matcher, text, answer):

@@ -438,12 +438,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
 
     def _value_uncached(self, text: str, tissue: str | None) -> _ValueResult:
         """Match one field value (field name and priority filled in by the caller)."""
-        ids = [f"CL:{m}" for m in _CL_ID.findall(text)] if "CL" in text else []
-        current = {self.ontology.resolve(i) for i in ids if i in self.ontology} - {None}
-        if len(current) == 1:
-            cl_id = current.pop()
-            if self.ontology.is_informative(cl_id):
-                return _ValueResult("mapped", _Hit(cl_id, "id", ids[0], "", text, 1.0))
+        named = self._named_id(text) if "CL" in text else None
+        if named is not None:
+            return named
         if self._names_nothing(text):
             return _ValueResult("unmatched")  # "GSM1000123", "sample 12": no word of a name
         main, inner = text, []
@@ -465,6 +462,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 or self._with_lineage_noun(main, text, tissue)
                 or result
             )
+        elif result.status == "ambiguous":  # "Alveolar Epithelial Type 1": "type 1" alone
+            result = self._with_cell_noun(main, text, tissue) or result
         elif result.hit and _ends_in_progenitor(main) and not _names_progenitor(result.hit):
             # "oligodendrocyte progenitor" matched as "oligodendrocyte": the label names
             # the progenitor, which CL may name as "<label> cell"
@@ -472,6 +471,17 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             if alt is not None and alt.hit is not None and _names_progenitor(alt.hit):
                 result = alt
         return self._without_cluster_index(result, main, text, tissue) if "_" in main else result
+
+    def _named_id(self, text: str) -> _ValueResult | None:
+        """The term of the one current CL id a value names ("CL:0000236"), if informative."""
+        ids = [f"CL:{m}" for m in _CL_ID.findall(text)]
+        current = {self.ontology.resolve(i) for i in ids if i in self.ontology} - {None}
+        if len(current) != 1:
+            return None
+        cl_id = current.pop()
+        if not self.ontology.is_informative(cl_id):
+            return None
+        return _ValueResult("mapped", _Hit(cl_id, "id", ids[0], "", text, 1.0))
 
     def _names_nothing(self, text: str) -> bool:
         """True for plain text (`plain_words`) none of whose words can take part in a match:

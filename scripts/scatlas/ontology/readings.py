@@ -23,6 +23,8 @@ _LINEAGE_MARKERS = {
 # a cheap test that a raw value may name one of those markers
 _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
 _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
+_TYPE_SUFFIX = re.compile(r"\s+(type\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
+_MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
 _MAX_NOUNLESS = 6  # words of a label read with the noun "cell" it leaves out
 _CLUSTER_INDEX = re.compile(r"^(.*[^\W\d_])\s*_(\d{1,3})\s*$")  # "CD4 TCM_2": a cluster's number
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
@@ -68,33 +70,46 @@ class ValueReadings:
         return result
 
     def _with_cell_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
-        """A short label without its noun ("Plasma", "Schwann", "Myofibroblasts", "Bergmann
-        glia") read as "<label> cell", unless it is a tissue's name ("Liver" is where)."""
+        """A label without its noun ("Plasma", "Schwann", "Bergmann glia", "Descending Vasa
+        Recta Endothelial", "Alveolar Epithelial Type 1") read as "<label> cell" (the noun
+        before a trailing "type N"), or a neurotransmitter identity as "<label> neuron"
+        ("Glutamatergic"); unless it is a tissue's name ("Liver" is where)."""
         raw = main.strip().lower()
         if len(raw.split()) > _MAX_NOUNLESS or raw.endswith(("cell", "cells")):
             return None  # cheap tests first: most values that reach here are titles
-        words = normalise_text(main).split()
+        found = _TYPE_SUFFIX.search(main)
+        head, suffix = (main[: found.start()], found.group(1)) if found else (main, "")
+        words = normalise_text(head).split()
         key = " ".join(words)
         if not words or words[-1] == "cell" or key in self._tissue_phrases:
             return None  # a description; or a tissue
-        if len(words) > 3 or any(c.isdigit() for c in raw):
-            # longer, or with markers: only when its last words name a type with "cell"
-            # ("Descending Vasa Recta Endothelial", "CD56-dim Natural Killer")
-            if len(words) > _MAX_NOUNLESS or _LIST_MARK.search(raw):
-                return None  # a list ("CD8a/b", "NK / NKT"): its items are read as such
-            if not self._head_without_noun(words):
-                return None
-            if any(w.isdigit() or not (w in self._vocab or is_marker(w)) for w in words):
-                return None  # a number ("sample 12"), or a word of no name
-        elif not all(w in self._vocab for w in words):
-            return None  # "GSM1000123", "sample 12": no words of any name
+        if not self._reads_without_noun(words, raw, bool(suffix)):
+            return None
         if any(e.tissue for e in (self._index.get(key) or {}).values()):
             return None  # a word with a tissue-specific sense ("beta"): not without it
-        alt = self._phrase_value(f"{main} cells", shown, tissue)
+        noun = "neuron" if len(words) == 1 and words[0].endswith("ergic") else "cells"
+        alt = self._phrase_value(f"{head} {noun} {suffix}", shown, tissue)
         if alt.status == "unmatched" or alt.hit is None:
             return None
-        note = f'read as "{" ".join(words)} cell"'
+        note = f'read as "{" ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()}"'
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+
+    def _reads_without_noun(self, words: list[str], raw: str, typed: bool) -> bool:
+        """Whether a label's words (less a trailing "type N") may be read with a noun: up to
+        three words of names; or, when its last words name a type with "cell" and it is no
+        list ("CD8a/b", "NK / NKT"), up to six with markers and two words of no name
+        ("Proliferating Basal"), never a number ("sample 12")."""
+        short = len(words) <= 3 and not typed and not any(c.isdigit() for c in raw)
+        if short and all(w in self._vocab for w in words):
+            return True
+        if len(words) > _MAX_NOUNLESS or _LIST_MARK.search(raw):
+            return False
+        if not self._head_without_noun(words):
+            return False
+        unknown = [w for w in words if not (w in self._vocab or is_marker(w))]
+        return not any(w.isdigit() for w in words) and len(unknown) <= _MAX_UNKNOWN and all(
+            w.isalpha() and len(w) >= 4 for w in unknown
+        )
 
     def _head_without_noun(self, words: list[str]) -> bool:
         """Whether the label's last one to three words, with "cell", are a name or synonym
