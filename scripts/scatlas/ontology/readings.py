@@ -107,8 +107,10 @@ class ValueReadings:
         if not self._head_without_noun(words):
             return False
         unknown = [w for w in words if not (w in self._vocab or is_marker(w))]
-        return not any(w.isdigit() for w in words) and len(unknown) <= _MAX_UNKNOWN and all(
-            w.isalpha() and len(w) >= 4 for w in unknown
+        return (
+            not any(w.isdigit() for w in words)
+            and len(unknown) <= _MAX_UNKNOWN
+            and all(w.isalpha() and len(w) >= 4 for w in unknown)
         )
 
     def _head_without_noun(self, words: list[str]) -> bool:
