@@ -18,6 +18,7 @@ from scatlas.ontology.evidence import (
     _STOP,
     WEIGHTS,
     _Hit,
+    _remember,
     _Span,
     _ValueResult,
 )
@@ -94,19 +95,16 @@ class NameWords:
         beside = _beside(span, words, breaks)
         if not beside or set(beside) <= _LEVELS or not _NOT_NARROWING.isdisjoint(words):
             return hit  # nothing beside but levels; or a negation, "like", "other" anywhere
-        index = self._name_word_index(cell_heads=False)
+        index = self.__dict__.get("_by_name_word_False") or self._name_word_index(False)
         if any(w not in index or len(w) < 2 or w.isdigit() for w in beside):
             return hit  # a word no name holds ("PD1+", "cluster 3"): not a kind CL names
-        onto = self.ontology
-        kinds = {
-            t
-            for t in set.intersection(*(index[w] for w in beside))
-            if t != hit.cl_id and onto.is_ancestor(hit.cl_id, t, _KIND)
-        }
-        tops = [t for t in kinds if not any(onto.is_ancestor(o, t, _KIND) for o in kinds)]
+        tops = self._kinds_named(hit.cl_id, tuple(beside))
+        if not tops:
+            return hit
         # siblings: the one whose name adds the fewest words to the text; a name that adds
-        # more than one claims what the text does not say ("CD16+ NK cells" is not said to
-        # be CL's "CD16-positive, CD56-dim natural killer cell, human")
+        # any claims what the text does not say ("CD16+ NK cells" is not said to be CL's
+        # "CD16-positive, CD56-dim natural killer cell, human")
+        onto = self.ontology
         said = {*words, *_UNSAID, *normalise_text(onto.label(hit.cl_id)).split()}
         added = {t: self._words_added(t, beside, said) for t in tops}
         tops = [t for t in tops if added[t] == min(added.values()) <= _MAX_ADDED]
@@ -119,6 +117,25 @@ class NameWords:
             confidence=round(hit.confidence * _NARROWED, 4),
             notes=(*hit.notes, note),
         )
+
+    def _kinds_named(self, cl_id: str, beside: tuple[str, ...]) -> tuple[str, ...]:
+        """The most general is_a descendants of a term that have a name holding every word
+        of ``beside`` (remembered per term and words)."""
+        memo = self.__dict__.setdefault("_kinds_memo", {})
+        found = memo.get((cl_id, beside))
+        if found is None:
+            onto = self.ontology
+            index = self._name_word_index(cell_heads=False)
+            kinds = set.intersection(*(index[w] for w in beside))
+            below = self.__dict__.setdefault("_kinds_below", {})
+            if cl_id not in below:
+                below[cl_id] = frozenset(onto.descendants(cl_id, _KIND))
+            kinds &= below[cl_id]
+            found = tuple(
+                sorted(t for t in kinds if not any(onto.is_ancestor(o, t, _KIND) for o in kinds))
+            )
+            _remember(memo, (cl_id, beside), found)
+        return found
 
     def _general_names(self) -> frozenset[str]:
         """Names and synonyms of the terms too general to be answers ("animal cell")."""
@@ -162,6 +179,8 @@ class NameWords:
 def _beside(span: _Span, words: list[str], breaks: list[bool]) -> list[str]:
     """The words next to a span, on either side, up to a separator or coordination, less
     stop words and the span's own words, in text order."""
+    if span.start == 0 and span.end == len(words):
+        return []  # the phrase is the whole value
     own = set(words[span.start : span.end])
     left = span.start
     while left > 0 and not breaks[left]:
