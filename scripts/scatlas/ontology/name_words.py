@@ -124,17 +124,19 @@ class NameWords:
         memo = self.__dict__.setdefault("_kinds_memo", {})
         found = memo.get((cl_id, beside))
         if found is None:
-            onto = self.ontology
             index = self._name_word_index(cell_heads=False)
-            kinds = set.intersection(*(index[w] for w in beside))
-            below = self.__dict__.setdefault("_kinds_below", {})
-            if cl_id not in below:
-                below[cl_id] = frozenset(onto.descendants(cl_id, _KIND))
-            kinds &= below[cl_id]
-            found = tuple(
-                sorted(t for t in kinds if not any(onto.is_ancestor(o, t, _KIND) for o in kinds))
-            )
+            kinds = set.intersection(*(index[w] for w in beside)) & self._kinds_below(cl_id)
+            lower = set().union(*(self._kinds_below(t) for t in kinds)) if len(kinds) > 1 else ()
+            found = tuple(sorted(kinds.difference(lower)))
             _remember(memo, (cl_id, beside), found)
+        return found
+
+    def _kinds_below(self, cl_id: str) -> frozenset[str]:
+        """The term's is_a descendants (remembered)."""
+        below = self.__dict__.setdefault("_below_memo", {})
+        found = below.get(cl_id)
+        if found is None:
+            found = _remember(below, cl_id, frozenset(self.ontology.descendants(cl_id, _KIND)))
         return found
 
     def _general_names(self) -> frozenset[str]:

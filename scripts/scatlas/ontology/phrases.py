@@ -213,6 +213,8 @@ class PhraseWindows:
         """Singular short plurals ("DCs"); split words missing from the vocabulary into two
         known words, as in labels glued together ("naivecytotoxic", "memoryT", "Thelper", "CD4T"); a lone lineage
         letter (T, B, NK) gets its "cell"."""
+        if self._vocab.issuperset(words) and not any(len(w) <= 6 and w[-1] == "s" for w in words):
+            return words, hard, coord  # every word known, none a short plural: as it is
         out_w: list[str] = []
         out_h: list[bool] = []
         out_c: list[bool] = []
