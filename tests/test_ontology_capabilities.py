@@ -61,6 +61,22 @@ def test_a_list_with_a_member_of_no_known_type_names_none(matcher, text):
     assert res.match is None and "names no known cell type" in res.evidence
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # a word before a list that shares its head modifies every item
+        ("Hematopoietic stem and progenitor cells", "CL:0008001"),  # not stem + progenitor
+        ("pancreatic alpha and beta cells", "CL:0008024"),  # pancreatic endocrine cell
+        ("naive and memory B cells", "CL:0000785"),  # no modifier: mature B cell
+    ],
+)
+def test_a_modifier_shared_by_a_list(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+    shared = any("shared by the list" in c.evidence for c in res.candidates)
+    assert shared == (answer != "CL:0000785"), res.candidates
+
+
 def test_a_refinement_is_not_a_list(matcher):
     # "leukocyte; B cells": the second says more, it does not widen the first
     assert matcher.map_cell("leukocyte; cell type: B cells").cl_id == "CL:0000236"

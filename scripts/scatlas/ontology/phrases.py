@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from scatlas.ontology.evidence import (
     _BLOCK_AFTER,
@@ -312,8 +313,45 @@ class PhraseWindows:
             head = words[s.start + first : s.end]
             entries = self._lookup(" ".join([*words[x:end], *head]), tissue)
             if entries:
-                out.append(_Span(x, end, entries, shared_head=" ".join(head)))
+                item = _Span(x, end, entries, shared_head=" ".join(head))
+                out.append(item)
+                shared = self._shared_modifier(item, s, words, coord, out, tissue)
+                if shared is not None:
+                    out = [o for o in out if o is not item and o is not s] + list(shared)
         return sorted(out, key=lambda c: c.start)
+
+    def _shared_modifier(
+        self,
+        first: _Span,
+        last: _Span,
+        words: list[str],
+        coord: list[bool],
+        spans: list[_Span],
+        tissue: str | None,
+    ) -> tuple[_Span, _Span] | None:
+        """A word before a list that shares its head also modifies every item
+        ("hematopoietic stem and progenitor cells": hematopoietic stem cell, hematopoietic
+        progenitor cell), when with it each item is still a name; None otherwise."""
+        m = first.start - 1
+        if (
+            m < 0
+            or coord[first.start]
+            or words[m] in _STOP
+            or any(o.end > m for o in spans if o.start <= m)
+        ):
+            return None
+        modifier = words[m]
+        with_first = self._lookup(
+            " ".join([modifier, *words[first.start : first.end], first.shared_head]), tissue
+        )
+        with_last = self._lookup(" ".join([modifier, *words[last.start : last.end]]), tissue)
+        if not with_first or not with_last:
+            return None
+        note = (f'"{modifier}" shared by the list',)
+        return (
+            replace(first, start=m, entries=with_first, expanded=(*first.expanded, *note)),
+            replace(last, entries=with_last, expanded=(*last.expanded, *note)),
+        )
 
     def _context_filter(self, spans: list[_Span], words: list[str]) -> tuple[list[_Span], str]:
         kept: list[_Span] = []
