@@ -314,6 +314,8 @@ def test_words_inside_the_names_of_one_branch(matcher):
     assert label(matcher, "Distal tubule cells").match.cl_id == "CL:0002305"
     # words spread over unrelated branches, or a general term's name: no answer
     assert label(matcher, "animal cells").match is None
+    # the one term whose name holds them names a stage the label does not say
+    assert label(matcher, "pancreatic islet").match is None  # not its progenitor cell
     assert label(matcher, "cells").match is None
 
 

@@ -26,6 +26,7 @@ from scatlas.ontology.text import normalise_text
 
 _MAX_WORDS = 4  # longer labels are descriptions, not names with words left out
 _HEADS = frozenset({"cell"})
+_STAGES = frozenset({"progenitor", "precursor", "stem"})  # a name-words answer must say them
 # words CL's names hold that authors leave unsaid: T-cell naming (`_IMPLIED`) and the
 # level of a marker named bare ("CD4 T cells": CD4-positive)
 _UNSAID = frozenset({w for group in _IMPLIED for w in group} | {"positive"})
@@ -172,6 +173,8 @@ class NameWords:
         if len(tops) != 1 or not onto.is_informative(tops[0]):
             return None
         top = tops[0]
+        if _STAGES.intersection(normalise_text(onto.label(top)).split()) - set(content):
+            return None  # "pancreatic islet" is not its progenitor cell: a stage unsaid
         why = f"the words {' '.join(content)!r} lie in the names of {len(terms)} terms under it"
         notes = (why, note) if note else (why,)
         hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], notes)
