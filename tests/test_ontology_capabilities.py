@@ -308,6 +308,14 @@ def test_a_longer_label_without_its_noun(matcher, text, answer):
     assert (res.match and res.match.cl_id) == answer, res
 
 
+def test_a_label_read_with_its_noun_counts_only_in_a_cell_type_field(matcher):
+    cell_type = matcher.annotate([FieldText("cell type", "Plasma", "cell type")])
+    assert cell_type.match.cl_id == "CL:0000786"  # plasma cell
+    for field in ("source name", "tissue"):  # blood plasma, a place
+        res = matcher.annotate([FieldText(field, "Plasma", field_kind(field))])
+        assert res.match is None and "only in a cell-type field" in res.evidence, field
+
+
 def test_words_inside_the_names_of_one_branch(matcher):
     m = label(matcher, "Loop of Henle cells").match
     assert m.cl_id == "CL:1000909" and "(name words;" in m.evidence and m.confidence == 0.7

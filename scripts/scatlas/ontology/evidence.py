@@ -33,6 +33,7 @@ _MIXTURE = 0.8  # lowest common ancestor of a list of types
 _TISSUE_DECIDED = 0.95
 _SPECIALISED = 0.95
 _NARROWED = 0.95  # words beside a phrase read as naming a kind of its term
+READ_WITH_NOUN = "read as "  # the note of a label read with the noun it leaves out
 _COMPOSED = 0.95  # "<anatomy> <cell type>" read as CL's term for that type in that anatomy
 _KIND = ("is_a",)  # the relation that says what a cell is (mixtures, composition)
 _POSITION = frozenset({"of", "from", "in"})  # "<cell type> of/from/in <anatomy>"

@@ -68,6 +68,7 @@ from scatlas.ontology.evidence import (
     _TISSUE_DECIDED,
     _UNKNOWN_WORDS,
     MAX_TEXT_CHARS,
+    READ_WITH_NOUN,
     SCOPE_ORDER,
     TOP_K,
     WEIGHTS,
@@ -115,6 +116,17 @@ _NOT_JOINED = _LINEAGE | _NEG_BEFORE | _LEVELS | {"like"}
 _VARIANTS = {"progenitor": "precursor", "precursor": "progenitor"}
 # words a name can go without and name the same cells ("erythroid lineage cell")
 _OPTIONAL_WORDS = frozenset({"lineage", "mature"})
+
+
+def _label_only(hit: _Hit) -> str:
+    """Why a hit counts only in a cell-type field, or "". "Periportal" in a title or
+    source name may be a dissected region holding every cell type; "Plasma" or "tumour"
+    read with the noun "cell" is a cell only as an author's cell label."""
+    if hit.scope == "implied":
+        return f'"{hit.synonym}" implies a cell type only in a cell-type field'
+    if any(n.startswith(READ_WITH_NOUN) for n in hit.notes):
+        return f'"{hit.text}" is read with a noun only in a cell-type field'
+    return ""
 
 
 def _lineage_pair(words: list[str]) -> bool:
@@ -778,11 +790,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 res = _ValueResult("mapped", hit)
             else:
                 res = self._value(text, context)
-            if res.hit is not None and res.hit.scope == "implied" and f.kind != "cell type":
-                # "periportal" in a title or source name may be a dissected region holding
-                # every cell type; only an author's cell label names the zone's cells
-                note = f'"{res.hit.synonym}" implies a cell type only in a cell-type field'
-                res = _ValueResult("unmatched", note=note)
+            if res.hit is not None and f.kind != "cell type" and _label_only(res.hit):
+                res = _ValueResult("unmatched", note=_label_only(res.hit))
             if res.note and res.status != "mapped":
                 notes.append(f"{f.field}: {res.note}")
             considered.extend(([res.hit] if res.hit else []) + res.candidates)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from scatlas.ontology.evidence import _LEVELS, _ValueResult
+from scatlas.ontology.evidence import _LEVELS, READ_WITH_NOUN, _ValueResult
 from scatlas.ontology.text import is_marker, normalise_text, tokenise
 
 # markers that name a lymphocyte lineage: its noun and term
@@ -91,7 +91,8 @@ class ValueReadings:
         alt = self._phrase_value(f"{head} {noun} {suffix}", shown, tissue)
         if alt.status == "unmatched" or alt.hit is None:
             return None
-        note = f'read as "{" ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()}"'
+        said = " ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()
+        note = f'{READ_WITH_NOUN}"{said}"'
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
     def _reads_without_noun(self, words: list[str], raw: str, typed: bool) -> bool:
@@ -141,7 +142,7 @@ class ValueReadings:
             return None  # the name found holds none of the state's words ("CD8+ unknown")
         if not self.ontology.is_ancestor(lineage, alt.hit.cl_id):
             return None
-        note = f"read as a {noun[:-1]} (its marker)"
+        note = f"{READ_WITH_NOUN}a {noun[:-1]} (its marker)"
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
     def _without_cluster_index(
