@@ -10,8 +10,10 @@ authors' free text and the curated class texts, with the curators' CL ids), Pang
 cell-type names as curated by ScPCA, and NBAtlas labels as curated by OpenScPCA, each with
 a dev and a test split (nothing is tuned to the test split); the reference labels of
 SingleR's celldex package (mouse ImmGen and RNA-seq, five human references) with the
-celldex authors' CL ids, dev and test; and the Pan-Immune CellTypist labels with their
-authors' CL ids, dev only.
+celldex authors' CL ids, dev and test; the Azimuth references' labels (kidney, lung,
+pancreas, PBMC, motor cortex, mouse brain) with their curators' CL ids and the reference's
+tissue, dev and test; and the Pan-Immune CellTypist labels with their authors' CL ids, dev
+only.
 
 Scoring, on the gold term's lineage (the team's decision): **on-lineage** = the answer is the
 gold term (exact), an ancestor of it (coarser) or a descendant of it (finer); **off** = any

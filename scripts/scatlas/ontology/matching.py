@@ -10,7 +10,8 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    abbreviations are also expanded in place, so "CD14+ Mono" reads "cd14 positive
    monocyte"; words glued together are split when the parts form a name ("memoryT" ->
    "memory T cell"), and a one-letter state prefix comes off a curated abbreviation
-   ("qNSCs" ~ NSC); a list shares its head noun ("B and T lymphocytes"). The longest
+   ("qNSCs" ~ NSC); a list shares its head noun ("B and T lymphocytes") and a modifier
+   before it ("hematopoietic stem and progenitor cells"). The longest
    windows win; a phrase inside longer text is kept with a lower confidence. Terse CL
    synonyms (3 letters or fewer: "PE", "LC") count only beside cell or marker words.
 3. Context: a phrase preceded by "non"/"not"/"without", or followed by "depleted",
@@ -26,14 +27,19 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    ambiguous.
 5. Anatomy: "<anatomy> <cell type>" ("bladder epithelial cell", "fibroblasts of the lung")
    becomes CL's term for that type in that anatomy when CL has a clear one (`_compose`).
+   Otherwise words beside the phrase that name a kind of its term select that kind, when
+   one most general kind's name holds them and nothing unsaid ("central memory CD8 T
+   cells", "CD4 TCM"; `_narrowed`).
 6. A value that names no cell type but holds a qualifier that alone implies one in the
    sample's tissue (`implied_terms.tsv`: "pericentral" in the liver) maps to that term
    with a lower confidence.
 7. Readings of the whole value: a slash inside a name CL holds in that order is read as
    that name, not as a list ("Granulocyte/monocyte progenitors"); a parenthesis naming a
    kind of the label's term refines it ("T cells (Treg)"); a label without its noun reads
-   as "<label> cell" ("Plasma") or, after a lineage marker, with the lineage's noun
-   ("CD4+ Central Memory" ~ central memory CD4-positive T cell).
+   as "<label> cell" ("Plasma", "Descending Vasa Recta Endothelial", "Alveolar
+   Epithelial Type 1") or, after a lineage marker, with the lineage's noun ("CD4+ Central
+   Memory" ~ central memory CD4-positive T cell), in a cell-type field only; a cluster
+   number ("CD4 TCM_2") is left aside when it names nothing more.
 
 Across fields, the more trusted field wins (author cell-type column > other
 characteristics > source name > title > tissue); a less trusted field may only refine the
