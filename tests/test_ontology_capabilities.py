@@ -293,6 +293,7 @@ def test_memory_t_cell_shorthand_and_unsaid_mature(matcher, text, answer):
         ("Proliferating Basal", "CL:0000646"),  # a state no name holds beside the type
         ("Alveolar Epithelial Type 1", "CL:0002062"),  # the noun before "type N"
         ("Intercalated Type A", "CL:0005011"),
+        ("proximal tubule epithelial segment 1", "CL:4030009"),  # and before "segment N"
         ("Glutamatergic", "CL:0000679"),  # a neurotransmitter identity: a neuron
         # not a list, a number, a tissue or a word of no name
         ("CD8a/b", None),

@@ -23,7 +23,7 @@ _LINEAGE_MARKERS = {
 # a cheap test that a raw value may name one of those markers
 _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
 _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
-_TYPE_SUFFIX = re.compile(r"\s+(type\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
+_TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
 _MAX_NOUNLESS = 6  # words of a label read with the noun "cell" it leaves out
 _CLUSTER_INDEX = re.compile(r"^(.*[^\W\d_])\s*_(\d{1,3})\s*$")  # "CD4 TCM_2": a cluster's number
