@@ -77,6 +77,23 @@ def test_a_modifier_shared_by_a_list(matcher, text, answer):
     assert shared == (answer != "CL:0000785"), res.candidates
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # a marker before a whole list narrows its common ancestor
+        ("CD4+ naive/memory T cells", "CL:0000624"),  # CD4-positive, alpha-beta T cell
+        ("CD8 effector and memory T cells", "CL:0000625"),
+        ("CD4+ Memory/Effector T", "CL:0000624"),  # and without the noun
+        # not when a member has markers of its own: the first marker is the first member's
+        ("CD4+ naive T cells and CD8+CD25+ T cells", "CL:0000791"),  # mature alpha-beta T
+    ],
+)
+def test_a_marker_before_a_list_narrows_its_common_ancestor(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+    assert ("names a kind of" in res.match.evidence) == (answer != "CL:0000791")
+
+
 def test_a_refinement_is_not_a_list(matcher):
     # "leukocyte; B cells": the second says more, it does not widen the first
     assert matcher.map_cell("leukocyte; cell type: B cells").cl_id == "CL:0000236"

@@ -192,6 +192,8 @@ class _Phrase:
         self.words, self.hard, self.coord = words, hard, coord
         self.shown, self.note, self.spans = shown, note, spans
         self.content = [w for w in words if w not in _STOP]
+        # a separator or coordinating word before word k
+        self.breaks = [h or c for h, c in zip(hard, coord, strict=True)]
         # the best entry of each term (weight, then span length) and its span
         self.by_term: dict[str, tuple[_Entry, _Span]] = {}
         for s in spans:
@@ -637,8 +639,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 )
                 return _ValueResult("unmatched", None, [hit, *self._others(phrase)], note)
             if hit.cl_id == specific[0]:  # not composed with an anatomy
-                breaks = [h or c for h, c in zip(phrase.hard, phrase.coord, strict=True)]
-                hit = self._narrowed(hit, by_term[hit.cl_id][1], phrase.words, breaks)
+                hit = self._narrowed(hit, by_term[hit.cl_id][1], phrase.words, phrase.breaks)
             return _ValueResult("mapped", hit, self._others(phrase))
         hits = [phrase.hit(c) for c in specific]
         members = [self._variant(c, tissue) for c in specific]
@@ -649,8 +650,23 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             hit = _Hit(
                 mixture, "mixture", f"common ancestor of {labels}", "", phrase.shown, round(conf, 4)
             )
-            return _ValueResult("mapped", hit, hits)
+            return _ValueResult("mapped", self._narrowed_list(hit, specific, phrase), hits)
         return _ValueResult("ambiguous", None, hits, phrase.note)
+
+    def _narrowed_list(self, hit: _Hit, members: list[str], phrase: _Phrase) -> _Hit:
+        """A list's common ancestor narrowed by words before or after the whole list ("CD4+
+        naive/memory T cells": CD4-positive, alpha-beta T cell), when the list holds no
+        words of its own besides its members (in "CD8+ Th2 cells and Ly6C+ monocytes" each
+        member has its markers, so has "CD4+ T cells and CD8+CD25+ T cells")."""
+        spans = [phrase.by_term[c][1] for c in members]
+        start, end = min(x.start for x in spans), max(x.end for x in spans)
+        inside = {k for x in spans for k in range(x.start, x.end)}
+        words = phrase.words
+        if any(k not in inside and words[k] not in _COORD for k in range(start, end)):
+            return hit
+        if any(is_marker(words[k]) for k in inside):
+            return hit
+        return self._narrowed(hit, _Span(start, end, []), phrase.words, phrase.breaks)
 
     def _unexplained_qualifier(self, hit: _Hit, phrase: _Phrase) -> str:
         """The word before the matched phrase when it names another cell type

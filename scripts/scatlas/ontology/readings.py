@@ -135,7 +135,8 @@ class ValueReadings:
         if not state:
             return None  # markers alone ("CD4+"): no state to read
         noun, lineage = found[0]
-        alt = self._phrase_value(f"{main} {noun}", shown, tissue)
+        ending = "cells" if words[-1] in ("t", "b") else noun  # "CD4+ Memory/Effector T"
+        alt = self._phrase_value(f"{main} {ending}", shown, tissue)
         if alt.status != "mapped" or alt.hit is None or alt.hit.cl_id == lineage:
             return None
         if state.isdisjoint(normalise_text(alt.hit.synonym).split()):
