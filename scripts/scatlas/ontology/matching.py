@@ -302,6 +302,11 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self._cache: dict[tuple[str, str], _ValueResult] = {}
         self._idle_words: dict[str, bool] = {}
         self._splits: dict[tuple[str, bool], tuple[str, ...]] = {}
+        # the name-word readings' lookups, built on first use, and memos (`NameWords`)
+        self._name_word_indexes: dict[bool, dict[str, set[str]]] = {}
+        self._name_keys: dict[str, list[str]] = {}
+        self._kinds_memo: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+        self._below_memo: dict[str, frozenset[str]] = {}
         self._n_truncated = 0
 
     def _index_lexicon(

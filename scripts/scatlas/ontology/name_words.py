@@ -41,44 +41,34 @@ class NameWords:
     def _name_word_index(self, cell_heads: bool = True) -> dict[str, set[str]]:
         """word -> terms whose name or EXACT synonym holds it (with ``cell_heads``, only
         names ending in "cell")."""
-        cache = f"_by_name_word_{cell_heads}"
-        index = getattr(self, cache, None)
+        index = self._name_word_indexes.get(cell_heads)
         if index is None:
             index = {}
-            for key, cl_id in self._name_keys():
-                words = key.split()
-                if cell_heads and words[-1] not in _HEADS:
-                    continue
-                for w in set(words) - _STOP:
-                    index.setdefault(w, set()).add(cl_id)
-            setattr(self, cache, index)
+            for cl_id, keys in self._names_by_term().items():
+                for key in keys:
+                    words = key.split()
+                    if cell_heads and words[-1] not in _HEADS:
+                        continue
+                    for w in set(words) - _STOP:
+                        index.setdefault(w, set()).add(cl_id)
+            self._name_word_indexes[cell_heads] = index
         return index
 
-    def _name_keys(self) -> list[tuple[str, str]]:
-        """(key, term) of every name and EXACT synonym, as the index holds them."""
-        keys = getattr(self, "_name_key_list", None)
-        if keys is None:
-            keys = [
-                (key, e.cl_id)
-                for key, per_term in self._index.items()
-                for e in per_term.values()
-                if e.scope in ("name", "EXACT") and not e.tissue and not e.implied
-            ]
-            self._name_key_list = keys
-        return keys
+    def _names_by_term(self) -> dict[str, list[str]]:
+        """term -> the keys of its names and EXACT synonyms, as the index holds them."""
+        if not self._name_keys:
+            for key, per_term in self._index.items():
+                for e in per_term.values():
+                    if e.scope in ("name", "EXACT") and not e.tissue and not e.implied:
+                        self._name_keys.setdefault(e.cl_id, []).append(key)
+        return self._name_keys
 
     def _words_added(self, cl_id: str, beside: list[str], said: set[str]) -> int:
         """The fewest content words beyond ``said`` in a name of the term that holds the
         words ``beside``."""
-        names = getattr(self, "_keys_by_term", None)
-        if names is None:
-            names = {}
-            for key, term in self._name_keys():
-                names.setdefault(term, []).append(key)
-            self._keys_by_term = names
         counts = [
             len(held - said - _STOP)
-            for k in names[cl_id]
+            for k in self._names_by_term()[cl_id]
             for held in [set(k.split())]
             if held.issuperset(beside)
         ]
@@ -96,7 +86,7 @@ class NameWords:
         beside = _beside(span, words, breaks)
         if not beside or set(beside) <= _LEVELS or not _NOT_NARROWING.isdisjoint(words):
             return hit  # nothing beside but levels; or a negation, "like", "other" anywhere
-        index = self.__dict__.get("_by_name_word_False") or self._name_word_index(False)
+        index = self._name_word_index(cell_heads=False)
         if any(w not in index or len(w) < 2 or w.isdigit() for w in beside):
             return hit  # a word no name holds ("PD1+", "cluster 3"): not a kind CL names
         tops = self._kinds_named(hit.cl_id, tuple(beside))
@@ -122,22 +112,21 @@ class NameWords:
     def _kinds_named(self, cl_id: str, beside: tuple[str, ...]) -> tuple[str, ...]:
         """The most general is_a descendants of a term that have a name holding every word
         of ``beside`` (remembered per term and words)."""
-        memo = self.__dict__.setdefault("_kinds_memo", {})
-        found = memo.get((cl_id, beside))
+        found = self._kinds_memo.get((cl_id, beside))
         if found is None:
             index = self._name_word_index(cell_heads=False)
             kinds = set.intersection(*(index[w] for w in beside)) & self._kinds_below(cl_id)
             lower = set().union(*(self._kinds_below(t) for t in kinds)) if len(kinds) > 1 else ()
             found = tuple(sorted(kinds.difference(lower)))
-            _remember(memo, (cl_id, beside), found)
+            _remember(self._kinds_memo, (cl_id, beside), found)
         return found
 
     def _kinds_below(self, cl_id: str) -> frozenset[str]:
         """The term's is_a descendants (remembered)."""
-        below = self.__dict__.setdefault("_below_memo", {})
-        found = below.get(cl_id)
+        found = self._below_memo.get(cl_id)
         if found is None:
-            found = _remember(below, cl_id, frozenset(self.ontology.descendants(cl_id, _KIND)))
+            below = frozenset(self.ontology.descendants(cl_id, _KIND))
+            found = _remember(self._below_memo, cl_id, below)
         return found
 
     def _general_names(self) -> frozenset[str]:
