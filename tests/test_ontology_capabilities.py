@@ -13,7 +13,12 @@ import pytest
 
 from scatlas.errors import InputError
 from scatlas.ontology import FieldText, TermMatcher, cached_ontology, field_kind
-from scatlas.ontology.tables import ANATOMY_ABBREVIATIONS, read_anatomy_abbreviations
+from scatlas.ontology.tables import (
+    ANATOMY_ABBREVIATIONS,
+    WORD_FORMS,
+    read_anatomy_abbreviations,
+    read_word_forms,
+)
 from scatlas.ontology.text import normalise_text
 from scatlas.package_data import snapshot_obo
 
@@ -252,7 +257,7 @@ def test_a_lymphocyte_state_after_its_marker(matcher, text, answer):
         # words beside a matched phrase that a descendant's name holds select it
         ("central memory CD8 T cells", "CL:0000907"),  # not just CD8-positive, alpha-beta
         ("naive CD8 T cells", "CL:0000900"),  # "thymus-derived", "alpha-beta" go unsaid
-        ("CD8 effector memory", "CL:0000913"),  # not "..., terminally differentiated"
+        ("CD8 effector memory T cells", "CL:0000913"),  # not "..., terminally differentiated"
         ("memory CD4 T cells", "CL:0000897"),  # not an intraepithelial "memory alpha-beta IEL"
         # no narrowing: a word no name holds, a negation, words across a list, a term
         # whose name says more than the text ("luminal" epithelial cell of which organ?)
@@ -343,6 +348,59 @@ def test_words_inside_the_names_of_one_branch(matcher):
     # the one term whose name holds them names a stage the label does not say
     assert label(matcher, "pancreatic islet").match is None  # not its progenitor cell
     assert label(matcher, "cells").match is None
+
+
+@pytest.mark.parametrize(
+    ("text", "tissue", "answer"),
+    [
+        # a structure named without a cell noun: the structure's own epithelial cell, not
+        # the principal cell that CL files on another branch
+        ("Connecting Tubule", "kidney", "CL:1000768"),
+        ("CNT", "kidney", "CL:1000768"),  # an anatomical abbreviation, read in full
+        # an adjective found in its noun form ("kidney inner medulla ...")
+        ("Inner Medullary Collecting Duct", "kidney", "CL:1000547"),
+        ("Cortical Collecting Duct Principal", "kidney", "CL:1000714"),
+        # "epithelial" that CL's name leaves unsaid; a "type N" CL does not name
+        ("Papillary Tip Epithelial", "kidney", "CL:1000597"),
+        ("Distal Convoluted Tubule Type 2", "kidney", "CL:1000849"),
+        ("Alveolar Epithelial Type 2", "lung", "CL:0002063"),  # a type CL names is kept
+        # a neuron class named by its marker gene or layer (names led by the gene)
+        ("Vip", "brain", "CL:4023016"),
+        ("Meis2", "brain", "CL:4023065"),
+        ("L5 IT", "brain", "CL:4023049"),
+        # a marker with a level is no name ("CD16lo MF.BM"), a negation or "-like" none
+        ("CD16lo MF.BM", None, None),
+        ("non-B lymphocyte", None, None),
+        ("cortical neuron-like cells", None, None),
+    ],
+)
+def test_structure_and_gene_named_labels(matcher, text, tissue, answer):
+    res = label(matcher, text, tissue)
+    assert (res.match and res.match.cl_id) == answer, res
+
+
+def test_a_structure_cell_of_several_branches(matcher):
+    # "pancreatic islet" cells: alpha, beta, delta... (no name adds only the tissue)
+    assert label(matcher, "pancreatic islet", "pancreas").match is None
+    assert label(matcher, "Connecting Tubule").match is None  # no tissue: "kidney" unsaid
+    m = label(matcher, "Distal Convoluted Tubule Type 2", "kidney").match
+    assert '"Type 2" names no kind CL has' in m.evidence and m.confidence < 1
+
+
+def test_word_forms_table(tmp_path):
+    forms = read_word_forms()
+    assert "medulla" in forms["medullary"] and "medullary" in forms["medulla"]
+    assert WORD_FORMS.is_file()
+    bad = tmp_path / "forms.tsv"
+    for body, message in [
+        ("medullary\tmedulla\t\n", "no source"),
+        ("inner medullary\tmedulla\tx\n", "not one word"),
+        ("medulla\tmedulla\tx\n", "the form is the word"),
+        ("medullary\t\tx\n", "not one word"),
+    ]:
+        bad.write_text("text\tform\tsource\n" + body)
+        with pytest.raises(InputError, match=message):
+            read_word_forms(bad)
 
 
 def test_a_type_word_qualifying_a_general_term_is_not_answered(matcher):

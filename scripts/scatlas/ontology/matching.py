@@ -100,6 +100,7 @@ from scatlas.ontology.tables import (
     read_implied_terms,
     read_tissue_terms,
     read_tissues,
+    read_word_forms,
 )
 from scatlas.ontology.text import (
     HARD,
@@ -256,6 +257,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         implied_terms: Iterable[TableEntry] | None = None,
         tissues: Mapping[str, Tissue] | None = None,
         anatomy_abbreviations: Mapping[str, tuple[str, str]] | None = None,
+        word_forms: Mapping[str, tuple[str, ...]] | None = None,
         specialise_by_tissue: bool = True,
         min_confidence: float = 0.0,
     ):
@@ -271,6 +273,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self._anatomy_abbreviations = dict(
             read_anatomy_abbreviations() if anatomy_abbreviations is None else anatomy_abbreviations
         )
+        self._word_forms = dict(read_word_forms() if word_forms is None else word_forms)
         self._index: dict[str, dict[tuple[str, str], _Entry]] = {}
         self._index_lexicon(abbreviations, tissue_terms)
         if implied_terms is None:
@@ -579,7 +582,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         note = "; ".join(n for n in (read, note) if n)
         if not spans:
             implied = self._implied_value(words, shown, tissue, note)
-            named = implied or self._name_words_value(words, shown, note)
+            named = implied or self._name_words_value(words, shown, note, tissue)
             return named or _ValueResult("unmatched", note=note)
         before = [(s, s.entries) for s in spans]
         if any(e.scope in _STRONG for s in spans for e in s.entries):
@@ -638,6 +641,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             hit = composed(phrase.hit(specific[0]))
             qualifier = self._unexplained_qualifier(hit, phrase)
             if qualifier:
+                named = self._name_words_value(phrase.words, phrase.shown, phrase.note, tissue)
+                if named is not None:  # "Papillary Tip Epithelial": CL's papillary tips cell
+                    return replace(named, candidates=[hit, *self._others(phrase)])
                 note = (
                     f'"{qualifier}" qualifies the general term {self.ontology.label(hit.cl_id)}'
                     " in a way CL does not name"

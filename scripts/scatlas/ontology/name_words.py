@@ -25,11 +25,15 @@ from scatlas.ontology.evidence import (
 from scatlas.ontology.text import normalise_text
 
 _MAX_WORDS = 4  # longer labels are descriptions, not names with words left out
-_HEADS = frozenset({"cell"})
+_NEURONS = frozenset({"neuron", "interneuron"})
+_HEADS = frozenset({"cell", *_NEURONS})
 _STAGES = frozenset({"progenitor", "precursor", "stem"})  # a name-words answer must say them
 # words CL's names hold that authors leave unsaid: T-cell naming (`_IMPLIED`) and the
 # level of a marker named bare ("CD4 T cells": CD4-positive)
 _UNSAID = frozenset({w for group in _IMPLIED for w in group} | {"positive"})
+# the class a structure's own cells belong to: "connecting tubule" cells are its epithelial
+# cells, which CL names "kidney connecting tubule epithelial cell"
+_GENERIC = frozenset({"epithelial"})
 _MAX_ADDED = 0  # words a narrowed term's name may hold that the text does not
 # words in a value that stop narrowing: what they say of a kind is not its name
 _NOT_NARROWING = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
@@ -40,14 +44,16 @@ class NameWords:
 
     def _name_word_index(self, cell_heads: bool = True) -> dict[str, set[str]]:
         """word -> terms whose name or EXACT synonym holds it (with ``cell_heads``, only
-        names ending in "cell")."""
+        names ending in a cell noun, `_HEADS`, and all names of a term whose name does: "L6
+        CT" of the L6 corticothalamic-projecting glutamatergic cortical neuron)."""
         index = self._name_word_indexes.get(cell_heads)
         if index is None:
             index = {}
             for cl_id, keys in self._names_by_term().items():
+                headed = _headed(normalise_text(self.ontology.label(cl_id)))
                 for key in keys:
                     words = key.split()
-                    if cell_heads and words[-1] not in _HEADS:
+                    if cell_heads and not headed and not _headed(key):
                         continue
                     for w in set(words) - _STOP:
                         index.setdefault(w, set()).add(cl_id)
@@ -144,21 +150,32 @@ class NameWords:
         return names
 
     def _name_words_value(
-        self, words: list[str], shown: str, note: str = ""
+        self, words: list[str], shown: str, note: str = "", tissue: str | None = None
     ) -> _ValueResult | None:
         """The value's content words found together only in names of one branch: the
-        branch's top term, named with those words; None otherwise."""
+        branch's top term, named with those words; None otherwise. A word may be found in
+        its other form (`word_forms.tsv`: "medullary" in "inner medulla"), "epithelial"
+        may be left unsaid by the name ("Papillary Tip Epithelial": papillary tips cell),
+        and of several tops the one whose name adds only the tissue and "epithelial" is
+        the structure's own cell ("Connecting Tubule": its epithelial cell, not its
+        principal cell)."""
         if not words or words[-1] != "cell" or " ".join(words) in self._general_names():
             return None
+        if not _NOT_NARROWING.isdisjoint(words):
+            return None  # "non-B lymphocyte", "neuron-like cells": the names are not said
         content = sorted(set(words) - _STOP - {"cell"})
         if not content or len(content) > _MAX_WORDS:
             return None
-        index = self._name_word_index()
-        if any(w not in index for w in content):
+        terms = self._terms_holding(content)
+        if not terms and _GENERIC.intersection(content) and len(content) > 1:
+            content = [w for w in content if w not in _GENERIC]
+            terms = self._terms_holding(content)
+        if not terms:
             return None
-        terms = set.intersection(*(index[w] for w in content))
         onto = self.ontology
         tops = [t for t in terms if all(t == o or onto.is_ancestor(t, o, _KIND) for o in terms)]
+        if not tops:
+            tops = self._plainest(terms, content, tissue)
         if len(tops) != 1 or not onto.is_informative(tops[0]):
             return None
         top = tops[0]
@@ -168,6 +185,46 @@ class NameWords:
         notes = (why, note) if note else (why,)
         hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], notes)
         return _ValueResult("mapped", hit)
+
+    def _terms_holding(self, content: list[str]) -> set[str]:
+        """Terms with a name (ending in "cell") that holds every word; if none, every word
+        in either of its forms ("ductal" names find "ductal" before "duct")."""
+        index = self._name_word_index()
+        found = set.intersection(*(index.get(w, set()) for w in content))
+        if found or self._word_forms.keys().isdisjoint(content):
+            return found
+        for w in content:
+            terms = index.get(w, set())
+            for form in self._word_forms.get(w, ()):
+                terms = terms | index.get(form, set())
+            found = terms if w == content[0] else found & terms
+            if not found:
+                break
+        return found
+
+    def _plainest(self, terms: set[str], content: list[str], tissue: str | None) -> list[str]:
+        """Of terms on several branches, the most general ones with a name that adds to
+        ``content`` nothing but "epithelial" and the tissue's words."""
+        said = {*content, "of", "the", "cell", *_GENERIC}  # not "a": "pancreatic A cell"
+        for w in content:
+            said.update(self._word_forms.get(w, ()))
+        if tissue in self.tissues:
+            said.update(w for p in self.tissues[tissue].phrases for w in p.split())
+        plain = {t for t in terms if any(set(k.split()) <= said for k in self._names_by_term()[t])}
+        onto = self.ontology
+        return [
+            t for t in plain if not any(o != t and onto.is_ancestor(o, t, _KIND) for o in plain)
+        ]
+
+
+def _headed(name: str) -> bool:
+    """Whether a name ends in a cell noun ("vip GABAergic cortical interneuron")."""
+    if name.rsplit(" ", 1)[-1] in _HEADS:
+        return True
+    # a neuron placed in its region: "L5 ... neuron of the primary motor cortex" ("X cell
+    # of Y" is not taken: "endothelial cell of pericentral hepatic sinusoid" would answer
+    # "pericentral" alone)
+    return name.split(" of ")[0].rsplit(" ", 1)[-1] in _NEURONS
 
 
 def _beside(span: _Span, words: list[str], breaks: list[bool]) -> list[str]:

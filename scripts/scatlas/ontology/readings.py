@@ -25,6 +25,7 @@ _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re
 _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
+_MAX_SHORT = 4  # words of names a label read with the noun "cell" may hold, no other test
 _MAX_NOUNLESS = 6  # words of a label read with the noun "cell" it leaves out
 _CLUSTER_INDEX = re.compile(r"^(.*[^\W\d_])\s*_(\d{1,3})\s*$")  # "CD4 TCM_2": a cluster's number
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
@@ -89,19 +90,25 @@ class ValueReadings:
             return None  # a word with a tissue-specific sense ("beta"): not without it
         noun = "neuron" if len(words) == 1 and words[0].endswith("ergic") else "cells"
         alt = self._phrase_value(f"{head} {noun} {suffix}", shown, tissue)
+        notes: tuple[str, ...] = ()
+        if suffix and (alt.status == "unmatched" or alt.hit is None):
+            # "Distal Convoluted Tubule Type 2": an author's subtype CL does not name
+            alt = self._phrase_value(f"{head} {noun}", shown, tissue)
+            notes = (f'"{suffix}" names no kind CL has',)
+            suffix = ""
         if alt.status == "unmatched" or alt.hit is None:
             return None
         said = " ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()
-        note = f'{READ_WITH_NOUN}"{said}"'
-        return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+        notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{said}"', *notes)
+        return replace(alt, hit=replace(alt.hit, notes=notes))
 
     def _reads_without_noun(self, words: list[str], raw: str, typed: bool) -> bool:
         """Whether a label's words (less a trailing "type N") may be read with a noun: up to
-        three words of names; or, when its last words name a type with "cell" and it is no
+        four words of names ("Inner Medullary Collecting Duct", "Meis2"), no number; or, when its last words name a type with "cell" and it is no
         list ("CD8a/b", "NK / NKT"), up to six with markers and two words of no name
         ("Proliferating Basal"), never a number ("sample 12")."""
-        short = len(words) <= 3 and not typed and not any(c.isdigit() for c in raw)
-        if short and all(w in self._vocab for w in words):
+        short = len(words) <= _MAX_SHORT and not any(w.isdigit() or w in _LEVELS for w in words)
+        if short and all(w in self._vocab or w in self._anatomy_abbreviations for w in words):
             return True
         if len(words) > _MAX_NOUNLESS or _LIST_MARK.search(raw):
             return False

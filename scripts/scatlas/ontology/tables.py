@@ -11,13 +11,16 @@
 * ``anatomy_abbreviations.tsv`` (text, expansion, comment, source): anatomical and
   histological abbreviations as papers use them (IFE, ORS, TAL, DCT, SVZ, BM, ...), read
   in full inside a label ("Basal IFE" -> "basal interfollicular epidermis").
+* ``word_forms.tsv`` (text, form, comment, source): an anatomical adjective and the noun
+  CL's names may use instead ("medullary" / "medulla", "renal" / "kidney"), read as one
+  word when a label's words are looked for in names.
 * ``tissues.tsv`` (tissue, uberon, words, parts, comment): the words that name a tissue or
   organ ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), the
   words of its parts (optional: "cerebellum" is in the brain, yet a brain astrocyte is not
   a cerebellar one), with the UBERON id that CL's ``part_of`` links use.
 
 Every row is general lab knowledge; ``abbreviations.tsv``, ``tissue_terms.tsv`` and
-``anatomy_abbreviations.tsv`` name a published source per row in ``source`` (required); a row naming a term that
+``anatomy_abbreviations.tsv`` and ``word_forms.tsv`` name a published source per row in ``source`` (required); a row naming a term that
 the loaded ontology lacks is skipped with a warning (a CL subset need not hold them all),
 a malformed row raises `InputError` naming file, line and field.
 """
@@ -44,6 +47,7 @@ TISSUE_TERMS = RESOURCES / "tissue_terms.tsv"
 TISSUES = RESOURCES / "tissues.tsv"
 IMPLIED_TERMS = RESOURCES / "implied_terms.tsv"
 ANATOMY_ABBREVIATIONS = RESOURCES / "anatomy_abbreviations.tsv"
+WORD_FORMS = RESOURCES / "word_forms.tsv"
 
 _CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
@@ -213,4 +217,23 @@ def read_anatomy_abbreviations(
         if key in out:
             raise InputError(f"line {line}: {row['text']!r} repeated", path=str(path), field="text")
         out[key] = (expansion, f"{path.name}:{line}")
+    return out
+
+
+def read_word_forms(path: str | os.PathLike = WORD_FORMS) -> dict[str, tuple[str, ...]]:
+    """Normalised word -> its other forms, both ways ("medullary" <-> "medulla")."""
+    path = Path(path)
+    out: dict[str, tuple[str, ...]] = {}
+    for line, row in _rows(path, ("text", "form", "source")):
+        word, form = normalise_text(row["text"]), normalise_text(row["form"])
+        for value, field in ((word, "text"), (form, "form")):
+            if not value or len(value.split()) != 1:
+                raise InputError(f"line {line}: not one word", path=str(path), field=field)
+        if word == form:
+            raise InputError(f"line {line}: the form is the word", path=str(path), field="form")
+        if not row["source"]:
+            raise InputError(f"line {line}: no source", path=str(path), field="source")
+        for a, b in ((word, form), (form, word)):
+            if b not in out.get(a, ()):
+                out[a] = (*out.get(a, ()), b)
     return out
