@@ -319,7 +319,6 @@ def test_memory_t_cell_shorthand_and_unsaid_mature(matcher, text, answer):
         ("Glutamatergic", "CL:0000679"),  # a neurotransmitter identity: a neuron
         # not a list, a number, a tissue or a word of no name
         ("CD8a/b", None),
-        ("Natural Killer / Natural Killer T", None),
         ("sample 12 Basal", None),
         ("Donor 7 Basal", None),
         ("Liver", None),
@@ -377,6 +376,33 @@ def test_words_inside_the_names_of_one_branch(matcher):
 def test_structure_and_gene_named_labels(matcher, text, tissue, answer):
     res = label(matcher, text, tissue)
     assert (res.match and res.match.cl_id) == answer, res
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # members that leave out their noun get it, then the list is one
+        ("Natural Killer / Natural Killer T", LYMPHOCYTE),
+        ("Vascular Smooth Muscle / Pericyte", "CL:0000183"),  # not the pericyte alone
+        ("B and T", LYMPHOCYTE),
+        # marker variants, a comma inside a name, "-like": no list of types
+        ("CD8a/b", None),
+        ("effector memory CD4-positive, alpha-beta T cell", "CL:0000905"),
+        ("Natural Killer-like / Natural Killer T", None),
+    ],
+)
+def test_list_members_without_their_noun(matcher, text, answer):
+    res = label(matcher, text)
+    assert (res.match and res.match.cl_id) == answer, res
+
+
+def test_respiratory_terms_are_the_lungs(matcher):
+    # "basal cells" in the lung: the respiratory basal cell, so a list of lung
+    # epithelia meets under epithelial cell of lung (basal cell alone is no epithelium)
+    assert label(matcher, "basal cells", "lung").match.cl_id == "CL:0002633"
+    text = "alveolar epithelial type 1 cells, club cells, and basal cells"
+    assert label(matcher, text, "lung").match.cl_id == "CL:0000082"
+    assert label(matcher, "basal cells", "trachea").match.cl_id == "CL:0000646"
 
 
 def test_a_structure_cell_of_several_branches(matcher):

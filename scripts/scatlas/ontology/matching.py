@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
@@ -114,6 +115,7 @@ from scatlas.ontology.text import (
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
+_LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
 
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
 _GENERAL_DESCENDANTS = 20
@@ -498,7 +500,17 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             alt = self._with_cell_noun(main, text, tissue)
             if alt is not None and alt.hit is not None and _names_progenitor(alt.hit):
                 result = alt
-        return self._without_cluster_index(result, main, text, tissue) if "_" in main else result
+        return self._last_readings(result, main, text, tissue, bool(inner))
+
+    def _last_readings(
+        self, result: _ValueResult, main: str, shown: str, tissue: str | None, paren: bool
+    ) -> _ValueResult:
+        """List members read with their noun (no parenthesis), then a cluster number left
+        aside."""
+        listed = not paren and _LIST_HINT.search(main) is not None
+        if listed and (result.hit is None or result.hit.scope != "mixture"):
+            result = self._list_with_nouns(main, shown, tissue, result) or result
+        return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
 
     def _named_id(self, text: str) -> _ValueResult | None:
         """The term of the one current CL id a value names ("CL:0000236"), if informative."""

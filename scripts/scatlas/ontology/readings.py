@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from scatlas.ontology.evidence import _LEVELS, READ_WITH_NOUN, _ValueResult
+from scatlas.ontology.evidence import _LEVELS, _NEG_BEFORE, READ_WITH_NOUN, _ValueResult
 from scatlas.ontology.text import is_marker, normalise_text, tokenise
 
 # markers that name a lymphocyte lineage: its noun and term
@@ -23,6 +23,9 @@ _LINEAGE_MARKERS = {
 # a cheap test that a raw value may name one of those markers
 _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
 _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
+_LIST_SPLIT = re.compile(r"(\s*[/,;&]\s*|\s+(?:and|or)\s+)", re.IGNORECASE)  # keeps the marks
+_NOT_A_LIST_OF_TYPES = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
+_MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
 _MAX_SHORT = 4  # words of names a label read with the noun "cell" may hold, no other test
@@ -101,6 +104,43 @@ class ValueReadings:
         said = " ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()
         notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{said}"', *notes)
         return replace(alt, hit=replace(alt.hit, notes=notes))
+
+    def _list_with_nouns(
+        self, main: str, shown: str, tissue: str | None, found: _ValueResult
+    ) -> _ValueResult | None:
+        """A list whose members leave out their noun ("Natural Killer / Natural Killer T",
+        "Vascular Smooth Muscle / Pericyte"): each member that names a type only with
+        "cell" is read with it, then the list as a whole; None when no member
+        needs it, a member is markers alone ("CD8a/b") or the list names no type; and when
+        the value's answer ``found`` already holds a word of such a member (a comma inside
+        a name: "effector memory CD4-positive, alpha-beta T cell")."""
+        if len(main.split()) > _MAX_LIST_WORDS:
+            return None
+        named = set(normalise_text(found.hit.synonym).split()) if found.hit else set()
+        parts = _LIST_SPLIT.split(main)
+        if not _NOT_A_LIST_OF_TYPES.isdisjoint(normalise_text(main).split()):
+            return None  # "-like", "non-", "unknown": not a list of types CL names
+        changed = False
+        for k in range(0, len(parts), 2):
+            member = parts[k].strip()
+            words = normalise_text(member).split()
+            if not words or all(is_marker(w) or w in _LEVELS for w in words):
+                return None  # "CD8a/b": marker variants, not a list of types
+            if " ".join(words) in self._index:
+                continue  # a name ("Pericyte")
+            hit = self._value(member, tissue).hit
+            if hit is not None and any(n.startswith(READ_WITH_NOUN) for n in hit.notes):
+                if not named.isdisjoint(words):
+                    return None  # the answer found reads this member already
+                parts[k] = f"{member} cells"
+                changed = True
+        if not changed:
+            return None
+        alt = self._phrase_value("".join(parts), shown, tissue)
+        if alt.status != "mapped" or alt.hit is None:
+            return None
+        note = f'{READ_WITH_NOUN}"{"".join(parts).lower()}"'
+        return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
     def _reads_without_noun(self, words: list[str], raw: str, typed: bool) -> bool:
         """Whether a label's words (less a trailing "type N") may be read with a noun: up to
