@@ -210,6 +210,26 @@ def test_a_parenthesis_naming_a_kind_of_the_label_refines_it(matcher, text, answ
 @pytest.mark.parametrize(
     ("text", "answer"),
     [
+        # a dotted population code read from its end; a cell on the label's line of
+        # development (CL's develops_from) refines it as a kind does
+        ("B cells (proB.CLP)", "CL:0000051"),  # B cells develop from it
+        ("Stem cells (SC.MDP)", "CL:0002009"),
+        ("B cells (plasma cells)", "CL:0000786"),  # it develops from B cells
+        ("ILC (ILC3.LTI.4+)", "CL:0001071"),  # the whole code names a kind: kept
+        ("T cells (T.4MEM)", "CL:0000084"),  # no part names more than the label
+        ("T cells (SC.MDP)", "CL:0000084"),  # off the line: left aside
+    ],
+)
+def test_a_population_code_and_the_line_of_development(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+    if answer in ("CL:0000051", "CL:0000786"):
+        assert "names a cell on the line of development of" in res.match.evidence
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
         ("Granulocyte/monocyte progenitor", "CL:0000557"),  # CL: "granulocyte/monocyte ..."
         ("beige/brite adipocytes", "CL:0001070"),
         ("T/NK cells", LYMPHOCYTE),  # no name holds "T NK": a list

@@ -24,6 +24,9 @@ _LINEAGE_MARKERS = {
 _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
 _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
 _LIST_SPLIT = re.compile(r"(\s*[/,;&]\s*|\s+(?:and|or)\s+)", re.IGNORECASE)  # keeps the marks
+# a dotted population code, ImmGen's notation (Heng et al. 2008, Nat Immunol 9:1091)
+_CODE = re.compile(r"^\s*[\w+-]+(?:\.[\w+-]+)+\.?\s*$")
+_DEVELOPMENT = ("is_a", "develops_from")
 _NOT_A_LIST_OF_TYPES = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
@@ -57,19 +60,21 @@ class ValueReadings:
         self, result: _ValueResult, inner: list[str], shown: str, tissue: str | None
     ) -> _ValueResult:
         """The label's term, or the kind of it that a parenthesis names ("T cells (Treg)",
-        "Macrophages (Kupffer cells)"); a parenthesis naming anything else is left aside."""
+        "Macrophages (Kupffer cells)"), or the cell on its line of development ("B cells
+        (proB.CLP)"); a dotted code is also read by its parts ("SC.MDP"); a parenthesis
+        naming anything else is left aside."""
         assert result.hit is not None
         for part in inner:
             if self._names_nothing(part):
                 continue  # "(batch 4)", "(donor 2)"
             alt = self._phrase_value(part, shown, tissue)
-            if (
-                alt.status == "mapped"
-                and alt.hit is not None
-                and alt.hit.cl_id != result.hit.cl_id
-                and self.ontology.is_ancestor(result.hit.cl_id, alt.hit.cl_id)
-            ):
-                note = f'"({part.strip()})" names a kind of {self.ontology.label(result.hit.cl_id)}'
+            if not self._refining(result, alt) and _CODE.match(part):
+                alt = self._code_value(part, shown, tissue) or alt
+            if self._refining(result, alt):
+                assert alt.hit is not None
+                kind = self.ontology.is_ancestor(result.hit.cl_id, alt.hit.cl_id)
+                what = "a kind of" if kind else "a cell on the line of development of"
+                note = f'"({part.strip()})" names {what} {self.ontology.label(result.hit.cl_id)}'
                 return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
         return result
 
@@ -104,6 +109,34 @@ class ValueReadings:
         said = " ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()
         notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{said}"', *notes)
         return replace(alt, hit=replace(alt.hit, notes=notes))
+
+    def _refining(self, result: _ValueResult, alt: _ValueResult) -> bool:
+        """Whether a parenthesis's answer refines the label's: another term, a kind of it
+        or a cell on its line of development ("B cells (proB.CLP)": the common lymphoid
+        progenitor B cells develop from; "Stem cells (SC.MDP)")."""
+        if alt.status != "mapped" or alt.hit is None or result.hit is None:
+            return False
+        label, inner = result.hit.cl_id, alt.hit.cl_id
+        onto = self.ontology
+        return inner != label and (
+            onto.is_ancestor(label, inner)
+            or onto.is_ancestor(label, inner, _DEVELOPMENT)
+            or (  # a precursor, not a coarser class ("Kupffer cells (macrophages)")
+                onto.is_ancestor(inner, label, _DEVELOPMENT)
+                and not onto.is_ancestor(inner, label, ("is_a",))
+            )
+        )
+
+    def _code_value(self, code: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A dotted population code ("proB.CLP", "SC.MDP", "T.4MEM"): its last part that
+        names a type, read from the end (the population, after its group)."""
+        for part in reversed(code.strip().split(".")):
+            if not part or self._names_nothing(part):
+                continue
+            alt = self._phrase_value(part, shown, tissue)
+            if alt.status == "mapped":
+                return alt
+        return None
 
     def _list_with_nouns(
         self, main: str, shown: str, tissue: str | None, found: _ValueResult
