@@ -409,6 +409,7 @@ def test_structure_and_gene_named_labels(matcher, text, tissue, answer):
         ("CD8a/b", None),
         ("effector memory CD4-positive, alpha-beta T cell", "CL:0000905"),
         ("Natural Killer-like / Natural Killer T", None),
+        ("columnar/cuboidal epithelial cells", "CL:0000075"),  # a slash inside a name
     ],
 )
 def test_list_members_without_their_noun(matcher, text, answer):

@@ -153,6 +153,9 @@ class ValueReadings:
         parts = _LIST_SPLIT.split(main)
         if not _NOT_A_LIST_OF_TYPES.isdisjoint(normalise_text(main).split()):
             return None  # "-like", "non-", "unknown": not a list of types CL names
+        slashed = _SLASHED.findall(main)
+        if any((normalise_text(a), normalise_text(b)) in self._adjacent for a, b in slashed):
+            return None  # a slash inside a name ("columnar/cuboidal epithelial cell")
         changed = False
         for k in range(0, len(parts), 2):
             member = parts[k].strip()
