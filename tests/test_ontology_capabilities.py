@@ -506,6 +506,11 @@ def test_tissue_senses_and_variants(onto, matcher):
     assert basal.cl_id == "CL:0002187" and "specialised by tissue skin" in basal.evidence
     eec = label(matcher, "enteroendocrine cells", tissue="intestine").match
     assert eec.cl_id == "CL:1001516"
+    # the enteric variant of an endocrine cell, a neuron: a combining form ("entero-")
+    # glued to the name, or the tissue's adjective
+    assert label(matcher, "endocrine cells", tissue="intestine").match.cl_id == "CL:0000164"
+    assert label(matcher, "neurons", tissue="intestine").match.cl_id == "CL:0007011"
+    assert label(matcher, "endocrine cells", tissue="pancreas").match.cl_id == "CL:0008024"
     assert label(matcher, "basal cells").match.cl_id == "CL:0000646"  # no tissue: as named
     # a part of a tissue recognises it but never specialises to itself: a brain astrocyte
     # is not a cerebellar one

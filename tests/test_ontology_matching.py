@@ -216,6 +216,8 @@ def test_tables_load_completely(onto):
     assert {"lung", "liver", "pancreas", "blood", "skeletal muscle"} <= set(tissues)
     assert tissues["lung"].uberon == "UBERON:0002048"
     assert "blood vessel" in tissues["blood"].not_phrases
+    assert tissues["intestine"].prefixes == ("entero",)  # "entero-": a combining form
+    assert "entero" not in tissues["intestine"].phrases
     abbreviations = read_abbreviations(onto)
     assert len(abbreviations) == len(_rows(ABBREVIATIONS))  # nothing skipped
     keys = [a.key for a in abbreviations]

@@ -15,7 +15,8 @@
   CL's names may use instead ("medullary" / "medulla", "renal" / "kidney"), read as one
   word when a label's words are looked for in names.
 * ``tissues.tsv`` (tissue, uberon, words, parts, comment): the words that name a tissue or
-  organ ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), the
+  organ ("lung; pulmonary"), ``!phrase`` for phrases that do not ("!blood vessel"), a
+  combining form glued to a name as ``form-`` ("entero-": enteroendocrine cell), the
   words of its parts (optional: "cerebellum" is in the brain, yet a brain astrocyte is not
   a cerebellar one), with the UBERON id that CL's ``part_of`` links use.
 
@@ -70,6 +71,7 @@ class Tissue:
     phrases: tuple[str, ...]  # normalised: the tissue's words, then its parts'
     not_phrases: tuple[str, ...]  # normalised phrases that do not name the tissue
     own: tuple[str, ...] = ()  # normalised words naming the whole tissue (not a part)
+    prefixes: tuple[str, ...] = ()  # combining forms glued to a name ("entero")
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -159,13 +161,15 @@ def read_tissues(path: str | os.PathLike = TISSUES) -> dict[str, Tissue]:
                 f"line {line}: empty or repeated tissue", path=str(path), field="tissue"
             )
         words = [w.strip() for w in row["words"].split(";") if w.strip()]
+        prefixes = tuple(w[:-1].lower() for w in words if w.endswith("-") and w[:-1].isalpha())
+        words = [w for w in words if not w.endswith("-")]
         phrases = tuple(normalise_text(w) for w in words if not w.startswith("!"))
         nots = tuple(normalise_text(w[1:]) for w in words if w.startswith("!"))
         if not phrases:
             raise InputError(f"line {line}: no words", path=str(path), field="words")
         parts = [w.strip() for w in row.get("parts", "").split(";") if w.strip()]
         part_phrases = tuple(normalise_text(w) for w in parts)
-        out[name] = Tissue(name, row["uberon"], phrases + part_phrases, nots, phrases)
+        out[name] = Tissue(name, row["uberon"], phrases + part_phrases, nots, phrases, prefixes)
     return out
 
 

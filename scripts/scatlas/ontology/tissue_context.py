@@ -107,7 +107,19 @@ class TissueContext:
                 return found[0]
             if found:
                 return None
-        return None
+        return self._glued_variant(cl_id, tissue)
+
+    def _glued_variant(self, cl_id: str, tissue: str) -> str | None:
+        """The descendant named with the tissue's combining form glued to the term's name
+        ("endocrine cell" in the intestine: enteroendocrine cell)."""
+        label = normalise_text(self.ontology.label(cl_id))
+        found = {
+            e.cl_id
+            for prefix in self.tissues[tissue].prefixes
+            for e in (self._index.get(prefix + label) or {}).values()
+            if e.scope == "name" and self.ontology.is_ancestor(cl_id, e.cl_id)
+        }
+        return found.pop() if len(found) == 1 else None
 
     def _tissue_filter(self, span: _Span, tissue: str | None) -> bool:
         """Drop the span's terms placed in another tissue than ``tissue`` when others
