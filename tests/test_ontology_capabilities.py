@@ -426,6 +426,16 @@ def test_respiratory_terms_are_the_lungs(matcher):
     assert label(matcher, "basal cells", "trachea").match.cl_id == "CL:0000646"
 
 
+def test_words_of_a_cell_named_with_its_place(matcher):
+    # "foveolar cell of stomach": the cell's words count, not its place's ("pericentral"
+    # alone is not the endothelial cell of pericentral hepatic sinusoid)
+    assert label(matcher, "Foveolar cells").match.cl_id == "CL:0002179"
+    assert label(matcher, "pericentral").match is None
+    # "ductal" cells of the pancreas, the prostate: the tissue decides
+    assert label(matcher, "Ductal cells").match is None
+    assert label(matcher, "Ductal cells", "pancreas").match.cl_id == "CL:0002079"
+
+
 def test_a_structure_cell_of_several_branches(matcher):
     # "pancreatic islet" cells: alpha, beta, delta... (no name adds only the tissue)
     assert label(matcher, "pancreatic islet", "pancreas").match is None

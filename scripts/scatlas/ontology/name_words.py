@@ -54,7 +54,10 @@ class NameWords:
                 for key in keys:
                     words = key.split()
                     if cell_heads and not headed and not _headed(key):
-                        continue
+                        before = key.split(" of ")[0]  # "foveolar cell of stomach"
+                        if before == key or not _headed(before):
+                            continue
+                        words = before.split()  # the cell's words, not its place's
                     for w in set(words) - _STOP:
                         index.setdefault(w, set()).add(cl_id)
             self._name_word_indexes[cell_heads] = index
