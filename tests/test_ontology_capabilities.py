@@ -426,6 +426,20 @@ def test_respiratory_terms_are_the_lungs(matcher):
     assert label(matcher, "basal cells", "trachea").match.cl_id == "CL:0000646"
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("B naive kappa", "CL:0000788"),  # the light chain of the clone: no kind CL names
+        ("Plasma lambda", "CL:0000786"),
+        ("IgA plasma cells", "CL:0000987"),  # a heavy-chain isotype CL does name: kept
+        ("Natural Killer kappa", None),  # not a B-lineage cell: the word stays unexplained
+    ],
+)
+def test_a_light_chain_is_left_aside(matcher, text, answer):
+    res = label(matcher, text, "blood")
+    assert (res.match and res.match.cl_id) == answer, res
+
+
 def test_words_of_a_cell_named_with_its_place(matcher):
     # "foveolar cell of stomach": the cell's words count, not its place's ("pericentral"
     # alone is not the endothelial cell of pericentral hepatic sinusoid)

@@ -115,6 +115,7 @@ from scatlas.ontology.text import (
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
+_LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
 
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
@@ -505,8 +506,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def _last_readings(
         self, result: _ValueResult, main: str, shown: str, tissue: str | None, paren: bool
     ) -> _ValueResult:
-        """List members read with their noun (no parenthesis), then a cluster number left
-        aside."""
+        """A light chain left aside, list members read with their noun (no parenthesis),
+        then a cluster number left aside."""
+        if result.status == "unmatched" and main.rstrip().endswith(_LIGHT_CHAINS):
+            result = self._without_light_chain(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result

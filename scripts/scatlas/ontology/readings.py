@@ -27,6 +27,8 @@ _LIST_SPLIT = re.compile(r"(\s*[/,;&]\s*|\s+(?:and|or)\s+)", re.IGNORECASE)  # k
 # a dotted population code, ImmGen's notation (Heng et al. 2008, Nat Immunol 9:1091)
 _CODE = re.compile(r"^\s*[\w+-]+(?:\.[\w+-]+)+\.?\s*$")
 _DEVELOPMENT = ("is_a", "develops_from")
+_LIGHT_CHAIN = re.compile(r"^(.*\S)\s+(kappa|lambda|igk|igl)\s*$", re.IGNORECASE)
+_B_LINEAGE = "CL:0000945"  # lymphocyte of B lineage
 _NOT_A_LIST_OF_TYPES = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
@@ -228,6 +230,22 @@ class ValueReadings:
             return None
         note = f"{READ_WITH_NOUN}a {noun[:-1]} (its marker)"
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+
+    def _without_light_chain(
+        self, main: str, shown: str, tissue: str | None
+    ) -> _ValueResult | None:
+        """A B-lineage label ending in the light chain its clones use ("B naive kappa",
+        "Plasma lambda"), which CL names no kinds by, read without it."""
+        found = _LIGHT_CHAIN.match(main)
+        if found is None:
+            return None
+        alt = self._value(found.group(1), tissue)
+        if alt.status != "mapped" or alt.hit is None:
+            return None
+        if not self.ontology.is_ancestor(_B_LINEAGE, alt.hit.cl_id, _DEVELOPMENT):
+            return None
+        note = f'light chain "{found.group(2)}" left aside'
+        return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
 
     def _without_cluster_index(
         self, result: _ValueResult, main: str, shown: str, tissue: str | None
