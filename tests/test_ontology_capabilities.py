@@ -387,6 +387,11 @@ def test_words_inside_the_names_of_one_branch(matcher):
         ("Vip", "brain", "CL:4023016"),
         ("Meis2", "brain", "CL:4023065"),
         ("L5 IT", "brain", "CL:4023049"),
+        # a cortical layer range is no list and its second layer no number: CL's own
+        # EXACT synonyms ("L5/6 NP M1", "L4/5 IT MOp") were read as lists
+        ("L5/6 NP M1", None, "CL:4023043"),
+        ("L4/5 IT MOp", None, "CL:4023048"),
+        ("sample 2/3", None, None),
         # a marker with a level is no name ("CD16lo MF.BM"), a negation or "-like" none
         ("CD16lo MF.BM", None, None),
         ("non-B lymphocyte", None, None),

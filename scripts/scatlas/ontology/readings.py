@@ -28,6 +28,7 @@ _LIST_SPLIT = re.compile(r"(\s*[/,;&]\s*|\s+(?:and|or)\s+)", re.IGNORECASE)  # k
 _CODE = re.compile(r"^\s*[\w+-]+(?:\.[\w+-]+)+\.?\s*$")
 _DEVELOPMENT = ("is_a", "develops_from")
 _LIGHT_CHAIN = re.compile(r"^(.*\S)\s+(kappa|lambda|igk|igl)\s*$", re.IGNORECASE)
+_LAYER = re.compile(r"l\d")  # a cortical layer ("L5"), normalised
 _B_LINEAGE = "CL:0000945"  # lymphocyte of B lineage
 _NOT_A_LIST_OF_TYPES = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
@@ -185,7 +186,10 @@ class ValueReadings:
         four words of names ("Inner Medullary Collecting Duct", "Meis2"), no number; or, when its last words name a type with "cell" and it is no
         list ("CD8a/b", "NK / NKT"), up to six with markers and two words of no name
         ("Proliferating Basal"), never a number ("sample 12")."""
-        short = len(words) <= _MAX_SHORT and not any(w.isdigit() or w in _LEVELS for w in words)
+        short = len(words) <= _MAX_SHORT and not any(
+            (w.isdigit() and not _layer_range(words, k)) or w in _LEVELS
+            for k, w in enumerate(words)
+        )
         if short and all(w in self._vocab or w in self._anatomy_abbreviations for w in words):
             return True
         if len(words) > _MAX_NOUNLESS or _LIST_MARK.search(raw):
@@ -270,3 +274,8 @@ class ValueReadings:
             return result
         note = f'cluster number "_{found.group(2)}" left aside'
         return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
+
+
+def _layer_range(words: list[str], k: int) -> bool:
+    """Whether word k is the second layer of a cortical layer range ("L2/3": "l2 3")."""
+    return k > 0 and words[k].isdigit() and _LAYER.fullmatch(words[k - 1]) is not None
