@@ -445,6 +445,39 @@ def test_a_light_chain_is_left_aside(matcher, text, answer):
     assert (res.match and res.match.cl_id) == answer, res
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # a whole value that is a name, holding what phrases do not cross
+        ("T(H)-1 cell", "CL:0000545"),
+        ("podocyte (sensu Diptera)", "CL:0000391"),
+        ("MF.LN", "CL:0000868"),
+        ("L2/3 intratelencephalic projecting glutamatergic neuron of the primary motor cortex",
+         "CL:4023047"),
+        ("T cells (Treg)", "CL:0000815"),  # no name: read as label and parenthesis
+    ],
+)  # fmt: skip
+def test_a_whole_value_that_is_a_name(matcher, text, answer):
+    res = label(matcher, text)
+    assert (res.match and res.match.cl_id) == answer, res
+
+
+def test_the_ontology_names_its_own_terms(onto, matcher):
+    """Every name and EXACT synonym of an informative term, as a cell-type label, maps to
+    that term, but for keys two terms share once normalised ("Bm2 B cell" / "Bm2' B
+    cell") and tissue-bound words ("alpha cell")."""
+    counts = {"self": 0, "other": 0}
+    for cl_id in onto.term_ids():
+        if not onto.is_informative(cl_id):
+            continue
+        info = onto.info(cl_id)
+        for text, scope in [(info.name, "name"), *info.synonyms]:
+            if scope in ("name", "EXACT"):
+                m = label(matcher, text).match
+                counts["self" if m is not None and m.cl_id == cl_id else "other"] += 1
+    assert counts["self"] > 4500 and counts["other"] <= 25, counts
+
+
 def test_words_of_a_cell_named_with_its_place(matcher):
     # "foveolar cell of stomach": the cell's words count, not its place's ("pericentral"
     # alone is not the endothelial cell of pericentral hepatic sinusoid)

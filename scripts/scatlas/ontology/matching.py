@@ -115,6 +115,7 @@ from scatlas.ontology.text import (
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
+_BREAKS_NAMES = re.compile(r"[(/.]")  # what phrase windows do not cross
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
 
@@ -469,7 +470,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
 
     def _value_uncached(self, text: str, tissue: str | None) -> _ValueResult:
         """Match one field value (field name and priority filled in by the caller)."""
-        named = self._named_id(text) if "CL" in text else None
+        named = self._named_outright(text)
         if named is not None:
             return named
         if self._names_nothing(text):
@@ -514,6 +515,25 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
         return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
+
+    def _named_outright(self, text: str) -> _ValueResult | None:
+        """A CL id the value names, or a name it is whole across what phrases do not cross
+        ("T(H)-1 cell", "L2/3 ... neuron of the primary motor cortex")."""
+        named = self._named_id(text) if "CL" in text else None
+        if named is None and _BREAKS_NAMES.search(text):
+            named = self._whole_name(text)
+        return named
+
+    def _whole_name(self, text: str) -> _ValueResult | None:
+        """The one term whose name or EXACT synonym the whole value is, when it holds what
+        phrases cannot cross (a parenthesis, a slash, a dot: "T(H)-1 cell", "MF.LN")."""
+        per_term = self._index.get(normalise_text(text))
+        if not per_term or len(per_term) != 1:
+            return None
+        (e,) = per_term.values()
+        if e.scope not in ("name", "EXACT") or e.tissue or e.implied or e.variant:
+            return None
+        return _ValueResult("mapped", _Hit(e.cl_id, e.scope, e.text, "", text, e.weight))
 
     def _named_id(self, text: str) -> _ValueResult | None:
         """The term of the one current CL id a value names ("CL:0000236"), if informative."""
