@@ -230,8 +230,9 @@ def test_a_population_code_and_the_line_of_development(matcher, text, answer):
 @pytest.mark.parametrize(
     ("text", "answer"),
     [
-        ("Granulocyte/monocyte progenitor", "CL:0000557"),  # CL: "granulocyte/monocyte ..."
-        ("beige/brite adipocytes", "CL:0001070"),
+        # inside a longer value (a value that is the whole name is that name outright)
+        ("sorted Granulocyte/monocyte progenitor", "CL:0000557"),  # "granulocyte/monocyte"
+        ("inguinal beige/brite adipocytes", "CL:0001070"),
         ("T/NK cells", LYMPHOCYTE),  # no name holds "T NK": a list
     ],
 )
