@@ -575,6 +575,12 @@ def test_tissue_senses_and_variants(onto, matcher):
     assert label(matcher, "neurons", tissue="intestine").match.cl_id == "CL:0007011"
     assert label(matcher, "endocrine cells", tissue="pancreas").match.cl_id == "CL:0008024"
     assert label(matcher, "basal cells").match.cl_id == "CL:0000646"  # no tissue: as named
+    # a label that is no name (here a weak synonym of a smooth muscle myoblast) named with
+    # the tissue's word before it; the aorta's own cells; Tabula Muris' tissue names
+    m = label(matcher, "satellite cells", tissue="Limb_Muscle").match
+    assert m.cl_id == "CL:0000594" and "the tissue's word read before it" in m.evidence
+    assert label(matcher, "satellite cells", tissue="Diaphragm").match.cl_id == "CL:0000594"
+    assert label(matcher, "endothelial cells", tissue="Aorta").match.cl_id == "CL:0002544"
     # a part of a tissue recognises it but never specialises to itself: a brain astrocyte
     # is not a cerebellar one
     assert label(matcher, "astrocytes", tissue="brain").match.cl_id == "CL:0000127"

@@ -507,14 +507,38 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def _last_readings(
         self, result: _ValueResult, main: str, shown: str, tissue: str | None, paren: bool
     ) -> _ValueResult:
-        """A light chain left aside, list members read with their noun (no parenthesis),
-        then a cluster number left aside."""
+        """The tissue's word before a label that is no name, a light chain left aside,
+        list members read with their noun (no parenthesis), then a cluster number left
+        aside."""
+        if tissue and (result.hit is None or result.hit.scope not in _STRONG):
+            result = self._tissue_named(main, shown, tissue) or result
         if result.status == "unmatched" and main.rstrip().endswith(_LIGHT_CHAINS):
             result = self._without_light_chain(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
         return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
+
+    def _tissue_named(self, main: str, shown: str, tissue: str) -> _ValueResult | None:
+        """The term named by the tissue's word before the label ("satellite cells" in
+        skeletal muscle: skeletal muscle satellite cell), for a label that alone is no
+        name or only a weak synonym."""
+        t = self.tissues.get(tissue)
+        if t is None:
+            return None
+        key = normalise_text(main)
+        found = {
+            e.cl_id: e
+            for phrase in t.own
+            for e in (self._index.get(f"{phrase} {key}") or {}).values()
+            if e.scope in ("name", "EXACT") and not e.tissue and not e.implied
+        }
+        if len(found) != 1:
+            return None
+        (e,) = found.values()
+        note = f"the tissue's word read before it ({tissue})"
+        conf = round(e.weight * _TISSUE_DECIDED, 4)
+        return _ValueResult("mapped", _Hit(e.cl_id, e.scope, e.text, "", shown, conf, (note,)))
 
     def _named_outright(self, text: str) -> _ValueResult | None:
         """A CL id the value names, or a name it is whole across what phrases do not cross
