@@ -581,6 +581,10 @@ def test_tissue_senses_and_variants(onto, matcher):
     assert m.cl_id == "CL:0000594" and "the tissue's word read before it" in m.evidence
     assert label(matcher, "satellite cells", tissue="Diaphragm").match.cl_id == "CL:0000594"
     assert label(matcher, "endothelial cells", tissue="Aorta").match.cl_id == "CL:0002544"
+    # "<label> of <tissue>", a term CL files apart from the label's own
+    assert label(matcher, "mucous cells", tissue="stomach").match.cl_id == "CL:0002180"
+    kept = label(matcher, "mucous cell", tissue="stomach", field="cell_ontology_class").match
+    assert kept.cl_id == "CL:0000319"  # a curated class is kept as named
     # a part of a tissue recognises it but never specialises to itself: a brain astrocyte
     # is not a cerebellar one
     assert label(matcher, "astrocytes", tissue="brain").match.cl_id == "CL:0000127"

@@ -307,6 +307,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self._label_words_cache: dict[str, frozenset[str]] = {}
         self._named_cache: dict[str, dict[tuple[str, frozenset[str]], list[str]]] = {}
         self._cache: dict[tuple[str, str], _ValueResult] = {}
+        self._tissue_names: dict[tuple[str, str], _Entry | None] = {}
         self._idle_words: dict[str, bool] = {}
         self._splits: dict[tuple[str, bool], tuple[str, ...]] = {}
         # the name-word readings' lookups, built on first use, and memos (`NameWords`)
@@ -507,11 +508,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def _last_readings(
         self, result: _ValueResult, main: str, shown: str, tissue: str | None, paren: bool
     ) -> _ValueResult:
-        """The tissue's word before a label that is no name, a light chain left aside,
-        list members read with their noun (no parenthesis), then a cluster number left
-        aside."""
-        if tissue and (result.hit is None or result.hit.scope not in _STRONG):
-            result = self._tissue_named(main, shown, tissue) or result
+        """A light chain left aside, list members read with their noun (no parenthesis),
+        then a cluster number left aside."""
         if result.status == "unmatched" and main.rstrip().endswith(_LIGHT_CHAINS):
             result = self._without_light_chain(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
@@ -519,26 +517,43 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             result = self._list_with_nouns(main, shown, tissue, result) or result
         return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
 
-    def _tissue_named(self, main: str, shown: str, tissue: str) -> _ValueResult | None:
-        """The term named by the tissue's word before the label ("satellite cells" in
-        skeletal muscle: skeletal muscle satellite cell), for a label that alone is no
-        name or only a weak synonym."""
+    def _tissue_named(self, text: str, tissue: str, result: _ValueResult) -> _ValueResult | None:
+        """The term the label names with the tissue's word ("<tissue> <label>", "<label> of
+        <tissue>"): "satellite cells" in skeletal muscle, skeletal muscle satellite cell;
+        "mucous cells" in the stomach, mucous cell of stomach (CL files it apart from its
+        mucus secreting cell); never the answer found or coarser, and not for a curated
+        ontology-class field, whose term is kept as named (the caller's test)."""
+        memo = (text, tissue)
+        e = self._tissue_names.get(memo, False)
+        if e is False:
+            e = _remember(self._tissue_names, memo, self._tissue_entry(text, tissue))
+        if e is None or result.status == "none":
+            return None
+        hit = result.hit
+        if hit is not None and (
+            e.cl_id in (hit.cl_id, self._specialise(hit.cl_id, tissue))
+            or self.ontology.is_ancestor(e.cl_id, hit.cl_id)
+        ):
+            return None  # the answer found, its tissue variant (see `_combine`), or coarser
+        note = f"the tissue's word read before it ({tissue})"
+        conf = round(e.weight * _TISSUE_DECIDED, 4)
+        return _ValueResult("mapped", _Hit(e.cl_id, e.scope, e.text, "", text, conf, (note,)))
+
+    def _tissue_entry(self, text: str, tissue: str) -> _Entry | None:
+        """The one name or EXACT synonym that "<tissue word> <text>" or "<text> of <tissue
+        word>" is, if any."""
         t = self.tissues.get(tissue)
         if t is None:
             return None
-        key = normalise_text(main)
+        key = normalise_text(_PAREN.sub(" ", text))
         found = {
             e.cl_id: e
             for phrase in t.own
-            for e in (self._index.get(f"{phrase} {key}") or {}).values()
+            for k in (f"{phrase} {key}", f"{key} of {phrase}")
+            for e in (self._index.get(k) or {}).values()
             if e.scope in ("name", "EXACT") and not e.tissue and not e.implied
         }
-        if len(found) != 1:
-            return None
-        (e,) = found.values()
-        note = f"the tissue's word read before it ({tissue})"
-        conf = round(e.weight * _TISSUE_DECIDED, 4)
-        return _ValueResult("mapped", _Hit(e.cl_id, e.scope, e.text, "", shown, conf, (note,)))
+        return next(iter(found.values())) if len(found) == 1 else None
 
     def _named_outright(self, text: str) -> _ValueResult | None:
         """A CL id the value names, or a name it is whole across what phrases do not cross
@@ -882,6 +897,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 res = _ValueResult("mapped", hit)
             else:
                 res = self._value(text, context)
+                if self.specialise_by_tissue and context and f.kind != "ontology term":
+                    res = self._tissue_named(text, context, res) or res
             if res.hit is not None and f.kind != "cell type" and _label_only(res.hit):
                 res = _ValueResult("unmatched", note=_label_only(res.hit))
             if res.note and res.status != "mapped":
