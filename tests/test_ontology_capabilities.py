@@ -479,6 +479,28 @@ def test_the_ontology_names_its_own_terms(onto, matcher):
     assert counts["self"] > 4500 and counts["other"] <= 25, counts
 
 
+def test_the_tissue_finds_its_variant_of_a_named_type(onto, matcher):
+    """Each term named "<tissue word> <name>" or "<name> of <tissue word>" ("kidney
+    epithelial cell", "mucous cell of stomach"), from <name> and the tissue."""
+    counts = {"found": 0, "other": 0}
+    for cl_id in onto.term_ids():
+        if not onto.is_informative(cl_id):
+            continue
+        name = normalise_text(onto.label(cl_id))
+        for tissue in matcher.tissues.values():
+            for phrase in tissue.own:
+                if name.startswith(phrase + " "):
+                    base = name[len(phrase) + 1 :]
+                elif name.endswith(" of " + phrase):
+                    base = name[: -len(" of " + phrase)]
+                else:
+                    continue
+                if base in matcher._index:  # the name alone is a name
+                    m = label(matcher, base, tissue.name).match
+                    counts["found" if m is not None and m.cl_id == cl_id else "other"] += 1
+    assert counts["found"] >= 165 and counts["other"] <= 10, counts
+
+
 def test_words_of_a_cell_named_with_its_place(matcher):
     # "foveolar cell of stomach": the cell's words count, not its place's ("pericentral"
     # alone is not the endothelial cell of pericentral hepatic sinusoid)
