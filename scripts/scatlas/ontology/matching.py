@@ -39,7 +39,16 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    as "<label> cell" ("Plasma", "Descending Vasa Recta Endothelial", "Alveolar
    Epithelial Type 1") or, after a lineage marker, with the lineage's noun ("CD4+ Central
    Memory" ~ central memory CD4-positive T cell), in a cell-type field only; a cluster
-   number ("CD4 TCM_2") is left aside when it names nothing more.
+   number ("CD4 TCM_2"), a trailing "type N" CL names no kind for, and a B-lineage
+   light chain ("B naive kappa") are left aside; list members read with their noun
+   ("Natural Killer / Natural Killer T"); a structure's name is its own epithelial cell
+   ("Connecting Tubule"), found among names in its words' other forms (`word_forms.tsv`:
+   "medullary" / "medulla"); a parenthesis naming a cell on the label's line of
+   development refines it ("B cells (proB.CLP)", a dotted code read by its parts); a
+   whole value that is a name maps outright across parentheses, slashes and dots.
+8. Per field (not a curated ontology-class one), the label read with the tissue's word
+   before it or "of" it when that is a name CL files apart ("satellite cells" in muscle:
+   skeletal muscle satellite cell).
 
 Across fields, the more trusted field wins (author cell-type column > other
 characteristics > source name > title > tissue); a less trusted field may only refine the
