@@ -365,6 +365,9 @@ def test_words_inside_the_names_of_one_branch(matcher):
     assert label(matcher, "Distal tubule cells").match.cl_id == "CL:0002305"
     # words spread over unrelated branches, or a general term's name: no answer
     assert label(matcher, "animal cells").match is None
+    # the words must lie in one name: not "t" from "plasmacytoid T cell" and "lymphoid"
+    # from "lymphoid dendritic cell", two synonyms of the plasmacytoid dendritic cell
+    assert label(matcher, "T lymphoid").match is None
     # the one term whose name holds them names a stage the label does not say
     assert label(matcher, "pancreatic islet").match is None  # not its progenitor cell
     assert label(matcher, "cells").match is None

@@ -190,11 +190,13 @@ class NameWords:
         return _ValueResult("mapped", hit)
 
     def _terms_holding(self, content: list[str]) -> set[str]:
-        """Terms with a name (ending in "cell") that holds every word; if none, every word
+        """Terms with one name (of a cell noun) that holds every word; if none, every word
         in either of its forms ("ductal" names find "ductal" before "duct")."""
         index = self._name_word_index()
         found = set.intersection(*(index.get(w, set()) for w in content))
-        if found or self._word_forms.keys().isdisjoint(content):
+        if found:
+            return self._in_one_name(found, [(w,) for w in content])
+        if self._word_forms.keys().isdisjoint(content):
             return found
         for w in content:
             terms = index.get(w, set())
@@ -202,8 +204,21 @@ class NameWords:
                 terms = terms | index.get(form, set())
             found = terms if w == content[0] else found & terms
             if not found:
-                break
-        return found
+                return found
+        return self._in_one_name(found, [(w, *self._word_forms.get(w, ())) for w in content])
+
+    def _in_one_name(self, terms: set[str], words: list[tuple[str, ...]]) -> set[str]:
+        """The terms with one name holding a form of every word (not "t" from one name and
+        "lymphoid" from another: plasmacytoid T cell, lymphoid dendritic cell)."""
+        names = self._names_by_term()
+        return {
+            t
+            for t in terms
+            if any(
+                all(not held.isdisjoint(forms) for forms in words)
+                for held in map(set, map(str.split, names[t]))
+            )
+        }
 
     def _plainest(self, terms: set[str], content: list[str], tissue: str | None) -> list[str]:
         """Of terms on several branches, the most general ones with a name that adds to
