@@ -124,6 +124,8 @@ from scatlas.ontology.text import (
 from scatlas.ontology.tissue_context import TissueContext
 
 log = logging.getLogger(__name__)
+_WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no number or id
+_MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to place
 _BREAKS_NAMES = re.compile(r"[(/.]")  # what phrase windows do not cross
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
@@ -317,6 +319,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self._named_cache: dict[str, dict[tuple[str, frozenset[str]], list[str]]] = {}
         self._cache: dict[tuple[str, str], _ValueResult] = {}
         self._tissue_names: dict[tuple[str, str], _Entry | None] = {}
+        self._tissue_bases: dict[str, dict[str, _Entry | None]] = {}
+        self._label_keys: dict[str, str] = {}
         self._idle_words: dict[str, bool] = {}
         self._splits: dict[tuple[str, bool], tuple[str, ...]] = {}
         # the name-word readings' lookups, built on first use, and memos (`NameWords`)
@@ -532,13 +536,20 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         "mucous cells" in the stomach, mucous cell of stomach (CL files it apart from its
         mucus secreting cell); never the answer found or coarser, and not for a curated
         ontology-class field, whose term is kept as named (the caller's test)."""
-        memo = (text, tissue)
+        hit = result.hit
+        if result.status == "none" or (
+            hit is None and (len(text.split()) > _MAX_LABEL_WORDS or not _WORDS_ONLY.match(text))
+        ):
+            return None  # names nothing; or no label: a description, an id ("BON_1_10002")
+        if hit is not None and any(n.startswith('phrase "') for n in hit.notes):
+            return None  # the label says more than the name found
+        label = text if hit is None else hit.synonym  # the name found: fewer distinct keys
+        memo = (label, tissue)
         e = self._tissue_names.get(memo, False)
         if e is False:
-            e = _remember(self._tissue_names, memo, self._tissue_entry(text, tissue))
-        if e is None or result.status == "none":
+            e = _remember(self._tissue_names, memo, self._tissue_entry(label, tissue))
+        if e is None:
             return None
-        hit = result.hit
         if hit is not None and (
             e.cl_id in (hit.cl_id, self._specialise(hit.cl_id, tissue))
             or self.ontology.is_ancestor(e.cl_id, hit.cl_id)
@@ -551,18 +562,36 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def _tissue_entry(self, text: str, tissue: str) -> _Entry | None:
         """The one name or EXACT synonym that "<tissue word> <text>" or "<text> of <tissue
         word>" is, if any."""
+        bases = self._tissue_bases.get(tissue)
+        if bases is None:
+            bases = self._tissue_bases[tissue] = self._bases_in(tissue)
+        if not bases:
+            return None
+        key = self._label_keys.get(text)
+        if key is None:
+            key = _remember(self._label_keys, text, normalise_text(_PAREN.sub(" ", text)))
+        return bases.get(key)
+
+    def _bases_in(self, tissue: str) -> dict[str, _Entry | None]:
+        """Name -> the one name or EXACT synonym it makes with one of the tissue's words
+        before it or "of" it ("satellite cell" -> skeletal muscle satellite cell); None for
+        a name that makes several."""
         t = self.tissues.get(tissue)
         if t is None:
-            return None
-        key = normalise_text(_PAREN.sub(" ", text))
-        found = {
-            e.cl_id: e
-            for phrase in t.own
-            for k in (f"{phrase} {key}", f"{key} of {phrase}")
-            for e in (self._index.get(k) or {}).values()
-            if e.scope in ("name", "EXACT") and not e.tissue and not e.implied
-        }
-        return next(iter(found.values())) if len(found) == 1 else None
+            return {}
+        found: dict[str, dict[str, _Entry]] = {}
+        for key, per_term in self._index.items():
+            for phrase in t.own:
+                if key.startswith(phrase + " "):
+                    base = key[len(phrase) + 1 :]
+                elif key.endswith(" of " + phrase):
+                    base = key[: -len(phrase) - 4]
+                else:
+                    continue
+                for e in per_term.values():
+                    if e.scope in ("name", "EXACT") and not e.tissue and not e.implied:
+                        found.setdefault(base, {})[e.cl_id] = e
+        return {b: next(iter(es.values())) if len(es) == 1 else None for b, es in found.items()}
 
     def _named_outright(self, text: str) -> _ValueResult | None:
         """A CL id the value names, or a name it is whole across what phrases do not cross

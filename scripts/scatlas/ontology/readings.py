@@ -150,23 +150,20 @@ class ValueReadings:
         needs it, a member is markers alone ("CD8a/b") or the list names no type; and when
         the value's answer ``found`` already holds a word of such a member (a comma inside
         a name: "effector memory CD4-positive, alpha-beta T cell")."""
-        if len(main.split()) > _MAX_LIST_WORDS:
+        parts = _LIST_SPLIT.split(main)
+        members = [parts[k].strip() for k in range(0, len(parts), 2)]
+        if not self._a_list_of_labels(main, members, found):
             return None
         named = set(normalise_text(found.hit.synonym).split()) if found.hit else set()
-        parts = _LIST_SPLIT.split(main)
-        if not _NOT_A_LIST_OF_TYPES.isdisjoint(normalise_text(main).split()):
-            return None  # "-like", "non-", "unknown": not a list of types CL names
-        slashed = _SLASHED.findall(main)
-        if any((normalise_text(a), normalise_text(b)) in self._adjacent for a, b in slashed):
-            return None  # a slash inside a name ("columnar/cuboidal epithelial cell")
         changed = False
-        for k in range(0, len(parts), 2):
-            member = parts[k].strip()
+        for k, member in zip(range(0, len(parts), 2), members, strict=True):
             words = normalise_text(member).split()
             if not words or all(is_marker(w) or w in _LEVELS for w in words):
                 return None  # "CD8a/b": marker variants, not a list of types
-            if " ".join(words) in self._index:
-                continue  # a name ("Pericyte")
+            if not _may_lack_noun(member) or " ".join(words) in self._index:
+                continue  # a noun of its own; a name ("Pericyte")
+            if not self._reads_without_noun(words, member.lower(), False):
+                continue  # cheap test first: not a label the noun reading may take
             hit = self._value(member, tissue).hit
             if hit is not None and any(n.startswith(READ_WITH_NOUN) for n in hit.notes):
                 if not named.isdisjoint(words):
@@ -180,6 +177,21 @@ class ValueReadings:
             return None
         note = f'{READ_WITH_NOUN}"{"".join(parts).lower()}"'
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
+
+    def _a_list_of_labels(self, main: str, members: list[str], found: _ValueResult) -> bool:
+        """Whether a value may be a list of labels some of which leave out their noun: short,
+        not read whole by the answer found, a member without "cell", no "-like", "non-",
+        "unknown", no slash inside a name ("columnar/cuboidal epithelial cell")."""
+        if len(main.split()) > _MAX_LIST_WORDS:
+            return False
+        if found.hit is not None and not any(n.startswith('phrase "') for n in found.hit.notes):
+            return False  # the answer found reads the whole value
+        if not any(_may_lack_noun(m) for m in members):
+            return False  # cheap test first: every member ends in a cell noun
+        if not _NOT_A_LIST_OF_TYPES.isdisjoint(normalise_text(main).split()):
+            return False
+        slashed = _SLASHED.findall(main)
+        return not any((normalise_text(a), normalise_text(b)) in self._adjacent for a, b in slashed)
 
     def _reads_without_noun(self, words: list[str], raw: str, typed: bool) -> bool:
         """Whether a label's words (less a trailing "type N") may be read with a noun: up to
@@ -279,3 +291,10 @@ class ValueReadings:
 def _layer_range(words: list[str], k: int) -> bool:
     """Whether word k is the second layer of a cortical layer range ("L2/3": "l2 3")."""
     return k > 0 and words[k].isdigit() and _LAYER.fullmatch(words[k - 1]) is not None
+
+
+def _may_lack_noun(member: str) -> bool:
+    """Whether a list member may leave out its noun: a label of a few words that does not
+    end in "cell(s)" ("Natural Killer", not "T cells")."""
+    words = member.split()
+    return 0 < len(words) <= _MAX_NOUNLESS and not words[-1].lower().startswith("cell")
