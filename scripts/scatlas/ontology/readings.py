@@ -247,17 +247,29 @@ class ValueReadings:
         note = f"{READ_WITH_NOUN}a {noun[:-1]} (its marker)"
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
-    def _without_light_chain(
-        self, main: str, shown: str, tissue: str | None
-    ) -> _ValueResult | None:
-        """A B-lineage label ending in the light chain its clones use ("B naive kappa",
-        "Plasma lambda"), which CL names no kinds by, read without it."""
-        found = _LIGHT_CHAIN.match(main)
+    def _value_less(
+        self, pattern: re.Pattern[str], main: str, tissue: str | None
+    ) -> tuple[re.Match[str], _ValueResult] | None:
+        """The match of a trailing part (``pattern``; group 1 is the rest) and the answer
+        for the label without it, when that maps."""
+        found = pattern.match(main)
         if found is None:
             return None
         alt = self._value(found.group(1), tissue)
         if alt.status != "mapped" or alt.hit is None:
             return None
+        return found, alt
+
+    def _without_light_chain(
+        self, main: str, shown: str, tissue: str | None
+    ) -> _ValueResult | None:
+        """A B-lineage label ending in the light chain its clones use ("B naive kappa",
+        "Plasma lambda"), which CL names no kinds by, read without it."""
+        less = self._value_less(_LIGHT_CHAIN, main, tissue)
+        if less is None:
+            return None
+        found, alt = less
+        assert alt.hit is not None
         if not self.ontology.is_ancestor(_B_LINEAGE, alt.hit.cl_id, _DEVELOPMENT):
             return None
         note = f'light chain "{found.group(2)}" left aside'
@@ -270,12 +282,11 @@ class ValueReadings:
         Natural Killer_3") read without the number, when that names a type and the number
         named nothing more: the value was unmatched, or its term is the same or more
         general ("Alveolar type_2", where the number names the type, is kept)."""
-        found = _CLUSTER_INDEX.match(main)
-        if found is None:
+        less = self._value_less(_CLUSTER_INDEX, main, tissue)
+        if less is None:
             return result
-        alt = self._value(found.group(1), tissue)
-        if alt.status != "mapped" or alt.hit is None:
-            return result
+        found, alt = less
+        assert alt.hit is not None
         if result.status != "unmatched" and not (
             result.hit is not None
             and (
