@@ -458,6 +458,7 @@ def test_a_light_chain_is_left_aside(matcher, text, answer):
         ("MF.LN", "CL:0000868"),
         ("L2/3 intratelencephalic projecting glutamatergic neuron of the primary motor cortex",
          "CL:4023047"),
+        ("Chandelier PV", "CL:4023036"),  # "PV" is no portal vein in CL's own synonym
         ("T cells (Treg)", "CL:0000815"),  # no name: read as label and parenthesis
     ],
 )  # fmt: skip

@@ -126,7 +126,6 @@ from scatlas.ontology.tissue_context import TissueContext
 log = logging.getLogger(__name__)
 _WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no number or id
 _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to place
-_BREAKS_NAMES = re.compile(r"[(/.]")  # what phrase windows do not cross
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
 
@@ -303,6 +302,11 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self._implied_words = frozenset(w for _, k in self._implied_terms for w in k.split())
         self._composed: dict[tuple[str, str, str], str | None] = {}
         self._index_words()
+        # what phrase windows do not cross, and anatomical abbreviations that are also words
+        # of names (read in full, they would hide "Chandelier PV", "MF.BM")
+        clash = sorted(w for w in self._anatomy_abbreviations if w in self._vocab)
+        alternatives = "|".join([r"[(/.]", *(rf"\b{re.escape(w)}\b" for w in clash)])
+        self._whole_hint = re.compile(alternatives, re.IGNORECASE)
         self._max_window = min(_MAX_WINDOW, max((len(k.split()) for k in self._index), default=1))
         self._tissue_phrases: dict[str, str] = {}
         for t in self.tissues.values():
@@ -595,9 +599,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
 
     def _named_outright(self, text: str) -> _ValueResult | None:
         """A CL id the value names, or a name it is whole across what phrases do not cross
-        ("T(H)-1 cell", "L2/3 ... neuron of the primary motor cortex")."""
+        ("T(H)-1 cell", "L2/3 ... neuron of the primary motor cortex") or an abbreviation
+        they would read in full ("Chandelier PV")."""
         named = self._named_id(text) if "CL" in text else None
-        if named is None and _BREAKS_NAMES.search(text):
+        if named is None and self._whole_hint.search(text):
             named = self._whole_name(text)
         return named
 
