@@ -263,6 +263,8 @@ def test_a_hyphen_joins_a_pair_that_names_hold(matcher, text, answer):
         ("CD19+ naive", "CL:0000788"),  # naive B cell
         ("CD4+", None),  # markers alone
         ("CD8+ unknown", None),  # the name found would hold none of its words
+        ("CD4 Proliferating", "CL:0000624"),  # a dividing cell is of its type
+        ("CD8+ cycling", "CL:0000625"),
     ],
 )
 def test_a_lymphocyte_state_after_its_marker(matcher, text, answer):

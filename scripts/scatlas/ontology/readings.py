@@ -22,6 +22,8 @@ _LINEAGE_MARKERS = {
 }
 # a cheap test that a raw value may name one of those markers
 _LINEAGE_HINT = re.compile("|".join(rf"{m}(?!\d)" for m in _LINEAGE_MARKERS), re.IGNORECASE)
+# words that say a cell divides, not what it is ("CD4 Proliferating": a CD4 T cell)
+_PROLIFERATING = frozenset({"proliferating", "cycling", "dividing", "mitotic", "replicating"})
 _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
 _LIST_SPLIT = re.compile(r"(\s*[/,;&]\s*|\s+(?:and|or)\s+)", re.IGNORECASE)  # keeps the marks
 # a dotted population code, ImmGen's notation (Heng et al. 2008, Nat Immunol 9:1091)
@@ -237,10 +239,13 @@ class ValueReadings:
             return None  # markers alone ("CD4+"): no state to read
         noun, lineage = found[0]
         ending = "cells" if words[-1] in ("t", "b") else noun  # "CD4+ Memory/Effector T"
+        said = state - _PROLIFERATING  # a cycling cell is of its type: "CD4 Proliferating"
+        if said != state:
+            main = " ".join(w for w in main.split() if w.lower() not in _PROLIFERATING)
         alt = self._phrase_value(f"{main} {ending}", shown, tissue)
         if alt.status != "mapped" or alt.hit is None or alt.hit.cl_id == lineage:
             return None
-        if state.isdisjoint(normalise_text(alt.hit.synonym).split()):
+        if said and said.isdisjoint(normalise_text(alt.hit.synonym).split()):
             return None  # the name found holds none of the state's words ("CD8+ unknown")
         if not self.ontology.is_ancestor(lineage, alt.hit.cl_id):
             return None
