@@ -307,6 +307,14 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         clash = sorted(w for w in self._anatomy_abbreviations if w in self._vocab)
         alternatives = "|".join([r"[(/.]", *(rf"\b{re.escape(w)}\b" for w in clash)])
         self._whole_hint = re.compile(alternatives, re.IGNORECASE)
+        # the first words, as written, of the names it may find (a cheap test)
+        self._whole_firsts = frozenset(
+            _first_word(text)
+            for cl_id in ontology.term_ids()
+            if ontology.is_informative(cl_id)
+            for text, scope in [(ontology.info(cl_id).name, "name"), *ontology.info(cl_id).synonyms]
+            if scope in ("name", "EXACT") and self._whole_hint.search(text)
+        )
         self._max_window = min(_MAX_WINDOW, max((len(k.split()) for k in self._index), default=1))
         self._tissue_phrases: dict[str, str] = {}
         for t in self.tissues.values():
@@ -584,7 +592,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if t is None:
             return {}
         found: dict[str, dict[str, _Entry]] = {}
+        firsts = {p.split(" ", 1)[0] for p in t.own}
         for key, per_term in self._index.items():
+            if key.split(" ", 1)[0] not in firsts and " of " not in key:
+                continue  # cheap test first
             for phrase in t.own:
                 if key.startswith(phrase + " "):
                     base = key[len(phrase) + 1 :]
@@ -602,7 +613,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         ("T(H)-1 cell", "L2/3 ... neuron of the primary motor cortex") or an abbreviation
         they would read in full ("Chandelier PV")."""
         named = self._named_id(text) if "CL" in text else None
-        if named is None and self._whole_hint.search(text):
+        # the first word is a cheap test; then what phrases do not cross
+        whole = _first_word(text) in self._whole_firsts and self._whole_hint.search(text)
+        if named is None and whole:
             named = self._whole_name(text)
         return named
 
@@ -940,7 +953,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 res = _ValueResult("mapped", hit)
             else:
                 res = self._value(text, context)
-                if self.specialise_by_tissue and context and f.kind != "ontology term":
+                if self.specialise_by_tissue and context and f.kind == "cell type":
                     res = self._tissue_named(text, context, res) or res
             if res.hit is not None and f.kind != "cell type" and _label_only(res.hit):
                 res = _ValueResult("unmatched", note=_label_only(res.hit))
@@ -1041,6 +1054,12 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def n_truncated(self) -> int:
         """How many texts were cut to `MAX_TEXT_CHARS` so far."""
         return self._n_truncated
+
+
+def _first_word(text: str) -> str:
+    """The first word of a text as written, lower-cased ("" for none)."""
+    parts = text.split(None, 1)
+    return parts[0].lower() if parts else ""
 
 
 def _overlap(a: _Span, b: _Span) -> bool:

@@ -50,9 +50,11 @@ class NameWords:
         if index is None:
             index = {}
             for cl_id, keys in self._names_by_term().items():
-                headed = _headed(normalise_text(self.ontology.label(cl_id)))
+                headed: bool | None = None  # whether the term's name is (told when needed)
                 for key in keys:
                     words = key.split()
+                    if cell_heads and not _headed(key) and headed is None:
+                        headed = _headed(normalise_text(self.ontology.label(cl_id)))
                     if cell_heads and not headed and not _headed(key):
                         before = key.split(" of ")[0]  # "foveolar cell of stomach"
                         if before == key or not _headed(before):

@@ -32,7 +32,11 @@ _DEVELOPMENT = ("is_a", "develops_from")
 _LIGHT_CHAIN = re.compile(r"^(.*\S)\s+(kappa|lambda|igk|igl)\s*$", re.IGNORECASE)
 _LAYER = re.compile(r"l\d")  # a cortical layer ("L5"), normalised
 _B_LINEAGE = "CL:0000945"  # lymphocyte of B lineage
+_MARKER_OR_NUMBER = re.compile(r"[\d+]")  # "CD4+", "cluster 3": not a label missing its noun
 _NOT_A_LIST_OF_TYPES = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
+_NOT_A_LIST_WORD = re.compile(
+    r"\b(?:" + "|".join(sorted(_NOT_A_LIST_OF_TYPES)) + r")\b", re.IGNORECASE
+)
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
@@ -156,18 +160,22 @@ class ValueReadings:
         members = [parts[k].strip() for k in range(0, len(parts), 2)]
         if not self._a_list_of_labels(main, members, found):
             return None
-        named = set(normalise_text(found.hit.synonym).split()) if found.hit else set()
+        named: set[str] | None = None
         changed = False
         for k, member in zip(range(0, len(parts), 2), members, strict=True):
-            words = normalise_text(member).split()
-            if not words or all(is_marker(w) or w in _LEVELS for w in words):
+            if _markers_only(member):
                 return None  # "CD8a/b": marker variants, not a list of types
-            if not _may_lack_noun(member) or " ".join(words) in self._index:
-                continue  # a noun of its own; a name ("Pericyte")
+            if not _may_lack_noun(member):
+                continue  # a noun of its own ("T cells"), or a marker
+            words = normalise_text(member).split()
+            if " ".join(words) in self._index:
+                continue  # a name ("Pericyte")
             if not self._reads_without_noun(words, member.lower(), False):
                 continue  # cheap test first: not a label the noun reading may take
             hit = self._value(member, tissue).hit
             if hit is not None and any(n.startswith(READ_WITH_NOUN) for n in hit.notes):
+                if named is None:
+                    named = set(normalise_text(found.hit.synonym).split()) if found.hit else set()
                 if not named.isdisjoint(words):
                     return None  # the answer found reads this member already
                 parts[k] = f"{member} cells"
@@ -190,8 +198,8 @@ class ValueReadings:
             return False  # the answer found reads the whole value
         if not any(_may_lack_noun(m) for m in members):
             return False  # cheap test first: every member ends in a cell noun
-        if not _NOT_A_LIST_OF_TYPES.isdisjoint(normalise_text(main).split()):
-            return False
+        if _NOT_A_LIST_WORD.search(main):
+            return False  # "-like", "non-", "unknown": not a list of types CL names
         slashed = _SLASHED.findall(main)
         return not any((normalise_text(a), normalise_text(b)) in self._adjacent for a, b in slashed)
 
@@ -309,8 +317,20 @@ def _layer_range(words: list[str], k: int) -> bool:
     return k > 0 and words[k].isdigit() and _LAYER.fullmatch(words[k - 1]) is not None
 
 
+def _markers_only(member: str) -> bool:
+    """Whether a list member is markers alone ("CD8a" of "CD8a/b")."""
+    if _MARKER_OR_NUMBER.search(member) is None:
+        return False  # cheap test first: no marker without a digit or "+"
+    words = normalise_text(member).split()
+    return not words or all(is_marker(w) or w in _LEVELS for w in words)
+
+
 def _may_lack_noun(member: str) -> bool:
-    """Whether a list member may leave out its noun: a label of a few words that does not
-    end in "cell(s)" ("Natural Killer", not "T cells")."""
+    """Whether a list member may leave out its noun: a label of a few words, no marker or
+    number, that does not end in "cell(s)" ("Natural Killer", not "T cells", "CD4+")."""
     words = member.split()
-    return 0 < len(words) <= _MAX_NOUNLESS and not words[-1].lower().startswith("cell")
+    return (
+        0 < len(words) <= _MAX_NOUNLESS
+        and not words[-1].lower().startswith("cell")
+        and _MARKER_OR_NUMBER.search(member) is None
+    )

@@ -112,10 +112,13 @@ class TissueContext:
     def _glued_variant(self, cl_id: str, tissue: str) -> str | None:
         """The descendant named with the tissue's combining form glued to the term's name
         ("endocrine cell" in the intestine: enteroendocrine cell)."""
+        prefixes = self.tissues[tissue].prefixes
+        if not prefixes:
+            return None  # cheap test first: few tissues have a combining form
         label = normalise_text(self.ontology.label(cl_id))
         found = {
             e.cl_id
-            for prefix in self.tissues[tissue].prefixes
+            for prefix in prefixes
             for e in (self._index.get(prefix + label) or {}).values()
             if e.scope == "name" and self.ontology.is_ancestor(cl_id, e.cl_id)
         }
