@@ -6,6 +6,7 @@ gold's dev split (benchmarks/data/ontology_gold.tsv) as a floor."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -585,10 +586,39 @@ def test_bad_anatomy_abbreviation_rows(tmp_path):
         ("CD14-high monocytes", "cd14 high monocyte"),
         ("Lgr5^lo", "lgr5 low"),
         ("CD16++", "cd16 high"),
+        # a "-" ending a marker written as one: a digit or a capital past its first letter
+        ("MHC-II- classical monocyte", "mhc ii negative classical monocyte"),
+        ("IgD- CD38+ B", "igd negative cd38 positive b"),
+        ("Erythroid_CD34- GlyA-", "erythroid cd34 negative glya negative"),
+        ("CD8_alpha- pDC", "cd8 alpha negative pdc"),
+        ("CD4-CD8- T", "cd4 negative cd8 negative t"),
+        ("T- and B-cells", "t and b cell"),  # a suspended hyphen
+        ("Non- classical", "non classical"),  # a word, not a marker
     ],
 )
 def test_marker_notation(text, normalised):
     assert normalise_text(text) == normalised
+
+
+def test_names_with_markers_written_as_signs(onto, matcher):
+    """Every informative name with "-positive"/"-negative" written as authors do ("MHC-II-
+    classical monocyte", "CD34+ GlyA- erythroid progenitor cell") maps to its term; a
+    negative marker is never read as the positive one."""
+    counts = {"self": 0, "lineage": 0, "none": 0, "off": 0}
+    for cl_id in onto.term_ids():
+        name = onto.label(cl_id)
+        if not onto.is_informative(cl_id) or not re.search("-(?:posi|nega)tive", name):
+            continue
+        text = name.replace("-positive", "+").replace("-negative", "-").replace(", ", " ")
+        m = label(matcher, text).match
+        if m is None:
+            counts["none"] += 1
+        elif m.cl_id == cl_id:
+            counts["self"] += 1
+        else:
+            lineage = onto.is_ancestor(m.cl_id, cl_id) or onto.is_ancestor(cl_id, m.cl_id)
+            counts["lineage" if lineage else "off"] += 1
+    assert counts["self"] >= 225 and counts["off"] <= 2, counts
 
 
 def test_tissue_senses_and_variants(onto, matcher):

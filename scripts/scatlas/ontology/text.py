@@ -9,7 +9,8 @@ the same function, so "CD4+ T-cells", "CD4-positive T cell" and "cd4 pos T cells
 2. Marker notation after a marker-like word (a gene/antigen name with a digit, e.g. CD4,
    Ly6C, CD45RA, Lgr5; or lin/kit): "+" -> positive, "++"/"hi"/"high"/"bright" -> high,
    "lo"/"low"/"dim" -> low, "int" -> intermediate, "pos"/"neg", and a trailing "-" ->
-   negative ("CD4-CD8-" -> "cd4 negative cd8 negative"; "CD8-positive" keeps its hyphen);
+   negative ("CD4-CD8-" -> "cd4 negative cd8 negative"; "CD8-positive" keeps its hyphen),
+   also after a marker told by its case before lower-casing ("MHC-II-", "IgD-", "GlyA-");
    superscript carets dropped ("Ly6C^hi" = "Ly6Chi"), "±" and "+/-" -> low (dim).
 3. Words glued to "cell(s)" split ("Tcells" -> "t cell"); roman numerals after
    type/class/stage/layer/grade become digits ("type II" -> "type 2").
@@ -58,6 +59,7 @@ _GREEK = {
     "ψ": "psi",
     "ω": "omega",
 }
+_GREEK_NAMES = frozenset(_GREEK.values())
 _GREEK_RE = re.compile("[" + "".join(_GREEK) + "]")
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"})
 _GREEK_PAIR = re.compile(r"\b(alpha|beta|gamma|delta)(alpha|beta|gamma|delta)\b")
@@ -79,8 +81,13 @@ _CARET = re.compile(r"(?<=[a-z0-9])\s?\^\s?(?=hi|high|lo|low|int|dim|bright|\+|-
 _PLUS_MINUS = re.compile(r"(?<=[a-z0-9])\s?(?:±|\+/-|\+-(?![a-z0-9]))")
 _PLUS = re.compile(r"(?<=[a-z0-9)])\s?\+")
 # "cd4-cd8-", "cd4-cd8+" (the "+" already spelt out): the first "-" is a sign too
-_CHAINED_MINUS = re.compile(rf"\b({_MARKER})-(?={_MARKER}(?:-|\s?positive\b|\s?high\b))")
+_CHAINED_MINUS = re.compile(
+    rf"\b({_MARKER})-(?={_MARKER}(?:-|\s?positive\b|\s?negative\b|\s?high\b))"
+)
 _TRAILING_MINUS = re.compile(rf"\b({_MARKER})-(?=$|[\s,;/|)(])")
+# before lower case: a word glued to a "-" that ends it ("MHC-II- monocyte", "IgD- CD38+",
+# "GlyA-", "Erythroid_CD34-"), not a suspended hyphen ("T- and B-cells")
+_CASED_MINUS = re.compile(r"(?<![\w.])([A-Za-z][\w.]*)-(?=$|[,;/|)(]|\s(?!\s*(?:and|or|to|&)\b))")
 _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,3})(cells?)\b")
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7"}
 _ROMAN_HINT = re.compile(r"type|class|stage|layer|grade|group|lamina")
@@ -149,14 +156,20 @@ def _spelling(token: str) -> str:
     return token
 
 
-def _prepare(text: str) -> str:
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_DASHES)
-    text = text.lower()
-    if not text.isascii():
-        text = _GREEK_RE.sub(lambda m: f" {_GREEK[m.group()]} ", text)
-    if "alpha" in text or "beta" in text or "gamma" in text or "delta" in text:
-        text = _GREEK_PAIR.sub(r"\1 \2", text)
+def _marker_minus(found: re.Match[str]) -> str:
+    """A trailing "-" after a marker's name written as such is a sign: a digit, or a
+    capital past the first letter ("CD34", "IgD", "MHC-II", "Vdelta6.3"); else kept."""
+    word = found.group(1)
+    parts = word.split("_")
+    name = parts[-1]
+    if name.lower() in _GREEK_NAMES and len(parts) > 1:
+        name = parts[-2] + name  # "CD8_alpha-": CD8 alpha chain
+    marker = any(c.isdigit() for c in name) or any(c.isupper() for c in name[1:])
+    return f"{word} negative" if marker else found.group(0)
+
+
+def _marker_levels(text: str) -> str:
+    """Marker levels spelt out in lower-case text (step 2 of the module docstring)."""
     if "^" in text:
         text = _CARET.sub("", text)
     if "±" in text or "+/-" in text or "+-" in text:
@@ -169,6 +182,20 @@ def _prepare(text: str) -> str:
     if "-" in text and _MINUS_HINT.search(text):
         text = _CHAINED_MINUS.sub(r"\1 negative ", text)
         text = _TRAILING_MINUS.sub(r"\1 negative", text)
+    return text
+
+
+def _prepare(text: str) -> str:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_DASHES)
+    if "-" in text:
+        text = _CASED_MINUS.sub(_marker_minus, text)
+    text = text.lower()
+    if not text.isascii():
+        text = _GREEK_RE.sub(lambda m: f" {_GREEK[m.group()]} ", text)
+    if "alpha" in text or "beta" in text or "gamma" in text or "delta" in text:
+        text = _GREEK_PAIR.sub(r"\1 \2", text)
+    text = _marker_levels(text)
     if "cell" in text:
         text = _GLUED_CELL.sub(r"\1 \2", text)
     if _ROMAN_HINT.search(text):
