@@ -486,6 +486,45 @@ def test_the_ontology_names_its_own_terms(onto, matcher):
     assert counts["self"] > 4500 and counts["other"] <= 25, counts
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("T-helper 1", "CL:0000545"),  # numbers: the label with "cell" is a name
+        ("B-1 B", "CL:0000819"),
+        ("group 1 innate lymphoid", "CL:0001067"),
+        ("type I NK T", "CL:0000921"),  # not ambiguous between "type 1" terms
+        ("immature NK T", "CL:0000914"),  # not the immature NK cell the phrase names
+        ("pancreatic epsilon", "CL:0005019"),  # not the RELATED synonym "epsilon"
+        ("Kit-low, CD34-positive eosinophil progenitor", "CL:0002007"),  # commas of markers
+        ("CD8-positive, alpha-beta cytotoxic T", "CL:0000794"),
+        ("Megakaryocyte/erythroid progenitors", "CL:0000050"),  # the slash read inside
+    ],
+)
+def test_a_name_without_its_noun(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+
+
+def test_the_ontology_names_its_own_terms_without_their_noun(onto, matcher):
+    """Every informative name "<X> cell" written "<X>" ("T-helper 17", "pancreatic PP")
+    maps to its term, or stays unanswered for a tissue or a word of many senses; almost
+    never to another lineage."""
+    counts = {"self": 0, "lineage": 0, "none": 0, "off": 0}
+    for cl_id in onto.term_ids():
+        name = onto.label(cl_id)
+        if not onto.is_informative(cl_id) or not name.endswith(" cell"):
+            continue
+        m = label(matcher, name[: -len(" cell")]).match
+        if m is None:
+            counts["none"] += 1
+        elif m.cl_id == cl_id:
+            counts["self"] += 1
+        else:
+            lineage = onto.is_ancestor(m.cl_id, cl_id) or onto.is_ancestor(cl_id, m.cl_id)
+            counts["lineage" if lineage else "off"] += 1
+    assert counts["self"] >= 1310 and counts["off"] <= 3, counts
+
+
 def test_the_tissue_finds_its_variant_of_a_named_type(onto, matcher):
     """Each term named "<tissue word> <name>" or "<name> of <tissue word>" ("kidney
     epithelial cell", "mucous cell of stomach"), from <name> and the tissue."""

@@ -315,6 +315,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             for text, scope in [(ontology.info(cl_id).name, "name"), *ontology.info(cl_id).synonyms]
             if scope in ("name", "EXACT") and self._whole_hint.search(text)
         )
+        self._noun_ends = _noun_ends(ontology)
         self._max_window = min(_MAX_WINDOW, max((len(k.split()) for k in self._index), default=1))
         self._tissue_phrases: dict[str, str] = {}
         for t in self.tissues.values():
@@ -496,7 +497,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
 
     def _value_uncached(self, text: str, tissue: str | None) -> _ValueResult:
         """Match one field value (field name and priority filled in by the caller)."""
-        named = self._named_outright(text)
+        named = self._named_outright(text) or self._named_with_cell(text, tissue)
         if named is not None:
             return named
         if self._names_nothing(text):
@@ -618,6 +619,30 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if named is None and whole:
             named = self._whole_name(text)
         return named
+
+    def _named_with_cell(self, text: str, tissue: str | None) -> _ValueResult | None:
+        """The one term whose name or EXACT synonym is the whole label with "cell" ("type I
+        NK T", "pancreatic epsilon", "gamete-nursing"), before a phrase inside it ("NK",
+        "epsilon", "gamete") is read; not a tissue ("Liver") or a tissue-bound word."""
+        words = text.split()
+        if not words or words[-1].lower().rstrip("s") not in self._noun_ends:
+            return None  # a cheap test first: the value ends as such a name before "cell"
+        key = normalise_text(text)
+        per_term = self._index.get(key + " cell")
+        if not per_term or len(per_term) != 1 or key in self._tissue_phrases:
+            return None
+        if key in self._index:
+            return None  # the value names a term as it is ("NK": the abbreviation)
+        (e,) = per_term.values()
+        if e.scope not in ("name", "EXACT") or e.tissue or e.implied or e.variant:
+            return None
+        alt = self._phrase_value(f"{text} cells", text, tissue)
+        if alt.hit is None or not (  # the name, or its tissue's variant; not a list read
+            alt.hit.cl_id == e.cl_id or self.ontology.is_ancestor(e.cl_id, alt.hit.cl_id)
+        ):
+            return None
+        notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{key} cell"')
+        return replace(alt, hit=replace(alt.hit, notes=notes))
 
     def _whole_name(self, text: str) -> _ValueResult | None:
         """The one term whose name or EXACT synonym the whole value is, when it holds what
@@ -1054,6 +1079,20 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def n_truncated(self) -> int:
         """How many texts were cut to `MAX_TEXT_CHARS` so far."""
         return self._n_truncated
+
+
+def _noun_ends(ontology: CellOntology) -> frozenset[str]:
+    """The last words before " cell", as written, lower-cased, less a plural "s", of the
+    informative names and EXACT synonyms ending so ("T-helper 1 cell": "1")."""
+    ends = set()
+    for cl_id in ontology.term_ids():
+        if ontology.is_informative(cl_id):
+            info = ontology.info(cl_id)
+            for text, scope in [(info.name, "name"), *info.synonyms]:
+                words = text.split()
+                if scope in ("name", "EXACT") and len(words) > 1 and words[-1] == "cell":
+                    ends.add(words[-2].lower().rstrip("s"))
+    return frozenset(ends)
 
 
 def _first_word(text: str) -> str:

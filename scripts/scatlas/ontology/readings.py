@@ -208,13 +208,16 @@ class ValueReadings:
         four words of names ("Inner Medullary Collecting Duct", "Meis2"), no number; or, when its last words name a type with "cell" and it is no
         list ("CD8a/b", "NK / NKT"), up to six with markers and two words of no name
         ("Proliferating Basal"), never a number ("sample 12")."""
+        if self._named_with_noun(words):
+            return True
         short = len(words) <= _MAX_SHORT and not any(
             (w.isdigit() and not _layer_range(words, k)) or w in _LEVELS
             for k, w in enumerate(words)
         )
         if short and all(w in self._vocab or w in self._anatomy_abbreviations for w in words):
             return True
-        if len(words) > _MAX_NOUNLESS or _LIST_MARK.search(raw):
+        named = [w for w in words if not (is_marker(w) or w in _LEVELS)]
+        if len(named) > _MAX_NOUNLESS or _holds_list_mark(raw):
             return False
         if not self._head_without_noun(words):
             return False
@@ -224,6 +227,12 @@ class ValueReadings:
             and len(unknown) <= _MAX_UNKNOWN
             and all(w.isalpha() and len(w) >= 4 for w in unknown)
         )
+
+    def _named_with_noun(self, words: list[str]) -> bool:
+        """Whether the label with "cell" is a name or EXACT synonym ("T-helper 1", "B-1 B",
+        "group 1 innate lymphoid"): read so whatever its numbers."""
+        entries = self._index.get(" ".join([*words, "cell"]))
+        return bool(entries) and any(e.scope in ("name", "EXACT") for e in entries.values())
 
     def _head_without_noun(self, words: list[str]) -> bool:
         """Whether the label's last one to three words, with "cell", are a name or synonym
@@ -310,6 +319,21 @@ class ValueReadings:
             return result
         note = f'cluster number "_{found.group(2)}" left aside'
         return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
+
+
+def _holds_list_mark(raw: str) -> bool:
+    """Whether a value holds a list mark, not counting a comma after markers alone
+    ("Kit-low, CD34-positive eosinophil progenitor" is one type)."""
+    if not _LIST_MARK.search(raw):
+        return False
+    parts = _LIST_SPLIT.split(raw)
+    for k in range(1, len(parts), 2):
+        before = normalise_text(parts[k - 1]).split()
+        if parts[k].strip() != "," or not before:
+            return True
+        if not all(is_marker(w) or w in _LEVELS for w in before):
+            return True
+    return False
 
 
 def _layer_range(words: list[str], k: int) -> bool:
