@@ -505,6 +505,39 @@ def test_a_name_without_its_noun(matcher, text, answer):
     assert res.match is not None and res.match.cl_id == answer, res
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("megakaryocyte progenitor-like cells", None),  # not the megakaryocyte
+        ("megakaryocyte/erythrocyte progenitor-like cells", None),  # the whole list
+        ("neutrophil progenitor-like", None),
+        ("T cells and NK-like cells", "CL:0000084"),  # a type named whole stays
+        ("Endothelial-like fibroblasts", "CL:0000057"),
+        ("B cells with plasma-like features", "CL:0000236"),
+    ],
+)
+def test_a_likeness_names_no_type(matcher, text, answer):
+    res = label(matcher, text)
+    assert (res.match and res.match.cl_id) == answer, res
+
+
+def test_a_likeness_of_a_named_type_is_never_another_type(onto, matcher):
+    """ "<X>-like cells" for every informative name "<X> cell": no answer, or on X's
+    lineage; the words of X never lend a term of another lineage."""
+    counts = {"none": 0, "lineage": 0, "off": 0}
+    for cl_id in onto.term_ids():
+        name = onto.label(cl_id)
+        if not onto.is_informative(cl_id) or not name.endswith(" cell"):
+            continue
+        m = label(matcher, name[: -len(" cell")] + "-like cells").match
+        if m is None:
+            counts["none"] += 1
+        else:
+            lineage = onto.is_ancestor(m.cl_id, cl_id) or onto.is_ancestor(cl_id, m.cl_id)
+            counts["lineage" if lineage else "off"] += 1
+    assert counts["none"] >= 1300 and counts["off"] == 0, counts
+
+
 def test_the_ontology_names_its_own_terms_without_their_noun(onto, matcher):
     """Every informative name "<X> cell" written "<X>" ("T-helper 17", "pancreatic PP")
     maps to its term, or stays unanswered for a tissue or a word of many senses; almost

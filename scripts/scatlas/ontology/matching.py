@@ -733,7 +733,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         spans = self._distribute_heads(
             self._spans(words, hard, coord_before, tissue), words, coord_before, tissue
         )
-        spans, note = self._context_filter(spans, words)
+        spans, note = self._context_filter(spans, words, hard)
         note = "; ".join(n for n in (read, note) if n)
         if not spans:
             implied = self._implied_value(words, shown, tissue, note)

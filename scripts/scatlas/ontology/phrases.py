@@ -353,7 +353,9 @@ class PhraseWindows:
             replace(last, entries=with_last, expanded=(*last.expanded, *note)),
         )
 
-    def _context_filter(self, spans: list[_Span], words: list[str]) -> tuple[list[_Span], str]:
+    def _context_filter(
+        self, spans: list[_Span], words: list[str], hard: list[bool]
+    ) -> tuple[list[_Span], str]:
         kept: list[_Span] = []
         notes: list[str] = []
         for s in spans:
@@ -367,8 +369,15 @@ class PhraseWindows:
                 notes.append(f'"{before} {phrase}" negated')
             elif after in _BLOCK_AFTER or (after == "derived" and after2 != "from"):
                 notes.append(f'"{phrase} {after}" does not name a cell')
+            elif "like" in words[s.end + 1 : s.end + 4] and _likened(words, hard, s):
+                notes.append(f'"{phrase} {after}-like" does not name a cell')
             else:
                 kept.append(s)
+        if words[-2:] == ["like", "cell"] and all(words[s.end - 1] != "cell" for s in kept):
+            # "megakaryocyte/erythrocyte progenitor-like cells": of a list too; not when
+            # a type is named whole ("T cells and NK-like cells")
+            notes.append('"-like cells": a likeness, not a type')
+            kept = []
         clause = next((k for k, w in enumerate(words) if w in _CLAUSE), None)
         if clause is not None and any(s.end <= clause for s in kept):
             late = [s for s in kept if s.start > clause]
@@ -376,6 +385,21 @@ class PhraseWindows:
                 notes.append(f'ignored after "{words[clause]}"')
                 kept = [s for s in kept if s.start <= clause]
         return kept, "; ".join(notes)
+
+
+def _likened(words: list[str], hard: list[bool], span: _Span) -> bool:
+    """Whether "-like" closes a noun phrase the span begins ("megakaryocyte progenitor-
+    like cells"): up to three words between them, no noun ending the span or standing
+    between, no hard separator or word that starts a clause."""
+    if words[span.end - 1] == "cell":
+        return False
+    for j in range(span.end, min(span.end + 4, len(words))):
+        w = words[j]
+        if hard[j] or w == "cell" or w in _STOP or w in _CLAUSE:
+            return False
+        if w == "like":
+            return True
+    return False
 
 
 def _whole(origin: Sequence[int] | None, j: int) -> bool:
