@@ -68,6 +68,8 @@ _GREEK_PAIR = re.compile(r"\b(alpha|beta|gamma|delta)(alpha|beta|gamma|delta)\b"
 # CD45RA, Foxp3, Lgr5, IL7R), or one of a few marker names without digits
 _MARKER = r"(?:[a-z]{1,6}\d{1,4}[a-z]{0,3}|lin|kit|ckit)"
 _MARKER_WORD = re.compile(rf"^{_MARKER}$")
+# marker names CL writes in lower case without a digit ("langerin-negative")
+_PLAIN_MARKERS = frozenset({"lin", "kit", "ckit", "langerin"})
 _GLUED_LEVEL = re.compile(
     r"\b([a-z]{1,6}\d{1,4}[a-z]{0,2}?)(hi|high|bright|lo|low|dim|int|pos|neg)\b"
 )
@@ -157,14 +159,16 @@ def _spelling(token: str) -> str:
 
 
 def _marker_minus(found: re.Match[str]) -> str:
-    """A trailing "-" after a marker's name written as such is a sign: a digit, or a
-    capital past the first letter ("CD34", "IgD", "MHC-II", "Vdelta6.3"); else kept."""
+    """A trailing "-" after a marker's name written as such is a sign: a digit, a capital
+    past the first letter ("CD34", "IgD", "MHC-II", "Vdelta6.3") or a plain marker name
+    ("langerin"); else kept."""
     word = found.group(1)
     parts = word.split("_")
     name = parts[-1]
     if name.lower() in _GREEK_NAMES and len(parts) > 1:
         name = parts[-2] + name  # "CD8_alpha-": CD8 alpha chain
     marker = any(c.isdigit() for c in name) or any(c.isupper() for c in name[1:])
+    marker = marker or name.lower() in _PLAIN_MARKERS
     return f"{word} negative" if marker else found.group(0)
 
 
