@@ -26,6 +26,10 @@ The peer, in the same run: a naive exact (case-insensitive) lookup of the whole 
 term names and synonyms of any scope. Ontology releases: the pinned 2022-12-15 snapshot and
 the newest CL in the PyPI package cellxgene-ontology-guide (JSON; synonyms without scope).
 
+Without gold: every informative CL name "<X> cell" rewritten as authors write labels
+(plural, without "cell", markers as signs, the place first, "<X>-like cells"), its own term
+the answer (for a likeness, none).
+
 Speed: 100,000 distinct source texts ("title | source | cell type: ...; tissue: ...; ...")
 recombined from real vocabulary (CL names and synonyms, lab shorthand, marker notation,
 tissues, free-text frames) with a fixed seed, mapped cold (empty caches), single process.
@@ -251,6 +255,56 @@ def report_abstention(gold: pd.DataFrame, onto: CellOntology, matcher: TermMatch
             for r in got
         ]
         print(_line(f"min confidence {t:.2f}", "scatlas", score(rows, ans, onto)))
+
+
+# --- CL's own names as authors write them (no gold: each name's term is the answer) ------
+
+_SIGNS = (("-positive", "+"), ("-negative", "-"))
+
+
+def _with_signs(name: str, short: bool) -> str:
+    """ "CD4-positive, alpha-beta memory T cell" -> "CD4+ alpha-beta memory T cell"; short:
+    "CD4+ memory T cell" (no "alpha-beta", no commas)."""
+    if short:
+        name = re.sub(r",? alpha-beta", "", name)
+    for word, sign in _SIGNS:
+        name = name.replace(word, sign)
+    return name.replace(",", "") if short else name.replace(", ", " ")
+
+
+def written_names(onto: CellOntology) -> pd.DataFrame:
+    """Informative names rewritten as authors write labels: plural, without the noun
+    "cell", markers as signs (also without "alpha-beta" and commas), the place first
+    ("<place> <X> cell" for "<X> cell of <place>"), and "<X>-like cells" (a likeness:
+    no answer is right)."""
+    rows = []
+    for cl_id in onto.term_ids():
+        name = onto.label(cl_id)
+        if not onto.is_informative(cl_id):
+            continue
+        forms = {}
+        if name.endswith(" cell"):
+            stem = name[: -len(" cell")]
+            forms = {"plural": f"{name}s", "without noun": stem, "likeness": f"{stem}-like cells"}
+        if re.search("-(?:posi|nega)tive", name):
+            forms["signs"] = _with_signs(name, short=False)
+            forms["signs, short"] = _with_signs(name, short=True)
+        place = re.match(r"^(.+ cell) of (?:the )?(.+)$", name)
+        if place:
+            forms["place first"] = f"{place.group(2)} {place.group(1)}s"
+        rows += [(form, text, cl_id) for form, text in forms.items()]
+    out = pd.DataFrame(rows, columns=["form", "text", "gold_id"])
+    return out.assign(kind="free", tissue="")
+
+
+def report_written_names(onto: CellOntology, methods: dict) -> None:
+    """Lineage scores of each rewriting of CL's names, the name's term as gold."""
+    print("\n== CL's names as authors write them (no gold: the name's own term is the answer;")
+    print("   for a likeness no answer is right) ==")
+    names = written_names(onto)
+    for form, rows in names.groupby("form", sort=False):
+        for m, fn in methods.items():
+            print(_line(f"{form}", m, score(rows, run_mapper(rows, fn), onto)))
 
 
 # --- other real labels (no gold) ---------------------------------------------------------
@@ -532,6 +586,7 @@ def report_release(path: str, gold: pd.DataFrame, args: argparse.Namespace) -> N
     report_lineage(gold, onto, methods, args.verbose)
     report_pooled(gold, onto, methods)
     report_abstention(gold, onto, matcher)
+    report_written_names(onto, methods)
     report_curated(onto, methods)
 
 
