@@ -667,6 +667,7 @@ def test_bad_anatomy_abbreviation_rows(tmp_path):
         ("T- and B-cells", "t and b cell"),  # a suspended hyphen
         ("Non- classical", "non classical"),  # a word, not a marker
         ("langerin- DC", "langerin negative dc"),  # a marker CL writes in lower case
+        ("CD8-alpha- pDC", "cd8 alpha negative pdc"),  # CL 2026 writes "CD8-alpha"
     ],
 )
 def test_marker_notation(text, normalised):

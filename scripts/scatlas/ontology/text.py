@@ -69,7 +69,9 @@ _GREEK_PAIR = re.compile(r"\b(alpha|beta|gamma|delta)(alpha|beta|gamma|delta)\b"
 _MARKER = r"(?:[a-z]{1,6}\d{1,4}[a-z]{0,3}|lin|kit|ckit)"
 _MARKER_WORD = re.compile(rf"^{_MARKER}$")
 # marker names CL writes in lower case without a digit ("langerin-negative")
-_PLAIN_MARKERS = frozenset({"lin", "kit", "ckit", "langerin"})
+_PLAIN_MARKERS = frozenset(
+    {"lin", "kit", "ckit", "langerin", "calretinin", "vimentin", "metallothionein"}
+)
 _GLUED_LEVEL = re.compile(
     r"\b([a-z]{1,6}\d{1,4}[a-z]{0,2}?)(hi|high|bright|lo|low|dim|int|pos|neg)\b"
 )
@@ -89,7 +91,9 @@ _CHAINED_MINUS = re.compile(
 _TRAILING_MINUS = re.compile(rf"\b({_MARKER})-(?=$|[\s,;/|)(])")
 # before lower case: a word glued to a "-" that ends it ("MHC-II- monocyte", "IgD- CD38+",
 # "GlyA-", "Erythroid_CD34-"), not a suspended hyphen ("T- and B-cells")
-_CASED_MINUS = re.compile(r"(?<![\w.])([A-Za-z][\w.]*)-(?=$|[,;/|)(]|\s(?!\s*(?:and|or|to|&)\b))")
+_CASED_MINUS = re.compile(
+    r"(?<![\w.-])([A-Za-z][\w.]*(?:-[\w.]+)*)-(?=$|[,;/|)(]|\s(?!\s*(?:and|or|to|&)\b))"
+)
 _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,3})(cells?)\b")
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7"}
 _ROMAN_HINT = re.compile(r"type|class|stage|layer|grade|group|lamina")
@@ -163,10 +167,10 @@ def _marker_minus(found: re.Match[str]) -> str:
     past the first letter ("CD34", "IgD", "MHC-II", "Vdelta6.3") or a plain marker name
     ("langerin"); else kept."""
     word = found.group(1)
-    parts = word.split("_")
+    parts = re.split(r"[_-]", word)
     name = parts[-1]
     if name.lower() in _GREEK_NAMES and len(parts) > 1:
-        name = parts[-2] + name  # "CD8_alpha-": CD8 alpha chain
+        name = parts[-2] + name  # "CD8_alpha-", "CD8-alpha-": CD8 alpha chain
     marker = any(c.isdigit() for c in name) or any(c.isupper() for c in name[1:])
     marker = marker or name.lower() in _PLAIN_MARKERS
     return f"{word} negative" if marker else found.group(0)
