@@ -435,7 +435,8 @@ def test_respiratory_terms_are_the_lungs(matcher):
     assert label(matcher, "basal cells", "lung").match.cl_id == "CL:0002633"
     text = "alveolar epithelial type 1 cells, club cells, and basal cells"
     assert label(matcher, text, "lung").match.cl_id == "CL:0000082"
-    assert label(matcher, "basal cells", "trachea").match.cl_id == "CL:0000646"
+    # the trachea's own: named by its epithelium ("basal cell of epithelium of trachea")
+    assert label(matcher, "basal cells", "trachea").match.cl_id == "CL:1000348"
 
 
 @pytest.mark.parametrize(
@@ -731,6 +732,61 @@ def test_tissue_senses_and_variants(onto, matcher):
     }
     # ... unless the text names its tissue ("hepatic" stellate cells)
     assert label(matcher, "Hepatic stellate cells").match.cl_id == "CL:0000632"
+
+
+@pytest.mark.parametrize(
+    ("text", "tissue", "answer"),
+    [
+        ("Goblet cells", "Large_Intestine", "CL:1000320"),  # large intestine goblet cell
+        ("goblet cells", "colon", "CL:0009039"),  # colon goblet cell
+        ("goblet cells", "ileum", "CL:1000495"),  # small intestine goblet cell
+        ("goblet cells", "intestine", "CL:0019031"),  # intestine goblet cell
+        # no large intestine variant: the intestine's, the tissue it lies within
+        ("enteroendocrine cells", "Large_Intestine", "CL:1001516"),
+        ("tuft cells", "colon", "CL:0009041"),  # CL's EXACT "colon tuft cell"
+        # a variant named by the tissue's epithelium; the most general of two
+        ("enterocytes", "Large_Intestine", "CL:0002071"),
+        ("Paneth cells", "ileum", "CL:1000343"),
+        ("basal cells", "trachea", "CL:1000348"),
+    ],
+)
+def test_a_tissue_within_another_chooses_its_variant(matcher, text, tissue, answer):
+    res = label(matcher, text, tissue=tissue)
+    assert res.match is not None and res.match.cl_id == answer, res
+
+
+def test_a_variant_of_a_tissue_fits_the_tissues_it_lies_within(matcher):
+    assert matcher._fits("CL:0009039", "intestine")  # colon goblet cell: in the intestine
+    assert matcher._fits("CL:0019031", "colon")  # intestine goblet cell: the colon's too
+    assert not matcher._fits("CL:1000495", "colon")  # small intestine goblet cell
+
+
+def test_the_variants_of_a_tissue_within_another(onto, matcher):
+    """Each term named "<tissue> <name>" or "<name> of <tissue>" for a tissue that holds
+    others (the intestine, the large intestine) is found from <name> in each tissue within
+    it, or a kind of it that tissue names: never a coarser term or none."""
+    counts = {"same": 0, "kind": 0, "other": 0}
+    inner = [(t.name, t.within) for t in matcher.tissues.values() if t.within]
+    for within, outer in inner + [("colon", "intestine")]:
+        for cl_id in onto.term_ids():
+            if not onto.is_informative(cl_id):
+                continue
+            name = normalise_text(onto.label(cl_id))
+            for phrase in matcher.tissues[outer].own:
+                if name.startswith(phrase + " "):
+                    base = name[len(phrase) + 1 :]
+                elif name.endswith(" of " + phrase):
+                    base = name[: -len(" of " + phrase)]
+                else:
+                    continue
+                if base in matcher._index:
+                    m = label(matcher, base, within).match
+                    kind = m is not None and onto.is_ancestor(cl_id, m.cl_id)
+                    same = m is not None and m.cl_id == cl_id
+                    counts["same" if same else "kind" if kind else "other"] += 1
+    # the two others are CL's own: "intestinal crypt stem cell of colon" is no kind of
+    # the large intestine's, "colon endothelial cell" none of the gut's
+    assert counts["same"] >= 20 and counts["kind"] >= 15 and counts["other"] <= 2, counts
 
 
 def test_candidates_keep_the_runners_up(matcher):

@@ -211,6 +211,14 @@ def test_table_ids_exist_in_snapshot_with_their_labels(onto, path, min_rows):
         assert row["comment"].strip(), row  # every row says where it comes from
 
 
+def test_a_tissue_within_one_the_table_lacks(tmp_path):
+    bad = tmp_path / "tissues.tsv"
+    bad.write_text("tissue\tuberon\twords\twithin\ncolon\tUBERON:0001155\tcolon\tgut\n")
+    with pytest.raises(InputError, match="within 'gut', which the table lacks") as err:
+        read_tissues(bad)
+    assert err.value.field == "within" and str(bad) in str(err.value)
+
+
 def test_tables_load_completely(onto):
     tissues = read_tissues()
     assert {"lung", "liver", "pancreas", "blood", "skeletal muscle"} <= set(tissues)
@@ -218,6 +226,8 @@ def test_tables_load_completely(onto):
     assert "blood vessel" in tissues["blood"].not_phrases
     assert tissues["intestine"].prefixes == ("entero",)  # "entero-": a combining form
     assert "entero" not in tissues["intestine"].phrases
+    assert tissues["colon"].within == "large intestine"  # a tissue within another
+    assert tissues["large intestine"].within == "intestine" and not tissues["intestine"].within
     abbreviations = read_abbreviations(onto)
     assert len(abbreviations) == len(_rows(ABBREVIATIONS))  # nothing skipped
     keys = [a.key for a in abbreviations]

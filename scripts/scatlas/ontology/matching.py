@@ -574,16 +574,22 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
 
     def _tissue_entry(self, text: str, tissue: str) -> _Entry | None:
         """The one name or EXACT synonym that "<tissue word> <text>" or "<text> of <tissue
-        word>" is, if any."""
-        bases = self._tissue_bases.get(tissue)
-        if bases is None:
-            bases = self._tissue_bases[tissue] = self._bases_in(tissue)
-        if not bases:
-            return None
-        key = self._label_keys.get(text)
-        if key is None:
-            key = _remember(self._label_keys, text, normalise_text(_PAREN.sub(" ", text)))
-        return bases.get(key)
+        word>" is, if any: the tissue's, else that of a tissue it lies within."""
+        key: str | None = None
+        for t in self._tissue_line(tissue):
+            bases = self._tissue_bases.get(t)
+            if bases is None:
+                bases = self._tissue_bases[t] = self._bases_in(t)
+            if not bases:
+                continue
+            if key is None:
+                key = self._label_keys.get(text)
+                if key is None:
+                    key = normalise_text(_PAREN.sub(" ", text))
+                    _remember(self._label_keys, text, key)
+            if key in bases:
+                return bases[key]
+        return None
 
     def _bases_in(self, tissue: str) -> dict[str, _Entry | None]:
         """Name -> the one name or EXACT synonym it makes with one of the tissue's words

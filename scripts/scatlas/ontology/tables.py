@@ -72,6 +72,7 @@ class Tissue:
     not_phrases: tuple[str, ...]  # normalised phrases that do not name the tissue
     own: tuple[str, ...] = ()  # normalised words naming the whole tissue (not a part)
     prefixes: tuple[str, ...] = ()  # combining forms glued to a name ("entero")
+    within: str = ""  # the tissue this one is part of ("colon" within "large intestine")
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -169,7 +170,17 @@ def read_tissues(path: str | os.PathLike = TISSUES) -> dict[str, Tissue]:
             raise InputError(f"line {line}: no words", path=str(path), field="words")
         parts = [w.strip() for w in row.get("parts", "").split(";") if w.strip()]
         part_phrases = tuple(normalise_text(w) for w in parts)
-        out[name] = Tissue(name, row["uberon"], phrases + part_phrases, nots, phrases, prefixes)
+        within = row.get("within", "")
+        out[name] = Tissue(
+            name, row["uberon"], phrases + part_phrases, nots, phrases, prefixes, within
+        )
+    for t in out.values():
+        if t.within and t.within not in out:
+            raise InputError(
+                f"tissue {t.name!r} is within {t.within!r}, which the table lacks",
+                path=str(path),
+                field="within",
+            )
     return out
 
 

@@ -22,6 +22,9 @@ from scatlas.ontology.text import normalise_text, tokenise
 
 log = logging.getLogger(__name__)
 
+# words a tissue variant's name may add besides the tissue's: its epithelium
+_PLACE_WORDS = (frozenset(), frozenset({"epithelium"}), frozenset({"epithelium", "proper"}))
+
 
 class TissueContext:
     """Methods of :class:`scatlas.ontology.matching.TermMatcher` (its state: see there)."""
@@ -48,12 +51,26 @@ class TissueContext:
             self._term_tissues[cl_id] = hit
         return hit
 
+    def _tissue_line(self, tissue: str) -> tuple[str, ...]:
+        """The tissue and those it lies within, innermost first ("colon", "large
+        intestine", "intestine")."""
+        line = [tissue]
+        while (t := self.tissues.get(line[-1])) is not None and t.within and len(line) < 8:
+            line.append(t.within)
+        return tuple(line)
+
+    def _fits(self, cl_id: str, tissue: str) -> bool:
+        """Whether a term is placed in ``tissue``, in a tissue it lies within or in a part
+        of it (a colon term fits the intestine; a small intestine term not the colon)."""
+        line = self._tissue_line(tissue)
+        return any(t in line or tissue in self._tissue_line(t) for t in self.term_tissues(cl_id))
+
     def _decide_by_tissue(self, terms: list[str], tissue: str | None) -> list[str]:
         """Of competing terms, those that fit ``tissue``: terms placed in that tissue if
         any, else the terms not placed in another tissue."""
         if not tissue or len(terms) < 2:
             return terms
-        placed = [t for t in terms if tissue in self.term_tissues(t)]
+        placed = [t for t in terms if self._fits(t, tissue)]
         if placed:
             return placed
         return [t for t in terms if not self.term_tissues(t)] or terms
@@ -65,8 +82,11 @@ class TissueContext:
             return None
         cache = self._special_cache
         key = (cl_id, tissue)
-        if key not in cache:
-            cache[key] = self._specialise_uncached(cl_id, tissue)
+        if key not in cache:  # the tissue's own variant, else that of a tissue it lies in
+            line = self._tissue_line(tissue)
+            cache[key] = next(
+                (d for t in line if (d := self._specialise_uncached(cl_id, t)) is not None), None
+            )
         return cache[key]
 
     def _label_words(self, cl_id: str) -> frozenset[str]:
@@ -96,13 +116,18 @@ class TissueContext:
     def _specialise_uncached(self, cl_id: str, tissue: str) -> str | None:
         base = self._label_words(cl_id)
         index = self._named_in_tissue(tissue)
+        onto = self.ontology
         for phrase in self.tissues[tissue].own:  # the tissue's own name first, no parts
             pw = frozenset(phrase.split())
-            named = index.get((phrase, base - pw), [])
             found = [
-                d for d in named if self._label_words(d) - {"of", "the"} == base | pw
-                and self.ontology.is_ancestor(cl_id, d)
-            ]  # fmt: skip
+                d
+                for extra in _PLACE_WORDS  # "enterocyte of epithelium of large intestine"
+                for d in index.get((phrase, (base | extra) - pw), [])
+                if self._label_words(d) - {"of", "the"} == base | pw | extra
+                and onto.is_ancestor(cl_id, d)
+            ]
+            # the most general: "... of epithelium proper of ..." is a kind of the former
+            found = [d for d in found if not any(o != d and onto.is_ancestor(o, d) for o in found)]
             if len(found) == 1:
                 return found[0]
             if found:
@@ -130,9 +155,7 @@ class TissueContext:
         if not tissue:
             return False
         fits = [
-            e
-            for e in span.entries
-            if not self.term_tissues(e.cl_id) or tissue in self.term_tissues(e.cl_id)
+            e for e in span.entries if not self.term_tissues(e.cl_id) or self._fits(e.cl_id, tissue)
         ]
         if not fits:
             return True
@@ -252,7 +275,7 @@ class TissueContext:
         plain = {
             d
             for d in onto.descendants(cl_id, _KIND)
-            if tissue in self.term_tissues(d)
+            if self._fits(d, tissue)
             and onto.is_informative(d)
             and set(normalise_text(onto.label(d)).split()) <= known
         }
