@@ -539,6 +539,25 @@ def test_a_likeness_of_a_named_type_is_never_another_type(onto, matcher):
     assert counts["none"] >= 1300 and counts["off"] == 0, counts
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "non-T/NK cells",  # neither T nor NK: not the NK cell
+        "Non-T/B cells",
+        "non-Th1/Th17 CD4+ T cell",  # not the Th17 cell
+        "non-megakaryocyte/erythrocyte progenitor",
+        "preNK.BM",  # an unknown population from the bone marrow: not a bone marrow cell
+    ],
+)
+def test_a_negated_list_or_a_place_alone_is_no_type(matcher, text):
+    res = label(matcher, text)
+    assert res.match is None, res
+
+
+def test_a_place_abbreviation_alone_is_its_cells(matcher):
+    assert label(matcher, "BM").match.cl_id == "CL:0002092"  # bone marrow cell
+
+
 def test_the_ontology_names_its_own_terms_without_their_noun(onto, matcher):
     """Every informative name "<X> cell" written "<X>" ("T-helper 17", "pancreatic PP")
     maps to its term, or stays unanswered for a tissue or a word of many senses; almost

@@ -128,6 +128,8 @@ _WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no numb
 _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to place
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
+# a negation before members joined by slashes ("non-T/NK cells", "non-Th1/Th17")
+_NEGATED_SLASH = re.compile(r"\b(non|not)[-\s]+([\w+]+(?:/[\w+]+)+)", re.IGNORECASE)
 
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
 _GENERAL_DESCENDANTS = 20
@@ -502,10 +504,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             return named
         if self._names_nothing(text):
             return _ValueResult("unmatched")  # "GSM1000123", "sample 12": no word of a name
-        main, inner = text, []
-        if "(" in text:
-            main = _PAREN.sub(" ", text)
-            inner = [p for p in _PAREN.findall(text) if p.strip()]
+        main, inner = _main_and_inner(text)
         result = self._phrase_value(main, text, tissue)
         if "/" in main:
             result = self._slash_joined(main, text, tissue) or result
@@ -1085,6 +1084,24 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def n_truncated(self) -> int:
         """How many texts were cut to `MAX_TEXT_CHARS` so far."""
         return self._n_truncated
+
+
+def _main_and_inner(text: str) -> tuple[str, list[str]]:
+    """The value without its parentheses, a negation before slashed members made each
+    member's ("non-T/NK": neither T nor NK); and what the parentheses hold."""
+    main, inner = text, []
+    if "(" in text:
+        main = _PAREN.sub(" ", text)
+        inner = [p for p in _PAREN.findall(text) if p.strip()]
+    if "/" in main and _NEGATED_SLASH.search(main):
+        main = _NEGATED_SLASH.sub(_negate_each, main)
+    return main, inner
+
+
+def _negate_each(found: re.Match[str]) -> str:
+    """ "non-T/NK" -> "non-T/non-NK": a negation before a slashed list is each member's."""
+    neg = found.group(1)
+    return "/".join(f"{neg}-{m}" for m in found.group(2).split("/"))
 
 
 def _noun_ends(ontology: CellOntology) -> frozenset[str]:

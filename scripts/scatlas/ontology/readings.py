@@ -115,6 +115,11 @@ class ValueReadings:
             suffix = ""
         if alt.status == "unmatched" or alt.hit is None:
             return None
+        found = normalise_text(alt.hit.synonym).removesuffix(" cell")
+        if self._tissue_phrases.get(found) and any(
+            w not in self._anatomy_abbreviations and w not in found.split() for w in words
+        ):
+            return None  # "preNK.BM": only the place was read ("bone marrow cell")
         said = " ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()
         notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{said}"', *notes)
         return replace(alt, hit=replace(alt.hit, notes=notes))
