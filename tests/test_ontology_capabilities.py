@@ -18,6 +18,7 @@ from scatlas.ontology.tables import (
     ANATOMY_ABBREVIATIONS,
     WORD_FORMS,
     read_anatomy_abbreviations,
+    read_population_codes,
     read_word_forms,
 )
 from scatlas.ontology.text import normalise_text
@@ -217,7 +218,7 @@ def test_a_parenthesis_naming_a_kind_of_the_label_refines_it(matcher, text, answ
         ("Stem cells (SC.MDP)", "CL:0002009"),
         ("B cells (plasma cells)", "CL:0000786"),  # it develops from B cells
         ("ILC (ILC3.LTI.4+)", "CL:0001071"),  # the whole code names a kind: kept
-        ("T cells (T.4MEM)", "CL:0000084"),  # no part names more than the label
+        ("T cells (T.CD3)", "CL:0000084"),  # no part names more than the label
         ("T cells (SC.MDP)", "CL:0000084"),  # off the line: left aside
     ],
 )
@@ -226,6 +227,41 @@ def test_a_population_code_and_the_line_of_development(matcher, text, answer):
     assert res.match is not None and res.match.cl_id == answer, res
     if answer in ("CL:0000051", "CL:0000786"):
         assert "names a cell on the line of development of" in res.match.evidence
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # ImmGen's codes in words (population_codes.tsv) with the label's noun
+        ("T cells (T.8Nve)", "CL:0000900"),  # naive CD8 T cell
+        ("T cells (T.4MEM)", "CL:0000897"),  # memory CD4 T cell
+        ("T cells (T.8EFF.OT1.24HR.LISOVA)", "CL:0001050"),  # effector CD8 T cell
+        ("B cells (B.Fo)", "CL:0000843"),  # follicular B cell
+        ("B cells (B.T1)", "CL:0000958"),  # a part CL names with the noun
+        # Hardy's B-cell fractions as CL names them, before the stage a part names
+        ("B cells (proB.FrBC)", "CL:0002400"),
+        ("B cells (preB.FrD)", "CL:0002052"),
+        ("Stem cells (SC.MPP34F)", "CL:0000837"),  # a type in a part's capitals
+        ("DC (DC.PDC.8-)", "CL:0002455"),  # the part read as a phrase names a kind of it
+        # numbers as markers or ranges, both lineages: no CD4 or CD8 reading
+        ("T cells (T.4int8+)", "CL:0000084"),
+        ("T cells (T.DN3-4)", "CL:0000807"),  # DN3 thymocyte, not a CD4 T cell
+    ],
+)
+def test_a_population_code_in_words(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+
+
+def test_bad_population_code_rows(tmp_path):
+    bad = tmp_path / "codes.tsv"
+    bad.write_text("text\texpansion\tsource\nNve\tnaive\t\n")
+    with pytest.raises(InputError, match="no source"):
+        read_population_codes(bad)
+    bad.write_text("text\texpansion\tsource\nNve\t\ty\n")
+    with pytest.raises(InputError, match="empty expansion"):
+        read_population_codes(bad)
+    assert read_population_codes()["nve"][0] == "naive"
 
 
 @pytest.mark.parametrize(

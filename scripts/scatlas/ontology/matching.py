@@ -108,6 +108,7 @@ from scatlas.ontology.tables import (
     read_abbreviations,
     read_anatomy_abbreviations,
     read_implied_terms,
+    read_population_codes,
     read_tissue_terms,
     read_tissues,
     read_word_forms,
@@ -128,6 +129,7 @@ _WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no numb
 _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to place
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
+_FRACTION_NAME = re.compile(r"^fraction ([A-F](?:/[A-F])*) ", re.IGNORECASE)
 # a negation before members joined by slashes ("non-T/NK cells", "non-Th1/Th17")
 _NEGATED_SLASH = re.compile(r"\b(non|not)[-\s]+([\w+]+(?:/[\w+]+)+)", re.IGNORECASE)
 
@@ -274,6 +276,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         tissues: Mapping[str, Tissue] | None = None,
         anatomy_abbreviations: Mapping[str, tuple[str, str]] | None = None,
         word_forms: Mapping[str, tuple[str, ...]] | None = None,
+        population_codes: Mapping[str, tuple[str, str]] | None = None,
         specialise_by_tissue: bool = True,
         min_confidence: float = 0.0,
     ):
@@ -290,6 +293,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             read_anatomy_abbreviations() if anatomy_abbreviations is None else anatomy_abbreviations
         )
         self._word_forms = dict(read_word_forms() if word_forms is None else word_forms)
+        self._population_codes = dict(
+            read_population_codes() if population_codes is None else population_codes
+        )
+        self._fractions = _hardy_fractions(ontology)
         self._index: dict[str, dict[tuple[str, str], _Entry]] = {}
         self._index_lexicon(abbreviations, tissue_terms)
         if implied_terms is None:
@@ -1102,6 +1109,17 @@ def _negate_each(found: re.Match[str]) -> str:
     """ "non-T/NK" -> "non-T/non-NK": a negation before a slashed list is each member's."""
     neg = found.group(1)
     return "/".join(f"{neg}-{m}" for m in found.group(2).split("/"))
+
+
+def _hardy_fractions(ontology: CellOntology) -> dict[str, str]:
+    """Hardy's B-cell fractions as CL names them ("fraction B/C precursor B cell"):
+    their letters ("bc") -> the term, for population codes ("proB.FrBC")."""
+    out = {}
+    for cl_id in ontology.term_ids():
+        found = _FRACTION_NAME.match(ontology.label(cl_id))
+        if found and ontology.is_informative(cl_id):
+            out[found.group(1).replace("/", "").lower()] = cl_id
+    return out
 
 
 def _noun_ends(ontology: CellOntology) -> frozenset[str]:

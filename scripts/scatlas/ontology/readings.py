@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from scatlas.ontology.evidence import _LEVELS, _NEG_BEFORE, READ_WITH_NOUN, _ValueResult
+from scatlas.ontology.evidence import _LEVELS, _NEG_BEFORE, READ_WITH_NOUN, _Hit, _ValueResult
 from scatlas.ontology.text import is_marker, normalise_text, tokenise
 
 # markers that name a lymphocyte lineage: its noun and term
@@ -28,6 +28,11 @@ _LIST_MARK = re.compile(r"[/,;&]|\b(?:and|or)\b")
 _LIST_SPLIT = re.compile(r"(\s*[/,;&]\s*|\s+(?:and|or)\s+)", re.IGNORECASE)  # keeps the marks
 # a dotted population code, ImmGen's notation (Heng et al. 2008, Nat Immunol 9:1091)
 _CODE = re.compile(r"^\s*[\w+-]+(?:\.[\w+-]+)+\.?\s*$")
+_CODE_TOKEN = re.compile(r"[A-Za-z]+|\d+")  # "8Nve" -> "8", "Nve"
+# after a number, a state word ("4Nve", "8EFF") or nothing ("T.4"); not a level ("4int8+")
+_STATE_AFTER = re.compile(r"^(?:(?!(?:int|hi|high|lo|low|neg|pos|dim)(?![a-z]))[A-Za-z]|$)")
+_HARDY = re.compile(r"^Fr([A-F]{1,2})$")  # "FrBC": Hardy et al. 1991, J Exp Med 173:1213
+_CODE_WEIGHT = 0.85  # a code read in words: below a name or EXACT synonym
 _DEVELOPMENT = ("is_a", "develops_from")
 _LIGHT_CHAIN = re.compile(r"^(.*\S)\s+(kappa|lambda|igk|igl)\s*$", re.IGNORECASE)
 _LAYER = re.compile(r"l\d")  # a cortical layer ("L5"), normalised
@@ -74,11 +79,12 @@ class ValueReadings:
         naming anything else is left aside."""
         assert result.hit is not None
         for part in inner:
-            if self._names_nothing(part):
+            code = _CODE.match(part) is not None
+            if not code and self._names_nothing(part):
                 continue  # "(batch 4)", "(donor 2)"
             alt = self._phrase_value(part, shown, tissue)
-            if not self._refining(result, alt) and _CODE.match(part):
-                alt = self._code_value(part, shown, tissue) or alt
+            if code:
+                alt = self._coded(part, result, alt, shown, tissue)
             if self._refining(result, alt):
                 assert alt.hit is not None
                 kind = self.ontology.is_ancestor(result.hit.cl_id, alt.hit.cl_id)
@@ -151,6 +157,71 @@ class ValueReadings:
             if alt.status == "mapped":
                 return alt
         return None
+
+    def _coded(
+        self, code: str, result: _ValueResult, alt: _ValueResult, shown: str, tissue: str | None
+    ) -> _ValueResult:
+        """A population code's best reading: in words (`_code_words`: "proB.FrBC", the
+        fraction, not the pro-B cell its first part names) unless the part read as a
+        phrase names a kind of that ("DC.PDC.8-": CD8-negative pDC); else a type one of
+        its parts names (`_code_value`)."""
+        coded = self._code_words(code, result, shown, tissue)
+        if coded is not None and self._refining(result, coded):
+            assert coded.hit is not None
+            finer = (
+                self._refining(result, alt)
+                and alt.hit is not None
+                and self.ontology.is_ancestor(coded.hit.cl_id, alt.hit.cl_id)
+            )
+            return alt if finer else coded
+        if self._refining(result, alt):
+            return alt
+        return self._code_value(code, shown, tissue) or alt
+
+    def _code_words(
+        self, code: str, result: _ValueResult, shown: str, tissue: str | None
+    ) -> _ValueResult | None:
+        """A population code read in words with the label's noun (`population_codes.tsv`:
+        "T cells (T.8Nve)": naive CD8 T cell; "T.4MEM49D+11A+": memory CD4 T cell); a
+        part CL names with that noun ("B.T1": T1 B cell), or one of Hardy's B-cell
+        fractions ("proB.FrBC": fraction B/C precursor B cell)."""
+        assert result.hit is not None
+        noun = normalise_text(result.hit.synonym)
+        words: list[str] = []
+        named = ""  # a type a part's capitals name ("SC.MPP34F": MPP)
+        for part in code.split("."):
+            fraction = _HARDY.match(part)
+            if fraction and fraction.group(1).lower() in self._fractions:
+                cl_id = self._fractions[fraction.group(1).lower()]
+                hit = _Hit(cl_id, "name", self.ontology.label(cl_id), "", shown, _CODE_WEIGHT)
+                return _ValueResult("mapped", replace(hit, notes=(f'"{part}": a Hardy fraction',)))
+            if f"{normalise_text(part)} {noun}" in self._index:
+                words.append(part)  # "T1" + "B cell"
+                continue
+            for k, t in enumerate(_CODE_TOKEN.findall(part)):
+                if t.isdigit() and (k > 0 or not _STATE_AFTER.match(part[len(t) :])):
+                    continue  # "4Nve", "T.8": CD4, CD8; not "4+8int", "DN3-4": markers, ranges
+                if t.lower() in self._population_codes:
+                    words.append(self._population_codes[t.lower()][0])
+                elif not named and len(t) >= 3 and t.isupper() and self._abbreviation(t):
+                    named = t
+        if {"cd4", "cd8"} <= set(words):
+            return None  # both lineages: a double-positive population, not one
+        if not words:
+            return self._phrase_value(named, shown, tissue) if named else None
+        said = " ".join([*dict.fromkeys(words), noun])
+        alt = self._phrase_value(said, shown, tissue)
+        if alt.hit is None:
+            return None
+        return replace(
+            alt, hit=replace(alt.hit, notes=(*alt.hit.notes, f'"{code}" read as "{said}"'))
+        )
+
+    def _abbreviation(self, word: str) -> bool:
+        """Whether a word is one type's abbreviation, name or EXACT synonym ("MPP")."""
+        entries = self._index.get(normalise_text(word))
+        strong = ("abbreviation", "name", "EXACT")
+        return bool(entries) and len(entries) == 1 and next(iter(entries.values())).scope in strong
 
     def _list_with_nouns(
         self, main: str, shown: str, tissue: str | None, found: _ValueResult

@@ -49,6 +49,7 @@ TISSUES = RESOURCES / "tissues.tsv"
 IMPLIED_TERMS = RESOURCES / "implied_terms.tsv"
 ANATOMY_ABBREVIATIONS = RESOURCES / "anatomy_abbreviations.tsv"
 WORD_FORMS = RESOURCES / "word_forms.tsv"
+POPULATION_CODES = RESOURCES / "population_codes.tsv"
 
 _CL_ID = re.compile(r"^CL:\d{7}\Z", re.ASCII)
 
@@ -219,7 +220,19 @@ def read_anatomy_abbreviations(
 ) -> dict[str, tuple[str, str]]:
     """Normalised one-word abbreviation -> (normalised expansion, source) ("ife" ->
     "interfollicular epidermis")."""
-    path = Path(path)
+    return _word_expansions(Path(path))
+
+
+def read_population_codes(
+    path: str | os.PathLike = POPULATION_CODES,
+) -> dict[str, tuple[str, str]]:
+    """Normalised word of a population code -> (normalised expansion, source) ("nve" ->
+    "naive", "8" -> "cd8"): ImmGen's names ("T.8Nve")."""
+    return _word_expansions(Path(path))
+
+
+def _word_expansions(path: Path) -> dict[str, tuple[str, str]]:
+    """One word -> (its expansion, the row it comes from), every row with a source."""
     out: dict[str, tuple[str, str]] = {}
     for line, row in _rows(path, ("text", "expansion", "source")):
         key, expansion = normalise_text(row["text"]), normalise_text(row["expansion"])
