@@ -195,7 +195,7 @@ class ValueReadings:
                 cl_id = self._fractions[fraction.group(1).lower()]
                 hit = _Hit(cl_id, "name", self.ontology.label(cl_id), "", shown, _CODE_WEIGHT)
                 return _ValueResult("mapped", replace(hit, notes=(f'"{part}": a Hardy fraction',)))
-            if f"{normalise_text(part)} {noun}" in self._index:
+            if normalise_text(f"{part} {noun}") in self._index:
                 words.append(part)  # "T1" + "B cell"
                 continue
             for k, t in enumerate(_CODE_TOKEN.findall(part)):

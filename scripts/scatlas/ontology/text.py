@@ -11,6 +11,8 @@ the same function, so "CD4+ T-cells", "CD4-positive T cell" and "cd4 pos T cells
    "lo"/"low"/"dim" -> low, "int" -> intermediate, "pos"/"neg", and a trailing "-" ->
    negative ("CD4-CD8-" -> "cd4 negative cd8 negative"; "CD8-positive" keeps its hyphen),
    also after a marker told by its case before lower-casing ("MHC-II-", "IgD-", "GlyA-");
+   a lineage marker written bare before a word names its positive cells ("CD4 CTL" ->
+   "cd4 positive ctl"; not "CD4 CD8 DN");
    superscript carets dropped ("Ly6C^hi" = "Ly6Chi"), "±" and "+/-" -> low (dim).
 3. Words glued to "cell(s)" split ("Tcells" -> "t cell"); roman numerals after
    type/class/stage/layer/grade become digits ("type II" -> "type 2").
@@ -94,6 +96,13 @@ _TRAILING_MINUS = re.compile(rf"\b({_MARKER})-(?=$|[\s,;/|)(])")
 _CASED_MINUS = re.compile(
     r"(?<![\w.-])([A-Za-z][\w.]*(?:-[\w.]+)*)-(?=$|[,;/|)(]|\s(?!\s*(?:and|or|to|&)\b))"
 )
+# lineage markers written bare before a word: "cd4 ctl", "cd14 mono" (see `_bare_lineage`)
+_BARE_LINEAGE = re.compile(
+    r"(?<![\w-])(cd3|cd4|cd8|cd14|cd16|cd19|cd20)\s+"
+    r"(?!(?:positive|negative|high|low|intermediate|hi|lo|int|dim|bright|pos|neg|and|or|"
+    r"cd\d|[a-z]{1,6}\d)\b)([a-z])"
+)
+_CASED_HINT = re.compile(r"\w-(?:$|[\s,;/|)(])")  # a cheap test for `_CASED_MINUS`
 _GLUED_CELL = re.compile(r"\b([a-z0-9]{1,3})(cells?)\b")
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7"}
 _ROMAN_HINT = re.compile(r"type|class|stage|layer|grade|group|lamina")
@@ -176,6 +185,19 @@ def _marker_minus(found: re.Match[str]) -> str:
     return f"{word} negative" if marker else found.group(0)
 
 
+def _bare_lineage(text: str) -> str:
+    """A lineage marker without a sign before a word names its positive cells ("CD4
+    cytotoxic T", "CD14 Mono"); not before a level, another marker or a conjunction."""
+    return _BARE_LINEAGE.sub(_lineage_positive, text)
+
+
+def _lineage_positive(found: re.Match[str]) -> str:
+    before = found.string[: found.start()].split()
+    if before and _MARKER_WORD.match(before[-1]):
+        return found.group(0)  # "CD4 CD8 DN": markers listed, no sign said
+    return f"{found.group(1)} positive {found.group(2)}"
+
+
 def _marker_levels(text: str) -> str:
     """Marker levels spelt out in lower-case text (step 2 of the module docstring)."""
     if "^" in text:
@@ -190,13 +212,15 @@ def _marker_levels(text: str) -> str:
     if "-" in text and _MINUS_HINT.search(text):
         text = _CHAINED_MINUS.sub(r"\1 negative ", text)
         text = _TRAILING_MINUS.sub(r"\1 negative", text)
+    if "cd" in text:
+        text = _bare_lineage(text)
     return text
 
 
 def _prepare(text: str) -> str:
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text).translate(_DASHES)
-    if "-" in text:
+    if "-" in text and _CASED_HINT.search(text):
         text = _CASED_MINUS.sub(_marker_minus, text)
     text = text.lower()
     if not text.isascii():
