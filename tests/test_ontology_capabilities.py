@@ -577,6 +577,19 @@ def test_a_likeness_of_a_named_type_is_never_another_type(onto, matcher):
     assert counts["none"] >= 1300 and counts["off"] == 0, counts
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Neurons:Schwann_cell", "CL:0002573"),  # the subtype settles the tie
+        ("Neutrophil:inflam", "CL:0000775"),  # a qualifier after the colon
+        ("iPS_cells:adipose_stem_cells", None),  # a name inside it only: still a tie
+    ],
+)
+def test_a_subtype_after_a_colon(matcher, text, answer):
+    res = label(matcher, text)
+    assert (res.match and res.match.cl_id) == answer, res
+
+
 def test_a_bare_lineage_marker_names_its_positive_cells(matcher):
     # CL files its CD4-positive cytotoxic T cell apart from the cytotoxic T cell
     assert label(matcher, "CD4 CTL").match.cl_id == "CL:0000934"

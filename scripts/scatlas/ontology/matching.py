@@ -129,6 +129,8 @@ _WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no numb
 _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to place
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
+# "Main:Subtype", no space around the colon (a "key: value" pair has one after it)
+_COLON_LABEL = re.compile(r"^\s*([^:\s][^:]*?):(?!\s)(?:[^:]*:)*([^:]+?)\s*$")
 _FRACTION_NAME = re.compile(r"^fraction ([A-F](?:/[A-F])*) ", re.IGNORECASE)
 # a negation before members joined by slashes ("non-T/NK cells", "non-Th1/Th17")
 _NEGATED_SLASH = re.compile(r"\b(non|not)[-\s]+([\w+]+(?:/[\w+]+)+)", re.IGNORECASE)
@@ -541,13 +543,34 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self, result: _ValueResult, main: str, shown: str, tissue: str | None, paren: bool
     ) -> _ValueResult:
         """A light chain left aside, list members read with their noun (no parenthesis),
-        then a cluster number left aside."""
+        then a cluster number left aside; a subtype after a colon that settles a tie."""
         if result.status == "unmatched" and main.rstrip().endswith(_LIGHT_CHAINS):
             result = self._without_light_chain(main, shown, tissue) or result
+        if result.status == "ambiguous" and ":" in main:
+            result = self._subtype_after_colon(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
         return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
+
+    def _subtype_after_colon(
+        self, main: str, shown: str, tissue: str | None
+    ) -> _ValueResult | None:
+        """ "Main:Subtype" (the Human Primary Cell Atlas' labels, "Neurons:Schwann_cell"):
+        when the two name different types, the subtype, if it names a whole cell type."""
+        found = _COLON_LABEL.match(main)
+        if found is None:
+            return None
+        last = found.group(2)
+        if not normalise_text(last).endswith("cell"):
+            return None  # "Neutrophil:inflam", "Fibroblasts:breast": a qualifier
+        alt = self._phrase_value(last, shown, tissue)
+        if alt.status != "mapped" or alt.hit is None or alt.hit.scope not in _STRONG:
+            return None
+        if any(n.startswith('phrase "') for n in alt.hit.notes):
+            return None  # a name inside it ("adipose_stem_cells"): not the subtype whole
+        notes = (*alt.hit.notes, f'"{last}" after ":" names the subtype')
+        return replace(alt, hit=replace(alt.hit, notes=notes))
 
     def _tissue_named(self, text: str, tissue: str, result: _ValueResult) -> _ValueResult | None:
         """The term the label names with the tissue's word ("<tissue> <label>", "<label> of
