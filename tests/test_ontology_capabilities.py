@@ -590,6 +590,24 @@ def test_a_subtype_after_a_colon(matcher, text, answer):
     assert (res.match and res.match.cl_id) == answer, res
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # markers with levels after a type choose the kind whose name says them
+        ("Erythroid_CD34- CD71+ GlyA-", "CL:0002004"),  # CD34-, GlyA- proerythroblast
+        ("Erythroid_CD34- CD71- GlyA+", "CL:0002018"),  # the most markers said
+        ("Monocytes CD14+ CD16-", "CL:0002057"),  # not the CD16-positive one
+        ("HSC CD34+ CD38-", "CL:0001024"),
+        # a broad class, or a kind whose name says far more: as named
+        ("CD45RA+ CCR7- motile cell", "CL:0000219"),
+        ("T cells CD4+ CD25+", "CL:0000624"),
+    ],
+)
+def test_markers_choose_the_kind(matcher, text, answer):
+    res = label(matcher, text)
+    assert res.match is not None and res.match.cl_id == answer, res
+
+
 def test_a_bare_lineage_marker_names_its_positive_cells(matcher):
     # CL files its CD4-positive cytotoxic T cell apart from the cytotoxic T cell
     assert label(matcher, "CD4 CTL").match.cl_id == "CL:0000934"

@@ -788,7 +788,8 @@ def test_gold_standard_tabula_muris(matcher, onto, shared_data):
 
 def _windows_by_brute_force(matcher, words, hard, coord, tissue):
     """Every window joined and looked up, as the tree walk must find them: keys up to a
-    hard break, reordered bags within one list item of known words."""
+    hard break, reordered bags within one list item of known words, never ending on a
+    marker whose level follows."""
     from scatlas.ontology.evidence import _LEVELS, _STOP
 
     out = set()
@@ -807,7 +808,8 @@ def _windows_by_brute_force(matcher, words, hard, coord, tissue):
                 continue
             in_item = not any(coord[k] for k in range(i + 1, j))
             known = all(w in matcher._vocab or w in _STOP for w in window)
-            if j - i >= 2 and in_item and known and words[i] not in _LEVELS:
+            level_next = j < n and words[j] in _LEVELS
+            if j - i >= 2 and in_item and known and words[i] not in _LEVELS and not level_next:
                 bag = " ".join(sorted(set(window) - _STOP))
                 found = matcher._bags.get(bag, [])
                 if [e for e in found if not e.tissue or e.tissue == tissue]:

@@ -352,6 +352,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self._name_keys: dict[str, list[str]] = {}
         self._kinds_memo: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self._below_memo: dict[str, frozenset[str]] = {}
+        self._marker_kinds: dict[tuple[str, frozenset[tuple[str, str]]], str | None] = {}
+        self._name_marker_memo: dict[str, frozenset[tuple[str, str]]] = {}
         self._n_truncated = 0
 
     def _index_lexicon(

@@ -25,6 +25,10 @@ from scatlas.ontology.evidence import (
 from scatlas.ontology.text import normalise_text
 
 _MAX_WORDS = 4  # longer labels are descriptions, not names with words left out
+# words a kind's name may add to its markers and the term's name when markers choose it
+# ("orthochromatic erythroblast" for erythroid cells): not a far subtype ("motile cell")
+_MARKER_KIND_ADDS = 2
+_MARKER_KINDS_BELOW = 60  # a term with more kinds is a class markers alone do not narrow
 _NEURONS = frozenset({"neuron", "interneuron"})
 _HEADS = frozenset({"cell", *_NEURONS})
 _STAGES = frozenset({"progenitor", "precursor", "stem"})  # a name-words answer must say them
@@ -97,6 +101,10 @@ class NameWords:
         beside = _beside(span, words, breaks)
         if not beside or set(beside) <= _LEVELS or not _NOT_NARROWING.isdisjoint(words):
             return hit  # nothing beside but levels; or a negation, "like", "other" anywhere
+        if len(_marker_levels(beside)) * 2 == len(beside) and hit.scope != "mixture":
+            by_markers = self._kind_by_markers(hit, _marker_levels(words))
+            if by_markers is not None:  # only markers with levels beside
+                return by_markers
         index = self._name_word_index(cell_heads=False)
         if any(w not in index or len(w) < 2 or w.isdigit() for w in beside):
             return hit  # a word no name holds ("PD1+", "cluster 3"): not a kind CL names
@@ -130,6 +138,48 @@ class NameWords:
             lower = set().union(*(self._kinds_below(t) for t in kinds)) if len(kinds) > 1 else ()
             found = tuple(sorted(kinds.difference(lower)))
             _remember(self._kinds_memo, (cl_id, beside), found)
+        return found
+
+    def _kind_by_markers(self, hit: _Hit, said: frozenset[tuple[str, str]]) -> _Hit | None:
+        """The kind of the hit's term whose name's markers the label says, each with its
+        level ("Erythroid_CD34- CD71+ GlyA-": CD34-negative, GlyA-negative
+        proerythroblast), the one naming the most of them; none that says another level,
+        names no marker beyond the term's own or adds more than two other words."""
+        memo = (hit.cl_id, said)
+        found = self._marker_kinds.get(memo, False)
+        if found is False and len(self._kinds_below(hit.cl_id)) > _MARKER_KINDS_BELOW:
+            found = None  # a broad class ("T cell", "leukocyte"): markers alone do not choose
+        if found is False:
+            sizes = {
+                d: self._markers_said(hit.cl_id, d, said) for d in self._kinds_below(hit.cl_id)
+            }
+            top = max(sizes.values(), default=0)
+            best = [d for d, n in sizes.items() if n == top] if top else []
+            found = _remember(self._marker_kinds, memo, best[0] if len(best) == 1 else None)
+        if found is None:
+            return None
+        note = f"its markers name a kind of {self.ontology.label(hit.cl_id)}"
+        conf = round(hit.confidence * _NARROWED, 4)
+        return replace(hit, cl_id=found, confidence=conf, notes=(*hit.notes, note))
+
+    def _markers_said(self, cl_id: str, kind: str, said: frozenset[tuple[str, str]]) -> int:
+        """How many markers of a kind's name the label says (0 when it says none beyond
+        the term's own, one it does not say, or the name adds other words)."""
+        named = self._name_markers(kind)
+        if not named - self._name_markers(cl_id) or not named <= said:
+            return 0
+        if not self.ontology.is_informative(kind):
+            return 0
+        known = {*self._label_words(cl_id), *_UNSAID, *_STOP, *(w for p in named for w in p)}
+        added = self._label_words(kind) - known
+        return len(named) if len(added) <= _MARKER_KIND_ADDS else 0
+
+    def _name_markers(self, cl_id: str) -> frozenset[tuple[str, str]]:
+        """(marker, level) pairs a term's name holds ("cd34 negative", "glya negative")."""
+        found = self._name_marker_memo.get(cl_id)
+        if found is None:
+            words = normalise_text(self.ontology.label(cl_id)).split()
+            found = _remember(self._name_marker_memo, cl_id, _marker_levels(words))
         return found
 
     def _kinds_below(self, cl_id: str) -> frozenset[str]:
@@ -245,6 +295,15 @@ def _headed(name: str) -> bool:
     # of Y" is not taken: "endothelial cell of pericentral hepatic sinusoid" would answer
     # "pericentral" alone)
     return name.split(" of ")[0].rsplit(" ", 1)[-1] in _NEURONS
+
+
+def _marker_levels(words: list[str]) -> frozenset[tuple[str, str]]:
+    """(word, level) for each word followed by a level word ("cd34 negative")."""
+    return frozenset(
+        (w, words[k + 1])
+        for k, w in enumerate(words[:-1])
+        if words[k + 1] in _LEVELS and w not in _LEVELS
+    )
 
 
 def _beside(span: _Span, words: list[str], breaks: list[bool]) -> list[str]:

@@ -115,6 +115,8 @@ class PhraseWindows:
                 content.append(w)
             if j in keys or not _whole(origin, j):
                 continue
+            if j < len(words) and words[j] in _LEVELS:
+                continue  # "monocyte cd14 positive cd16 | negative": a marker without its level
             found = self._bags.get(" ".join(sorted(content)))
             if found:
                 found = [e for e in found if not e.tissue or e.tissue == tissue]

@@ -112,11 +112,16 @@ class ValueReadings:
         if any(e.tissue for e in (self._index.get(key) or {}).values()):
             return None  # a word with a tissue-specific sense ("beta"): not without it
         noun = "neuron" if len(words) == 1 and words[0].endswith("ergic") else "cells"
-        alt = self._phrase_value(f"{head} {noun} {suffix}", shown, tissue)
+        named = f"{head} {noun}"
+        core = _without_markers(words)
+        if core and words[-1] != core[-1]:  # markers after the type: the noun before them
+            k = len(words) - words[::-1].index(core[-1])
+            named = f"{' '.join(words[:k])} {noun} {' '.join(words[k:])}"
+        alt = self._phrase_value(f"{named} {suffix}", shown, tissue)
         notes: tuple[str, ...] = ()
         if suffix and (alt.status == "unmatched" or alt.hit is None):
             # "Distal Convoluted Tubule Type 2": an author's subtype CL does not name
-            alt = self._phrase_value(f"{head} {noun}", shown, tissue)
+            alt = self._phrase_value(named, shown, tissue)
             notes = (f'"{suffix}" names no kind CL has',)
             suffix = ""
         if alt.status == "unmatched" or alt.hit is None:
@@ -312,7 +317,9 @@ class ValueReadings:
 
     def _head_without_noun(self, words: list[str]) -> bool:
         """Whether the label's last one to three words, with "cell", are a name or synonym
-        ("endothelial cell", "natural killer cell")."""
+        ("endothelial cell", "natural killer cell"); markers with their levels aside
+        ("Erythroid_CD34- GlyA-": "erythroid cell")."""
+        words = _without_markers(words)
         return any(
             " ".join([*words[-k:], "cell"]) in self._index for k in range(1, min(3, len(words)) + 1)
         )
@@ -395,6 +402,16 @@ class ValueReadings:
             return result
         note = f'cluster number "_{found.group(2)}" left aside'
         return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
+
+
+def _without_markers(words: list[str]) -> list[str]:
+    """The words less markers and levels, a word before a level being a marker ("glya
+    negative")."""
+    return [
+        w
+        for k, w in enumerate(words)
+        if not (is_marker(w) or w in _LEVELS or (k + 1 < len(words) and words[k + 1] in _LEVELS))
+    ]
 
 
 def _holds_list_mark(raw: str) -> bool:
