@@ -142,6 +142,7 @@ def test_a_label_ending_in_progenitor_names_the_progenitor(matcher, text, answer
     [
         ("erythroid cells", '"lineage" left out'),  # CL: "erythroid lineage cell"
         ("Early erythroid", 'read as "early erythroid cell"'),
+        ("Late erythroid", 'read as "late erythroid cell"'),  # a stage CL does not name
     ],
 )
 def test_a_name_without_a_word_that_changes_nothing(matcher, text, evidence):

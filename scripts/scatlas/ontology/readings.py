@@ -45,6 +45,7 @@ _NOT_A_LIST_WORD = re.compile(
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
+_STAGE_WORDS = frozenset({"mid"})  # a short word of no name that names a stage ("Mid erythroid")
 _MAX_SHORT = 4  # words of names a label read with the noun "cell" may hold, no other test
 _MAX_NOUNLESS = 6  # words of a label read with the noun "cell" it leaves out
 _CLUSTER_INDEX = re.compile(r"^(.*[^\W\d_])\s*_(\d{1,3})\s*$")  # "CD4 TCM_2": a cluster's number
@@ -306,7 +307,7 @@ class ValueReadings:
         return (
             not any(w.isdigit() for w in words)
             and len(unknown) <= _MAX_UNKNOWN
-            and all(w.isalpha() and len(w) >= 4 for w in unknown)
+            and all(w.isalpha() and (len(w) >= 4 or w in _STAGE_WORDS) for w in unknown)
         )
 
     def _named_with_noun(self, words: list[str]) -> bool:
