@@ -542,6 +542,7 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("T cells (T.4int8+)", None, "CL:0000084"),
         ("T cells (T.DN3-4)", None, "CL:0000807"),  # DN3 thymocyte, not a CD4 T cell
         # -- a name or EXACT synonym without its noun
+        ("Mid Plasma", None, "CL:0000786"),  # "mid": a stage, as "early" and "late"
         ("T-helper 1", None, "CL:0000545"),  # numbers: the label with "cell" is a name
         ("B-1 B", None, "CL:0000819"),
         ("group 1 innate lymphoid", None, "CL:0001067"),
