@@ -541,6 +541,9 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         # numbers as markers or ranges, both lineages: no CD4 or CD8 reading
         ("T cells (T.4int8+)", None, "CL:0000084"),
         ("T cells (T.DN3-4)", None, "CL:0000807"),  # DN3 thymocyte, not a CD4 T cell
+        # -- "<X>-derived cells" name an origin, not the one term whose name holds X
+        ("Macrophage-derived cells", None, None),
+        ("monocyte-derived dendritic cells", None, "CL:0011031"),
         # -- a name or EXACT synonym without its noun
         ("Mid Plasma", None, "CL:0000786"),  # "mid": a stage, as "early" and "late"
         ("T-helper 1", None, "CL:0000545"),  # numbers: the label with "cell" is a name

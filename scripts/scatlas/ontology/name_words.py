@@ -218,6 +218,8 @@ class NameWords:
             return None
         if not _NOT_NARROWING.isdisjoint(words):
             return None  # "non-B lymphocyte", "neuron-like cells": the names are not said
+        if len(words) > 1 and words[-2] == "derived":
+            return None  # "Monocyte-derived cells": an origin, not the one type it names
         content = sorted(set(words) - _STOP - {"cell"})
         if not content or len(content) > _MAX_WORDS:
             return None
