@@ -544,6 +544,11 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         # -- "<X>-derived cells" name an origin, not the one term whose name holds X
         ("Macrophage-derived cells", None, None),
         ("monocyte-derived dendritic cells", None, "CL:0011031"),
+        # -- a "-cyte" word no name holds read as its stem's cell
+        ("colonocytes", None, "CL:0011108"),  # colon cells: the colon's epithelial cell
+        # -- markers alone name the one term whose name holds them, if it adds little
+        ("CD19+ cells", None, "CL:0001201"),  # B cell, CD19-positive
+        ("Cd24+ cells", None, None),  # not a class switched memory B cell
         # -- a name or EXACT synonym without its noun
         ("Mid Plasma", None, "CL:0000786"),  # "mid": a stage, as "early" and "late"
         ("T-helper 1", None, "CL:0000545"),  # numbers: the label with "cell" is a name

@@ -513,8 +513,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         named = self._named_outright(text) or self._named_with_cell(text, tissue)
         if named is not None:
             return named
-        if self._names_nothing(text):
-            return _ValueResult("unmatched")  # "GSM1000123", "sample 12": no word of a name
+        if self._names_nothing(text):  # "GSM1000123", "sample 12": no word of a name
+            cyte = self._cyte_as_cell(text, text, tissue) if "cyte" in text else None
+            return cyte or _ValueResult("unmatched")
         main, inner = _main_and_inner(text)
         result = self._phrase_value(main, text, tissue)
         if "/" in main:
@@ -550,10 +551,30 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             result = self._without_light_chain(main, shown, tissue) or result
         if result.status == "ambiguous" and ":" in main:
             result = self._subtype_after_colon(main, shown, tissue) or result
+        if result.status == "unmatched" and "cyte" in main:
+            result = self._cyte_as_cell(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
         return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
+
+    def _cyte_as_cell(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A "-cyte" word no name holds read as its stem's cell, when names hold the stem
+        ("colonocytes": colon cells, the colon's epithelial cell)."""
+        words = normalise_text(main).split()
+        read = [
+            f"{w[: -len('ocyte')]} cell"
+            if w.endswith("ocyte") and w not in self._vocab and w[: -len("ocyte")] in self._vocab
+            else w
+            for w in words
+        ]
+        if read == words:
+            return None
+        alt = self._value(" ".join(read), tissue)
+        if alt.status != "mapped" or alt.hit is None:
+            return None
+        note = f'"-cyte" read as "cell": "{" ".join(read)}"'
+        return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
 
     def _subtype_after_colon(
         self, main: str, shown: str, tissue: str | None

@@ -22,7 +22,7 @@ from scatlas.ontology.evidence import (
     _Span,
     _ValueResult,
 )
-from scatlas.ontology.text import normalise_text
+from scatlas.ontology.text import is_marker, normalise_text
 
 _MAX_WORDS = 4  # longer labels are descriptions, not names with words left out
 # words a kind's name may add to its markers and the term's name when markers choose it
@@ -238,6 +238,10 @@ class NameWords:
         top = tops[0]
         if _STAGES.intersection(normalise_text(onto.label(top)).split()) - set(content):
             return None  # "pancreatic islet" is not its progenitor cell: a stage unsaid
+        if _LEVELS.intersection(content) and all(is_marker(w) or w in _LEVELS for w in content):
+            added = self._label_words(top) - set(content) - _UNSAID - _STOP - {"cell"}
+            if len(added) > _MARKER_KIND_ADDS:
+                return None  # "Cd24+ cells": not a memory B cell whose name holds CD24
         why = f"the words {' '.join(content)!r} lie in the names of {len(terms)} terms under it"
         notes = (why, note) if note else (why,)
         hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], notes)
