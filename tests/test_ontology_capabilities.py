@@ -544,6 +544,9 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         # -- "<X>-derived cells" name an origin, not the one term whose name holds X
         ("Macrophage-derived cells", None, None),
         ("monocyte-derived dendritic cells", None, "CL:0011031"),
+        # -- the head read by its names' words, qualifiers in no one name with it aside
+        ("secretory luminal cells", "Mammary_Gland", "CL:0002326"),
+        ("T lymphoid cells", None, None),  # nothing named: nothing left aside
         # -- a "-cyte" word no name holds read as its stem's cell
         ("colonocytes", None, "CL:0011108"),  # colon cells: the colon's epithelial cell
         # -- markers alone name the one term whose name holds them, if it adds little

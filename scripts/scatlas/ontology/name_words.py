@@ -247,6 +247,26 @@ class NameWords:
         hit = _Hit(top, "name words", onto.label(top), "", shown, WEIGHTS["name words"], notes)
         return _ValueResult("mapped", hit)
 
+    def _name_words_head(
+        self, words: list[str], shown: str, note: str = "", tissue: str | None = None
+    ) -> _ValueResult | None:
+        """The label's head read by `_name_words_value` when the words before it lie in no
+        one name with it ("secretory luminal cells" in the mammary gland: its luminal
+        epithelial cell): up to two leading words left aside, with a lower confidence."""
+        if len(words) < 3 or words[-1] != "cell" or not _NOT_NARROWING.isdisjoint(words):
+            return None
+        for k in (1, 2):
+            if len(words) - k < 2:
+                break
+            found = self._name_words_value(words[k:], shown, note, tissue)
+            if found is not None and found.hit is not None:
+                why = f'"{" ".join(words[:k])}" left aside: in no one name with the rest'
+                conf = round(found.hit.confidence * _NARROWED, 4)
+                return replace(
+                    found, hit=replace(found.hit, confidence=conf, notes=(*found.hit.notes, why))
+                )
+        return None
+
     def _terms_holding(self, content: list[str]) -> set[str]:
         """Terms with one name (of a cell noun) that holds every word; if none, every word
         in either of its forms ("ductal" names find "ductal" before "duct")."""
