@@ -122,7 +122,7 @@ from scatlas.ontology.text import (
     plain_words,
     tokenise,
 )
-from scatlas.ontology.tissue_context import TissueContext
+from scatlas.ontology.tissue_context import TissueContext, tissue_lines
 
 log = logging.getLogger(__name__)
 _WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no number or id
@@ -287,6 +287,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         self.min_confidence = min_confidence
         self.ontology = ontology
         self.tissues = dict(read_tissues() if tissues is None else tissues)
+        self._tissue_lines = tissue_lines(self.tissues)
         abbreviations = read_abbreviations(ontology) if abbreviations is None else abbreviations
         if tissue_terms is None:
             tissue_terms = read_tissue_terms(ontology, self.tissues)

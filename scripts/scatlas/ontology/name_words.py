@@ -101,8 +101,8 @@ class NameWords:
         beside = _beside(span, words, breaks)
         if not beside or set(beside) <= _LEVELS or not _NOT_NARROWING.isdisjoint(words):
             return hit  # nothing beside but levels; or a negation, "like", "other" anywhere
-        if len(_marker_levels(beside)) * 2 == len(beside) and hit.scope != "mixture":
-            by_markers = self._kind_by_markers(hit, _marker_levels(words))
+        if len(_marker_pairs(beside)) * 2 == len(beside) and hit.scope != "mixture":
+            by_markers = self._kind_by_markers(hit, _marker_pairs(words))
             if by_markers is not None:  # only markers with levels beside
                 return by_markers
         index = self._name_word_index(cell_heads=False)
@@ -179,7 +179,7 @@ class NameWords:
         found = self._name_marker_memo.get(cl_id)
         if found is None:
             words = normalise_text(self.ontology.label(cl_id)).split()
-            found = _remember(self._name_marker_memo, cl_id, _marker_levels(words))
+            found = _remember(self._name_marker_memo, cl_id, _marker_pairs(words))
         return found
 
     def _kinds_below(self, cl_id: str) -> frozenset[str]:
@@ -323,7 +323,7 @@ def _headed(name: str) -> bool:
     return name.split(" of ")[0].rsplit(" ", 1)[-1] in _NEURONS
 
 
-def _marker_levels(words: list[str]) -> frozenset[tuple[str, str]]:
+def _marker_pairs(words: list[str]) -> frozenset[tuple[str, str]]:
     """(word, level) for each word followed by a level word ("cd34 negative")."""
     return frozenset(
         (w, words[k + 1])

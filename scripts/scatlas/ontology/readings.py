@@ -32,7 +32,7 @@ _CODE_TOKEN = re.compile(r"[A-Za-z]+|\d+")  # "8Nve" -> "8", "Nve"
 # after a number, a state word ("4Nve", "8EFF") or nothing ("T.4"); not a level ("4int8+")
 _STATE_AFTER = re.compile(r"^(?:(?!(?:int|hi|high|lo|low|neg|pos|dim)(?![a-z]))[A-Za-z]|$)")
 _HARDY = re.compile(r"^Fr([A-F]{1,2})$")  # "FrBC": Hardy et al. 1991, J Exp Med 173:1213
-_CODE_WEIGHT = 0.85  # a code read in words: below a name or EXACT synonym
+_FRACTION_WEIGHT = 0.85  # a Hardy fraction read from a code: below a name or EXACT synonym
 _DEVELOPMENT = ("is_a", "develops_from")
 _LIGHT_CHAIN = re.compile(r"^(.*\S)\s+(kappa|lambda|igk|igl)\s*$", re.IGNORECASE)
 _LAYER = re.compile(r"l\d")  # a cortical layer ("L5"), normalised
@@ -199,7 +199,7 @@ class ValueReadings:
             fraction = _HARDY.match(part)
             if fraction and fraction.group(1).lower() in self._fractions:
                 cl_id = self._fractions[fraction.group(1).lower()]
-                hit = _Hit(cl_id, "name", self.ontology.label(cl_id), "", shown, _CODE_WEIGHT)
+                hit = _Hit(cl_id, "name", self.ontology.label(cl_id), "", shown, _FRACTION_WEIGHT)
                 return _ValueResult("mapped", replace(hit, notes=(f'"{part}": a Hardy fraction',)))
             if normalise_text(f"{part} {noun}") in self._index:
                 words.append(part)  # "T1" + "B cell"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from scatlas.ontology.evidence import (
@@ -18,12 +18,24 @@ from scatlas.ontology.evidence import (
     _Span,
 )
 from scatlas.ontology.fields import FieldText
+from scatlas.ontology.tables import Tissue
 from scatlas.ontology.text import normalise_text, tokenise
 
 log = logging.getLogger(__name__)
 
 # words a tissue variant's name may add besides the tissue's: its epithelium
 _PLACE_WORDS = (frozenset(), frozenset({"epithelium"}), frozenset({"epithelium", "proper"}))
+
+
+def tissue_lines(tissues: Mapping[str, Tissue]) -> dict[str, tuple[str, ...]]:
+    """Each tissue with those it lies within, innermost first (`Tissue.within`)."""
+    lines = {}
+    for name in tissues:
+        line = [name]
+        while (t := tissues.get(line[-1])) is not None and t.within and t.within not in line:
+            line.append(t.within)
+        lines[name] = tuple(line)
+    return lines
 
 
 class TissueContext:
@@ -53,11 +65,8 @@ class TissueContext:
 
     def _tissue_line(self, tissue: str) -> tuple[str, ...]:
         """The tissue and those it lies within, innermost first ("colon", "large
-        intestine", "intestine")."""
-        line = [tissue]
-        while (t := self.tissues.get(line[-1])) is not None and t.within and len(line) < 8:
-            line.append(t.within)
-        return tuple(line)
+        intestine", "intestine"; built once, `tissue_lines`)."""
+        return self._tissue_lines.get(tissue) or (tissue,)
 
     def _fits(self, cl_id: str, tissue: str) -> bool:
         """Whether a term is placed in ``tissue``, in a tissue it lies within or in a part
