@@ -595,6 +595,14 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("enterocytes", "Large_Intestine", "CL:0002071"),
         ("Paneth cells", "ileum", "CL:1000343"),
         ("basal cells", "trachea", "CL:1000348"),
+        # -- "<X> cell of <place>": the type before "of" is the head
+        ("myoepithelial cell of salivary gland", None, "CL:0000185"),  # not a salivary cell
+        ("Merkel cell of epidermis", None, "CL:0000242"),  # not "epidermal" qualified
+        ("intercalated cell of salivary gland", None, "CL:0009005"),  # not the renal one
+        ("external supporting cell of Claudius", None, "CL:0000634"),  # an eponym: a name
+        # -- "A" in a name is a letter, not an article
+        ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
+        ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),
     ],
 )
 def test_readings_of_labels(matcher, text, tissue, answer):

@@ -800,7 +800,7 @@ def _windows_by_brute_force(matcher, words, hard, coord, tissue):
         for j in range(i + 1, n + 1):
             if j - i > matcher._max_window or any(hard[k] for k in range(i + 1, j)):
                 break
-            if words[j - 1] in _STOP:
+            if words[j - 1] in _STOP and words[j - 1] != "a":
                 continue
             window = words[i:j]
             if matcher._lookup(" ".join(window), tissue):
@@ -810,7 +810,12 @@ def _windows_by_brute_force(matcher, words, hard, coord, tissue):
             known = all(w in matcher._vocab or w in _STOP for w in window)
             level_next = j < n and words[j] in _LEVELS
             if j - i >= 2 and in_item and known and words[i] not in _LEVELS and not level_next:
-                bag = " ".join(sorted(set(window) - _STOP))
+                content = set(window) - _STOP
+                if "a" in window:  # a letter where the bags pair it with the words before
+                    before = set(window[: window.index("a")]) - _STOP
+                    if all(tuple(sorted((w, "a"))) in matcher._bag_pairs for w in before):
+                        content.add("a")
+                bag = " ".join(sorted(content))
                 found = matcher._bags.get(bag, [])
                 if [e for e in found if not e.tissue or e.tissue == tissue]:
                     out.add((i, j, True))

@@ -422,7 +422,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 node = node.setdefault(w, {})
             node[None] = key
             self._vocab.update(words)
-            content = sorted(set(words) - _STOP)
+            # "a" in a name is a letter ("pancreatic A cell", "type A synoviocyte"): a
+            # bag keeps it, so "cell of pancreatic duct" is no reordered "pancreatic A cell"
+            content = sorted(set(words) - _STOP | ({"a"} & set(words)))
             if len(content) >= 2:
                 self._bags.setdefault(" ".join(content), []).extend(per_term.values())
                 self._bag_pairs.update(itertools.combinations(content, 2))

@@ -46,7 +46,8 @@ class PhraseWindows:
         entries, reordered). ``hard[k]``/``coord[k]``: a hard separator / a separator or
         "and"/"or" lies before word k; with ``origin`` (expanded words), windows never cut
         through an expansion. Reordered windows never span a list nor start with a
-        marker's level word. Windows never end on a stop word."""
+        marker's level word. Windows never end on a stop word but "a" (a letter:
+        "retinal ganglion cell A")."""
         out: list[tuple[int, int, list[_Entry], bool]] = []
         bad_from, coord_after, hard_after = self._reach(words, hard, coord)
         for i, w in enumerate(words):
@@ -78,7 +79,8 @@ class PhraseWindows:
         j = i + 1
         while node is not None:
             key = node.get(None)
-            if key is not None and words[j - 1] not in _STOP and _whole(origin, j):
+            ends_well = words[j - 1] not in _STOP or words[j - 1] == "a"  # "cell A"
+            if key is not None and ends_well and _whole(origin, j):
                 entries = self._lookup(key, tissue)
                 if entries:
                     out.append((i, j, entries, False))
@@ -106,8 +108,8 @@ class PhraseWindows:
         content = [words[i]]
         for j in range(i + 2, stop + 1):
             w = words[j - 1]
-            if w in _STOP:
-                continue
+            if w in _STOP and (w != "a" or not all(_pair(c, w) in pairs for c in content)):
+                continue  # "a" counts where bags hold it as a letter ("type A")
             if w not in content:
                 for c in content:  # (a loop, not any(): this runs for most words)
                     if ((c, w) if c < w else (w, c)) not in pairs:
@@ -195,9 +197,11 @@ class PhraseWindows:
         # in the pancreas, "alpha" is the A cell); text that names a term in full stays
         misfit = {id(c) for c in cands if self._tissue_filter(c, tissue)} if tissue else set()
         fits = {(c.start, c.end) for c in cands if id(c) not in misfit} if misfit else set()
+        headed = self._headed(cands, words)
         cands.sort(
             key=lambda c: (
                 id(c) in misfit and (c.start, c.end) in fits,
+                id(c) in headed,
                 -c.length,
                 -c.weight,
                 c.reordered,
@@ -209,6 +213,35 @@ class PhraseWindows:
             if all(c.end <= o.start or o.end <= c.start for o in chosen):
                 chosen.append(c)
         return sorted(chosen, key=lambda c: c.start)
+
+    def _headed(self, cands: list[_Span], words: Sequence[str]) -> set[int]:
+        """The spans "cell of <place>" whose "cell" ends another span ("myoepithelial cell
+        of salivary gland", "Merkel cell of epidermis"): the head is the type before it,
+        "of <place>" where it lies (ids of the spans): when the place is a tissue, or the
+        span a name reordered ("salivary gland cell"), not a name as written ("cell of
+        Claudius"); and not when every term of the head is placed in a tissue other than
+        the one named ("intercalated cell of salivary gland" is no renal intercalated
+        cell)."""
+        heads = {c.end: c for c in cands if c.end - c.start >= 2 and words[c.end - 1] == "cell"}
+        out = set()
+        for c in cands:
+            head = heads.get(c.start + 1)
+            if (
+                head is None
+                or words[c.start] != "cell"
+                or words[c.start + 1 : c.start + 2] != ["of"]
+            ):
+                continue
+            places = [t for i, _, t in self._anatomy_spans(words) if i == c.start + 2]
+            if not places and not c.reordered:
+                continue  # a name itself: "cell of Claudius" (an eponym, not a place)
+            if all(
+                self.term_tissues(e.cl_id) and not (places and self._fits(e.cl_id, places[0]))
+                for e in head.entries
+            ):
+                continue  # the head's terms belong to a tissue the text does not name
+            out.add(id(c))
+        return out
 
     def _split_glued(
         self, words: list[str], hard: list[bool], coord: list[bool]
@@ -402,6 +435,10 @@ def _likened(words: list[str], hard: list[bool], span: _Span) -> bool:
         if w == "like":
             return True
     return False
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
 
 
 def _whole(origin: Sequence[int] | None, j: int) -> bool:
