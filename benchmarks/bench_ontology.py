@@ -28,7 +28,8 @@ the newest CL in the PyPI package cellxgene-ontology-guide (JSON; synonyms witho
 
 Without gold: every informative CL name "<X> cell" rewritten as authors write labels
 (plural, without "cell", markers as signs, the place first, "<X>-like cells"), its own term
-the answer (for a likeness, none).
+the answer (for a likeness, none). And the names of the terms the newer release added,
+mapped with the older one: right on the new term's lineage in the newer release.
 
 Speed: 100,000 distinct source texts ("title | source | cell type: ...; tissue: ...; ...")
 recombined from real vocabulary (CL names and synonyms, lab shorthand, marker notation,
@@ -307,6 +308,61 @@ def report_written_names(onto: CellOntology, methods: dict) -> None:
             print(_line(f"{form}", m, score(rows, run_mapper(rows, fn), onto)))
 
 
+# --- names a newer CL added, read with an older one (no gold: the newer CL's lineage) ----
+
+
+def _known_parents(old: CellOntology, new: CellOntology, cl_id: str) -> set[str]:
+    """The nearest ancestors of a term of ``new`` that ``old`` has as current terms."""
+    out: set[str] = set()
+    todo, seen = [cl_id], {cl_id}
+    while todo:
+        for p in new.parents(todo.pop()):
+            if p in seen:
+                continue
+            seen.add(p)
+            if p in old and old.resolve(p) == p:
+                out.add(p)
+            else:
+                todo.append(p)
+    return out
+
+
+def new_name_verdict(old: CellOntology, new: CellOntology, cl_id: str, answer: str | None) -> str:
+    """coarser / finer / off for an answer (a term of ``old``) to the name of ``cl_id``, a
+    term ``old`` lacks: coarser when the answer is an ancestor of it in ``new`` or of its
+    nearest ancestors ``old`` has; finer when a descendant of it in ``new``."""
+    current = new.resolve(answer) if answer in new else None
+    if current and new.is_ancestor(current, cl_id):
+        return "coarser"
+    if any(answer == p or old.is_ancestor(answer, p) for p in _known_parents(old, new, cl_id)):
+        return "coarser"
+    return "finer" if current and new.is_ancestor(cl_id, current) else "off"
+
+
+def report_new_names(old: CellOntology, new: CellOntology) -> None:
+    """The names of the terms ``new`` added (cell types named since ``old``: authors'
+    labels often name types the pinned CL lacks) mapped with ``old``: on the new term's
+    lineage (coarser: an ancestor; finer), off it, or no answer. CL's newer parents do not
+    list every true ancestor ("interneuron of myenteric plexus" is filed under enteric
+    neuron only), so a few "off" answers are right: a check, not gold."""
+    added = [t for t in new.term_ids() if t not in old and _known_parents(old, new, t)]
+    print(
+        f"\n== names of the {len(added)} terms CL {new.version} added, mapped with CL "
+        f"{old.version} (no gold: the new term's lineage in the newer release) =="
+    )
+    methods = {"scatlas": scatlas_mapper(TermMatcher(old)), "naive": NaiveLookup(old)}
+    for m, fn in methods.items():
+        counts: Counter = Counter()
+        for t in added:
+            ans, status = fn(new.label(t), None, "free_annotation")
+            counts[new_name_verdict(old, new, t, ans) if ans else status] += 1
+        pct = {k: 100.0 * v / len(added) for k, v in counts.items()}
+        r = {"n": len(added), "missing": 0, **pct}
+        r["on"] = pct.get("coarser", 0.0) + pct.get("finer", 0.0)
+        r["none"] = sum(pct.get(k, 0.0) for k in NO_ANSWER)
+        print(_line("new names", m, r))
+
+
 # --- other real labels (no gold) ---------------------------------------------------------
 
 
@@ -576,7 +632,7 @@ def report_speed_against(rev: str, onto: CellOntology, n: int, rounds: int) -> N
     print(f"  ratio this tree / {rev}: {min(cpu['this tree']) / min(cpu[rev]):.2f}")
 
 
-def report_release(path: str, gold: pd.DataFrame, args: argparse.Namespace) -> None:
+def report_release(path: str, gold: pd.DataFrame, args: argparse.Namespace) -> CellOntology:
     onto = load_ontology(ontology_file(path))
     print(
         f"\n#### ontology {onto.version} ({len(onto.term_ids())} current CL terms): {onto.source}"
@@ -588,6 +644,7 @@ def report_release(path: str, gold: pd.DataFrame, args: argparse.Namespace) -> N
     report_abstention(gold, onto, matcher)
     report_written_names(onto, methods)
     report_curated(onto, methods)
+    return onto
 
 
 def main() -> None:
@@ -613,8 +670,9 @@ def main() -> None:
     gold = read_gold()
     print(f"gold: {GOLD} ({len(gold)} rows)")
     print(gold.groupby(["set", "kind", "split"]).size().to_string())
-    for path in args.ontology:
-        report_release(path, gold, args)
+    releases = [report_release(path, gold, args) for path in args.ontology]
+    if len(releases) > 1:
+        report_new_names(releases[0], releases[-1])
     onto = cached_ontology(snapshot_obo())
     if args.other:
         report_other(shared_data(), TermMatcher(onto), NaiveLookup(onto))
