@@ -600,6 +600,11 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("Merkel cell of epidermis", None, "CL:0000242"),  # not "epidermal" qualified
         ("intercalated cell of salivary gland", None, "CL:0009005"),  # not the renal one
         ("external supporting cell of Claudius", None, "CL:0000634"),  # an eponym: a name
+        # -- a head read by its names' words, unless they join it to another compound
+        ("ureteric bud cell", None, None),  # "bud" only in "taste bud": no taste cell
+        ("hybrid osteochondral skeletal cell", None, None),  # not skeletal muscle's
+        ("flat midget bipolar cell", None, "CL:0000103"),  # "bipolar" has no one partner
+        ("diffuse bipolar 3a cell", None, "CL:0004213"),  # two words: no compound
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

@@ -258,6 +258,8 @@ class NameWords:
         for k in (1, 2):
             if len(words) - k < 2:
                 break
+            if self._other_compound(words, k):
+                break
             found = self._name_words_value(words[k:], shown, note, tissue)
             if found is not None and found.hit is not None:
                 why = f'"{" ".join(words[:k])}" left aside: in no one name with the rest'
@@ -266,6 +268,35 @@ class NameWords:
                     found, hit=replace(found.hit, confidence=conf, notes=(*found.hit.notes, why))
                 )
         return None
+
+    def _other_compound(self, words: list[str], k: int) -> bool:
+        """Whether the names holding the one content word of the head ``words[k:]`` all
+        join it to one same word the label does not: before it ("bud" only in "taste
+        bud": "ureteric bud cell" names another bud), or after it as a place ("skeletal"
+        only in "skeletal muscle": not "osteochondral skeletal cell"). Then the words left
+        aside made another compound. "bipolar" beside "rod", "retinal" or nothing, or
+        "fenestrated" before "endothelial", is no such compound."""
+        content = [w for w in words[k:] if w not in _STOP and w != "cell"]
+        if len(content) != 1:
+            return False  # words spread over a name ("3a ... bipolar") make no compound
+        word = content[0]
+        at = words.index(word, k)
+        quiet = set(words) | _STOP | _GENERIC | _UNSAID | _HEADS
+        before: set[str] | None = None
+        after: set[str] | None = None
+        for t in self._terms_holding(content):
+            for key in self._names_by_term()[t]:
+                n = key.split()
+                if word not in n:
+                    continue
+                i = n.index(word)
+                b = {n[i - 1]} - quiet if i else set()
+                a = {n[i + 1]} - quiet if i + 1 < len(n) else set()
+                before = b if before is None else before & b
+                after = a if after is None else after & a
+        if before and at > 0:
+            return True  # the label puts another word before it
+        return any(f"{word} {x}" in self._tissue_phrases for x in after or ())
 
     def _terms_holding(self, content: list[str]) -> set[str]:
         """Terms with one name (of a cell noun) that holds every word; if none, every word
