@@ -402,9 +402,9 @@ def test_words_inside_the_names_of_one_branch(matcher):
         ("L5/6 NP M1", None, "CL:4023043"),
         ("L4/5 IT MOp", None, "CL:4023048"),
         ("sample 2/3", None, None),
-        # a marker with a level is no name ("CD16lo MF.BM"), a negation or "-like" none
+        # a marker with a level is no name ("CD16lo MF.BM"); "-like" none
         ("CD16lo MF.BM", None, None),
-        ("non-B lymphocyte", None, None),
+        ("non-B lymphocyte", None, "CL:0000542"),  # a lymphocyte: the negation is B's
         ("cortical neuron-like cells", None, None),
     ],
 )
@@ -510,7 +510,6 @@ def test_a_bare_lineage_marker_names_its_positive_cells(matcher):
     [
         "non-T/NK cells",  # neither T nor NK: not the NK cell
         "Non-T/B cells",
-        "non-Th1/Th17 CD4+ T cell",  # not the Th17 cell
         "non-megakaryocyte/erythrocyte progenitor",
         "preNK.BM",  # an unknown population from the bone marrow: not a bone marrow cell
     ],
@@ -605,6 +604,19 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("hybrid osteochondral skeletal cell", None, None),  # not skeletal muscle's
         ("flat midget bipolar cell", None, "CL:0000103"),  # "bipolar" has no one partner
         ("diffuse bipolar 3a cell", None, "CL:0004213"),  # two words: no compound
+        # -- a negated first word of a name: the rest is the type, unless a place
+        ("fallopian tube non-ciliated epithelial cell", None, "CL:0000066"),
+        ("non-B lymphocytes", None, "CL:0000542"),
+        ("non-T cells", None, None),  # "cell" alone names nothing
+        ("non-placental epithelial cell", None, None),  # the place would be read in
+        ("non-mature NKT cell", None, None),  # not CL's "mature NK T cell"
+        ("non-Th1/Th17 CD4+ T cell", None, "CL:0000624"),  # not the Th17 cell
+        # -- the type whose phrase ends the value is the head of the others before it
+        ("stem cell memory CD4-positive, alpha-beta T cell", None, "CL:0000624"),
+        ("mast cell and T cell", None, "CL:0000738"),  # a list: the common ancestor
+        # -- "type <n>" counts alone only; a gene is no state-prefixed abbreviation
+        ("lactocyte type 1", None, None),  # not a retinal "type I" cell
+        ("dorsal root ganglion EDN1 neuron", None, "CL:0000540"),  # not an early DN1
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

@@ -15,9 +15,11 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    windows win; a phrase inside longer text is kept with a lower confidence. Terse CL
    synonyms (3 letters or fewer: "PE", "LC") count only beside cell or marker words.
 3. Context: a phrase preceded by "non"/"not"/"without", or followed by "depleted",
-   "-like", "receptor", "factor", "line", "carcinoma", ... does not name the cell; in
+   "-like", "receptor", "factor", "line", "carcinoma", ... does not name the cell (the
+   name after a negated first word does: "non-ciliated epithelial cell"); in
    "X with Y" / "X from Y" only X does; "unknown", "unassigned", "doublet" in a value
-   make it name nothing.
+   make it name nothing. Of types side by side in one noun phrase, the one ending the
+   value is the head ("stem cell memory T cell").
 4. Hits that are ancestors of other hits are dropped (most specific terms, as scQuery).
    Several unrelated terms left: the sample's tissue decides where it can (a term whose
    name places it in another tissue is dropped); a list ("monocytes/macrophages",
@@ -869,6 +871,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             if hit.cl_id == specific[0]:  # not composed with an anatomy
                 hit = self._narrowed(hit, by_term[hit.cl_id][1], phrase.words, phrase.breaks)
             return _ValueResult("mapped", hit, self._others(phrase))
+        head = _noun_phrase_head(phrase, specific)
+        if head is not None:  # "stem cell memory CD4-positive T cell": a T cell
+            return _ValueResult("mapped", composed(phrase.hit(head, ("the phrase's head",))))
         hits = [phrase.hit(c) for c in specific]
         members = [self._variant(c, tissue) for c in specific]
         mixture = self._mixture(members, [by_term[c][1] for c in specific], phrase.coord)
@@ -914,6 +919,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         ):
             return ""  # nothing before it, or a list ("A and progenitor cells")
         word = phrase.words[at[-1]]
+        if at[-1] > 0 and phrase.words[at[-1] - 1] in _NEG_BEFORE:
+            return ""  # negated: what the cell is not ("non-ciliated epithelial cell")
         names_type = word in self._type_words and not is_marker(word)
         if not names_type or word in self._tissue_phrases:
             return ""
@@ -1190,6 +1197,23 @@ def _first_word(text: str) -> str:
     """The first word of a text as written, lower-cased ("" for none)."""
     parts = text.split(None, 1)
     return parts[0].lower() if parts else ""
+
+
+def _noun_phrase_head(phrase: _Phrase, terms: list[str]) -> str | None:
+    """The term whose phrase ends the value when every other ends in "cell" and modifies
+    it, words between and no list mark or separator ("stem cell memory T cell", "mast
+    cell activating NK cell"); None otherwise ("T cell NK cell" side by side is no
+    phrase with a head)."""
+    spans = sorted(((phrase.by_term[c][1], c) for c in terms), key=lambda x: x[0].start)
+    last, head = spans[-1]
+    if last.end != len(phrase.words) or any(s is last for s, _ in spans[:-1]):
+        return None
+    for s, _ in spans[:-1]:
+        if s.end >= last.start or phrase.words[s.end - 1] != "cell":
+            return None
+        if any(phrase.breaks[k] for k in range(s.end, last.start + 1)):
+            return None
+    return head
 
 
 def _overlap(a: _Span, b: _Span) -> bool:

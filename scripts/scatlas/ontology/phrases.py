@@ -21,7 +21,7 @@ from scatlas.ontology.evidence import (
     _remember,
     _Span,
 )
-from scatlas.ontology.text import is_marker
+from scatlas.ontology.text import is_marker, normalise_text
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +294,8 @@ class PhraseWindows:
         """A curated abbreviation behind a one-letter state or species prefix ("qNSCs",
         "aNSC", "iMac", "hPBMC"): the prefix apart, as a word no name holds, and the
         abbreviation (singular) read as written; else ``()``."""
-        if w[0] not in _STATE_PREFIXES:
-            return ()
+        if w[0] not in _STATE_PREFIXES or is_marker(w):
+            return ()  # "edn1" is a gene, not an early DN1 thymocyte
         rest = w[1:]
         if rest not in self._abbreviation_keys and rest.endswith("s"):
             rest = rest[:-1]
@@ -304,8 +304,11 @@ class PhraseWindows:
     def _terse_ok(self, span: _Span, words: list[str]) -> bool:
         """A terse CL synonym ("PE", "LC", "ARC": 3 letters or fewer) counts only when
         the rest of the value is cell/marker words: elsewhere it is likely a gene, a dye
-        or an assay. Curated abbreviations are exempt."""
+        or an assay. Curated abbreviations are exempt. "type <n>" counts only alone
+        ("lactocyte type 1" is no "type I" retinal cell)."""
         key = words[span.start]
+        if span.length == 2 and key == "type" and words[span.start + 1].isdigit():
+            return span.end - span.start == len(words)  # "type I" alone: a synonym
         if span.length != 1 or len(key) > 3 or span.shared_head:
             return True
         if key in self._abbreviation_keys or any(e.scope == "tissue term" for e in span.entries):
@@ -388,6 +391,25 @@ class PhraseWindows:
             replace(last, entries=with_last, expanded=(*last.expanded, *note)),
         )
 
+    def _negated_modifier(self, span: _Span, words: list[str]) -> _Span | None:
+        """The name after the negated first word of a phrase as written ("non-ciliated
+        epithelial cell": epithelial cell; "non-B lymphocytes": lymphocyte); None when the
+        rest names nothing ("non-T cells": "cell" alone), or the negated word is a place
+        ("non-placental epithelial cell")."""
+        if span.reordered or span.expanded or span.length < 2:
+            return None
+        if any(i == span.start for i, _, _ in self._anatomy_spans(words)):
+            return None  # "non-placental epithelial cell": its place would be read in
+        negated = words[span.start]
+        entries = [  # not a term whose name says the negated word ("mature NKT cell")
+            e
+            for e in self._lookup(" ".join(words[span.start + 1 : span.end]), None)
+            if negated not in normalise_text(self.ontology.label(e.cl_id)).split()
+        ]
+        if not entries:
+            return None
+        return _Span(span.start + 1, span.end, entries)
+
     def _context_filter(
         self, spans: list[_Span], words: list[str], hard: list[bool]
     ) -> tuple[list[_Span], str]:
@@ -402,6 +424,9 @@ class PhraseWindows:
                 notes.append(f'"{phrase}" is too terse to count here')
             elif before in _NEG_BEFORE:
                 notes.append(f'"{before} {phrase}" negated')
+                rest = self._negated_modifier(s, words)
+                if rest is not None:  # "non-ciliated epithelial cell": an epithelial cell
+                    kept.append(rest)
             elif after in _BLOCK_AFTER or (after == "derived" and after2 != "from"):
                 notes.append(f'"{phrase} {after}" does not name a cell')
             elif "like" in words[s.end + 1 : s.end + 4] and _likened(words, hard, s):
