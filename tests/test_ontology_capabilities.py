@@ -617,6 +617,12 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         # -- "type <n>" counts alone only; a gene is no state-prefixed abbreviation
         ("lactocyte type 1", None, None),  # not a retinal "type I" cell
         ("dorsal root ganglion EDN1 neuron", None, "CL:0000540"),  # not an early DN1
+        # -- a combining form glued to a one-word name, as the head: that name
+        ("fibrochondrocytes", None, "CL:0000138"),  # chondrocyte
+        ("Fibromyocyte", None, "CL:0000187"),  # muscle cell; not the "Fibro" abbreviation
+        ("fibrochondrocyte progenitor cell", None, "CL:0011026"),  # not the head here
+        ("promegakaryocyte", None, "CL:0000553"),  # "pro-": a stage, CL's own name
+        ("neuroepidermoblasts", None, "CL:0000405"),  # a name: never split
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

@@ -102,7 +102,7 @@ from scatlas.ontology.fields import FieldText, parse_source_text
 from scatlas.ontology.graph import CellOntology
 from scatlas.ontology.mixtures import Mixtures
 from scatlas.ontology.name_words import NameWords
-from scatlas.ontology.phrases import PhraseWindows
+from scatlas.ontology.phrases import _MIN_NOUN, PhraseWindows
 from scatlas.ontology.readings import ValueReadings
 from scatlas.ontology.tables import (
     TableEntry,
@@ -448,6 +448,15 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             if a.isalpha() and b.isalpha() and not {a, b} & _NOT_JOINED
         )
         self._number_keys = any(all(w.isdigit() for w in k.split()) for k in self._index)
+        # one-word names ("chondrocyte", "myocyte"): a combining form glued to one is read
+        # apart (`_combined_noun`)
+        self._cell_nouns = frozenset(
+            key
+            for key, per_term in self._index.items()
+            if key.isalpha()
+            and len(key) >= _MIN_NOUN
+            and any(e.scope in ("name", "EXACT") and not e.tissue for e in per_term.values())
+        )
         self._type_words = {
             key.split()[0]
             for key, per_term in self._index.items()

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # one-letter prefixes papers put on a cell-type abbreviation: quiescent / activated (qNSC,
 # aNSC), immature / induced / inflammatory (iMac), human / mouse (hPBMC, mMSC), naive /
+_MIN_NOUN = 6  # the shortest cell noun a combining form is split from ("myocyte")
 # natural (nTreg: CL names that one), effector / early (eTreg)
 _STATE_PREFIXES = frozenset("qaihmne")
 
@@ -273,6 +274,8 @@ class PhraseWindows:
         parts = self._splits.get(key)
         if parts is None:
             parts = _remember(self._splits, key, self._split_uncached(w, nxt == "cell"))
+        if parts[0].endswith("-") and nxt in self._vocab and nxt != "cell":
+            return [w]  # a combined noun only as the head: not in "fibrochondrocyte progenitor"
         return list(parts)
 
     def _split_uncached(self, w: str, cell_next: bool) -> tuple[str, ...]:
@@ -288,6 +291,17 @@ class PhraseWindows:
             parts = (a, b, "cell") if (a in _LINEAGE or b in _LINEAGE) and not cell_next else (a, b)
             if " ".join(parts) in self._index or f"{a} {b} cell" in self._index:
                 return parts
+        return self._combined_noun(w)
+
+    def _combined_noun(self, w: str) -> tuple[str, ...]:
+        """A combining form glued to a cell noun that is a name by itself
+        ("fibrochondrocyte": fibro + chondrocyte; "Fibromyocyte"; not a "-blast", a
+        precursor another prefix makes another one: "neuroepidermoblast"): the form apart, as a word no name holds ("fibro-": not the "Fibro" abbreviation), and
+        the noun; else ``(w,)``."""
+        for cut in range(4, len(w) - _MIN_NOUN + 1):  # not "pro-", "pre-": stages
+            a, b = w[:cut], w[cut:]
+            if a[-1] == "o" and b in self._cell_nouns and not b.endswith("blast"):
+                return (f"{a}-", b)
         return (w,)
 
     def _state_prefixed(self, w: str) -> tuple[str, ...]:
