@@ -623,6 +623,8 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("fibrochondrocyte progenitor cell", None, "CL:0011026"),  # not the head here
         ("promegakaryocyte", None, "CL:0000553"),  # "pro-": a stage, CL's own name
         ("neuroepidermoblasts", None, "CL:0000405"),  # a name: never split
+        # -- a reordered name never stops inside the place after "of"
+        ("L6b glutamatergic neuron of the primary motor cortex", None, "CL:0000679"),
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

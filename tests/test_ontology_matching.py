@@ -809,7 +809,19 @@ def _windows_by_brute_force(matcher, words, hard, coord, tissue):
             in_item = not any(coord[k] for k in range(i + 1, j))
             known = all(w in matcher._vocab or w in _STOP for w in window)
             level_next = j < n and words[j] in _LEVELS
+            # a reordered window with "of" never stops short of a known word of its item
+            cut = (
+                "of" in window
+                and j < n
+                and j - i < matcher._max_window
+                and not hard[j]
+                and not coord[j]
+                and words[j] in matcher._vocab
+                and words[j] not in _STOP
+            )
             if j - i >= 2 and in_item and known and words[i] not in _LEVELS and not level_next:
+                if cut:
+                    continue
                 content = set(window) - _STOP
                 if "a" in window:  # a letter where the bags pair it with the words before
                     before = set(window[: window.index("a")]) - _STOP

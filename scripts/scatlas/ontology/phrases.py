@@ -118,6 +118,8 @@ class PhraseWindows:
                 content.append(w)
             if j in keys or not _whole(origin, j):
                 continue
+            if "of" in words[i:j] and j < stop and words[j] not in _STOP:
+                continue  # "neuron of the primary motor | cortex": the place goes on
             if j < len(words) and words[j] in _LEVELS:
                 continue  # "monocyte cd14 positive cd16 | negative": a marker without its level
             found = self._bags.get(" ".join(sorted(content)))
