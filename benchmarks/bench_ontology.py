@@ -29,7 +29,8 @@ the newest CL in the PyPI package cellxgene-ontology-guide (JSON; synonyms witho
 Without gold: every informative CL name "<X> cell" rewritten as authors write labels
 (plural, without "cell", markers as signs, the place first, "<X>-like cells"), its own term
 the answer (for a likeness, none). And the names of the terms the newer release added,
-mapped with the older one: right on the new term's lineage in the newer release.
+mapped with the older one: right on the new term's lineage in the newer release; and the
+names and synonyms it added for terms the older one has, right on the term's lineage.
 
 Speed: 100,000 distinct source texts ("title | source | cell type: ...; tissue: ...; ...")
 recombined from real vocabulary (CL names and synonyms, lab shorthand, marker notation,
@@ -363,6 +364,38 @@ def report_new_names(old: CellOntology, new: CellOntology) -> None:
         print(_line("new names", m, r))
 
 
+def new_synonyms(old: CellOntology, new: CellOntology) -> pd.DataFrame:
+    """Names and synonyms the newer release gives terms the older one has, written in no
+    way the older one knows (after normalisation): text, gold_id (the term)."""
+    known = {
+        text_normalisation.normalise_text(x)
+        for t in old.term_ids()
+        for x in [old.label(t), *(s for s, _ in old.info(t).synonyms)]
+    }
+    rows = {
+        (text, t)
+        for t in new.term_ids()
+        if t in old and old.resolve(t) == t
+        for text in [new.label(t), *(s for s, _ in new.info(t).synonyms)]
+        if text_normalisation.normalise_text(text) not in known
+    }
+    out = pd.DataFrame(sorted(rows), columns=["text", "gold_id"])
+    return out.assign(kind="free", tissue="")
+
+
+def report_new_synonyms(old: CellOntology, new: CellOntology) -> None:
+    """The names and synonyms CL added for terms it already had, mapped with ``old`` and
+    scored on the term's lineage there."""
+    rows = new_synonyms(old, new)
+    print(
+        f"\n== {len(rows)} names and synonyms CL {new.version} added for terms CL "
+        f"{old.version} has, mapped with the older (no gold: the term's lineage) =="
+    )
+    methods = {"scatlas": scatlas_mapper(TermMatcher(old)), "naive": NaiveLookup(old)}
+    for m, fn in methods.items():
+        print(_line("new synonyms", m, score(rows, run_mapper(rows, fn), old)))
+
+
 # --- other real labels (no gold) ---------------------------------------------------------
 
 
@@ -673,6 +706,7 @@ def main() -> None:
     releases = [report_release(path, gold, args) for path in args.ontology]
     if len(releases) > 1:
         report_new_names(releases[0], releases[-1])
+        report_new_synonyms(releases[0], releases[-1])
     onto = cached_ontology(snapshot_obo())
     if args.other:
         report_other(shared_data(), TermMatcher(onto), NaiveLookup(onto))
