@@ -625,6 +625,14 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("neuroepidermoblasts", None, "CL:0000405"),  # a name: never split
         # -- a reordered name never stops inside the place after "of"
         ("L6b glutamatergic neuron of the primary motor cortex", None, "CL:0000679"),
+        # -- two words a hyphen splits that a name writes as one word
+        ("folliculo-stellate cell", None, "CL:0000642"),
+        ("pre-adipocytes", None, "CL:0002334"),
+        ("CD8-alpha-alpha-positive, alpha-beta intraepithelial T cell", None, "CL:0000915"),
+        # -- a qualifier that with "cell" names a kind of the term qualified
+        ("Kupffer macrophages", None, "CL:0000091"),
+        ("mast immune cells", None, "CL:0000097"),
+        ("trophoblast progenitor cells", None, None),  # no kind: the qualifier withholds
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

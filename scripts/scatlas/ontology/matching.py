@@ -64,13 +64,14 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from scatlas.ontology.evidence import (
     _CL_ID,
     _COORD,
     _IMPLIED,
+    _KIND,
     _LEVELS,
     _LINEAGE,
     _MAX_WINDOW,
@@ -176,11 +177,17 @@ def _ends_in_progenitor(text: str) -> bool:
 
 
 def _words_and_breaks(
-    text: str, joined: frozenset[tuple[str, str]] = frozenset()
+    text: str,
+    joined: frozenset[tuple[str, str]] = frozenset(),
+    glued: Collection[str] = frozenset(),
+    adjacent: Collection[tuple[str, str]] = frozenset(),
 ) -> tuple[list[str], list[bool], list[bool]]:
     """The words of a value, whether a hard separator precedes each, and whether a
     coordinating separator or word does. A hyphen between two words that some name holds
-    side by side, in that order ("gamma-delta"), joins them rather than coordinates."""
+    side by side, in that order ("gamma-delta"), joins them rather than coordinates; two
+    words a hyphen splits that a name writes as one word (``glued``: "folliculo-stellate",
+    "pre-adipocytes") are that word, unless a name holds them side by side (``adjacent``:
+    "CD8-alpha", not "CD8alpha")."""
     words: list[str] = []
     hard: list[bool] = []
     coord_before: list[bool] = []
@@ -191,6 +198,12 @@ def _words_and_breaks(
             pending_hard = pending_hard or t == HARD
             pending_hyphen = t == HYPHEN and not pending_hard
             continue
+        if pending_hyphen and words and (words[-1], t) not in adjacent:
+            whole = words[-1] + t
+            if whole in glued:
+                words[-1] = whole
+                pending_hard = pending_coord = pending_hyphen = False
+                continue
         if pending_hyphen and words and (words[-1], t) in joined:
             pending_coord = False
         words.append(t)
@@ -788,7 +801,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         return out_w, out_h, out_c, "; ".join(read)
 
     def _phrase_value(self, text: str, shown: str, tissue: str | None) -> _ValueResult:
-        words, hard, coord_before = _words_and_breaks(text, self._side_by_side)
+        words, hard, coord_before = _words_and_breaks(
+            text, self._side_by_side, self._vocab, self._adjacent
+        )
         if not words:
             return _ValueResult("unmatched")
         if " ".join(words) in _NONE_VALUES or _NONE_WORDS & set(words):
@@ -868,6 +883,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if len(specific) == 1:
             hit = composed(phrase.hit(specific[0]))
             qualifier = self._unexplained_qualifier(hit, phrase)
+            kind = self._kind_named_by(qualifier, hit) if qualifier else None
+            if kind is not None:  # "fenestrated endothelial cell": CL's fenestrated cell
+                return _ValueResult("mapped", kind, [hit, *self._others(phrase)])
             if qualifier:
                 named = self._name_words_value(phrase.words, phrase.shown, phrase.note, tissue)
                 if named is not None:  # "Papillary Tip Epithelial": CL's papillary tips cell
@@ -934,6 +952,23 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if not names_type or word in self._tissue_phrases:
             return ""
         return word if len(self.ontology.descendants(hit.cl_id)) >= _GENERAL_DESCENDANTS else ""
+
+    def _kind_named_by(self, qualifier: str, hit: _Hit) -> _Hit | None:
+        """The one kind of the hit's term named "<qualifier> cell" (a name or EXACT
+        synonym), or None."""
+        per_term = self._index.get(f"{qualifier} cell") or {}
+        kinds = {
+            e.cl_id
+            for e in per_term.values()
+            if e.scope in ("name", "EXACT")
+            and not e.tissue
+            and self.ontology.is_ancestor(hit.cl_id, e.cl_id, _KIND)
+        }
+        if len(kinds) != 1:
+            return None
+        cl_id = kinds.pop()
+        note = f'"{qualifier} cell" names a kind of {self.ontology.label(hit.cl_id)}'
+        return replace(hit, cl_id=cl_id, notes=(*hit.notes, note))
 
     def _variant(self, cl_id: str, tissue: str | None) -> str:
         """The tissue's variant of a type when `specialise_by_tissue` is on."""
