@@ -573,6 +573,9 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("Neurons:Schwann_cell", None, "CL:0002573"),  # the subtype settles the tie
         ("Neutrophil:inflam", None, "CL:0000775"),  # a qualifier after the colon
         ("iPS_cells:adipose_stem_cells", None, None),  # a name inside it only: still a tie
+        # a subtype of qualifiers read before the main type, for a kind of it
+        ("T_cell:CD8+_effector_memory_RA", None, "CL:0001062"),  # CL's TEMRA cell
+        ("T_cell:CD4+_central_memory", None, "CL:0000904"),
         # -- markers with levels beside a type choose its kind
         # markers with levels after a type choose the kind whose name says them
         ("Erythroid_CD34- CD71+ GlyA-", None, "CL:0002004"),  # CD34-, GlyA- proerythroblast

@@ -578,6 +578,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             result = self._without_light_chain(main, shown, tissue) or result
         if result.status == "ambiguous" and ":" in main:
             result = self._subtype_after_colon(main, shown, tissue) or result
+        elif result.hit is not None and ":" in main:
+            result = self._subtype_before_main(main, shown, tissue, result) or result
         if result.status == "unmatched" and "cyte" in main:
             result = self._cyte_as_cell(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
@@ -620,6 +622,27 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if any(n.startswith('phrase "') for n in alt.hit.notes):
             return None  # a name inside it ("adipose_stem_cells"): not the subtype whole
         notes = (*alt.hit.notes, f'"{last}" after ":" names the subtype')
+        return replace(alt, hit=replace(alt.hit, notes=notes))
+
+    def _subtype_before_main(
+        self, main: str, shown: str, tissue: str | None, result: _ValueResult
+    ) -> _ValueResult | None:
+        """ "Main:Subtype" with a subtype of qualifiers read as one phrase, the subtype
+        first ("T_cell:CD8+_effector_memory_RA": "CD8+ effector memory RA T cell", CL's
+        TEMRA cell): that reading when it names a kind of the main type."""
+        found = _COLON_LABEL.match(main)
+        if found is None or result.hit is None:
+            return None
+        first, last = found.group(1), found.group(2)
+        if normalise_text(last).endswith("cell"):
+            return None  # the subtype names a type itself (`_subtype_after_colon`)
+        alt = self._phrase_value(f"{last} {first}", shown, tissue)
+        if alt.hit is None or alt.hit.cl_id == result.hit.cl_id:
+            return None
+        head = self._phrase_value(first, shown, tissue).hit
+        if head is None or not self.ontology.is_ancestor(head.cl_id, alt.hit.cl_id):
+            return None  # not a kind of the main type
+        notes = (*alt.hit.notes, f'"{last}" read before "{first}"')
         return replace(alt, hit=replace(alt.hit, notes=notes))
 
     def _tissue_named(self, text: str, tissue: str, result: _ValueResult) -> _ValueResult | None:
