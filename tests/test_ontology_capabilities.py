@@ -636,6 +636,7 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("Kupffer macrophages", None, "CL:0000091"),
         ("mast immune cells", None, "CL:0000097"),
         ("trophoblast progenitor cells", None, None),  # no kind: the qualifier withholds
+        ("circulating monocytes", None, "CL:0000576"),  # a participle: a state, no type
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

@@ -971,6 +971,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         word = phrase.words[at[-1]]
         if at[-1] > 0 and phrase.words[at[-1] - 1] in _NEG_BEFORE:
             return ""  # negated: what the cell is not ("non-ciliated epithelial cell")
+        if word.endswith(("ing", "ed")):
+            return ""  # a participle says a state of the cell ("circulating monocytes")
         names_type = word in self._type_words and not is_marker(word)
         if not names_type or word in self._tissue_phrases:
             return ""
