@@ -637,6 +637,11 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("mast immune cells", None, "CL:0000097"),
         ("trophoblast progenitor cells", None, None),  # no kind: the qualifier withholds
         ("circulating monocytes", None, "CL:0000576"),  # a participle: a state, no type
+        # -- the same words: CL's name over another term's EXACT synonym, the name as
+        # written over one the normalised words share ("Bm2'")
+        ("subcapsular thymic epithelial cells", None, "CL:0009077"),
+        ("Bm2 B cells", None, "CL:0000962"),
+        ("Bm2' B cells", None, "CL:0000964"),
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

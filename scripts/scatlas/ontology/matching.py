@@ -897,12 +897,9 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
                 and _coordinated(by_term[t][1], spans, soft)
             )
         if len(specific) > 1:
-            decided = self._decide_by_tissue(specific, tissue)
-            if len(decided) == 1:
-                h = phrase.hit(decided[0], (f"tissue {tissue} decides",))
-                h = replace(h, confidence=round(h.confidence * _TISSUE_DECIDED, 4))
-                return _ValueResult("mapped", composed(h))
-            specific = decided
+            settled, specific = self._settle(phrase, specific, tissue)
+            if settled is not None:
+                return _ValueResult("mapped", composed(settled))
         if len(specific) == 1:
             hit = composed(phrase.hit(specific[0]))
             qualifier = self._unexplained_qualifier(hit, phrase)
@@ -935,6 +932,34 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             )
             return _ValueResult("mapped", self._narrowed_list(hit, specific, phrase), hits)
         return _ValueResult("ambiguous", None, hits, phrase.note)
+
+    def _settle(
+        self, phrase: _Phrase, terms: list[str], tissue: str | None
+    ) -> tuple[_Hit | None, list[str]]:
+        """Competing terms settled by the tissue, else by CL's naming (`_one_name`): the
+        hit, or None and the terms the tissue leaves."""
+        decided = self._decide_by_tissue(terms, tissue)
+        if len(decided) == 1:
+            h = phrase.hit(decided[0], (f"tissue {tissue} decides",))
+            return replace(h, confidence=round(h.confidence * _TISSUE_DECIDED, 4)), decided
+        named = self._one_name(phrase, decided)
+        return (phrase.hit(named) if named is not None else None), decided
+
+    def _one_name(self, phrase: _Phrase, terms: list[str]) -> str | None:
+        """Of terms the same words matched, the one they are the name of (not an EXACT
+        synonym of another: "subcapsular thymic epithelial cell"), or whose name is the
+        value as written ("Bm2 B cells", not "Bm2' B cell"); None otherwise."""
+        if len({(phrase.by_term[t][1].start, phrase.by_term[t][1].end) for t in terms}) != 1:
+            return None
+        names = [t for t in terms if phrase.by_term[t][0].scope == "name"]
+        if len(names) > 1:
+            shown = " ".join(phrase.shown.lower().split())
+            names = [
+                t
+                for t in names
+                if self.ontology.label(t).lower() in (shown, shown.removesuffix("s"))
+            ]
+        return names[0] if len(names) == 1 else None
 
     def _narrowed_list(self, hit: _Hit, members: list[str], phrase: _Phrase) -> _Hit:
         """A list's common ancestor narrowed by words before or after the whole list ("CD4+
