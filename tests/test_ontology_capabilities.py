@@ -642,6 +642,11 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("subcapsular thymic epithelial cells", None, "CL:0009077"),
         ("Bm2 B cells", None, "CL:0000962"),
         ("Bm2' B cells", None, "CL:0000964"),
+        # -- a subtype's number, last or before "cell", left aside when the label is
+        # otherwise unmatched; never a number that a word before it takes
+        ("Endothelial 1", None, "CL:0000115"),
+        ("diffuse bipolar 1 cell", None, "CL:0000103"),
+        ("cluster 3", None, None),
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

@@ -133,6 +133,7 @@ _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to p
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
 # "Main:Subtype", no space around the colon (a "key: value" pair has one after it)
+_DIGIT = re.compile(r"\d")
 _COLON_LABEL = re.compile(r"^\s*([^:\s][^:]*?):(?!\s)(?:[^:]*:)*([^:]+?)\s*$")
 _FRACTION_NAME = re.compile(r"^fraction ([A-F](?:/[A-F])*) ", re.IGNORECASE)
 # a negation before members joined by slashes ("non-T/NK cells", "non-Th1/Th17")
@@ -585,7 +586,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
-        return self._without_cluster_index(result, main, shown, tissue) if "_" in main else result
+        numbered = "_" in main or (result.status == "unmatched" and _DIGIT.search(main))
+        return self._without_cluster_index(result, main, shown, tissue) if numbered else result
 
     def _cyte_as_cell(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
         """A "-cyte" word no name holds read as its stem's cell, when names hold the stem

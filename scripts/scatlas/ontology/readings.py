@@ -49,6 +49,13 @@ _STAGE_WORDS = frozenset({"mid"})  # a short word of no name that names a stage 
 _MAX_SHORT = 4  # words of names a label read with the noun "cell" may hold, no other test
 _MAX_NOUNLESS = 6  # words of a label read with the noun "cell" it leaves out
 _CLUSTER_INDEX = re.compile(r"^(.*[^\W\d_])\s*_(\d{1,3})\s*$")  # "CD4 TCM_2": a cluster's number
+# a subtype's number after a word that numbers nothing itself, last or before "cell(s)":
+# "Endothelial 1", "diffuse bipolar 1 cell" (not "type 2", "layer 5", "CD4 1")
+_SUBTYPE_NUMBER = re.compile(
+    r"^(.*\b(?!(?:type|class|stage|layer|grade|group|lamina|fraction|segment|zone|"
+    r"region|area|cluster)\b)[a-z]{3,})\s+(\d{1,2})((?:\s+cells?)?)\s*$",
+    re.IGNORECASE,
+)
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
 
 
@@ -354,14 +361,16 @@ class ValueReadings:
         return replace(alt, hit=replace(alt.hit, notes=(*alt.hit.notes, note)))
 
     def _value_less(
-        self, pattern: re.Pattern[str], main: str, tissue: str | None
+        self, pattern: re.Pattern[str], main: str, tissue: str | None, with_group: int = 0
     ) -> tuple[re.Match[str], _ValueResult] | None:
-        """The match of a trailing part (``pattern``; group 1 is the rest) and the answer
-        for the label without it, when that maps."""
+        """The match of a trailing part (``pattern``; group 1 is the rest, and group
+        ``with_group``, when given, is kept after it) and the answer for the label without
+        it, when that maps."""
         found = pattern.match(main)
         if found is None:
             return None
-        alt = self._value(found.group(1), tissue)
+        rest = found.group(1) + (found.group(with_group) if with_group else "")
+        alt = self._value(rest, tissue)
         if alt.status != "mapped" or alt.hit is None:
             return None
         return found, alt
@@ -389,6 +398,8 @@ class ValueReadings:
         named nothing more: the value was unmatched, or its term is the same or more
         general ("Alveolar type_2", where the number names the type, is kept)."""
         less = self._value_less(_CLUSTER_INDEX, main, tissue)
+        if less is None and result.status == "unmatched":
+            less = self._value_less(_SUBTYPE_NUMBER, main, tissue, with_group=3)
         if less is None:
             return result
         found, alt = less
@@ -401,7 +412,7 @@ class ValueReadings:
             )
         ):
             return result
-        note = f'cluster number "_{found.group(2)}" left aside'
+        note = f'cluster number "{found.group(2)}" left aside'
         return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
 
 
