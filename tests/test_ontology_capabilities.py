@@ -647,6 +647,9 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("Endothelial 1", None, "CL:0000115"),
         ("diffuse bipolar 1 cell", None, "CL:0000103"),
         ("cluster 3", None, None),
+        # -- a synonym of sibling terms: their parent; of terms further apart: none
+        ("early enterocyte", None, "CL:0000584"),
+        ("Alpha cells", None, None),  # pancreatic A cell or retinal ganglion cell A
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),

@@ -28,8 +28,10 @@ class Mixtures:
         "A, B and C"), or None when the terms are not a list, or their only common
         ancestors are too general to be answers ("cell", CL's upper-level terms)."""
         starts = sorted({(s.start, s.end) for s in spans})
+        if len(starts) == 1:
+            return self._siblings_parent(terms)  # one phrase: a synonym of several terms
         if len(starts) != len(terms):
-            return None  # two terms from one phrase: an ambiguous synonym, not a list
+            return None
         for (_, end), (start, _) in zip(starts, starts[1:], strict=False):
             if not any(coord_before[k] for k in range(end, start + 1)):
                 return None
@@ -51,6 +53,18 @@ class Mixtures:
             for steps in [[onto.distance(t, c, rels) for t in terms]]
         )
         return ranked[0][3] if ranked else None
+
+    def _siblings_parent(self, terms: list[str]) -> str | None:
+        """The parent of terms one synonym names when they are its children ("early
+        enterocyte", RELATED to two kinds of enterocyte: the enterocyte); None when they
+        lie further apart ("alpha cell": a pancreatic and a retinal cell)."""
+        onto = self.ontology
+        parents = [
+            c
+            for c in onto.lowest_common_ancestors(terms, _KIND)
+            if onto.is_informative(c) and all(onto.distance(t, c, _KIND) == 1 for t in terms)
+        ]
+        return parents[0] if len(parents) == 1 else None
 
     def _combine(
         self, hits: list[_Hit], conflicts: list[_Hit], notes: list[str], tissue: str | None
