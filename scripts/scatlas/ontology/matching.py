@@ -132,8 +132,8 @@ _WORDS_ONLY = re.compile(r"[A-Za-z][A-Za-z' -]*\Z")  # a label of words, no numb
 _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to place
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
-# "Main:Subtype", no space around the colon (a "key: value" pair has one after it)
 _DIGIT = re.compile(r"\d")
+# "Main:Subtype", no space around the colon (a "key: value" pair has one after it)
 _COLON_LABEL = re.compile(r"^\s*([^:\s][^:]*?):(?!\s)(?:[^:]*:)*([^:]+?)\s*$")
 _FRACTION_NAME = re.compile(r"^fraction ([A-F](?:/[A-F])*) ", re.IGNORECASE)
 # a negation before members joined by slashes ("non-T/NK cells", "non-Th1/Th17")
@@ -906,7 +906,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             hit = composed(phrase.hit(specific[0]))
             qualifier = self._unexplained_qualifier(hit, phrase)
             kind = self._kind_named_by(qualifier, hit) if qualifier else None
-            if kind is not None:  # "fenestrated endothelial cell": CL's fenestrated cell
+            if kind is not None:  # "Kupffer macrophages": CL's Kupffer cell
                 return _ValueResult("mapped", kind, [hit, *self._others(phrase)])
             if qualifier:
                 named = self._name_words_value(phrase.words, phrase.shown, phrase.note, tissue)

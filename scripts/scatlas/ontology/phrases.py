@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 # one-letter prefixes papers put on a cell-type abbreviation: quiescent / activated (qNSC,
 # aNSC), immature / induced / inflammatory (iMac), human / mouse (hPBMC, mMSC), naive /
-_MIN_NOUN = 6  # the shortest cell noun a combining form is split from ("myocyte")
 # natural (nTreg: CL names that one), effector / early (eTreg)
 _STATE_PREFIXES = frozenset("qaihmne")
+_MIN_NOUN = 6  # the shortest cell noun a combining form is split from ("myocyte")
 
 
 class PhraseWindows:
@@ -298,8 +298,9 @@ class PhraseWindows:
     def _combined_noun(self, w: str) -> tuple[str, ...]:
         """A combining form glued to a cell noun that is a name by itself
         ("fibrochondrocyte": fibro + chondrocyte; "Fibromyocyte"; not a "-blast", a
-        precursor another prefix makes another one: "neuroepidermoblast"): the form apart, as a word no name holds ("fibro-": not the "Fibro" abbreviation), and
-        the noun; else ``(w,)``."""
+        precursor another prefix makes another one: "neuroepidermoblast"): the form
+        apart, as a word no name holds ("fibro-": not the "Fibro" abbreviation), and the
+        noun; else ``(w,)``."""
         for cut in range(4, len(w) - _MIN_NOUN + 1):  # not "pro-", "pre-": stages
             a, b = w[:cut], w[cut:]
             if a[-1] == "o" and b in self._cell_nouns and not b.endswith("blast"):
