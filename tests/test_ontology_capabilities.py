@@ -573,8 +573,10 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("Neurons:Schwann_cell", None, "CL:0002573"),  # the subtype settles the tie
         ("Neutrophil:inflam", None, "CL:0000775"),  # a qualifier after the colon
         ("iPS_cells:adipose_stem_cells", None, None),  # a name inside it only: still a tie
-        # a subtype of qualifiers read before the main type, for a kind of it
-        ("T_cell:CD8+_effector_memory_RA", None, "CL:0001062"),  # CL's TEMRA cell
+        # a subtype of qualifiers read before the main type, for a kind of it, where
+        # the subtype was read as nothing or the reading is a kind of the answer
+        ("Tissue_stem_cells:lipoma-derived_MSC", None, "CL:0000134"),  # not stem cell
+        ("DC:monocyte-derived:mature", None, "CL:0011031"),  # not another kind of DC
         ("T_cell:CD4+_central_memory", None, "CL:0000904"),
         # -- markers with levels beside a type choose its kind
         # markers with levels after a type choose the kind whose name says them

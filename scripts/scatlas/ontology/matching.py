@@ -629,13 +629,15 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
     def _subtype_before_main(
         self, main: str, shown: str, tissue: str | None, result: _ValueResult
     ) -> _ValueResult | None:
-        """ "Main:Subtype" with a subtype of qualifiers read as one phrase, the subtype
-        first ("T_cell:CD8+_effector_memory_RA": "CD8+ effector memory RA T cell", CL's
-        TEMRA cell): that reading when it names a kind of the main type."""
+        """ "Main:Subtype" with a subtype of qualifiers read as one phrase, every part
+        after the first before it ("Tissue_stem_cells:lipoma-derived_MSC": "lipoma-derived
+        MSC tissue stem cells", the mesenchymal stem cell): that reading when it names a
+        kind of the main type and of the answer, or the answer is the main type's own
+        term (its subtype read as nothing)."""
         found = _COLON_LABEL.match(main)
         if found is None or result.hit is None:
             return None
-        first, last = found.group(1), found.group(2)
+        first, last = found.group(1), main.split(":", 1)[1].replace(":", " ")
         if normalise_text(last).endswith("cell"):
             return None  # the subtype names a type itself (`_subtype_after_colon`)
         alt = self._phrase_value(f"{last} {first}", shown, tissue)
@@ -644,6 +646,10 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         head = self._phrase_value(first, shown, tissue).hit
         if head is None or not self.ontology.is_ancestor(head.cl_id, alt.hit.cl_id):
             return None  # not a kind of the main type
+        if result.hit.cl_id != head.cl_id and not self.ontology.is_ancestor(
+            result.hit.cl_id, alt.hit.cl_id
+        ):
+            return None  # the subtype was read, as another kind ("DC:monocyte-derived:mature")
         notes = (*alt.hit.notes, f'"{last}" read before "{first}"')
         return replace(alt, hit=replace(alt.hit, notes=notes))
 
