@@ -328,35 +328,38 @@ def _known_parents(old: CellOntology, new: CellOntology, cl_id: str) -> set[str]
     return out
 
 
-def new_name_verdict(old: CellOntology, new: CellOntology, cl_id: str, answer: str | None) -> str:
+def new_name_verdict(
+    old: CellOntology, new: CellOntology, cl_id: str, answer: str | None, known: set[str]
+) -> str:
     """coarser / finer / off for an answer (a term of ``old``) to the name of ``cl_id``, a
     term ``old`` lacks: coarser when the answer is an ancestor of it in ``new`` or of its
-    nearest ancestors ``old`` has; finer when a descendant of it in ``new``."""
+    nearest ancestors ``old`` has (``known``, `_known_parents`); finer when a descendant of
+    it in ``new``."""
     current = new.resolve(answer) if answer in new else None
     if current and new.is_ancestor(current, cl_id):
         return "coarser"
-    if any(answer == p or old.is_ancestor(answer, p) for p in _known_parents(old, new, cl_id)):
+    if any(answer == p or old.is_ancestor(answer, p) for p in known):
         return "coarser"
     return "finer" if current and new.is_ancestor(cl_id, current) else "off"
 
 
-def report_new_names(old: CellOntology, new: CellOntology) -> None:
+def report_new_names(old: CellOntology, new: CellOntology, methods: dict) -> None:
     """The names of the terms ``new`` added (cell types named since ``old``: authors'
     labels often name types the pinned CL lacks) mapped with ``old``: on the new term's
     lineage (coarser: an ancestor; finer), off it, or no answer. CL's newer parents do not
     list every true ancestor ("interneuron of myenteric plexus" is filed under enteric
     neuron only), so a few "off" answers are right: a check, not gold."""
-    added = [t for t in new.term_ids() if t not in old and _known_parents(old, new, t)]
+    parents = {t: _known_parents(old, new, t) for t in new.term_ids() if t not in old}
+    added = [t for t, known in parents.items() if known]
     print(
         f"\n== names of the {len(added)} terms CL {new.version} added, mapped with CL "
         f"{old.version} (no gold: the new term's lineage in the newer release) =="
     )
-    methods = {"scatlas": scatlas_mapper(TermMatcher(old)), "naive": NaiveLookup(old)}
     for m, fn in methods.items():
         counts: Counter = Counter()
         for t in added:
             ans, status = fn(new.label(t), None, "free_annotation")
-            counts[new_name_verdict(old, new, t, ans) if ans else status] += 1
+            counts[new_name_verdict(old, new, t, ans, parents[t]) if ans else status] += 1
         pct = {k: 100.0 * v / len(added) for k, v in counts.items()}
         r = {"n": len(added), "missing": 0, **pct}
         r["on"] = pct.get("coarser", 0.0) + pct.get("finer", 0.0)
@@ -383,7 +386,7 @@ def new_synonyms(old: CellOntology, new: CellOntology) -> pd.DataFrame:
     return out.assign(kind="free", tissue="")
 
 
-def report_new_synonyms(old: CellOntology, new: CellOntology) -> None:
+def report_new_synonyms(old: CellOntology, new: CellOntology, methods: dict) -> None:
     """The names and synonyms CL added for terms it already had, mapped with ``old`` and
     scored on the term's lineage there."""
     rows = new_synonyms(old, new)
@@ -391,7 +394,6 @@ def report_new_synonyms(old: CellOntology, new: CellOntology) -> None:
         f"\n== {len(rows)} names and synonyms CL {new.version} added for terms CL "
         f"{old.version} has, mapped with the older (no gold: the term's lineage) =="
     )
-    methods = {"scatlas": scatlas_mapper(TermMatcher(old)), "naive": NaiveLookup(old)}
     for m, fn in methods.items():
         print(_line("new synonyms", m, score(rows, run_mapper(rows, fn), old)))
 
@@ -705,8 +707,10 @@ def main() -> None:
     print(gold.groupby(["set", "kind", "split"]).size().to_string())
     releases = [report_release(path, gold, args) for path in args.ontology]
     if len(releases) > 1:
-        report_new_names(releases[0], releases[-1])
-        report_new_synonyms(releases[0], releases[-1])
+        old = releases[0]  # the older release's mappers, for both checks
+        methods = {"scatlas": scatlas_mapper(TermMatcher(old)), "naive": NaiveLookup(old)}
+        report_new_names(old, releases[-1], methods)
+        report_new_synonyms(old, releases[-1], methods)
     onto = cached_ontology(snapshot_obo())
     if args.other:
         report_other(shared_data(), TermMatcher(onto), NaiveLookup(onto))

@@ -226,7 +226,8 @@ class PhraseWindows:
         the one named ("intercalated cell of salivary gland" is no renal intercalated
         cell)."""
         heads = {c.end: c for c in cands if c.end - c.start >= 2 and words[c.end - 1] == "cell"}
-        out = set()
+        out: set[int] = set()
+        anatomy: list[tuple[int, int, str]] | None = None  # read once, when needed
         for c in cands:
             head = heads.get(c.start + 1)
             if (
@@ -235,7 +236,9 @@ class PhraseWindows:
                 or words[c.start + 1 : c.start + 2] != ["of"]
             ):
                 continue
-            places = [t for i, _, t in self._anatomy_spans(words) if i == c.start + 2]
+            if anatomy is None:
+                anatomy = self._anatomy_spans(words)
+            places = [t for i, _, t in anatomy if i == c.start + 2]
             if not places and not c.reordered:
                 continue  # a name itself: "cell of Claudius" (an eponym, not a place)
             if all(
