@@ -79,6 +79,8 @@ class CellOntology:
         self._terms: dict[str, TermInfo] = dict(terms)
         self.source = source
         self.version = version
+        # what another release added to this one (`scatlas.ontology.supplement`), if any
+        self.supplemented_from = ""
         self._parents: dict[str, dict[str, frozenset[str]]] = {}
         self._children: dict[str, dict[str, set[str]]] = {}
         for rel, mapping in edges.items():

@@ -24,6 +24,8 @@ import pronto
 from scatlas.errors import InputError
 from scatlas.ontology.graph import CellOntology, TermInfo
 from scatlas.ontology.sanitise import sanitise_obo
+from scatlas.ontology.supplement import supplemented
+from scatlas.package_data import snapshot_obo
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ _RELATION_IDS = {"BFO:0000050": "part_of", "BFO:0000051": "has_part", "RO:000220
 _ANATOMY_PREFIXES = ("UBERON:",)
 
 _cache: dict[tuple[str, int, int], CellOntology] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # a JSON release loads the snapshot it is completed from
 
 
 def _is_cl(term_id: str) -> bool:
@@ -140,13 +142,15 @@ def _as_ids(value: object) -> tuple[str, ...]:
     return tuple(sorted(i for i in items if isinstance(i, str) and _is_cl(i)))
 
 
-def load_cellxgene_json(path: str | os.PathLike) -> CellOntology:
+def load_cellxgene_json(path: str | os.PathLike, supplement: bool = True) -> CellOntology:
     """A CL release as cellxgene-ontology-guide ships it: a JSON object of term id ->
     label, synonyms, ancestors with their distance, deprecated, replaced_by, consider.
 
     Its direct parents are the ancestors at distance 1 (read as ``is_a``; the JSON does not
-    name the relation). Its synonyms carry no scope and are read as EXACT; it has no
-    subsets and no ``part_of`` anatomy, so tissue context comes from term names alone."""
+    name the relation). Its synonyms are the release's EXACT ones; it has no subsets, no
+    ``develops_from`` links and no ``part_of`` anatomy, so tissue context comes from term
+    names alone. ``supplement`` (the default) adds the pinned snapshot's other synonyms,
+    subsets and ``develops_from`` links on the terms both hold (`supplemented`)."""
     path = Path(path)
     try:
         terms_json = json.loads(_json_bytes(path))
@@ -175,18 +179,20 @@ def load_cellxgene_json(path: str | os.PathLike) -> CellOntology:
     version = m.group(1) if m else ""
     onto = CellOntology(terms, {"is_a": is_a, "part_of": {}}, source=str(path), version=version)
     log.info("loaded %d CL terms from %s (%s)", len(terms), path, version or "no version")
+    if supplement:
+        onto = supplemented(onto, cached_ontology(snapshot_obo()))
     return onto
 
 
-def load_ontology(path: str | os.PathLike) -> CellOntology:
+def load_ontology(path: str | os.PathLike, supplement: bool = True) -> CellOntology:
     """Parse a Cell Ontology: an OBO file with pronto, or a cellxgene-ontology-guide JSON
-    (`load_cellxgene_json`); a file that is neither, or has no CL terms, raises
-    `InputError` naming the file."""
+    (`load_cellxgene_json`, ``supplement``: completed from the pinned snapshot); a file
+    that is neither, or has no CL terms, raises `InputError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError("ontology file not found", path=str(path))
     if path.name.endswith(_JSON_SUFFIXES):
-        return load_cellxgene_json(path)
+        return load_cellxgene_json(path, supplement)
     ont = _parse(_read_obo(path), path)
 
     terms: dict[str, TermInfo] = {}
