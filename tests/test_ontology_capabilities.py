@@ -393,6 +393,10 @@ def test_words_inside_the_names_of_one_branch(matcher):
         ("Papillary Tip Epithelial", "kidney", "CL:1000597"),
         ("Distal Convoluted Tubule Type 2", "kidney", "CL:1000849"),
         ("Alveolar Epithelial Type 2", "lung", "CL:0002063"),  # a type CL names is kept
+        # the same "type N" written first (glia CL 2026 names: a kind of glial cell)
+        ("type 2 interganglionic glia", None, "CL:0000125"),
+        ("Type 2 Alveolar Epithelial", "lung", "CL:0002063"),
+        ("type 2 sample", None, None),
         # a neuron class named by its marker gene or layer (names led by the gene)
         ("Vip", "brain", "CL:4023016"),
         ("Meis2", "brain", "CL:4023065"),

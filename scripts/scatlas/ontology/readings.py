@@ -44,6 +44,10 @@ _NOT_A_LIST_WORD = re.compile(
 )
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
 _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
+# the same before the label ("type 1 myenteric plexus glia")
+_TYPE_PREFIX = re.compile(
+    r"^\s*((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s+(?=\S)", re.IGNORECASE
+)
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
 _STAGE_WORDS = frozenset({"mid"})  # a short word of no name that names a stage ("Mid erythroid")
 _MAX_SHORT = 4  # words of names a label read with the noun "cell" may hold, no other test
@@ -109,8 +113,7 @@ class ValueReadings:
         raw = main.strip().lower()
         if len(raw.split()) > _MAX_NOUNLESS or raw.endswith(("cell", "cells")):
             return None  # cheap tests first: most values that reach here are titles
-        found = _TYPE_SUFFIX.search(main)
-        head, suffix = (main[: found.start()], found.group(1)) if found else (main, "")
+        head, suffix, before = _without_type_number(main)
         words = normalise_text(head).split()
         key = " ".join(words)
         if not words or words[-1] == "cell" or key in self._tissue_phrases:
@@ -125,7 +128,9 @@ class ValueReadings:
         if core and words[-1] != core[-1]:  # markers after the type: the noun before them
             k = len(words) - words[::-1].index(core[-1])
             named = f"{' '.join(words[:k])} {noun} {' '.join(words[k:])}"
-        alt = self._phrase_value(f"{named} {suffix}", shown, tissue)
+        alt = self._phrase_value(
+            f"{suffix} {named}" if before else f"{named} {suffix}", shown, tissue
+        )
         notes: tuple[str, ...] = ()
         if suffix and (alt.status == "unmatched" or alt.hit is None):
             # "Distal Convoluted Tubule Type 2": an author's subtype CL does not name
@@ -139,7 +144,8 @@ class ValueReadings:
             w not in self._anatomy_abbreviations and w not in found.split() for w in words
         ):
             return None  # "preNK.BM": only the place was read ("bone marrow cell")
-        said = " ".join([*words, noun.rstrip("s"), suffix.lower()]).strip()
+        said = " ".join([*words, noun.rstrip("s")])
+        said = (f"{suffix.lower()} {said}" if before else f"{said} {suffix.lower()}").strip()
         notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{said}"', *notes)
         return replace(alt, hit=replace(alt.hit, notes=notes))
 
@@ -439,6 +445,18 @@ def _holds_list_mark(raw: str) -> bool:
         if not all(is_marker(w) or w in _LEVELS for w in before):
             return True
     return False
+
+
+def _without_type_number(main: str) -> tuple[str, str, bool]:
+    """A label less its "type N" (its head, the "type N", whether it came first):
+    "Alveolar Epithelial Type 1", "type 1 myenteric plexus glia"."""
+    found = _TYPE_SUFFIX.search(main)
+    if found:
+        return main[: found.start()], found.group(1), False
+    found = _TYPE_PREFIX.match(main)
+    if found:
+        return main[found.end() :], found.group(1), True
+    return main, "", False
 
 
 def _layer_range(words: list[str], k: int) -> bool:
