@@ -659,6 +659,13 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         # -- "A" in a name is a letter, not an article
         ("tuft cell of pancreatic duct", None, "CL:0002204"),  # not the pancreatic A cell
         ("Lgr5-high retinal ganglion cell A", None, "CL:0004117"),
+        # a "-cytic"/"-blastic" adjective read as its cell's name, where nothing else is
+        ("Monocytic", None, "CL:0000576"),
+        ("megakaryocytic cells", None, "CL:0000556"),
+        ("osteoblastic cells", None, "CL:0000062"),
+        ("syncytiotrophoblastic cell", None, "CL:0000525"),
+        ("fibroblastic reticular cells", None, "CL:0009101"),  # a name as written
+        ("cytic", None, None),
     ],
 )
 def test_readings_of_labels(matcher, text, tissue, answer):

@@ -133,6 +133,8 @@ _MAX_LABEL_WORDS = 6  # a value of more words is a description, not a label to p
 _LIGHT_CHAINS = ("kappa", "lambda", "Kappa", "Lambda", "IGK", "IGL", "Igk", "Igl")
 _LIST_HINT = re.compile(r"[/,;&]| and | or ")  # a cheap test for a list
 _DIGIT = re.compile(r"\d")
+# "-cytic"/"-blastic": the adjective of a cell's name ("monocytic", "osteoblastic")
+_ADJECTIVE_OF_CELL = re.compile(r"([a-z]+?)(cyt|blast)ic\b", re.IGNORECASE)
 # "Main:Subtype", no space around the colon (a "key: value" pair has one after it)
 _COLON_LABEL = re.compile(r"^\s*([^:\s][^:]*?):(?!\s)(?:[^:]*:)*([^:]+?)\s*$")
 _FRACTION_NAME = re.compile(r"^fraction ([A-F](?:/[A-F])*) ", re.IGNORECASE)
@@ -543,6 +545,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             return named
         if self._names_nothing(text):  # "GSM1000123", "sample 12": no word of a name
             cyte = self._cyte_as_cell(text, text, tissue) if "cyte" in text else None
+            if cyte is None and _ADJECTIVE_OF_CELL.search(text):
+                cyte = self._adjective_as_noun(text, text, tissue)
             return cyte or _ValueResult("unmatched")
         main, inner = _main_and_inner(text)
         result = self._phrase_value(main, text, tissue)
@@ -583,6 +587,8 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             result = self._subtype_before_main(main, shown, tissue, result) or result
         if result.status == "unmatched" and "cyte" in main:
             result = self._cyte_as_cell(main, shown, tissue) or result
+        if result.status == "unmatched" and _ADJECTIVE_OF_CELL.search(main):
+            result = self._adjective_as_noun(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
@@ -605,6 +611,23 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if alt.status != "mapped" or alt.hit is None:
             return None
         note = f'"-cyte" read as "cell": "{" ".join(read)}"'
+        return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
+
+    def _adjective_as_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A "-cytic" or "-blastic" word no name holds read as its noun, when names hold
+        that ("Monocytic", "megakaryocytic cells", "osteoblastic cells")."""
+        words = normalise_text(main).split()
+        read = []
+        for w in words:
+            found = _ADJECTIVE_OF_CELL.fullmatch(w)
+            noun = found.group(1) + ("cyte" if found.group(2) == "cyt" else "blast") if found else w
+            read.append(noun if found and noun in self._vocab else w)
+        if read == words:
+            return None
+        alt = self._value(" ".join(read), tissue)
+        if alt.status != "mapped" or alt.hit is None:
+            return None
+        note = f'read as "{" ".join(read)}"'
         return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
 
     def _subtype_after_colon(
