@@ -9,8 +9,11 @@ the terms both releases hold and neither has made obsolete:
 
 - a synonym only where the newer release uses its text for no term: a name or EXACT
   synonym the newer release has moved to another term stays with that term;
-- ``develops_from`` links between such terms; the newer release's ``is_a`` graph and
-  names are kept as they are, and nothing else is added.
+- ``develops_from`` links between such terms;
+- the UBERON anatomy a term is ``part_of``, where the base has it (the pinned snapshot,
+  cl-basic, has none).
+
+The newer release's names, EXACT synonyms and ``is_a`` graph are kept as they are.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ def _shared(newer: CellOntology, base: CellOntology, cl_id: str) -> bool:
 
 
 def supplemented(newer: CellOntology, base: CellOntology) -> CellOntology:
-    """``newer`` with ``base``'s non-EXACT synonyms, subsets and ``develops_from`` links on
-    the terms both hold (see the module's text). ``newer`` is left unchanged; the result
+    """``newer`` with ``base``'s non-EXACT synonyms, subsets, anatomy and ``develops_from``
+    links on the terms both hold (see the module's text). ``newer`` is left unchanged; the result
     names its base in ``supplemented_from``."""
     used = _texts_in_use(newer)
     terms: dict[str, TermInfo] = {}
