@@ -605,13 +605,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             else w
             for w in words
         ]
-        if read == words:
-            return None
-        alt = self._value(" ".join(read), tissue)
-        if alt.status != "mapped" or alt.hit is None:
-            return None
-        note = f'"-cyte" read as "cell": "{" ".join(read)}"'
-        return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
+        return self._reread(words, read, shown, tissue, '"-cyte" read as "cell"')
 
     def _adjective_as_noun(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
         """A "-cytic" or "-blastic" word no name holds read as its noun, when names hold
@@ -622,12 +616,19 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             found = _ADJECTIVE_OF_CELL.fullmatch(w)
             noun = found.group(1) + ("cyte" if found.group(2) == "cyt" else "blast") if found else w
             read.append(noun if found and noun in self._vocab else w)
+        return self._reread(words, read, shown, tissue, '"-ic" read as its noun')
+
+    def _reread(
+        self, words: list[str], read: list[str], shown: str, tissue: str | None, how: str
+    ) -> _ValueResult | None:
+        """The value's answer with some of its words rewritten (``read``), when that maps;
+        the evidence says ``how`` and the words read."""
         if read == words:
             return None
         alt = self._value(" ".join(read), tissue)
         if alt.status != "mapped" or alt.hit is None:
             return None
-        note = f'read as "{" ".join(read)}"'
+        note = f'{how}: "{" ".join(read)}"'
         return replace(alt, hit=replace(alt.hit, text=shown, notes=(*alt.hit.notes, note)))
 
     def _subtype_after_colon(
