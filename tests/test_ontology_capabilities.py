@@ -666,6 +666,14 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("syncytiotrophoblastic cell", None, "CL:0000525"),
         ("fibroblastic reticular cells", None, "CL:0009101"),  # a name as written
         ("cytic", None, None),
+        # a type's letters first, then qualifiers CL names no kind with ("B intermediate"):
+        # the type, as "intermediate B cells" is; not another type's kind ("B exhausted"
+        # was the exhausted T cell); a kind that is named stays
+        ("B intermediate", "blood", "CL:0000236"),
+        ("B exhausted", None, "CL:0000236"),
+        ("B naive", None, "CL:0000788"),
+        ("T exhausted", None, "CL:0011025"),
+        ("B progenitors", None, "CL:0000826"),  # a stage, not the B cell in a state
     ],
 )
 def test_readings_of_labels(matcher, text, tissue, answer):

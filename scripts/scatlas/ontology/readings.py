@@ -48,6 +48,9 @@ _TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\
 _TYPE_PREFIX = re.compile(
     r"^\s*((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s+(?=\S)", re.IGNORECASE
 )
+_TYPE_LETTERS = re.compile(r"[A-Z]{1,3}")  # "B", "T", "NK" leading a label: its type
+# words after a type's letters that name a lineage, a stage or a likeness, not a state
+_NOT_STATES = frozenset({"lymphoid", "myeloid", "lineage", "progenitor", "precursor", "like"})
 _MAX_UNKNOWN = 2  # words of no name a label read with its noun may hold ("Proliferating")
 _STAGE_WORDS = frozenset({"mid"})  # a short word of no name that names a stage ("Mid erythroid")
 _MAX_SHORT = 4  # words of names a label read with the noun "cell" may hold, no other test
@@ -118,7 +121,7 @@ class ValueReadings:
         key = " ".join(words)
         if not words or words[-1] == "cell" or key in self._tissue_phrases:
             return None  # a description; or a tissue
-        if not self._reads_without_noun(words, raw, bool(suffix)):
+        if not self._reads_without_noun(words, raw, bool(suffix)) and not self._led_by_type(head):
             return None
         if any(e.tissue for e in (self._index.get(key) or {}).values()):
             return None  # a word with a tissue-specific sense ("beta"): not without it
@@ -137,6 +140,9 @@ class ValueReadings:
             alt = self._phrase_value(named, shown, tissue)
             notes = (f'"{suffix}" names no kind CL has',)
             suffix = ""
+        lead = self._type_first(head, noun, alt, shown, tissue)
+        if lead is not None:  # "B intermediate": a B cell, as "intermediate B cells" is
+            alt, words, noun = lead
         if alt.status == "unmatched" or alt.hit is None:
             return None
         found = normalise_text(alt.hit.synonym).removesuffix(" cell")
@@ -148,6 +154,38 @@ class ValueReadings:
         said = (f"{suffix.lower()} {said}" if before else f"{said} {suffix.lower()}").strip()
         notes = (*alt.hit.notes, f'{READ_WITH_NOUN}"{said}"', *notes)
         return replace(alt, hit=replace(alt.hit, notes=notes))
+
+    def _type_first(
+        self, head: str, noun: str, alt: _ValueResult, shown: str, tissue: str | None
+    ) -> tuple[_ValueResult, list[str], str] | None:
+        """A label led by a type's letters ("B", "T", "NK": "<letters> cell" is a name)
+        and qualifiers after them ("B intermediate", "B exhausted") read with the noun
+        after the letters, where with the noun last it named no kind of that type: the
+        reading, its words before the noun, and the noun with the words after it."""
+        cl_id = self._led_by_type(head)
+        if cl_id is None:
+            return None
+        first, _, rest = head.strip().partition(" ")
+        if alt.hit is not None and (
+            alt.hit.cl_id == cl_id or self.ontology.is_ancestor(cl_id, alt.hit.cl_id)
+        ):
+            return None  # "B naive": the naive B cell
+        lead = self._phrase_value(f"{first} {noun} {rest}", shown, tissue)
+        if lead.status != "mapped" or lead.hit is None:
+            return None
+        return lead, [normalise_text(first)], f"{noun.rstrip('s')} {normalise_text(rest)}"
+
+    def _led_by_type(self, head: str) -> str | None:
+        """The term "<letters> cell" names, for a label of more words led by a type's
+        capital letters ("B intermediate": the B cell); else None."""
+        first, _, rest = head.strip().partition(" ")
+        if not rest or not _TYPE_LETTERS.fullmatch(first) or _holds_list_mark(head.lower()):
+            return None  # "B and T": a list
+        if {w.rstrip("s") for w in normalise_text(rest).split()} & _NOT_STATES:
+            return None  # "T lymphoid", "B progenitors": a lineage, not the type in a state
+        entries = (self._index.get(f"{normalise_text(first)} cell") or {}).values()
+        typed = {e.cl_id for e in entries if e.scope in ("name", "EXACT")}
+        return typed.pop() if len(typed) == 1 else None
 
     def _refining(self, result: _ValueResult, alt: _ValueResult) -> bool:
         """Whether a parenthesis's answer refines the label's: another term, a kind of it
