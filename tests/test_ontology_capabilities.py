@@ -674,6 +674,14 @@ def test_a_place_abbreviation_alone_is_its_cells(matcher):
         ("B naive", None, "CL:0000788"),
         ("T exhausted", None, "CL:0011025"),
         ("B progenitors", None, "CL:0000826"),  # a stage, not the B cell in a state
+        # a cluster's number glued to the type ("Mono1", "DC3"), left aside as "Mono 1"
+        # is; a name that holds its number stays ("ILC3", "B1")
+        ("Mono1", None, "CL:0000576"),
+        ("DC3", None, "CL:0000451"),
+        ("Endothelial1", None, "CL:0000115"),
+        ("ILC3", None, "CL:0001071"),
+        ("B1", None, "CL:0000819"),
+        ("sample12", None, None),
     ],
 )
 def test_readings_of_labels(matcher, text, tissue, answer):

@@ -544,10 +544,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if named is not None:
             return named
         if self._names_nothing(text):  # "GSM1000123", "sample 12": no word of a name
-            cyte = self._cyte_as_cell(text, text, tissue) if "cyte" in text else None
-            if cyte is None and _ADJECTIVE_OF_CELL.search(text):
-                cyte = self._adjective_as_noun(text, text, tissue)
-            return cyte or _ValueResult("unmatched")
+            return self._of_no_name(text, tissue)
         main, inner = _main_and_inner(text)
         result = self._phrase_value(main, text, tissue)
         if "/" in main:
@@ -573,6 +570,18 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             if alt is not None and alt.hit is not None and _names_progenitor(alt.hit):
                 result = alt
         return self._last_readings(result, main, text, tissue, bool(inner))
+
+    def _of_no_name(self, text: str, tissue: str | None) -> _ValueResult:
+        """A value none of whose words is a word of a name, read where one of its words is
+        a name's word written otherwise: "colonocytes", "Monocytic", "Mono1" (a cluster's
+        number glued on); else unmatched."""
+        unmatched = _ValueResult("unmatched")
+        found = self._cyte_as_cell(text, text, tissue) if "cyte" in text else None
+        if found is None and _ADJECTIVE_OF_CELL.search(text):
+            found = self._adjective_as_noun(text, text, tissue)
+        if found is None and _DIGIT.search(text):
+            found = self._without_cluster_index(unmatched, text, text, tissue)
+        return found or unmatched
 
     def _last_readings(
         self, result: _ValueResult, main: str, shown: str, tissue: str | None, paren: bool

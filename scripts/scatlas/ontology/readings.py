@@ -63,6 +63,8 @@ _SUBTYPE_NUMBER = re.compile(
     r"region|area|cluster)\b)[a-z]{3,})\s+(\d{1,2})((?:\s+cells?)?)\s*$",
     re.IGNORECASE,
 )
+# the same number glued to a word of two letters or more: "Mono1", "DC3", "Pvalb2 cells"
+_GLUED_NUMBER = re.compile(r"^(.*[A-Za-z]{2})(\d{1,2})((?:\s+cells?)?)\s*$")
 _SLASHED = re.compile(r"([^\W\d_]+)/([^\W\d_]+)")  # "granulocyte/monocyte": two words
 
 
@@ -444,6 +446,7 @@ class ValueReadings:
         less = self._value_less(_CLUSTER_INDEX, main, tissue)
         if less is None and result.status == "unmatched":
             less = self._value_less(_SUBTYPE_NUMBER, main, tissue, with_group=3)
+            less = less or self._value_less(_GLUED_NUMBER, main, tissue, with_group=3)
         if less is None:
             return result
         found, alt = less
