@@ -92,6 +92,26 @@ def test_a_json_release_of_that_shape(tmp_path, suffix):
     assert hit.cl_id == "CL:0000738"  # the list's common ancestor
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_json_release_under_another_name_is_read_by_its_bytes(tmp_path, packed):
+    """A published release keeps its ontology as ``ontology.obo`` whatever it was built
+    from: a JSON release copied there is still read as one (zstd, gzip or plain)."""
+    path = tmp_path / "ontology.obo"
+    data = json.dumps(SMALL).encode()
+    path.write_bytes(gzip.compress(data) if packed else b"\n  " + data)
+    onto = load_ontology(path)
+    assert set(onto.term_ids()) == {"CL:0000000", "CL:0000738", "CL:0000084", "CL:0000236"}
+    real = tmp_path / "real" / "ontology.obo"
+    real.parent.mkdir()
+    real.write_bytes(ontology_file(CELLXGENE).read_bytes())  # zstd
+    assert len(load_ontology(real).term_ids()) == len(
+        load_ontology(ontology_file(CELLXGENE)).term_ids()
+    )
+    path.write_text("neither OBO nor JSON\n")
+    with pytest.raises(InputError, match="not an OBO file"):
+        load_ontology(path)
+
+
 def test_bad_json_releases_name_the_file(tmp_path):
     bad = tmp_path / "cl.json"
     bad.write_text("{not json")

@@ -14,6 +14,7 @@ from scatlas.annotate.reference import Reference
 from scatlas.errors import InputError
 from scatlas.evaluate.metrics import evaluate
 from scatlas.fileio import sha256_file
+from scatlas.ontology.releases import CELLXGENE, ontology_file
 from scatlas.release.format import ReleaseError, validate_version
 from scatlas.release.publish import list_versions, publish_release
 from scatlas.settings import EvaluateSettings, PublishSettings
@@ -45,6 +46,17 @@ def inputs(tmp_path_factory):
 def _publish(inputs, publish_dir, version, **kw):
     settings = PublishSettings(**{"gate": {"margin": None}, **kw})  # the gate: test_gate.py
     return publish_release(**inputs, publish_dir=publish_dir, version=version, settings=settings)
+
+
+def test_a_release_built_on_a_json_ontology_reads_it_back(inputs, tmp_path):
+    """``ontology.obo: cellxgene-ontology-guide``: the release keeps that JSON as its
+    ``ontology.obo``, and a query reads it back as the JSON it is."""
+    json_cl = ontology_file(CELLXGENE)
+    rel = _publish({**inputs, "ontology_obo": json_cl}, tmp_path / "pub", "2026.02")
+    assert sha256_file(rel / "ontology.obo") == sha256_file(json_cl)
+    onto = Reference.load(rel).ontology()
+    assert onto.label("CL:0000236") == "B cell" and len(onto.term_ids()) > 3000
+    assert "2022-12-15" in onto.supplemented_from  # completed as when it was built
 
 
 def test_publish_layout_manifest_and_load(inputs, tmp_path):

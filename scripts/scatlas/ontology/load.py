@@ -120,11 +120,30 @@ def _anatomy(term: pronto.Term) -> tuple[str, ...]:
 
 
 _JSON_SUFFIXES = (".json", ".json.zst", ".json.gz")
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_json_release(path: Path) -> bool:
+    """Whether a file holds a cellxgene-ontology-guide JSON: by its name, or, named
+    otherwise (a published release's ``ontology.obo`` copied from one), by its first bytes:
+    zstd data, or a JSON object plain or gzipped."""
+    if path.name.endswith(_JSON_SUFFIXES):
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+        if head.startswith(_GZIP_MAGIC):
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(64)
+    except (OSError, EOFError):
+        return False  # `_read_obo` names the file
+    return head.startswith(_ZSTD_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
 def _json_bytes(path: Path) -> bytes:
     data = path.read_bytes()
-    if path.name.endswith(".zst"):
+    if data.startswith(_ZSTD_MAGIC):
         try:
             import zstandard
         except ImportError as exc:
@@ -134,7 +153,7 @@ def _json_bytes(path: Path) -> bytes:
                 path=str(path),
             ) from exc
         return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
-    return gzip.decompress(data) if path.name.endswith(".gz") else data
+    return gzip.decompress(data) if data.startswith(_GZIP_MAGIC) else data
 
 
 def _as_ids(value: object) -> tuple[str, ...]:
@@ -191,7 +210,7 @@ def load_ontology(path: str | os.PathLike, supplement: bool = True) -> CellOntol
     path = Path(path)
     if not path.is_file():
         raise InputError("ontology file not found", path=str(path))
-    if path.name.endswith(_JSON_SUFFIXES):
+    if _is_json_release(path):
         return load_cellxgene_json(path, supplement)
     ont = _parse(_read_obo(path), path)
 
