@@ -99,8 +99,11 @@ def test_map_study_bad_inputs(tmp_path, obo):
     with pytest.raises(InputError, match="source_text"):
         map_study(no_text, obo, tmp_path / "ct.tsv")
     not_obo = tmp_path / "cl.obo"
-    not_obo.write_text('{"graphs": []}\n')
+    not_obo.write_text("neither OBO nor JSON\n")
     with pytest.raises(InputError, match="not an OBO file"):
+        map_study(h5, not_obo, tmp_path / "ct.tsv")
+    not_obo.write_text('{"graphs": []}\n')  # CL's own JSON: named for what it is
+    with pytest.raises(InputError, match="OBO Graphs JSON.*cl.obo"):
         map_study(h5, not_obo, tmp_path / "ct.tsv")
     assert not (tmp_path / "ct.tsv").exists()
 

@@ -177,6 +177,12 @@ def load_cellxgene_json(path: str | os.PathLike, supplement: bool = True) -> Cel
         raise InputError(f"not a readable ontology JSON: {exc}", path=str(path)) from exc
     if not isinstance(terms_json, dict):
         raise InputError("not a cellxgene-ontology-guide JSON (no term object)", path=str(path))
+    if "graphs" in terms_json:
+        raise InputError(
+            "an OBO Graphs JSON (such as CL's cl.json) is not read: give the release's OBO "
+            "(cl.obo, cl-basic.obo) or a cellxgene-ontology-guide JSON",
+            path=str(path),
+        )
     terms: dict[str, TermInfo] = {}
     is_a: dict[str, set[str]] = {}
     for cl_id, meta in terms_json.items():
