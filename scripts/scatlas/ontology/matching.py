@@ -576,9 +576,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         a name's word written otherwise: "colonocytes", "Monocytic", "Mono1" (a cluster's
         number glued on); else unmatched."""
         unmatched = _ValueResult("unmatched")
-        found = self._cyte_as_cell(text, text, tissue) if "cyte" in text else None
-        if found is None and _ADJECTIVE_OF_CELL.search(text):
-            found = self._adjective_as_noun(text, text, tissue)
+        found = self._written_otherwise(text, text, tissue)
         if found is None and _DIGIT.search(text):
             found = self._without_cluster_index(unmatched, text, text, tissue)
         return found or unmatched
@@ -594,15 +592,21 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             result = self._subtype_after_colon(main, shown, tissue) or result
         elif result.hit is not None and ":" in main:
             result = self._subtype_before_main(main, shown, tissue, result) or result
-        if result.status == "unmatched" and "cyte" in main:
-            result = self._cyte_as_cell(main, shown, tissue) or result
-        if result.status == "unmatched" and _ADJECTIVE_OF_CELL.search(main):
-            result = self._adjective_as_noun(main, shown, tissue) or result
+        if result.status == "unmatched":
+            result = self._written_otherwise(main, shown, tissue) or result
         listed = not paren and _LIST_HINT.search(main) is not None
         if listed and (result.hit is None or result.hit.scope != "mixture"):
             result = self._list_with_nouns(main, shown, tissue, result) or result
         numbered = "_" in main or (result.status == "unmatched" and _DIGIT.search(main))
         return self._without_cluster_index(result, main, shown, tissue) if numbered else result
+
+    def _written_otherwise(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
+        """A name's word written in another form: "-cyte" as "cell", "-cytic"/"-blastic" as
+        its noun (cheap tests first)."""
+        found = self._cyte_as_cell(main, shown, tissue) if "cyte" in main else None
+        if found is None and _ADJECTIVE_OF_CELL.search(main):
+            found = self._adjective_as_noun(main, shown, tissue)
+        return found
 
     def _cyte_as_cell(self, main: str, shown: str, tissue: str | None) -> _ValueResult | None:
         """A "-cyte" word no name holds read as its stem's cell, when names hold the stem

@@ -43,11 +43,9 @@ _NOT_A_LIST_WORD = re.compile(
     r"\b(?:" + "|".join(sorted(_NOT_A_LIST_OF_TYPES)) + r")\b", re.IGNORECASE
 )
 _MAX_LIST_WORDS = 12  # a longer value with list marks is a description, not a list of labels
-_TYPE_SUFFIX = re.compile(r"\s+((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s*$", re.IGNORECASE)
-# the same before the label ("type 1 myenteric plexus glia")
-_TYPE_PREFIX = re.compile(
-    r"^\s*((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))\s+(?=\S)", re.IGNORECASE
-)
+_TYPE_NUMBER = r"((?:type|segment)\s+(?:\d{1,2}|[a-z]|i{1,3}|iv))"  # "type 2", "segment iii"
+_TYPE_SUFFIX = re.compile(rf"\s+{_TYPE_NUMBER}\s*$", re.IGNORECASE)
+_TYPE_PREFIX = re.compile(rf"^\s*{_TYPE_NUMBER}\s+(?=\S)", re.IGNORECASE)  # written first
 _TYPE_LETTERS = re.compile(r"[A-Z]{1,3}")  # "B", "T", "NK" leading a label: its type
 # words after a type's letters that name a lineage, a stage or a likeness, not a state
 _NOT_STATES = frozenset({"lymphoid", "myeloid", "lineage", "progenitor", "precursor", "like"})
@@ -123,7 +121,8 @@ class ValueReadings:
         key = " ".join(words)
         if not words or words[-1] == "cell" or key in self._tissue_phrases:
             return None  # a description; or a tissue
-        if not self._reads_without_noun(words, raw, bool(suffix)) and not self._led_by_type(head):
+        led = self._led_by_type(head)  # "B intermediate": the B cell's letters first
+        if not self._reads_without_noun(words, raw, bool(suffix)) and led is None:
             return None
         if any(e.tissue for e in (self._index.get(key) or {}).values()):
             return None  # a word with a tissue-specific sense ("beta"): not without it
@@ -142,7 +141,7 @@ class ValueReadings:
             alt = self._phrase_value(named, shown, tissue)
             notes = (f'"{suffix}" names no kind CL has',)
             suffix = ""
-        lead = self._type_first(head, noun, alt, shown, tissue)
+        lead = self._type_first(led, head, noun, alt, shown, tissue) if led else None
         if lead is not None:  # "B intermediate": a B cell, as "intermediate B cells" is
             alt, words, noun = lead
         if alt.status == "unmatched" or alt.hit is None:
@@ -158,15 +157,12 @@ class ValueReadings:
         return replace(alt, hit=replace(alt.hit, notes=notes))
 
     def _type_first(
-        self, head: str, noun: str, alt: _ValueResult, shown: str, tissue: str | None
+        self, cl_id: str, head: str, noun: str, alt: _ValueResult, shown: str, tissue: str | None
     ) -> tuple[_ValueResult, list[str], str] | None:
-        """A label led by a type's letters ("B", "T", "NK": "<letters> cell" is a name)
-        and qualifiers after them ("B intermediate", "B exhausted") read with the noun
-        after the letters, where with the noun last it named no kind of that type: the
-        reading, its words before the noun, and the noun with the words after it."""
-        cl_id = self._led_by_type(head)
-        if cl_id is None:
-            return None
+        """A label led by the letters of type ``cl_id`` (`_led_by_type`) and qualifiers
+        after them ("B intermediate", "B exhausted") read with the noun after the letters,
+        where with the noun last (``alt``) it named no kind of that type: the reading, its
+        words before the noun, and the noun with the words after it."""
         first, _, rest = head.strip().partition(" ")
         if alt.hit is not None and (
             alt.hit.cl_id == cl_id or self.ontology.is_ancestor(cl_id, alt.hit.cl_id)
