@@ -908,6 +908,36 @@ def test_a_variant_of_a_tissue_fits_the_tissues_it_lies_within(matcher):
     assert not matcher._fits("CL:1000495", "colon")  # small intestine goblet cell
 
 
+@pytest.mark.parametrize(
+    "text, not_answer",
+    [
+        # "columnar cell" is a BROAD synonym of the large intestine's enterocyte
+        ("columnar cells of the lung", "CL:0002071"),
+        # "lipocyte" a RELATED one of the hepatic stellate cell
+        ("lipocyte of adipose tissue", "CL:0000632"),
+        # "mature luminal cell" a BROAD one of the mammary gland's luminal cell
+        ("mature luminal cells of the prostate", "CL:0002326"),
+    ],
+)
+def test_the_texts_own_place_wins_over_a_weak_synonym(matcher, text, not_answer):
+    res = label(matcher, text)
+    assert res.match is None or res.match.cl_id != not_answer, res
+
+
+def test_a_weak_synonym_in_its_own_place_and_a_named_term_stay(matcher):
+    assert label(matcher, "lipocytes of the liver").match.cl_id == "CL:0000632"
+    # a name is the author's choice, whatever place follows
+    assert label(matcher, "Kupffer cells of the spleen").match.cl_id == "CL:0000091"
+
+
+def test_a_tissue_before_derived_is_an_origin_not_a_place(matcher):
+    assert matcher.term_tissues("CL:0000895") == frozenset()  # naive thymus-derived CD4 T
+    assert label(matcher, "naive CD4+ T cells from the spleen").match.cl_id == "CL:0000895"
+    # in the blood, the naive T cells stay a list member: the list's common ancestor
+    res = label(matcher, "central memory T cells and naive CD8+ T cells", tissue="blood")
+    assert res.match.cl_id == "CL:0002419", res  # mature T cell
+
+
 def test_the_variants_of_a_tissue_within_another(onto, matcher):
     """Each term named "<tissue> <name>" or "<name> of <tissue>" for a tissue that holds
     others (the intestine, the large intestine) is found from <name> in each tissue within

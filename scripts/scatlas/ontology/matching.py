@@ -28,7 +28,10 @@ Per field value (see `fields`), after `normalise` has made the words comparable:
    "unknown X" counts as X; a member naming no type leaves the list none); otherwise it is
    ambiguous.
 5. Anatomy: "<anatomy> <cell type>" ("bladder epithelial cell", "fibroblasts of the lung")
-   becomes CL's term for that type in that anatomy when CL has a clear one (`_compose`).
+   becomes CL's term for that type in that anatomy when CL has a clear one (`_compose`);
+   a NARROW/BROAD/RELATED reading whose term CL places in another anatomy than the one
+   the value names is dropped ("columnar cells of the lung": not the large intestine's
+   enterocyte, whose BROAD synonym that is; `_place_filter`).
    Otherwise words beside the phrase that name a kind of its term select that kind, when
    one most general kind's name holds them and nothing unsaid ("central memory CD8 T
    cells", "CD4 TCM"; `_narrowed`).
@@ -889,6 +892,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             self._spans(words, hard, coord_before, tissue), words, coord_before, tissue
         )
         spans, note = self._context_filter(spans, words, hard)
+        spans = self._place_filter(spans, words, hard, coord_before)
         note = "; ".join(n for n in (read, note) if n)
         if not spans:
             implied = self._implied_value(words, shown, tissue, note)

@@ -12,6 +12,7 @@ from scatlas.ontology.evidence import (
     _KIND,
     _POSITION,
     _STOP,
+    _STRONG,
     MAX_TEXT_CHARS,
     _Hit,
     _remember,
@@ -56,7 +57,10 @@ class TissueContext:
         hit = self._term_tissues.get(cl_id)
         if hit is None:
             info = self.ontology.info(cl_id)
-            found = self._tissues_in(normalise_text(info.name).split())
+            words = normalise_text(info.name).split()
+            # a tissue before "derived" is an origin, not a place ("naive thymus-derived
+            # CD4-positive, alpha-beta T cell" circulates)
+            found = {t for _, b, t in self._anatomy_spans(words) if words[b : b + 1] != ["derived"]}
             by_uberon = {t.uberon: t.name for t in self.tissues.values() if t.uberon}
             found.update(by_uberon[u] for u in info.anatomy if u in by_uberon)
             hit = frozenset(found)
@@ -232,22 +236,10 @@ class TissueContext:
         (that is the opt-in ``specialise_by_tissue``)."""
         if self.term_tissues(hit.cl_id):
             return hit
-        named: set[str] = set()
-        phrase = ""
-        for a, b, name in self._anatomy_spans(words):
-            if any(o.start < b and a < o.end for o in spans):
-                continue  # part of a matched phrase
-            before = b <= span.start and not any(
-                hard[k] or coord[k] for k in range(b, span.start + 1)
-            )
-            gap = words[span.end : a]
-            after = a >= span.end and gap[:1] and gap[0] in _POSITION and gap[1:] in ([], ["the"])
-            if before or after:
-                named.add(name)
-                phrase = " ".join(words[a:b])
+        named = self._places_of(span, spans, words, hard, coord)
         if len(named) != 1:
             return hit
-        tissue = named.pop()
+        tissue, phrase = named.popitem()
         special = self._intersection(hit.cl_id, tissue, phrase)
         if special is None:
             return hit
@@ -261,6 +253,55 @@ class TissueContext:
                 f'with anatomy "{phrase}": {self.ontology.label(hit.cl_id)} of {tissue}',
             ),
         )
+
+    def _places_of(
+        self,
+        span: _Span,
+        spans: list[_Span],
+        words: list[str],
+        hard: list[bool],
+        coord: list[bool],
+    ) -> dict[str, str]:
+        """Tissue -> phrase of the anatomy the value names for ``span``: before it within
+        the same list item, or after it as "of/from/in [the] <anatomy>" (not inside a
+        matched phrase)."""
+        named: dict[str, str] = {}
+        for a, b, name in self._anatomy_spans(words):
+            if any(o.start < b and a < o.end for o in spans):
+                continue  # part of a matched phrase
+            before = b <= span.start and not any(
+                hard[k] or coord[k] for k in range(b, span.start + 1)
+            )
+            gap = words[span.end : a]
+            after = a >= span.end and gap[:1] and gap[0] in _POSITION and gap[1:] in ([], ["the"])
+            if before or after:
+                named[name] = " ".join(words[a:b])
+        return named
+
+    def _place_filter(
+        self, spans: list[_Span], words: list[str], hard: list[bool], coord: list[bool]
+    ) -> list[_Span]:
+        """The text's own place wins over a weak synonym's: a span's NARROW, BROAD or
+        RELATED readings whose terms CL places in another tissue than the one the value
+        names for it are dropped ("columnar cell of tracheobronchial tree": "columnar
+        cell" is a BROAD synonym of the large intestine's enterocyte); a span left with no
+        reading is dropped. Names, EXACT synonyms and abbreviations stay: the author
+        named that term."""
+        for span in spans:
+            if all(e.scope in _STRONG for e in span.entries):
+                continue
+            named = self._places_of(span, spans, words, hard, coord)
+            if len(named) != 1:
+                continue
+            place = next(iter(named))
+            span.entries = [
+                e
+                for e in span.entries
+                if e.scope in _STRONG
+                or not self.term_tissues(e.cl_id)
+                or self._fits(e.cl_id, place)
+            ]
+        return [s for s in spans if s.entries]
 
     def _intersection(self, cl_id: str, tissue: str, phrase: str) -> str | None:
         """CL's term for ``cl_id`` in ``tissue``: the one most general descendant placed in
