@@ -924,6 +924,27 @@ def test_the_texts_own_place_wins_over_a_weak_synonym(matcher, text, not_answer)
     assert res.match is None or res.match.cl_id != not_answer, res
 
 
+def test_a_word_in_no_name_with_the_others_is_left_aside(matcher):
+    # "midget" lies in no name with "OFF ... ganglion cell": CL's OFF retinal ganglion cell
+    m = label(matcher, "OFF midget ganglion cell").match
+    assert m.cl_id == "CL:4023033" and "'midget' left aside" in m.evidence
+    assert label(matcher, "ON parasol ganglion cell").match.cl_id == "CL:4023032"
+
+
+@pytest.mark.parametrize(
+    "text, not_answer",
+    [
+        ("ureteric bud cell", "CL:0000209"),  # one word left is too little: no taste bud
+        ("CD19+ support cell", "CL:0001201"),  # "support cell" is a class: never left aside
+        ("Early lymphoid/T lymphoid", "CL:0000084"),  # a stage is never left aside
+        ("pre-venule capillary cell", "CL:0009049"),  # nor the word before "cell"
+    ],
+)
+def test_words_that_say_what_the_cell_is_are_never_left_aside(matcher, text, not_answer):
+    res = label(matcher, text)
+    assert res.match is None or res.match.cl_id != not_answer, res
+
+
 def test_a_weak_synonym_in_its_own_place_and_a_named_term_stay(matcher):
     assert label(matcher, "lipocytes of the liver").match.cl_id == "CL:0000632"
     # a name is the author's choice, whatever place follows

@@ -898,6 +898,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             implied = self._implied_value(words, shown, tissue, note)
             named = implied or self._name_words_value(words, shown, note, tissue)
             named = named or self._name_words_head(words, shown, note, tissue)
+            named = named or self._name_words_skipping(words, shown, note, tissue)
             return named or _ValueResult("unmatched", note=note)
         before = [(s, s.entries) for s in spans]
         if any(e.scope in _STRONG for s in spans for e in s.entries):

@@ -2,11 +2,13 @@
 lie inside names of one branch ("Distal tubule cells" inside "epithelial cell of distal
 tubule" and its subtypes; "Loop of Henle cells"): the term of that branch whose name holds
 them, when one such term is an ancestor of all the others (tried only when nothing else
-matched). And words beside a matched phrase that name a kind of its term ("central
+matched), if need be with one or two words left aside that lie in no name with the others
+("OFF midget ganglion cell": OFF retinal ganglion cell). And words beside a matched phrase that name a kind of its term ("central
 memory" CD8 T cells): that kind, when one is the most general that names them."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 from scatlas.ontology.evidence import (
@@ -32,12 +34,15 @@ _MARKER_KINDS_BELOW = 60  # a term with more kinds is a class markers alone do n
 _NEURONS = frozenset({"neuron", "interneuron"})
 _HEADS = frozenset({"cell", *_NEURONS})
 _STAGES = frozenset({"progenitor", "precursor", "stem"})  # a name-words answer must say them
+# words of a cell's stage, never left aside: "early" or "pre-" cells may not be the type yet
+_STAGE_WORDS = _STAGES | {"pre", "early", "late", "immature", "mature", "terminal", "nascent"}
 # words CL's names hold that authors leave unsaid: T-cell naming (`_IMPLIED`) and the
 # level of a marker named bare ("CD4 T cells": CD4-positive)
 _UNSAID = frozenset({w for group in _IMPLIED for w in group} | {"positive"})
 # the class a structure's own cells belong to: "connecting tubule" cells are its epithelial
 # cells, which CL names "kidney connecting tubule epithelial cell"
 _GENERIC = frozenset({"epithelial"})
+_MAX_SKIPPED = 2  # words of a label a reading by name words may leave aside
 _MAX_ADDED = 0  # words a narrowed term's name may hold that the text does not
 # words in a value that stop narrowing: what they say of a kind is not its name
 _NOT_NARROWING = _NEG_BEFORE | {"like", "other", "unknown", "mixed"}
@@ -268,6 +273,52 @@ class NameWords:
                     found, hit=replace(found.hit, confidence=conf, notes=(*found.hit.notes, why))
                 )
         return None
+
+    def _name_words_skipping(
+        self, words: list[str], shown: str, note: str = "", tissue: str | None = None
+    ) -> _ValueResult | None:
+        """The label read by `_name_words_value` with one or two of its words left aside,
+        anywhere, when each lies in no name with the others ("umbrella cell of
+        urothelium": urothelial cell; "smooth muscle circular layer cell": smooth muscle
+        cell): the fewest words, with a lower confidence; None when leaving aside
+        different words finds different terms. A word that names a type, a stage or a
+        marker is never left aside: it says what the cell is."""
+        if len(words) < 3 or words[-1] != "cell" or not _NOT_NARROWING.isdisjoint(words):
+            return None
+        content = [w for w in dict.fromkeys(words) if w not in _STOP and w != "cell"]
+        if len(content) > _MAX_WORDS + _MAX_SKIPPED:
+            return None
+        head = words[-2]  # the word before "cell" says what kind of cell: never left aside
+        spare = [w for w in content if w != head and self._unsaid_word(w, content)]
+        for k in range(1, _MAX_SKIPPED + 1):
+            found: dict[str, tuple[_ValueResult, tuple[str, ...]]] = {}
+            for skipped in itertools.combinations(spare, k):
+                kept = [w for w in content if w not in skipped]
+                if len(kept) < 2 or all(is_marker(w) or w in _LEVELS for w in kept):
+                    continue  # too little left to name a type ("ureteric bud": a bud)
+                rest = [w for w in words if w not in skipped]
+                named = self._name_words_value(rest, shown, note, tissue)
+                if named is not None and named.hit is not None:
+                    found.setdefault(named.hit.cl_id, (named, skipped))
+            if len(found) > 1:
+                return None
+            if found:
+                named, skipped = next(iter(found.values()))
+                why = f"{', '.join(map(repr, skipped))} left aside: in no name with the rest"
+                hit = named.hit
+                conf = round(hit.confidence * _NARROWED**k, 4)
+                return replace(named, hit=replace(hit, confidence=conf, notes=(*hit.notes, why)))
+        return None
+
+    def _unsaid_word(self, word: str, content: list[str]) -> bool:
+        """Whether a label's word may be left aside: not a marker, a stage or a word that
+        names a type, and in no name with the label's other words."""
+        if is_marker(word) or word in _STAGE_WORDS or word in self._type_words or len(word) < 3:
+            return False
+        if f"{word} cell" in self._general_names():
+            return False  # a class, however general: "native cell", "support cell"
+        others = [w for w in content if w != word]
+        return bool(others) and not self._terms_holding([*others, word])
 
     def _other_compound(self, words: list[str], k: int) -> bool:
         """Whether the names holding the one content word of the head ``words[k:]`` all
