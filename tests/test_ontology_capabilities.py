@@ -924,6 +924,22 @@ def test_the_texts_own_place_wins_over_a_weak_synonym(matcher, text, not_answer)
     assert res.match is None or res.match.cl_id != not_answer, res
 
 
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        # the megakaryocyte develops from its progenitor: early ones may be either
+        ("Early MK", "CL:0000763"),  # myeloid cell
+        ("early megakaryocytes", "CL:0000763"),
+        ("early spermatids", "CL:0000018"),  # CL says nothing it develops from: as named
+        ("Early erythroid", "CL:0000764"),  # a lineage spans its early cells already
+        ("early erythroblasts", "CL:0000549"),  # a name holding "early" (EXACT synonym)
+        ("Early, B cells", "CL:0000236"),  # not said of the type
+    ],
+)
+def test_early_cells_of_a_type_that_develops_from_another(matcher, text, answer):
+    assert label(matcher, text).match.cl_id == answer
+
+
 def test_a_word_in_no_name_with_the_others_is_left_aside(matcher):
     # "midget" lies in no name with "OFF ... ganglion cell": CL's OFF retinal ganglion cell
     m = label(matcher, "OFF midget ganglion cell").match

@@ -146,6 +146,9 @@ _NEGATED_SLASH = re.compile(r"\b(non|not)[-\s]+([\w+]+(?:/[\w+]+)+)", re.IGNOREC
 
 # a term with this many subtypes is general: a qualifier it does not explain leaves it
 _GENERAL_DESCENDANTS = 20
+# words of a name that already spans a type's early cells: "early" adds nothing to them
+_LINE_WORDS = frozenset({"lineage", "progenitor", "precursor", "stem", "early"})
+_DEVELOPS = ("develops_from",)
 # words a hyphen never joins to their neighbour
 _NOT_JOINED = _LINEAGE | _NEG_BEFORE | _LEVELS | {"like"}
 # words used for one another in cell-type names
@@ -951,23 +954,7 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             if settled is not None:
                 return _ValueResult("mapped", composed(settled))
         if len(specific) == 1:
-            hit = composed(phrase.hit(specific[0]))
-            qualifier = self._unexplained_qualifier(hit, phrase)
-            kind = self._kind_named_by(qualifier, hit) if qualifier else None
-            if kind is not None:  # "Kupffer macrophages": CL's Kupffer cell
-                return _ValueResult("mapped", kind, [hit, *self._others(phrase)])
-            if qualifier:
-                named = self._name_words_value(phrase.words, phrase.shown, phrase.note, tissue)
-                if named is not None:  # "Papillary Tip Epithelial": CL's papillary tips cell
-                    return replace(named, candidates=[hit, *self._others(phrase)])
-                note = (
-                    f'"{qualifier}" qualifies the general term {self.ontology.label(hit.cl_id)}'
-                    " in a way CL does not name"
-                )
-                return _ValueResult("unmatched", None, [hit, *self._others(phrase)], note)
-            if hit.cl_id == specific[0]:  # not composed with an anatomy
-                hit = self._narrowed(hit, by_term[hit.cl_id][1], phrase.words, phrase.breaks)
-            return _ValueResult("mapped", hit, self._others(phrase))
+            return self._decide_one(phrase, specific[0], composed(phrase.hit(specific[0])), tissue)
         head = _noun_phrase_head(phrase, specific)
         if head is not None:  # "stem cell memory CD4-positive T cell": a T cell
             return _ValueResult("mapped", composed(phrase.hit(head, ("the phrase's head",))))
@@ -982,6 +969,32 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
             )
             return _ValueResult("mapped", self._narrowed_list(hit, specific, phrase), hits)
         return _ValueResult("ambiguous", None, hits, phrase.note)
+
+    def _decide_one(
+        self, phrase: _Phrase, term: str, hit: _Hit, tissue: str | None
+    ) -> _ValueResult:
+        """The one most specific term's hit (composed with its anatomy), read with the
+        words before it: a type word naming a kind CL files elsewhere, words naming a kind
+        of it (`_narrowed`), "early"."""
+        qualifier = self._unexplained_qualifier(hit, phrase)
+        kind = self._kind_named_by(qualifier, hit) if qualifier else None
+        if kind is not None:  # "Kupffer macrophages": CL's Kupffer cell
+            return _ValueResult("mapped", kind, [hit, *self._others(phrase)])
+        if qualifier:
+            named = self._name_words_value(phrase.words, phrase.shown, phrase.note, tissue)
+            if named is not None:  # "Papillary Tip Epithelial": CL's papillary tips cell
+                return replace(named, candidates=[hit, *self._others(phrase)])
+            note = (
+                f'"{qualifier}" qualifies the general term {self.ontology.label(hit.cl_id)}'
+                " in a way CL does not name"
+            )
+            return _ValueResult("unmatched", None, [hit, *self._others(phrase)], note)
+        if hit.cl_id == term:  # not composed with an anatomy
+            hit = self._narrowed(hit, phrase.by_term[term][1], phrase.words, phrase.breaks)
+        early = self._early_stage(hit, phrase)
+        if early is not hit:  # "Early MK": over the megakaryocyte and its progenitor
+            return _ValueResult("mapped", early, [hit, *self._others(phrase)])
+        return _ValueResult("mapped", hit, self._others(phrase))
 
     def _settle(
         self, phrase: _Phrase, terms: list[str], tissue: str | None
@@ -1052,6 +1065,31 @@ class TermMatcher(PhraseWindows, TissueContext, Mixtures, NameWords, ValueReadin
         if not names_type or word in self._tissue_phrases:
             return ""
         return word if len(self.ontology.descendants(hit.cl_id)) >= _GENERAL_DESCENDANTS else ""
+
+    def _early_stage(self, hit: _Hit, phrase: _Phrase) -> _Hit:
+        """ "early X" where the phrase matched names X without "early": early cells of a
+        type may not be that type yet ("Early MK" are megakaryocyte progenitors, which CL
+        does not file under megakaryocyte). Where CL says what X develops from, the hit
+        becomes the one lowest informative term over X and those ("Early MK": myeloid
+        cell). X stays otherwise ("early spermatid" is a spermatid; CL says nothing of
+        what a B cell develops from, so "Early B cells" stay B cells), and when its name
+        spans its line already ("erythroid lineage cell") or names a stage."""
+        span = phrase.by_term[hit.cl_id][1] if hit.cl_id in phrase.by_term else None
+        if span is None or span.start == 0 or phrase.words[span.start - 1] != "early":
+            return hit
+        if phrase.hard[span.start] or phrase.coord[span.start]:
+            return hit  # "early, B cells": the word is not said of the type
+        onto = self.ontology
+        if _LINE_WORDS.intersection(normalise_text(onto.label(hit.cl_id)).split()):
+            return hit
+        sources = onto.parents(hit.cl_id, _DEVELOPS) if _DEVELOPS[0] in onto.relations else ()
+        over = onto.lowest_common_ancestors([hit.cl_id, *sources], _KIND) if sources else ()
+        over = {t for t in over if onto.is_informative(t)}
+        if len(over) != 1:
+            return hit
+        top = over.pop()
+        note = f'"early" {onto.label(hit.cl_id)}: may precede it, so {onto.label(top)}'
+        return replace(hit, cl_id=top, notes=(*hit.notes, note))
 
     def _kind_named_by(self, qualifier: str, hit: _Hit) -> _Hit | None:
         """The one kind of the hit's term named "<qualifier> cell" (a name or EXACT
