@@ -3,8 +3,9 @@ lie inside names of one branch ("Distal tubule cells" inside "epithelial cell of
 tubule" and its subtypes; "Loop of Henle cells"): the term of that branch whose name holds
 them, when one such term is an ancestor of all the others (tried only when nothing else
 matched), if need be with one or two words left aside that lie in no name with the others
-("OFF midget ganglion cell": OFF retinal ganglion cell). And words beside a matched phrase that name a kind of its term ("central
-memory" CD8 T cells): that kind, when one is the most general that names them."""
+("OFF midget ganglion cell": OFF retinal ganglion cell). And words beside a matched phrase
+that name a kind of its term ("central memory" CD8 T cells): that kind, when one is the
+most general that names them."""
 
 from __future__ import annotations
 
@@ -278,18 +279,18 @@ class NameWords:
         self, words: list[str], shown: str, note: str = "", tissue: str | None = None
     ) -> _ValueResult | None:
         """The label read by `_name_words_value` with one or two of its words left aside,
-        anywhere, when each lies in no name with the others ("umbrella cell of
-        urothelium": urothelial cell; "smooth muscle circular layer cell": smooth muscle
-        cell): the fewest words, with a lower confidence; None when leaving aside
-        different words finds different terms. A word that names a type, a stage or a
-        marker is never left aside: it says what the cell is."""
+        each in no name with the others ("OFF midget ganglion cell": OFF retinal ganglion
+        cell, "midget" left aside): the fewest words, with a lower confidence; None when
+        leaving aside different words finds different terms. The word before "cell" and
+        a word naming a type, a class, a stage or a marker are never left aside: they say
+        what the cell is ("ureteric bud cell" is no taste bud cell); two words must stay."""
         if len(words) < 3 or words[-1] != "cell" or not _NOT_NARROWING.isdisjoint(words):
             return None
         content = [w for w in dict.fromkeys(words) if w not in _STOP and w != "cell"]
         if len(content) > _MAX_WORDS + _MAX_SKIPPED:
             return None
         head = words[-2]  # the word before "cell" says what kind of cell: never left aside
-        spare = [w for w in content if w != head and self._unsaid_word(w, content)]
+        spare = [w for w in content if w != head and self._may_leave_aside(w, content)]
         for k in range(1, _MAX_SKIPPED + 1):
             found: dict[str, tuple[_ValueResult, tuple[str, ...]]] = {}
             for skipped in itertools.combinations(spare, k):
@@ -310,7 +311,7 @@ class NameWords:
                 return replace(named, hit=replace(hit, confidence=conf, notes=(*hit.notes, why)))
         return None
 
-    def _unsaid_word(self, word: str, content: list[str]) -> bool:
+    def _may_leave_aside(self, word: str, content: list[str]) -> bool:
         """Whether a label's word may be left aside: not a marker, a stage or a word that
         names a type, and in no name with the label's other words."""
         if is_marker(word) or word in _STAGE_WORDS or word in self._type_words or len(word) < 3:

@@ -283,10 +283,10 @@ class TissueContext:
     ) -> list[_Span]:
         """The text's own place wins over a weak synonym's: a span's NARROW, BROAD or
         RELATED readings whose terms CL places in another tissue than the one the value
-        names for it are dropped ("columnar cell of tracheobronchial tree": "columnar
-        cell" is a BROAD synonym of the large intestine's enterocyte); a span left with no
-        reading is dropped. Names, EXACT synonyms and abbreviations stay: the author
-        named that term."""
+        names for it are dropped ("columnar cells of the lung": "columnar cell" is a BROAD
+        synonym of the large intestine's enterocyte); a span left with no reading is
+        dropped. Names, EXACT synonyms and abbreviations stay: the author named that term
+        ("Kupffer cells of the spleen")."""
         for span in spans:
             if all(e.scope in _STRONG for e in span.entries):
                 continue
