@@ -19,6 +19,7 @@ The newer release's names, EXACT synonyms and ``is_a`` graph are kept as they ar
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from scatlas.ontology.graph import CellOntology, TermInfo
 from scatlas.ontology.text import normalise_text
@@ -67,14 +68,9 @@ def supplemented(newer: CellOntology, base: CellOntology) -> CellOntology:
             if scope != "EXACT" and not used.get(normalise_text(text))
         )
         added += len(extra)
-        terms[cl_id] = TermInfo(
-            id=info.id,
-            name=info.name,
+        terms[cl_id] = replace(  # every other field stays the newer release's
+            info,
             synonyms=tuple(sorted({*info.synonyms, *extra})),
-            obsolete=info.obsolete,
-            replaced_by=info.replaced_by,
-            alternate_ids=info.alternate_ids,
-            consider=info.consider,
             subsets=tuple(sorted({*info.subsets, *old.subsets})),
             anatomy=info.anatomy or old.anatomy,
         )
